@@ -1,0 +1,44 @@
+# One entry point per job. Variables can be overridden: make etl MOVIELENS_DIR=../shared/data/ml-100k
+PYTHON        ?= python3
+VENV          ?= .venv
+BIN           := $(VENV)/bin
+MOVIELENS_DIR ?= data/ml-1m
+WAREHOUSE     ?= warehouse.duckdb
+SPLIT         ?= random
+TRAIN_ARGS    ?=
+
+.PHONY: all install etl train run test test-fast bench-etl bench-train gpu-check clean
+
+# The main job, end to end: install, data (downloaded if missing), ETL, training, predictions.
+all run: etl train
+
+$(BIN)/python: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	@touch $@
+
+install: $(BIN)/python
+
+etl: install
+	$(BIN)/etl build --input $(MOVIELENS_DIR) --warehouse $(WAREHOUSE)
+
+train: install
+	$(BIN)/trainer run --warehouse $(WAREHOUSE) --split $(SPLIT) $(TRAIN_ARGS)
+
+# Every test, the slow end-to-end ones on ../shared/data included (they skip when it is absent).
+test: install
+	$(BIN)/python -m pytest
+
+# Unit tests only: seconds.
+test-fast: install
+	$(BIN)/python -m pytest -m 'not slow'
+
+bench-etl: install
+	$(BIN)/python bench/etl_bench.py --input $(MOVIELENS_DIR)
+
+bench-train: install
+	$(BIN)/python bench/train_bench.py
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache

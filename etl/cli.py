@@ -1,0 +1,112 @@
+"""`etl`: the command line. It parses and checks options, then calls etl.build and etl.download."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from etl.build import EtlOptions, build_warehouse
+from etl.download import KNOWN_DATASETS, ensure_dataset
+from etl.errors import EtlError
+
+app = typer.Typer(
+    help="Load MovieLens files into the DuckDB warehouse: validate, split, and build the rating matrices.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"etl {version('movielens-ae')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Load MovieLens files into the DuckDB warehouse: validate, split, and build the rating matrices."""
+
+
+def _fraction(value: float) -> float:
+    if not 0.0 < value < 1.0:
+        raise typer.BadParameter("must be between 0 and 1 (exclusive).")
+    return value
+
+
+@app.command()
+def build(
+    input_dir: Annotated[
+        Path,
+        typer.Option(
+            "--input",
+            envvar="MOVIELENS_DIR",
+            help=(
+                "The folder holding the MovieLens files (any layout: ml-100k, ml-1m, ml-10m, ml-latest, "
+                f"ml-20m/25m/32m). If it does not exist and is named after an official data set "
+                f"({', '.join(KNOWN_DATASETS)}), the official zip is downloaded, checked and unpacked there."
+            ),
+        ),
+    ] = Path("data/ml-1m"),
+    warehouse: Annotated[
+        Path,
+        typer.Option(envvar="WAREHOUSE", help="The DuckDB file to create or replace."),
+    ] = Path("warehouse.duckdb"),
+    max_bad_rows: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help=(
+                "How many bad input rows may be set aside (in the table rejected_rows) while the rest "
+                "loads. The default, 0, stops at the first bad row and leaves the warehouse untouched."
+            ),
+        ),
+    ] = 0,
+    seed: Annotated[int, typer.Option(help="The seed of the random split and of every validation slice.")] = 42,
+    test_fraction: Annotated[
+        float,
+        typer.Option(callback=_fraction, help="The share of ratings held out for testing by the random and temporal splits."),
+    ] = 0.1,
+    validation_fraction: Annotated[
+        float,
+        typer.Option(
+            callback=_fraction, help="The share of each split's training ratings set aside for model selection."
+        ),
+    ] = 0.05,
+    lock_wait: Annotated[
+        float,
+        typer.Option(min=0, help="Seconds to wait for another process to release the warehouse before giving up."),
+    ] = 30.0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
+) -> None:
+    """Build the warehouse from a folder of MovieLens files (downloading an official data set if missing)."""
+
+    def log(message: str) -> None:
+        if not quiet:
+            typer.echo(message, err=True)
+
+    options = EtlOptions(
+        max_bad_rows=max_bad_rows,
+        split_seed=seed,
+        test_fraction=test_fraction,
+        validation_fraction=validation_fraction,
+        lock_wait_seconds=lock_wait,
+    )
+    try:
+        folder = ensure_dataset(input_dir)
+        report = build_warehouse(folder, warehouse, options, log=log)
+    except EtlError as error:
+        typer.echo(f"etl: error: {error}", err=True)
+        raise typer.Exit(1) from error
+    counts = report.row_counts
+    log(
+        f"{report.warehouse}: {counts['ratings']:,} ratings, {counts['users']:,} users, "
+        f"{counts['movies']:,} movies, {report.rejected:,} rejected rows, in {report.seconds:.2f} s"
+    )

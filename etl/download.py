@@ -1,0 +1,174 @@
+"""Fetch a MovieLens data set from files.grouplens.org when its folder is missing.
+
+The zip is checked against its published MD5 before anything is unpacked, and it
+is unpacked beside the target first so a failure never leaves a half-made folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import re
+import shutil
+import stat
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+from etl.errors import EtlError
+
+BASE_URL = "https://files.grouplens.org/datasets/movielens"
+
+KNOWN_DATASETS: tuple[str, ...] = (
+    "ml-100k",
+    "ml-1m",
+    "ml-10m",
+    "ml-20m",
+    "ml-25m",
+    "ml-32m",
+    "ml-latest-small",
+    "ml-latest",
+)
+
+# Zips whose top-level folder is not named after the zip.
+_FOLDER_IN_ZIP = {"ml-10m": "ml-10M100K"}
+
+_MD5_TOKEN = re.compile(r"\b[0-9a-fA-F]{32}\b")
+_CHUNK = 1 << 20
+_HINT = "make etl MOVIELENS_DIR=/path/to/ml-1m"
+
+# What a failed or dropped connection raises; local disk errors (plain OSError) are
+# deliberately not here so they are not misreported as the network being down.
+_NETWORK_ERRORS = (urllib.error.URLError, http.client.HTTPException, TimeoutError, ConnectionError)
+
+
+def ensure_dataset(folder: Path, *, base_url: str | None = None, timeout: float = 30.0) -> Path:
+    """Return ``folder``, first downloading and unpacking it if it does not exist.
+
+    The data set is named by ``folder.name`` (e.g. ``ml-1m``). ``base_url`` defaults to
+    ``$MOVIELENS_BASE_URL`` or :data:`BASE_URL`; ``timeout`` is per socket operation.
+    """
+    if folder.is_dir():
+        return folder
+    if folder.exists():
+        raise EtlError(f"MovieLens path {folder} exists but is not a folder.")
+    name = folder.name
+    if name not in KNOWN_DATASETS:
+        raise EtlError(
+            f"MovieLens folder {folder} does not exist, and {name!r} is not a data set that can be "
+            f"downloaded (known: {', '.join(KNOWN_DATASETS)}). "
+            f"Set MOVIELENS_DIR to a folder holding MovieLens files, e.g. {_HINT}."
+        )
+    base = (base_url or os.environ.get("MOVIELENS_BASE_URL") or BASE_URL).rstrip("/")
+    zip_url = f"{base}/{name}.zip"
+    folder.parent.mkdir(parents=True, exist_ok=True)
+
+    expected = _fetch_md5(f"{zip_url}.md5", timeout)
+    # Same file system as the target, so the final move is a cheap rename.
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{name}-", suffix=".zip.part", dir=folder.parent)
+    tmp_zip = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            actual = _download(zip_url, out, timeout)
+        if actual != expected:
+            raise EtlError(
+                f"Checksum mismatch for {zip_url}: expected MD5 {expected}, got {actual}. "
+                "The download is corrupt or was tampered with; nothing was unpacked."
+            )
+        _unpack(tmp_zip, zip_url, _FOLDER_IN_ZIP.get(name, name), folder)
+    finally:
+        tmp_zip.unlink(missing_ok=True)
+    return folder
+
+
+@contextmanager
+def _network_errors(url: str) -> Iterator[None]:
+    """Turn connection failures into an EtlError that tells the user what to do."""
+    try:
+        yield
+    except _NETWORK_ERRORS as exc:
+        if isinstance(exc, urllib.error.HTTPError):
+            reason = f"HTTP {exc.code} {exc.reason}"
+        elif isinstance(exc, urllib.error.URLError):
+            reason = str(exc.reason)
+        else:
+            reason = str(exc) or type(exc).__name__
+        raise EtlError(
+            f"Download of {url} failed ({reason}). This machine may be offline: fetch and unzip "
+            f"the data set elsewhere and point MOVIELENS_DIR at it, e.g. {_HINT}."
+        ) from exc
+
+
+def _fetch_md5(url: str, timeout: float) -> str:
+    """Return the lower-case digest published at ``url`` (its format varies by data set)."""
+    with _network_errors(url), urllib.request.urlopen(url, timeout=timeout) as resp:
+        # The file is one short line; the cap guards against an HTML page served by mistake.
+        text = resp.read(4096).decode("ascii", errors="replace")
+    match = _MD5_TOKEN.search(text)
+    if match is None:
+        raise EtlError(f"No MD5 digest found in {url}.")
+    return match.group(0).lower()
+
+
+def _download(url: str, out: BinaryIO, timeout: float) -> str:
+    """Stream ``url`` into ``out`` and return its MD5; a progress bar only on a terminal."""
+    digest = hashlib.md5(usedforsecurity=False)
+    with _network_errors(url), urllib.request.urlopen(url, timeout=timeout) as resp:
+        length = resp.headers.get("Content-Length")
+        columns = (TextColumn(url.rsplit("/", 1)[-1]), BarColumn(), DownloadColumn(), TransferSpeedColumn())
+        with Progress(*columns, console=Console(stderr=True), disable=not sys.stderr.isatty()) as bar:
+            task = bar.add_task("download", total=int(length) if length else None)
+            while chunk := resp.read(_CHUNK):
+                digest.update(chunk)
+                out.write(chunk)
+                bar.advance(task, len(chunk))
+    return digest.hexdigest()
+
+
+def _unpack(archive: Path, url: str, inner: str, folder: Path) -> None:
+    """Unpack ``inner/`` from ``archive`` as ``folder``, refusing members that would escape."""
+    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", suffix=".part", dir=folder.parent))
+    try:
+        try:
+            with zipfile.ZipFile(archive) as zf:
+                root = staging.resolve()
+                # Check every member before writing any, so a bad zip writes nothing at all.
+                for info in zf.infolist():
+                    _check_member(info, root)
+                zf.extractall(staging)
+        except zipfile.BadZipFile as exc:
+            raise EtlError(f"{url} is not a valid zip file ({exc}).") from exc
+        unpacked = staging / inner
+        if not unpacked.is_dir():
+            raise EtlError(f"{url} has no top-level folder {inner}/.")
+        unpacked.rename(folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _check_member(info: zipfile.ZipInfo, root: Path) -> None:
+    """Raise EtlError if ``info`` is a symlink or would land outside ``root``."""
+    name = info.filename
+    # zipfile itself would silently rewrite such names; refusing them is clearer.
+    parts = re.split(r"[\\/]", name)
+    unsafe = (
+        PurePosixPath(name).is_absolute()
+        or name.startswith("\\")
+        or re.match(r"^[A-Za-z]:", name) is not None
+        or ".." in parts
+        or not (root / name).resolve().is_relative_to(root)
+    )
+    if unsafe:
+        raise EtlError(f"Refusing to unpack zip member {name!r}: its path escapes the target folder.")
+    if stat.S_ISLNK(info.external_attr >> 16):
+        raise EtlError(f"Refusing to unpack zip member {name!r}: it is a symbolic link.")

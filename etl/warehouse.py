@@ -1,0 +1,49 @@
+"""Opening the DuckDB warehouse: a bounded wait for a lock held by another process, then a plain message."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import duckdb
+
+from etl.errors import EtlError
+
+DEFAULT_LOCK_WAIT_SECONDS = 30.0
+
+
+def is_lock_error(error: Exception) -> bool:
+    return isinstance(error, duckdb.IOException) and "lock" in str(error).lower()
+
+
+def lock_holder(error: Exception) -> str:
+    """'PID 1234' (or 'another process') from DuckDB's lock-conflict message."""
+    match = re.search(r"PID (\d+)", str(error))
+    return f"PID {match.group(1)}" if match else "another process"
+
+
+def connect(
+    path: Path, *, read_only: bool, lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS
+) -> duckdb.DuckDBPyConnection:
+    """Open ``path``, retrying while another process holds a conflicting lock.
+
+    DuckDB lets one process write a file or many read it, never both; a batch job that meets an
+    analyst's open session should wait a little, then say who holds the file rather than crash.
+    """
+    deadline = time.monotonic() + lock_wait_seconds
+    delay = 0.1
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as error:
+            if not is_lock_error(error):
+                raise EtlError(f"{path}: cannot open the warehouse: {error}") from error
+            if time.monotonic() >= deadline:
+                raise EtlError(
+                    f"{path} is locked by {lock_holder(error)} (waited {lock_wait_seconds:.0f} s). "
+                    "DuckDB allows one writer or many readers at a time: close the other session "
+                    "(DuckDB CLI, notebook, trainer) and try again."
+                ) from error
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)

@@ -1,0 +1,12 @@
+-- dataset: what was loaded, in one row: the layout, the rating scale the trainer clips to, sizes.
+CREATE OR REPLACE TABLE dataset AS
+SELECT
+    getvariable('dataset_name')              AS name,
+    getvariable('layout')                    AS layout,
+    getvariable('rating_min')::FLOAT         AS rating_min,
+    getvariable('rating_max')::FLOAT         AS rating_max,
+    getvariable('rating_step')::FLOAT        AS rating_step,
+    (SELECT count(*) FROM ratings)           AS n_ratings,
+    (SELECT count(*) FROM user_index)        AS n_users,
+    (SELECT count(*) FROM movie_index)       AS n_movies,
+    (SELECT avg(rating) FROM ratings)        AS mean_rating;

@@ -1,0 +1,58 @@
+-- int_ratings_checked: each staged rating line with the reason it is rejected (NULL when it is good).
+-- Checks run in order; a line reports the first that fails. A rating must name a movie (and, where the
+-- data set has a users file, a user) that loaded cleanly.
+-- grain: one row per staged line, header excluded; key: line_no.
+CREATE OR REPLACE TEMP TABLE int_ratings_checked AS
+WITH staged AS (
+    SELECT
+        *,
+        line_no = 1 AND user_id IS NULL AND regexp_matches(user_id_text, '^[A-Za-z_ ]+$') AS is_header
+    FROM stg_ratings
+),
+row_checks AS (
+    SELECT
+        s.*,
+        CASE
+            WHEN s.n_fields <> 4
+                THEN format('expected 4 fields separated by ''{}'', found {}',
+                            getvariable('ratings_delimiter_label'), s.n_fields)
+            WHEN s.user_id IS NULL OR s.user_id <= 0
+                THEN format('user id ''{}'' is not a whole number from 1 to 2147483647', s.user_id_text)
+            WHEN s.movie_id IS NULL OR s.movie_id <= 0
+                THEN format('movie id ''{}'' is not a whole number from 1 to 2147483647', s.movie_id_text)
+            WHEN s.rating IS NULL OR NOT isfinite(s.rating)
+                OR s.rating < getvariable('rating_min') OR s.rating > getvariable('rating_max')
+                OR (s.rating - getvariable('rating_min')) % getvariable('rating_step') <> 0
+                THEN format('rating ''{}'' is outside the data set''s scale ({} to {} in steps of {})',
+                            s.rating_text, getvariable('rating_min'), getvariable('rating_max'),
+                            getvariable('rating_step'))
+            -- Bounded so that every timestamp converts; MovieLens starts in 1995.
+            WHEN s.epoch_seconds IS NULL OR s.epoch_seconds < 0 OR s.epoch_seconds > 32503680000
+                THEN format('timestamp ''{}'' is not whole seconds from 1970 to 3000', s.timestamp_text)
+            WHEN m.movie_id IS NULL
+                THEN format('movie {} is not in {}', s.movie_id, getvariable('movies_file'))
+            WHEN getvariable('has_users_file') AND u.user_id IS NULL
+                THEN format('user {} is not in {}', s.user_id, getvariable('users_file'))
+        END AS row_reason
+    FROM staged AS s
+    LEFT JOIN (SELECT movie_id FROM int_movies_checked WHERE reject_reason IS NULL) AS m
+        ON m.movie_id = s.movie_id
+    LEFT JOIN (SELECT user_id FROM int_users_checked WHERE reject_reason IS NULL) AS u
+        ON u.user_id = s.user_id
+    WHERE NOT s.is_header
+)
+SELECT
+    line_no,
+    raw_line,
+    user_id,
+    movie_id,
+    rating,
+    epoch_seconds,
+    coalesce(
+        row_reason,
+        CASE WHEN row_number() OVER (PARTITION BY user_id, movie_id, row_reason IS NULL ORDER BY line_no) > 1
+             THEN format('duplicate rating for user {} and movie {} (first on line {})', user_id, movie_id,
+                         min(line_no) OVER (PARTITION BY user_id, movie_id, row_reason IS NULL))
+        END
+    ) AS reject_reason
+FROM row_checks;

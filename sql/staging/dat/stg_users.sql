@@ -1,0 +1,23 @@
+-- stg_users (ml-1m layout): users.dat, "UserID::Gender::Age::Occupation::Zip-code".
+-- Age is the README's bracket code (1 = under 18, 18 = 18-24, ... 56 = 56+); occupation a code 0-20.
+-- grain: one row per non-blank line; key: line_no.
+CREATE OR REPLACE TEMP TABLE stg_users AS
+WITH lines AS (
+    SELECT line_no, line AS raw_line, string_split(line, '::') AS fields
+    FROM read_lines(getvariable('users_path'), getvariable('users_newline'), getvariable('users_encoding'))
+    WHERE trim(coalesce(line, '')) <> ''
+)
+SELECT
+    line_no,
+    raw_line,
+    len(fields) = 5                     AS well_formed,
+    format('expected 5 fields separated by ''::'', found {}', len(fields)) AS shape_error,
+    fields[1]                           AS user_id_text,
+    TRY_CAST(fields[1] AS INTEGER)      AS user_id,
+    fields[2]                           AS gender,
+    TRY_CAST(fields[3] AS INTEGER)      AS age,
+    occupations.occupation              AS occupation,
+    fields[4]                           AS occupation_text,
+    fields[5]                           AS zip_code
+FROM lines
+LEFT JOIN occupations ON occupations.occupation_code = TRY_CAST(fields[4] AS INTEGER);

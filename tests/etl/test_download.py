@@ -1,0 +1,200 @@
+"""Tests for etl.download against a real local HTTP server serving hand-made zips."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import socket
+import stat
+import threading
+import zipfile
+from collections.abc import Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from etl.download import KNOWN_DATASETS, ensure_dataset
+from etl.errors import EtlError
+
+U_DATA = b"196\t242\t3\t881250949\n186\t302\t3\t891717742\n"
+U_ITEM = b"1|Toy Story (1995)|01-Jan-1995\n"
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # keep pytest output clean
+        pass
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """A folder and the URL of a real HTTP server serving it."""
+    root = tmp_path / "served"
+    root.mkdir()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(root)))
+    # A short poll interval makes shutdown() return at once instead of after 0.5 s.
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
+    thread.start()
+    try:
+        yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    """Where MOVIELENS_DIR's parent lives; deliberately not created, ensure_dataset must make it."""
+    return tmp_path / "data"
+
+
+def publish(
+    root: Path,
+    name: str,
+    members: list[tuple[zipfile.ZipInfo | str, bytes]],
+    md5_text: str | None = None,
+) -> str:
+    """Write ``name``.zip (and, unless md5_text is "", its .md5) into ``root``; return the digest."""
+    zip_path = root / f"{name}.zip"
+    with zipfile.ZipFile(zip_path, "w") as zf:
+        for member, data in members:
+            zf.writestr(member, data)
+    digest = hashlib.md5(zip_path.read_bytes()).hexdigest()
+    if md5_text != "":
+        (root / f"{name}.zip.md5").write_text(md5_text or f"MD5 ({name}.zip) = {digest}\n")
+    return digest
+
+
+def closed_port_url() -> str:
+    """A URL on a port nothing listens on, so connecting fails at once."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def test_existing_folder_is_returned_without_network(data_dir: Path) -> None:
+    folder = data_dir / "ml-100k"
+    folder.mkdir(parents=True)
+    (folder / "u.data").write_bytes(U_DATA)
+
+    # Any network access would hit the closed port and raise.
+    assert ensure_dataset(folder, base_url=closed_port_url(), timeout=1) == folder
+    assert [p.name for p in folder.iterdir()] == ["u.data"]
+    assert (folder / "u.data").read_bytes() == U_DATA
+
+
+@pytest.mark.parametrize("md5_format", ["MD5 ({name}.zip) = {digest}\n", "{digest}  {name}.zip\n"])
+def test_download_verifies_and_unpacks(
+    served: tuple[Path, str], data_dir: Path, monkeypatch: pytest.MonkeyPatch, md5_format: str
+) -> None:
+    root, url = served
+    members = [("ml-100k/u.data", U_DATA), ("ml-100k/u.item", U_ITEM)]
+    digest = publish(root, "ml-100k", members)
+    (root / "ml-100k.zip.md5").write_text(md5_format.format(name="ml-100k", digest=digest.upper()))
+    monkeypatch.setenv("MOVIELENS_BASE_URL", url)
+
+    folder = data_dir / "ml-100k"
+    assert ensure_dataset(folder, timeout=5) == folder
+
+    assert (folder / "u.data").read_bytes() == U_DATA
+    assert (folder / "u.item").read_bytes() == U_ITEM
+    assert sorted(p.name for p in data_dir.iterdir()) == ["ml-100k"], "temp files left behind"
+
+
+def test_folder_inside_zip_is_renamed_to_requested_name(served: tuple[Path, str], data_dir: Path) -> None:
+    root, url = served
+    publish(root, "ml-10m", [("ml-10M100K/ratings.dat", b"1::122::5::838985046\n")])
+
+    folder = ensure_dataset(data_dir / "ml-10m", base_url=url, timeout=5)
+
+    assert (folder / "ratings.dat").read_bytes() == b"1::122::5::838985046\n"
+    assert sorted(p.name for p in data_dir.iterdir()) == ["ml-10m"]
+
+
+def test_checksum_mismatch_unpacks_nothing(served: tuple[Path, str], data_dir: Path) -> None:
+    root, url = served
+    wrong = "0123456789abcdef0123456789abcdef"
+    actual = publish(root, "ml-100k", [("ml-100k/u.data", U_DATA)], md5_text=f"{wrong}  ml-100k.zip\n")
+
+    with pytest.raises(EtlError) as err:
+        ensure_dataset(data_dir / "ml-100k", base_url=url, timeout=5)
+
+    message = str(err.value)
+    assert f"{url}/ml-100k.zip" in message
+    assert wrong in message and actual in message
+    assert list(data_dir.iterdir()) == [], "target or temp files left behind"
+
+
+@pytest.mark.parametrize("evil_kind", ["dotdot", "absolute"])
+def test_escaping_member_is_refused(
+    served: tuple[Path, str], data_dir: Path, tmp_path: Path, evil_kind: str
+) -> None:
+    root, url = served
+    evil = "../evil" if evil_kind == "dotdot" else str(tmp_path / "abs-evil")
+    # A good member first: a refusal must come before anything at all is written.
+    publish(root, "ml-100k", [("ml-100k/u.data", U_DATA), (zipfile.ZipInfo(evil), b"pwned")])
+
+    with pytest.raises(EtlError, match="escapes") as err:
+        ensure_dataset(data_dir / "ml-100k", base_url=url, timeout=5)
+
+    assert evil in str(err.value)
+    assert list(data_dir.iterdir()) == []
+    written = [p for p in tmp_path.rglob("*") if p.is_file() and p.read_bytes() == b"pwned"]
+    assert written == []
+
+
+def test_symlink_member_is_refused(served: tuple[Path, str], data_dir: Path) -> None:
+    root, url = served
+    link = zipfile.ZipInfo("ml-100k/passwd")
+    link.external_attr = (stat.S_IFLNK | 0o777) << 16
+    publish(root, "ml-100k", [("ml-100k/u.data", U_DATA), (link, b"/etc/passwd")])
+
+    with pytest.raises(EtlError, match="symbolic link") as err:
+        ensure_dataset(data_dir / "ml-100k", base_url=url, timeout=5)
+
+    assert "ml-100k/passwd" in str(err.value)
+    assert list(data_dir.iterdir()) == []
+
+
+def test_unknown_name_lists_known_data_sets(data_dir: Path) -> None:
+    with pytest.raises(EtlError) as err:
+        ensure_dataset(data_dir / "my-ratings", base_url=closed_port_url(), timeout=1)
+
+    message = str(err.value)
+    assert "does not exist" in message and "MOVIELENS_DIR" in message
+    assert all(name in message for name in KNOWN_DATASETS)
+
+
+def test_unreachable_server_explains_how_to_use_local_files(data_dir: Path) -> None:
+    url = closed_port_url()
+
+    with pytest.raises(EtlError) as err:
+        ensure_dataset(data_dir / "ml-100k", base_url=url, timeout=1)
+
+    message = str(err.value)
+    assert f"{url}/ml-100k.zip.md5" in message
+    assert "offline" in message and "MOVIELENS_DIR" in message
+    assert list(data_dir.iterdir()) == []
+
+
+def test_missing_md5_file_fails(served: tuple[Path, str], data_dir: Path) -> None:
+    root, url = served
+    publish(root, "ml-100k", [("ml-100k/u.data", U_DATA)], md5_text="")
+
+    with pytest.raises(EtlError, match="404") as err:
+        ensure_dataset(data_dir / "ml-100k", base_url=url, timeout=5)
+
+    assert f"{url}/ml-100k.zip.md5" in str(err.value)
+    assert list(data_dir.iterdir()) == []
+
+
+def test_md5_file_without_digest_fails(served: tuple[Path, str], data_dir: Path) -> None:
+    root, url = served
+    publish(root, "ml-100k", [("ml-100k/u.data", U_DATA)], md5_text="<html>not here</html>\n")
+
+    with pytest.raises(EtlError, match="No MD5 digest"):
+        ensure_dataset(data_dir / "ml-100k", base_url=url, timeout=5)
+
+    assert list(data_dir.iterdir()) == []
