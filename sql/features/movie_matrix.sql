@@ -4,15 +4,13 @@
 CREATE OR REPLACE TABLE movie_matrix AS
 SELECT
     s.split,
-    m.movie_idx,
-    coalesce(list(u.user_idx ORDER BY u.user_idx) FILTER (WHERE s.part = 'train'), [])      AS train_user_idx,
-    coalesce(list(s.rating ORDER BY u.user_idx) FILTER (WHERE s.part = 'train'), [])        AS train_rating,
-    coalesce(list(u.user_idx ORDER BY u.user_idx) FILTER (WHERE s.part = 'validation'), []) AS validation_user_idx,
-    coalesce(list(s.rating ORDER BY u.user_idx) FILTER (WHERE s.part = 'validation'), [])   AS validation_rating,
-    coalesce(list(u.user_idx ORDER BY u.user_idx) FILTER (WHERE s.part = 'test'), [])       AS test_user_idx,
-    coalesce(list(s.rating ORDER BY u.user_idx) FILTER (WHERE s.part = 'test'), [])         AS test_rating
+    s.movie_idx,
+    coalesce(list(s.user_idx ORDER BY s.user_idx) FILTER (WHERE s.part = 'train'), [])      AS train_user_idx,
+    coalesce(list(s.rating ORDER BY s.user_idx) FILTER (WHERE s.part = 'train'), [])        AS train_rating,
+    coalesce(list(s.user_idx ORDER BY s.user_idx) FILTER (WHERE s.part = 'validation'), []) AS validation_user_idx,
+    coalesce(list(s.rating ORDER BY s.user_idx) FILTER (WHERE s.part = 'validation'), [])   AS validation_rating,
+    coalesce(list(s.user_idx ORDER BY s.user_idx) FILTER (WHERE s.part = 'test'), [])       AS test_user_idx,
+    coalesce(list(s.rating ORDER BY s.user_idx) FILTER (WHERE s.part = 'test'), [])         AS test_rating
 FROM split_ratings AS s
-JOIN user_index AS u USING (user_id)
-JOIN movie_index AS m USING (movie_id)
-GROUP BY s.split, m.movie_idx
-ORDER BY s.split, m.movie_idx;
+GROUP BY s.split, s.movie_idx
+ORDER BY s.split, s.movie_idx;

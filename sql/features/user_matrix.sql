@@ -5,15 +5,13 @@
 CREATE OR REPLACE TABLE user_matrix AS
 SELECT
     s.split,
-    u.user_idx,
-    coalesce(list(m.movie_idx ORDER BY m.movie_idx) FILTER (WHERE s.part = 'train'), [])      AS train_movie_idx,
-    coalesce(list(s.rating ORDER BY m.movie_idx) FILTER (WHERE s.part = 'train'), [])         AS train_rating,
-    coalesce(list(m.movie_idx ORDER BY m.movie_idx) FILTER (WHERE s.part = 'validation'), []) AS validation_movie_idx,
-    coalesce(list(s.rating ORDER BY m.movie_idx) FILTER (WHERE s.part = 'validation'), [])    AS validation_rating,
-    coalesce(list(m.movie_idx ORDER BY m.movie_idx) FILTER (WHERE s.part = 'test'), [])       AS test_movie_idx,
-    coalesce(list(s.rating ORDER BY m.movie_idx) FILTER (WHERE s.part = 'test'), [])          AS test_rating
+    s.user_idx,
+    coalesce(list(s.movie_idx ORDER BY s.movie_idx) FILTER (WHERE s.part = 'train'), [])      AS train_movie_idx,
+    coalesce(list(s.rating ORDER BY s.movie_idx) FILTER (WHERE s.part = 'train'), [])         AS train_rating,
+    coalesce(list(s.movie_idx ORDER BY s.movie_idx) FILTER (WHERE s.part = 'validation'), []) AS validation_movie_idx,
+    coalesce(list(s.rating ORDER BY s.movie_idx) FILTER (WHERE s.part = 'validation'), [])    AS validation_rating,
+    coalesce(list(s.movie_idx ORDER BY s.movie_idx) FILTER (WHERE s.part = 'test'), [])       AS test_movie_idx,
+    coalesce(list(s.rating ORDER BY s.movie_idx) FILTER (WHERE s.part = 'test'), [])          AS test_rating
 FROM split_ratings AS s
-JOIN user_index AS u USING (user_id)
-JOIN movie_index AS m USING (movie_id)
-GROUP BY s.split, u.user_idx
-ORDER BY s.split, u.user_idx;
+GROUP BY s.split, s.user_idx
+ORDER BY s.split, s.user_idx;

@@ -29,21 +29,20 @@ row_checks AS (
             -- Bounded so that every timestamp converts; MovieLens starts in 1995.
             WHEN s.epoch_seconds IS NULL OR s.epoch_seconds < 0 OR s.epoch_seconds > 32503680000
                 THEN format('timestamp ''{}'' is not whole seconds from 1970 to 3000', s.timestamp_text)
-            WHEN m.movie_id IS NULL
+            -- IN, not a LEFT JOIN: a join would carry every text column through it, 3x slower.
+            WHEN s.movie_id NOT IN (SELECT movie_id FROM int_movies_checked WHERE reject_reason IS NULL)
                 THEN format('movie {} is not in {}', s.movie_id, getvariable('movies_file'))
-            WHEN getvariable('has_users_file') AND u.user_id IS NULL
+            WHEN getvariable('has_users_file')
+                 AND s.user_id NOT IN (SELECT user_id FROM int_users_checked WHERE reject_reason IS NULL)
                 THEN format('user {} is not in {}', s.user_id, getvariable('users_file'))
         END AS row_reason
     FROM staged AS s
-    LEFT JOIN (SELECT movie_id FROM int_movies_checked WHERE reject_reason IS NULL) AS m
-        ON m.movie_id = s.movie_id
-    LEFT JOIN (SELECT user_id FROM int_users_checked WHERE reject_reason IS NULL) AS u
-        ON u.user_id = s.user_id
     WHERE NOT s.is_header
 )
 SELECT
     line_no,
-    raw_line,
+    -- Only a rejected line's text is kept: rejected_rows shows it, good lines need only their values.
+    CASE WHEN row_reason IS NOT NULL THEN raw_line END AS raw_line,
     user_id,
     movie_id,
     rating,

@@ -1,7 +1,7 @@
 -- stg_movies (ml-latest / ml-20m / ml-25m / ml-32m layout): movies.csv, "movieId,title,genres".
 -- Titles holding commas are double-quoted, with inner quotes doubled (RFC 4180).
 -- grain: one row per non-blank line; key: line_no.
-CREATE OR REPLACE TEMP TABLE stg_movies AS
+CREATE OR REPLACE TEMP VIEW stg_movies AS
 WITH lines AS (
     SELECT
         line_no,
@@ -12,7 +12,6 @@ WITH lines AS (
             ['movie_id', 'quoted_title', 'plain_title', 'genres']
         ) AS fields
     FROM read_lines(getvariable('movies_path'), getvariable('movies_newline'), getvariable('movies_encoding'))
-    WHERE trim(coalesce(line, '')) <> ''
 )
 SELECT
     line_no,

@@ -1,10 +1,9 @@
 -- stg_movies (ml-1m / ml-10m layout): movies.dat, "MovieID::Title::Genres", genres '|'-separated.
 -- grain: one row per non-blank line; key: line_no.
-CREATE OR REPLACE TEMP TABLE stg_movies AS
+CREATE OR REPLACE TEMP VIEW stg_movies AS
 WITH lines AS (
     SELECT line_no, line AS raw_line, string_split(line, '::') AS fields
     FROM read_lines(getvariable('movies_path'), getvariable('movies_newline'), getvariable('movies_encoding'))
-    WHERE trim(coalesce(line, '')) <> ''
 )
 SELECT
     line_no,

@@ -1,11 +1,10 @@
 -- stg_users (ml-1m layout): users.dat, "UserID::Gender::Age::Occupation::Zip-code".
 -- Age is the README's bracket code (1 = under 18, 18 = 18-24, ... 56 = 56+); occupation a code 0-20.
 -- grain: one row per non-blank line; key: line_no.
-CREATE OR REPLACE TEMP TABLE stg_users AS
+CREATE OR REPLACE TEMP VIEW stg_users AS
 WITH lines AS (
     SELECT line_no, line AS raw_line, string_split(line, '::') AS fields
     FROM read_lines(getvariable('users_path'), getvariable('users_newline'), getvariable('users_encoding'))
-    WHERE trim(coalesce(line, '')) <> ''
 )
 SELECT
     line_no,

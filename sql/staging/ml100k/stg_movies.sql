@@ -1,14 +1,13 @@
 -- stg_movies (ml-100k layout): u.item, "id|title|release date|video release date|IMDb URL|flag×19",
 -- one 0/1 flag per genre in u.genre order.
 -- grain: one row per non-blank line; key: line_no.
-CREATE OR REPLACE TEMP TABLE stg_movies AS
+CREATE OR REPLACE TEMP VIEW stg_movies AS
 WITH genre_names AS (
     SELECT list(genre ORDER BY genre_index) AS names FROM stg_genres
 ),
 lines AS (
     SELECT line_no, line AS raw_line, string_split(line, '|') AS fields
     FROM read_lines(getvariable('movies_path'), getvariable('movies_newline'), getvariable('movies_encoding'))
-    WHERE trim(coalesce(line, '')) <> ''
 )
 SELECT
     line_no,

@@ -1,10 +1,9 @@
 -- stg_users (ml-100k layout): u.user, "user id|age|gender|occupation|zip code"; age in years.
 -- grain: one row per non-blank line; key: line_no.
-CREATE OR REPLACE TEMP TABLE stg_users AS
+CREATE OR REPLACE TEMP VIEW stg_users AS
 WITH lines AS (
     SELECT line_no, line AS raw_line, string_split(line, '|') AS fields
     FROM read_lines(getvariable('users_path'), getvariable('users_newline'), getvariable('users_encoding'))
-    WHERE trim(coalesce(line, '')) <> ''
 )
 SELECT
     line_no,
