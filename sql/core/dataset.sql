@@ -3,6 +3,8 @@ CREATE OR REPLACE TABLE dataset AS
 SELECT
     getvariable('dataset_name')              AS name,
     getvariable('layout')                    AS layout,
+    -- sha256 over the input files' hashes: a run records which data it was trained on.
+    getvariable('dataset_fingerprint')       AS fingerprint,
     getvariable('rating_min')::FLOAT         AS rating_min,
     getvariable('rating_max')::FLOAT         AS rating_max,
     getvariable('rating_step')::FLOAT        AS rating_step,

@@ -1,0 +1,14 @@
+-- predictions: what each run predicted, with MovieLens ids. grain: one row per (run, kind, user, movie).
+--   kind 'test'    every held-out test rating: predicted_rating next to actual_rating
+--   kind 'top_n'   each user's N best movies among those the user never rated; rank 1 is the best
+--   kind 'matrix'  every (user, movie) pair, only when the run asked for --full-matrix
+CREATE TABLE IF NOT EXISTS predictions (
+    run_id            VARCHAR,
+    kind              VARCHAR,
+    user_id           INTEGER,
+    movie_id          INTEGER,
+    rank              INTEGER,  -- top_n only
+    predicted_rating  FLOAT,
+    actual_rating     FLOAT,    -- test only
+    cold_start        BOOLEAN   -- predicted by the fallback: user or movie had no training rating
+);

@@ -1,0 +1,26 @@
+-- runs: one row per training run that wrote its results; key: run_id. Written by `trainer run`
+-- (or `trainer publish`) in one transaction with the run's epoch_metrics and predictions.
+CREATE TABLE IF NOT EXISTS runs (
+    run_id               VARCHAR PRIMARY KEY,
+    started_at           TIMESTAMP,
+    finished_at          TIMESTAMP,
+    model                VARCHAR,
+    split                VARCHAR,
+    seed                 BIGINT,
+    dataset_name         VARCHAR,
+    dataset_fingerprint  VARCHAR,   -- dataset.fingerprint of the warehouse it trained on
+    device               VARCHAR,
+    epochs               INTEGER,
+    train_seconds        DOUBLE,    -- the training loop alone
+    wall_seconds         DOUBLE,    -- the whole run: reading, training, evaluating, predicting
+    validation_rmse      DOUBLE,    -- last epoch's; NULL when trained with --no-validation
+    test_rmse            DOUBLE,    -- global RMSE over every held-out test rating
+    test_mae             DOUBLE,
+    test_user_rmse       DOUBLE,    -- the original notebook's metric: mean over users of per-user RMSE
+    n_test               BIGINT,
+    n_cold_start         BIGINT,    -- test ratings whose user or movie had no training rating
+    n_parameters         BIGINT,
+    torch_version        VARCHAR,
+    run_dir              VARCHAR,   -- where its checkpoint and staged results are
+    config               VARCHAR    -- JSON: the full resolved TrainConfig
+);

@@ -1,0 +1,57 @@
+import pytest
+
+from trainer.config import PRESETS, TrainConfig, from_dict, resolve
+from trainer.errors import TrainerError
+
+
+def test_defaults_are_the_seed_model() -> None:
+    config = resolve({})
+    assert (config.model, config.hidden, config.optimizer, config.epochs, config.split) == (
+        "autoencoder", (20, 10, 20), "rmsprop", 200, "random")
+
+
+def test_notebook_preset_carries_the_original_settings() -> None:
+    config = resolve({"model": "notebook"})
+    assert (config.learning_rate, config.weight_decay, config.batch_size) == (0.01, 0.5, 1)
+    assert config.accumulate_gradients and not config.shuffle and not config.clip and not config.validation
+
+
+def test_flags_override_the_file_which_overrides_the_preset(tmp_path) -> None:
+    file = tmp_path / "run.toml"
+    file.write_text('model = "notebook"\nepochs = 7\nlearning_rate = 0.5\nhidden = [8, 4, 8]\n')
+    config = resolve({"learning_rate": 0.1, "seed": None}, file)
+    assert config.model == "notebook" and config.weight_decay == PRESETS["notebook"]["weight_decay"]
+    assert config.epochs == 7 and config.learning_rate == 0.1 and config.hidden == (8, 4, 8)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"model": "nope"}, "unknown model"),
+        ({"optimizer": "lbfgs"}, "optimizer must be one of"),
+        ({"device": "tpu"}, "device must be one of"),
+        ({"epochs": 0}, "epochs must be positive"),
+        ({"weight_decay": -1.0}, "cannot be negative"),
+    ],
+)
+def test_bad_settings_are_refused_with_a_reason(overrides, message) -> None:
+    with pytest.raises(TrainerError, match=message):
+        resolve(overrides)
+
+
+def test_config_file_errors_name_the_file(tmp_path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("epochs = \n")
+    with pytest.raises(TrainerError, match="bad.toml: not valid TOML"):
+        resolve({}, bad)
+    bad.write_text("epoch = 3\n")
+    with pytest.raises(TrainerError, match="unknown setting"):
+        resolve({}, bad)
+    with pytest.raises(TrainerError, match="no such config file"):
+        resolve({}, tmp_path / "missing.toml")
+
+
+def test_round_trip_through_a_checkpoint_dict() -> None:
+    config = resolve({"model": "notebook", "epochs": 3})
+    assert from_dict(config.to_dict()) == config
+    assert from_dict({**TrainConfig().to_dict(), "hidden": [4, 2]}).hidden == (4, 2)

@@ -1,0 +1,114 @@
+"""End to end on a small generated warehouse: ETL -> run -> predictions and views, resume, streaming."""
+
+from __future__ import annotations
+
+import duckdb
+import pytest
+import torch
+
+from trainer import checkpoint
+from trainer.config import resolve
+from trainer.train import run
+
+
+def config(warehouse, tmp_path, **overrides):
+    return resolve({"warehouse": str(warehouse), "runs_dir": str(tmp_path / "runs"), "epochs": 12,
+                    "learning_rate": 0.05, **overrides})
+
+
+def test_run_writes_runs_metrics_and_predictions_within_the_scale(warehouse, tmp_path) -> None:
+    summary = run(config(warehouse, tmp_path, top_n=5))
+    con = duckdb.connect(str(warehouse), read_only=True)
+    n_test = con.execute("SELECT n_test FROM splits WHERE split = 'random'").fetchall()[0][0]
+    run_id, test_rmse, stored_n = con.execute("SELECT run_id, test_rmse, n_test FROM runs").fetchall()[0]
+    assert run_id == summary.run_id and stored_n == n_test and test_rmse == pytest.approx(summary.metrics["rmse"])
+    assert con.execute("SELECT count(*) FROM epoch_metrics").fetchall()[0][0] == 12
+    kinds = dict(con.execute("SELECT kind, count(*) FROM predictions GROUP BY kind").fetchall())
+    assert kinds["test"] == n_test
+    n_users = con.execute("SELECT n_users FROM dataset").fetchall()[0][0]
+    assert 0 < kinds["top_n"] <= 5 * n_users
+    low, high = con.execute("SELECT min(predicted_rating), max(predicted_rating) FROM predictions").fetchall()[0]
+    assert 1.0 <= low and high <= 5.0
+    # predictions carry MovieLens ids, and top-N never recommends a movie the user rated
+    assert con.execute("SELECT count(*) FROM predictions p ANTI JOIN ratings r USING (user_id, movie_id) "
+                       "WHERE kind = 'test'").fetchall()[0][0] == 0
+    assert con.execute("SELECT count(*) FROM predictions p SEMI JOIN ratings r USING (user_id, movie_id) "
+                       "WHERE kind = 'top_n'").fetchall()[0][0] == 0
+    # test metrics in the runs table match the stored predictions
+    recomputed = con.execute("SELECT sqrt(avg((predicted_rating - actual_rating) ^ 2)) FROM predictions "
+                             "WHERE kind = 'test'").fetchall()[0][0]
+    assert recomputed == pytest.approx(test_rmse, rel=1e-5)
+
+
+def test_views_answer_for_analysts(warehouse, tmp_path) -> None:
+    run(config(warehouse, tmp_path, epochs=2))
+    second = run(config(warehouse, tmp_path, epochs=2, seed=3))
+    con = duckdb.connect(str(warehouse), read_only=True)
+    assert con.execute("SELECT run_id FROM latest_run").fetchall()[0][0] == second.run_id
+    assert con.execute("SELECT count(*) FROM run_metrics").fetchall()[0][0] == 2  # earlier runs stay
+    row = con.execute("SELECT user_id, rank, title, year, genres FROM recommendations ORDER BY user_id, rank LIMIT 1").fetchall()[0]
+    assert row[1] == 1 and row[2].startswith("Movie ") and isinstance(row[4], list)
+    assert con.execute("SELECT count(*) FROM latest_predictions WHERE title IS NULL").fetchall()[0][0] == 0
+
+
+def test_streaming_every_epoch_matches_the_cached_matrix_in_quality(warehouse, tmp_path) -> None:
+    cached = run(config(warehouse, tmp_path, batch_size=16))
+    streamed = run(config(warehouse, tmp_path, batch_size=16, cache_budget_mb=1e-9))
+    # Different user orders (DuckDB hash vs torch permutation), same model and data: close results.
+    assert streamed.metrics["rmse"] == pytest.approx(cached.metrics["rmse"], abs=0.1)
+    assert streamed.metrics["n"] == cached.metrics["n"]
+
+
+def test_resumed_run_ends_with_the_same_weights(warehouse, tmp_path) -> None:
+    settings = dict(epochs=6, checkpoint_every=3, batch_size=16)
+    whole = run(config(warehouse, tmp_path / "a", **settings))
+
+    class Interrupted(Exception):
+        pass
+
+    def interrupt_after_epoch_4(metrics):
+        if metrics["epoch"] == 4:  # the checkpoint is from epoch 3: epoch 4 is lost and redone
+            raise Interrupted
+
+    with pytest.raises(Interrupted):
+        run(config(warehouse, tmp_path / "b", **settings), on_epoch=interrupt_after_epoch_4)
+    (run_dir,) = (tmp_path / "b" / "runs").iterdir()
+    resumed = run(config(warehouse, tmp_path / "ignored"), resume_dir=run_dir)
+    assert resumed.run_id == run_dir.name
+    first = checkpoint.load(whole.run_dir, torch.device("cpu"))["model"]
+    second = checkpoint.load(run_dir, torch.device("cpu"))["model"]
+    for name in first:
+        assert torch.equal(first[name], second[name]), name
+    assert resumed.metrics["rmse"] == whole.metrics["rmse"]
+
+
+def test_notebook_preset_runs_one_user_per_step(warehouse, tmp_path) -> None:
+    summary = run(config(warehouse, tmp_path, model="notebook", epochs=2, split="random"))
+    assert summary.metrics["n"] > 0
+    saved = checkpoint.load(summary.run_dir, torch.device("cpu"))
+    assert saved["config"]["batch_size"] == 1 and saved["config"]["accumulate_gradients"]
+
+
+def test_full_matrix_on_request(warehouse, tmp_path) -> None:
+    run(config(warehouse, tmp_path, epochs=1, full_matrix=True))
+    con = duckdb.connect(str(warehouse), read_only=True)
+    n_users, n_movies = con.execute("SELECT n_users, n_movies FROM dataset").fetchall()[0]
+    assert con.execute("SELECT count(*) FROM predictions WHERE kind = 'matrix'").fetchall()[0][0] == n_users * n_movies
+
+
+def test_a_checkpoint_that_is_not_plain_data_is_refused(tmp_path) -> None:
+    """weights_only=True: a pickle that would run code on load is rejected, and does not run."""
+    import pickle
+
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    (tmp_path / checkpoint.FILE_NAME).write_bytes(pickle.dumps({"model": Exploit()}))
+    from trainer.errors import TrainerError
+
+    with pytest.raises(TrainerError, match="not a checkpoint"):
+        checkpoint.load(tmp_path, torch.device("cpu"))
+    assert not marker.exists()

@@ -1,0 +1,141 @@
+"""`trainer`: the command line. Commands parse and check their options, then call trainer.train."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from etl.errors import EtlError
+from trainer import results
+from trainer.config import PRESETS, TrainConfig, resolve
+from trainer.errors import TrainerError
+from trainer.train import run as train_run
+
+app = typer.Typer(
+    help="Train autoencoders on the warehouse's rating matrices and write predictions back for analysts.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+DEFAULTS = TrainConfig()
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"trainer {version('movielens-ae')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Train autoencoders on the warehouse's rating matrices and write predictions back for analysts."""
+
+
+def _fail(error: Exception) -> None:
+    typer.echo(f"trainer: error: {error}", err=True)
+    raise typer.Exit(1)
+
+
+@app.command("run")
+def run_command(
+    warehouse: Annotated[Optional[Path], typer.Option(envvar="WAREHOUSE", help=f"The DuckDB warehouse built by `make etl`; it is only read until the results are written. Default: {DEFAULTS.warehouse}.", show_default=False)] = None,
+    split: Annotated[Optional[str], typer.Option(help=f"The split to train and test on, by name, as listed in the warehouse's `splits` table (random, temporal, and u1..u5 for ml-100k). Default: {DEFAULTS.split}.", show_default=False)] = None,
+    model: Annotated[Optional[str], typer.Option(help=f"The model preset: {', '.join(PRESETS)}. 'autoencoder' is the seed design tuned for batched training; 'notebook' reproduces the original notebook exactly (one user per step, its optimiser and quirks). Default: {DEFAULTS.model}.", show_default=False)] = None,
+    epochs: Annotated[Optional[int], typer.Option(help=f"How many passes over the training users. Default: {DEFAULTS.epochs}.", show_default=False)] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help=f"Users per optimiser step. Default: {DEFAULTS.batch_size}.", show_default=False)] = None,
+    learning_rate: Annotated[Optional[float], typer.Option(help=f"The optimiser's learning rate. Default: {DEFAULTS.learning_rate}.", show_default=False)] = None,
+    weight_decay: Annotated[Optional[float], typer.Option(help=f"L2 weight decay. Default: {DEFAULTS.weight_decay}.", show_default=False)] = None,
+    optimizer: Annotated[Optional[str], typer.Option(help=f"rmsprop, adam or sgd. Default: {DEFAULTS.optimizer}.", show_default=False)] = None,
+    seed: Annotated[Optional[int], typer.Option(help=f"Seeds the weights and the order of users: the same seed on the same data gives the same run on a CPU. Default: {DEFAULTS.seed}.", show_default=False)] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto (a CUDA GPU when there is one, else the CPU), cpu or cuda. Default: auto.", show_default=False)] = None,
+    validation: Annotated[Optional[bool], typer.Option("--validation/--no-validation", help="Hold the split's validation slice out of training and report RMSE on it each epoch (default), or train on the whole training side.", show_default=False)] = None,
+    top_n: Annotated[Optional[int], typer.Option(help=f"How many recommendations to write per user, among movies they never rated. Default: {DEFAULTS.top_n}.", show_default=False)] = None,
+    full_matrix: Annotated[Optional[bool], typer.Option("--full-matrix", help="Also write a prediction for every (user, movie) pair; refused when that would exceed 50 million rows.", show_default=False)] = None,
+    cache_budget_mb: Annotated[Optional[int], typer.Option(help=f"Keep the training matrix in memory (on the GPU when training there) when it fits in this many MB; otherwise stream it from DuckDB every epoch. Default: {DEFAULTS.cache_budget_mb}.", show_default=False)] = None,
+    runs_dir: Annotated[Optional[Path], typer.Option(help=f"Where each run keeps its checkpoint and staged results, in a folder named after the run. Default: {DEFAULTS.runs_dir}.", show_default=False)] = None,
+    lock_wait: Annotated[Optional[float], typer.Option(help=f"Seconds to wait for another process holding the warehouse before giving up (results are kept and can be written later with `trainer publish`). Default: {DEFAULTS.lock_wait_seconds:.0f}.", show_default=False)] = None,
+    config_file: Annotated[Optional[Path], typer.Option("--config", help="A TOML file of settings (same names as the options, with underscores); options given on the command line override it.", show_default=False)] = None,
+    resume: Annotated[Optional[Path], typer.Option(help="Continue the interrupted run in this folder (e.g. runs/20261128-101500-ab12) from its last checkpoint, with the settings it started with.", show_default=False)] = None,
+) -> None:
+    """Train a model on one split of the warehouse, score it on the held-out ratings, and write runs, per-epoch metrics and predictions into the warehouse."""
+    overrides: dict[str, Any] = {
+        "warehouse": str(warehouse) if warehouse else None, "split": split, "model": model, "epochs": epochs,
+        "batch_size": batch_size, "learning_rate": learning_rate, "weight_decay": weight_decay,
+        "optimizer": optimizer, "seed": seed, "device": device, "validation": validation, "top_n": top_n,
+        "full_matrix": full_matrix, "cache_budget_mb": cache_budget_mb,
+        "runs_dir": str(runs_dir) if runs_dir else None, "lock_wait_seconds": lock_wait,
+    }
+    try:
+        config = resolve(overrides, config_file)
+        if resume is not None and not resume.is_dir():
+            raise TrainerError(f"{resume}: no such run folder to resume")
+        with _EpochReporter(config.epochs) as report:
+            summary = train_run(config, resume_dir=resume, on_epoch=report, log=_log)
+    except (TrainerError, EtlError) as error:
+        _fail(error)
+    m = summary.metrics
+    _log(
+        f"run {summary.run_id}: test RMSE {m['rmse']:.4f}, MAE {m['mae']:.4f}, mean per-user RMSE "
+        f"{m['user_rmse']:.4f} on {m['n']:,} ratings ({m['n_cold_start']:,} cold start); trained in "
+        f"{summary.train_seconds:.2f} s, {summary.wall_seconds:.2f} s in all. Results are in the warehouse: "
+        "SELECT * FROM run_metrics; SELECT * FROM recommendations;"
+    )
+
+
+@app.command()
+def publish(
+    run_dir: Annotated[Path, typer.Argument(help="The run folder whose staged results to write (printed by the run that could not write them).", show_default=False)],
+    warehouse: Annotated[Path, typer.Option(envvar="WAREHOUSE", help="The warehouse to write them into.")] = Path(DEFAULTS.warehouse),
+    lock_wait: Annotated[float, typer.Option(min=0, help="Seconds to wait for another process holding the warehouse.")] = DEFAULTS.lock_wait_seconds,
+) -> None:
+    """Write a finished run's staged results into the warehouse (after a run found it locked)."""
+    try:
+        run_id = results.publish(run_dir, warehouse, lock_wait)
+    except (TrainerError, EtlError) as error:
+        _fail(error)
+    _log(f"run {run_id}: results written to {warehouse}")
+
+
+def _log(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+class _EpochReporter:
+    """A progress bar with the losses on a terminal; one plain line per epoch otherwise (logs, CI)."""
+
+    def __init__(self, epochs: int) -> None:
+        self.epochs = epochs
+        self.progress: Progress | None = None
+        if sys.stderr.isatty():
+            self.progress = Progress(
+                TextColumn("epoch"), MofNCompleteColumn(), BarColumn(), TextColumn("{task.fields[losses]}"),
+                TimeRemainingColumn(), transient=False,
+            )
+            self.task = self.progress.add_task("train", total=epochs, losses="")
+
+    def __enter__(self) -> "_EpochReporter":
+        if self.progress:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress:
+            self.progress.stop()
+
+    def __call__(self, metrics: dict[str, Any]) -> None:
+        losses = f"train RMSE {metrics['train_rmse']:.4f}"
+        if metrics["validation_rmse"] is not None:
+            losses += f"  validation RMSE {metrics['validation_rmse']:.4f}"
+        if self.progress:
+            self.progress.update(self.task, completed=metrics["epoch"], losses=losses)
+        else:
+            _log(f"epoch {metrics['epoch']}/{self.epochs}  {losses}")

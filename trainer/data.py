@@ -1,0 +1,237 @@
+"""Reading the warehouse: the data set's facts and the rating matrices, as CSR batches on the device.
+
+The warehouse is only ever opened read-only here, so analysts (and other trainers) can read it while
+a run trains. user_matrix holds one row per user and split, each part (train, validation, test) a pair
+of aligned lists: exactly the column indexes and values of a CSR row. Batches stream out of DuckDB as
+Arrow record batches; the list offsets and values become torch tensors without a Python loop.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import torch
+
+from etl import warehouse as wh
+from trainer.errors import TrainerError
+
+PARTS = ("train", "validation", "test")
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    fingerprint: str
+    n_users: int
+    n_movies: int
+    rating_min: float
+    rating_max: float
+    mean_rating: float
+
+
+def open_warehouse(path: Path, lock_wait_seconds: float) -> duckdb.DuckDBPyConnection:
+    """A read-only connection, or a TrainerError that says what to do."""
+    if not path.exists():
+        raise TrainerError(f"{path}: no warehouse here. Build it first: make etl (or: etl build --warehouse {path})")
+    con = wh.connect(path, read_only=True, lock_wait_seconds=lock_wait_seconds)
+    tables = {row[0] for row in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    missing = {"dataset", "splits", "user_matrix", "user_index", "movie_index"} - tables
+    if missing:
+        con.close()
+        raise TrainerError(f"{path} was not built by the ETL (no {', '.join(sorted(missing))}); run make etl first")
+    return con
+
+
+def dataset_info(con: duckdb.DuckDBPyConnection) -> DatasetInfo:
+    row = con.execute(
+        "SELECT name, fingerprint, n_users, n_movies, rating_min, rating_max, mean_rating FROM dataset"
+    ).fetchall()[0]
+    return DatasetInfo(*row)
+
+
+def check_split(con: duckdb.DuckDBPyConnection, split: str) -> None:
+    known = [row[0] for row in con.execute("SELECT split FROM splits ORDER BY split").fetchall()]
+    if split not in known:
+        raise TrainerError(f"unknown split {split!r}: this warehouse has {', '.join(known)}")
+
+
+@dataclass
+class Csr:
+    """Rows of a sparse matrix: row i holds cols[offsets[i]:offsets[i+1]] with vals alongside."""
+
+    offsets: torch.Tensor  # int64, n_rows + 1
+    cols: torch.Tensor  # int64
+    vals: torch.Tensor  # float32
+    n_cols: int
+
+    @property
+    def n_rows(self) -> int:
+        return self.offsets.numel() - 1
+
+    @property
+    def counts(self) -> torch.Tensor:
+        return self.offsets.diff()
+
+    def row_ids(self) -> torch.Tensor:
+        """The row of every stored entry (COO rows)."""
+        return torch.repeat_interleave(torch.arange(self.n_rows, device=self.offsets.device), self.counts)
+
+    def select(self, rows: torch.Tensor) -> Csr:
+        """The given rows, in the given order (a gather: works the same on CPU and GPU)."""
+        counts = self.counts[rows]
+        offsets = torch.zeros(rows.numel() + 1, dtype=torch.int64, device=rows.device)
+        torch.cumsum(counts, 0, out=offsets[1:])
+        total = int(offsets[-1])
+        shift = torch.repeat_interleave(self.offsets[rows] - offsets[:-1], counts, output_size=total)
+        positions = torch.arange(total, device=rows.device) + shift
+        return Csr(offsets, self.cols[positions], self.vals[positions], self.n_cols)
+
+    def to_dense(self) -> torch.Tensor:
+        dense = torch.zeros(self.n_rows, self.n_cols, device=self.vals.device)
+        dense[self.row_ids(), self.cols] = self.vals
+        return dense
+
+    def to(self, device: torch.device, non_blocking: bool = False) -> Csr:
+        if device.type == "cuda" and self.offsets.device.type == "cpu":
+            # Pinned host memory lets the copy overlap with compute.
+            tensors = [t.pin_memory() for t in (self.offsets, self.cols, self.vals)]
+        else:
+            tensors = [self.offsets, self.cols, self.vals]
+        offsets, cols, vals = (t.to(device, non_blocking=non_blocking) for t in tensors)
+        return Csr(offsets, cols, vals, self.n_cols)
+
+    def without_first_entry(self) -> Csr:
+        """Drop the lowest column of the first non-empty row: the rating on the first line of a sorted
+        ratings file, which the original notebook lost to pandas' read_csv taking it for a header."""
+        nonempty = torch.nonzero(self.counts).flatten()
+        if nonempty.numel() == 0:
+            return self
+        row = int(nonempty[0])
+        start, end = int(self.offsets[row]), int(self.offsets[row + 1])
+        drop = start + int(torch.argmin(self.cols[start:end]))
+        keep = torch.ones(self.cols.numel(), dtype=torch.bool, device=self.cols.device)
+        keep[drop] = False
+        offsets = self.offsets.clone()
+        offsets[row + 1 :] -= 1
+        return Csr(offsets, self.cols[keep], self.vals[keep], self.n_cols)
+
+    @staticmethod
+    def from_arrow(indexes: pa.Array, ratings: pa.Array, n_cols: int) -> Csr:
+        """CSR from two aligned Arrow list arrays; their offsets and values are the CSR arrays."""
+        indexes = _flatten_chunks(indexes)
+        ratings = _flatten_chunks(ratings)
+        offsets = indexes.offsets.to_numpy(zero_copy_only=False).astype(np.int64)
+        cols = indexes.flatten().to_numpy(zero_copy_only=False).astype(np.int64)
+        vals = ratings.flatten().to_numpy(zero_copy_only=False).astype(np.float32)
+        offsets = offsets - offsets[0]  # a sliced batch's offsets need not start at 0
+        return Csr(torch.from_numpy(offsets), torch.from_numpy(cols), torch.from_numpy(vals), n_cols)
+
+    @staticmethod
+    def concat(parts: list[Csr]) -> Csr:
+        """Rows of several CSR blocks stacked (each block's offsets shifted past the ones before)."""
+        offsets, shift = [parts[0].offsets[:1]], 0
+        for part in parts:
+            offsets.append(part.offsets[1:] + shift)
+            shift += int(part.offsets[-1])
+        return Csr(
+            torch.cat(offsets), torch.cat([p.cols for p in parts]), torch.cat([p.vals for p in parts]), parts[0].n_cols
+        )
+
+    @staticmethod
+    def merge(a: Csr, b: Csr) -> Csr:
+        """Row-wise union of two matrices with the same rows (e.g. train and validation)."""
+        rows = torch.cat([a.row_ids(), b.row_ids()])
+        order = torch.argsort(rows, stable=True)
+        counts = a.counts + b.counts
+        offsets = torch.zeros_like(a.offsets)
+        torch.cumsum(counts, 0, out=offsets[1:])
+        return Csr(offsets, torch.cat([a.cols, b.cols])[order], torch.cat([a.vals, b.vals])[order], a.n_cols)
+
+
+def _flatten_chunks(array: pa.Array | pa.ChunkedArray) -> pa.ListArray:
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    return array
+
+
+def _columns(parts: tuple[str, ...]) -> str:
+    """The SELECT list for the named parts; part names come from PARTS only, never from input."""
+    for part in parts:
+        if part not in PARTS:
+            raise ValueError(f"unknown matrix part {part!r}")
+    return ", ".join(f"{p}_movie_idx, {p}_rating" for p in parts)
+
+
+def stream_rows(
+    con: duckdb.DuckDBPyConnection,
+    split: str,
+    parts: tuple[str, ...],
+    n_movies: int,
+    batch_rows: int,
+    shuffle_seed: int | None = None,
+) -> Iterator[tuple[torch.Tensor, dict[str, Csr]]]:
+    """Stream user rows of one split as (user_idx, {part: Csr}) batches of at most ``batch_rows`` users.
+
+    Memory stays bounded by the batch, whatever the number of users. With ``shuffle_seed`` the users
+    come in a seeded random order (a different one per seed), else in user_idx order. A background
+    thread reads the next batch out of DuckDB while the caller computes on the current one.
+    """
+    order = "hash(user_idx, $seed)" if shuffle_seed is not None else "user_idx"
+    query = f"SELECT user_idx, {_columns(parts)} FROM user_matrix WHERE split = $split ORDER BY {order}"
+    params = {"split": split} | ({"seed": shuffle_seed} if shuffle_seed is not None else {})
+    # Its own cursor: the reader keeps the connection busy while the caller may run other queries.
+    cursor = con.cursor()
+    reader = cursor.sql(query, params=params).to_arrow_reader(batch_rows)
+
+    def convert(batch: pa.RecordBatch) -> tuple[torch.Tensor, dict[str, Csr]]:
+        users = torch.from_numpy(batch.column("user_idx").to_numpy().astype(np.int64))
+        matrices = {
+            p: Csr.from_arrow(batch.column(f"{p}_movie_idx"), batch.column(f"{p}_rating"), n_movies) for p in parts
+        }
+        return users, matrices
+
+    yield from _prefetch(convert(batch) for batch in reader)
+    cursor.close()
+
+
+def load_rows(
+    con: duckdb.DuckDBPyConnection, split: str, parts: tuple[str, ...], n_movies: int
+) -> tuple[torch.Tensor, dict[str, Csr]]:
+    """Every user row of a split, in user_idx order, as one CSR per part (for the device cache)."""
+    batches = list(stream_rows(con, split, parts, n_movies, batch_rows=65536))
+    users = torch.cat([users for users, _ in batches])
+    return users, {p: Csr.concat([m[p] for _, m in batches]) for p in parts}
+
+
+def matrix_bytes(con: duckdb.DuckDBPyConnection, split: str, parts: tuple[str, ...]) -> int:
+    """What a CSR of these parts takes in memory: 12 bytes an entry (int64 column + float32 value)."""
+    columns = " + ".join(f"n_{p}" for p in parts)
+    entries = con.execute(f"SELECT {columns} FROM splits WHERE split = ?", [split]).fetchall()[0][0]
+    return int(entries) * 12
+
+
+def _prefetch(items: Iterator, depth: int = 2) -> Iterator:
+    """Run an iterator one step ahead in a thread (DuckDB and torch release the GIL while working)."""
+    slots: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+
+    def fill() -> None:
+        try:
+            for item in items:
+                slots.put(item)
+        except BaseException as error:  # handed to the consumer, raised there
+            slots.put(error)
+        slots.put(done)
+
+    threading.Thread(target=fill, daemon=True).start()
+    while (item := slots.get()) is not done:
+        if isinstance(item, BaseException):
+            raise item
+        yield item

@@ -1,0 +1,76 @@
+"""Writing a run's results: staged as files first, then into the warehouse in one short transaction.
+
+Staging first means nothing computed is lost when the warehouse is locked by another writer at the
+end of a run: the results wait in the run's folder and `trainer publish RUN_DIR` writes them later.
+Publishing is idempotent (a run's earlier rows are replaced), and the transaction means readers see a
+run either whole or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from etl import warehouse as wh
+from etl.errors import EtlError
+from etl.models import SQL_DIR
+from trainer.errors import TrainerError
+
+RESULT_TABLES = ("runs", "epoch_metrics", "predictions")  # also the order of the DDL files
+VIEWS = ("run_metrics", "latest_run", "latest_predictions", "recommendations")  # dependency order
+RUN_FILE = "run.json"
+PUBLISHED_MARKER = "published"
+
+
+def stage(run_dir: Path, run: dict[str, Any], epochs: pa.Table, predictions: pa.Table) -> None:
+    """Write the run's row, learning curve and predictions into its folder."""
+    pq.write_table(epochs, run_dir / "epoch_metrics.parquet")
+    pq.write_table(predictions, run_dir / "predictions.parquet")
+    # Written last: its presence says the staged results are complete.
+    (run_dir / RUN_FILE).write_text(json.dumps(run, indent=2, default=str))
+    (run_dir / PUBLISHED_MARKER).unlink(missing_ok=True)
+
+
+def publish(run_dir: Path, warehouse: Path, lock_wait_seconds: float) -> str:
+    """Write a staged run into the warehouse; returns its run id."""
+    run_file = run_dir / RUN_FILE
+    if not run_file.exists():
+        raise TrainerError(f"{run_dir}: no staged results ({RUN_FILE} is missing); the run did not finish")
+    run = json.loads(run_file.read_text())
+    try:
+        con = wh.connect(warehouse, read_only=False, lock_wait_seconds=lock_wait_seconds)
+    except EtlError as error:
+        raise TrainerError(
+            f"could not write the results: {error}\nNothing is lost: the results are kept in {run_dir}. "
+            f"Write them once the warehouse is free with:\n    trainer publish {run_dir} --warehouse {warehouse}"
+        ) from error
+    try:
+        con.execute("BEGIN TRANSACTION")
+        for table in RESULT_TABLES:
+            con.execute((SQL_DIR / "results" / f"{table}.sql").read_text())
+            con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run["run_id"]])
+        # Column names come from a file: allow only the runs table's own columns.
+        known = {row[0] for row in con.execute(
+            "SELECT column_name FROM duckdb_columns() WHERE table_name = 'runs'").fetchall()}
+        if not set(run) <= known:
+            raise TrainerError(f"{run_file}: unexpected fields {sorted(set(run) - known)}")
+        columns = ", ".join(run)
+        con.execute(f"INSERT INTO runs ({columns}) VALUES ({', '.join('?' for _ in run)})", list(run.values()))
+        for table in ("epoch_metrics", "predictions"):
+            con.register("staged", pq.read_table(run_dir / f"{table}.parquet"))
+            con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM staged")
+            con.unregister("staged")
+        for view in VIEWS:
+            con.execute((SQL_DIR / "views" / f"{view}.sql").read_text())
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    finally:
+        con.close()
+    (run_dir / PUBLISHED_MARKER).touch()
+    return run["run_id"]
