@@ -1,0 +1,65 @@
+"""The trainer CLI with typer's CliRunner: help, defaults, and plain errors (exit 1) instead of tracebacks."""
+
+from __future__ import annotations
+
+import duckdb
+from typer.testing import CliRunner
+
+from trainer.cli import app
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def test_help_explains_every_option() -> None:
+    result = invoke("run", "--help")
+    assert result.exit_code == 0
+    for option in ("--warehouse", "--split", "--model", "--epochs", "--batch-size", "--learning-rate",
+                   "--seed", "--device", "--config", "--resume"):
+        assert option in result.output
+    assert invoke("--help").exit_code == 0
+    assert invoke("--version").exit_code == 0
+
+
+def test_run_end_to_end_prints_the_metrics(warehouse, tmp_path) -> None:
+    result = invoke("run", "--warehouse", str(warehouse), "--epochs", "3", "--runs-dir", str(tmp_path / "r"))
+    assert result.exit_code == 0, result.output
+    assert "epoch 3/3" in result.output and "test RMSE" in result.output
+    con = duckdb.connect(str(warehouse), read_only=True)
+    assert con.execute("SELECT epochs, split, model FROM runs").fetchall() == [(3, "random", "autoencoder")]
+
+
+def test_missing_warehouse_says_run_make_etl(tmp_path) -> None:
+    result = invoke("run", "--warehouse", str(tmp_path / "nope.duckdb"))
+    assert result.exit_code == 1
+    assert "make etl" in result.output and "Traceback" not in result.output
+
+
+def test_unknown_split_lists_the_known_ones(warehouse, tmp_path) -> None:
+    result = invoke("run", "--warehouse", str(warehouse), "--split", "u1", "--runs-dir", str(tmp_path))
+    assert result.exit_code == 1
+    assert "unknown split 'u1'" in result.output and "random" in result.output
+
+
+def test_unknown_model_and_bad_values(warehouse) -> None:
+    result = invoke("run", "--warehouse", str(warehouse), "--model", "gpt")
+    assert result.exit_code == 1 and "unknown model" in result.output
+    result = invoke("run", "--warehouse", str(warehouse), "--epochs", "0")
+    assert result.exit_code == 1 and "epochs must be positive" in result.output
+    assert invoke("run", "--epochs", "three").exit_code == 2  # a usage error
+
+
+def test_cuda_asked_for_but_absent(warehouse, monkeypatch) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    result = invoke("run", "--warehouse", str(warehouse), "--device", "cuda")
+    assert result.exit_code == 1 and "no CUDA device" in result.output
+
+
+def test_resume_of_a_missing_run(warehouse, tmp_path) -> None:
+    result = invoke("run", "--warehouse", str(warehouse), "--resume", str(tmp_path / "runs" / "x"))
+    assert result.exit_code == 1 and "no such run folder" in result.output
