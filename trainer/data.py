@@ -93,6 +93,11 @@ class Csr:
         positions = torch.arange(total, device=rows.device) + shift
         return Csr(offsets, self.cols[positions], self.vals[positions], self.n_cols)
 
+    def slice(self, start: int, end: int) -> Csr:
+        """Rows start..end-1: views into this matrix, no copy."""
+        first, last = int(self.offsets[start]), int(self.offsets[end])
+        return Csr(self.offsets[start : end + 1] - first, self.cols[first:last], self.vals[first:last], self.n_cols)
+
     def to_dense(self) -> torch.Tensor:
         dense = torch.zeros(self.n_rows, self.n_cols, device=self.vals.device)
         dense[self.row_ids(), self.cols] = self.vals

@@ -110,19 +110,21 @@ def run(
             model.train()
             squared_error = torch.zeros((), device=device)
             n_ratings = torch.zeros((), device=device)
-            for ratings, observed in data.batches(epoch):
-                reconstruction = model(ratings)
-                batch_error = ((reconstruction - ratings) * observed).square().sum()
-                batch_count = observed.sum()
-                # "observed": mean over the user's ratings; "all_movies": the notebook's MSELoss over
-                # every movie, unobserved outputs zeroed. Same minimiser, different gradient scale.
-                loss = batch_error / (batch_count if config.loss == "observed" else reconstruction.numel())
+            for batch in data.batches(epoch):
+                reconstruction = model(batch.inputs)
+                # Only observed ratings count: read the reconstruction at their positions (cheaper than
+                # masking the whole users x movies output, and the same gradient).
+                predicted = reconstruction.view(-1).index_select(0, batch.positions)
+                batch_error = (predicted - batch.targets).square().sum()
+                # "observed": mean over the observed ratings; "all_movies": the notebook's MSELoss over
+                # every movie with unobserved outputs zeroed. Same minimiser, different gradient scale.
+                loss = batch_error / (batch.targets.numel() if config.loss == "observed" else reconstruction.numel())
                 if not config.accumulate_gradients:
                     optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 squared_error += batch_error.detach()
-                n_ratings += batch_count
+                n_ratings += batch.targets.numel()
             metrics: dict[str, Any] = {
                 "epoch": epoch,
                 "train_rmse": math.sqrt(squared_error.item() / max(n_ratings.item(), 1.0)),
@@ -169,13 +171,26 @@ def run(
     return RunSummary(run_id, run_dir, metrics, train_seconds, wall_seconds, True, history)
 
 
-class TrainingData:
-    """The training matrix as batches of dense rows on the device, plus the validation targets.
+@dataclass
+class Batch:
+    """Users' rating rows as the model's dense input, and where in it the observed ratings are."""
 
-    Three ways to hold it, the first that fits ``cache_budget_mb``: the dense users x movies matrix
-    on the device (batches are row slices); its CSR on the device (batches are gathered, then made
-    dense); or nothing, and every epoch streams the rows out of DuckDB, so that memory is bounded by
-    the batch size rather than by users x movies.
+    inputs: torch.Tensor  # users x movies, 0 where unrated
+    positions: torch.Tensor  # flat indexes into inputs (row * n_movies + movie) of the observed ratings
+    targets: torch.Tensor  # the observed ratings, aligned with positions
+
+    @staticmethod
+    def of(rows: Csr, inputs: torch.Tensor | None = None) -> Batch:
+        inputs = rows.to_dense() if inputs is None else inputs
+        return Batch(inputs, rows.row_ids() * rows.n_cols + rows.cols, rows.vals)
+
+
+class TrainingData:
+    """The training matrix as batches on the device, plus the validation targets.
+
+    When the CSR of the training (and validation) part fits ``cache_budget_mb`` it is read once and
+    kept on the device, and the dense users x movies matrix too when that also fits. Otherwise every
+    epoch streams the rows out of DuckDB, so memory is bounded by the batch, not by users x movies.
     """
 
     def __init__(
@@ -196,8 +211,7 @@ class TrainingData:
                 self.validation = matrices["validation"].to(device)
             if info.n_users * info.n_movies * 4 <= budget:
                 self.dense = self.fit.to_dense()
-                self._observed = (self.dense > 0).to(self.dense.dtype)
-            self._has_ratings = (self.fit.counts > 0).cpu()
+                self._full_batch = Batch.of(self.fit, self.dense)
 
     def _fit_matrix(self, matrices: dict[str, Csr]) -> Csr:
         fit = matrices[self.fit_parts[0]]
@@ -205,38 +219,30 @@ class TrainingData:
             fit = Csr.merge(fit, matrices[part])
         return fit.without_first_entry() if self.config.drop_first_rating else fit
 
-    def batches(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """(ratings, observed) dense pairs; observed is 1.0 where a rating exists (ratings are >= 0.5)."""
+    def batches(self, epoch: int) -> Iterator[Batch]:
         config = self.config
         if not self.cached:
             seed = config.seed * 1_000_003 + epoch if config.shuffle else None
             for _, matrices in stream_rows(self.con, config.split, self.fit_parts, self.info.n_movies,
                                            config.batch_size, shuffle_seed=seed):
-                batch = self._fit_matrix(matrices).to(self.device, non_blocking=True)
-                if batch.cols.numel():
-                    yield _dense(batch)
+                rows = self._fit_matrix(matrices).to(self.device, non_blocking=True)
+                if rows.cols.numel():
+                    yield Batch.of(rows)
             return
         assert self.fit is not None
         n_rows = self.fit.n_rows
         if self.dense is not None and config.batch_size >= n_rows:
-            yield self.dense, self._observed  # one full batch: row order does not change the step
+            yield self._full_batch  # one batch of every user: row order does not change the step
             return
         if config.shuffle:
             order = torch.randperm(n_rows, generator=torch.Generator().manual_seed(config.seed * 1_000_003 + epoch))
         for start in range(0, n_rows, config.batch_size):
             end = min(start + config.batch_size, n_rows)
-            rows = order[start:end] if config.shuffle else None
-            # A batch without a rating teaches nothing (the notebook skipped such users too).
-            if not (self._has_ratings[rows] if rows is not None else self._has_ratings[start:end]).any():
+            rows = self.fit.slice(start, end) if not config.shuffle else self.fit.select(order[start:end].to(self.device))
+            if rows.cols.numel() == 0:  # nothing to learn from (the notebook skipped such users too)
                 continue
-            if self.dense is None:
-                rows = rows if rows is not None else torch.arange(start, end)
-                yield _dense(self.fit.select(rows.to(self.device)))
-            elif rows is None:
-                yield self.dense[start:end], self._observed[start:end]
-            else:
-                rows = rows.to(self.device)
-                yield self.dense.index_select(0, rows), self._observed.index_select(0, rows)
+            dense_rows = self.dense[start:end] if self.dense is not None and not config.shuffle else None
+            yield Batch.of(rows, dense_rows)
 
     @torch.no_grad()
     def validation_rmse(self, model: torch.nn.Module) -> float:
@@ -248,20 +254,14 @@ class TrainingData:
         squared, count = 0.0, 0
         for start in range(0, self.fit.n_rows, EVAL_ROWS):
             end = min(start + EVAL_ROWS, self.fit.n_rows)
-            rows = torch.arange(start, end, device=self.device)
-            inputs = self.dense[start:end] if self.dense is not None else self.fit.select(rows).to_dense()
-            targets = self.validation.select(rows)
+            inputs = self.dense[start:end] if self.dense is not None else self.fit.slice(start, end).to_dense()
+            targets = self.validation.slice(start, end)
             predicted = model(inputs)[targets.row_ids(), targets.cols]
             if self.config.clip:
                 predicted = predicted.clamp(self.info.rating_min, self.info.rating_max)
             squared += (predicted - targets.vals).square().sum().item()
             count += targets.vals.numel()
         return math.sqrt(squared / max(count, 1))
-
-
-def _dense(batch: Csr) -> tuple[torch.Tensor, torch.Tensor]:
-    ratings = batch.to_dense()
-    return ratings, (ratings > 0).to(ratings.dtype)
 
 
 def _streamed_validation_rmse(

@@ -101,3 +101,8 @@ def test_unknown_part_is_refused(small_warehouse) -> None:
     con = duckdb.connect(str(small_warehouse), read_only=True)
     with pytest.raises(ValueError):
         next(stream_rows(con, "random", ("train; DROP TABLE ratings",), 10, 4))
+
+
+def test_slice_is_a_contiguous_block_of_rows() -> None:
+    assert torch.equal(csr(ROWS).slice(1, 3).to_dense(), dense(ROWS[1:3]))
+    assert torch.equal(csr(ROWS).slice(0, 4).to_dense(), dense(ROWS))

@@ -1,0 +1,107 @@
+"""Training benchmark: the notebook preset and the default side by side on ml-100k u1, then ml-1m.
+
+Each run is a whole `trainer run` process, timed from outside (start-up, imports, reading, training,
+evaluating, writing predictions) and from inside (the training loop alone, as the run records it).
+Figures are compared as ratios measured in this one run, because these machines are shared and noisy.
+
+    python bench/train_bench.py                      # everything (the notebook preset takes minutes)
+    python bench/train_bench.py --skip-notebook      # the default runs only
+    python bench/train_bench.py --device cuda        # the GPU path, on a CUDA machine
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import duckdb
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared" / "data"
+BIN = Path(sys.executable).parent
+
+
+def build(dataset: str, folder: Path) -> Path:
+    warehouse = folder / f"{dataset}.duckdb"
+    subprocess.run([BIN / "etl", "build", "-q", "--input", SHARED / dataset, "--warehouse", warehouse], check=True)
+    return warehouse
+
+
+def train(warehouse: Path, runs: Path, *args: str) -> dict:
+    """One `trainer run` process: its wall time, peak RSS, and the row it wrote to `runs`."""
+    command = [str(BIN / "trainer"), "run", "--warehouse", str(warehouse), "--runs-dir", str(runs), *args]
+    started = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - started
+    stderr = process.stderr.read()
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"{' '.join(command)} failed:\n{stderr}")
+    con = duckdb.connect(str(warehouse), read_only=True)
+    row = con.execute(
+        "SELECT train_seconds, test_rmse, test_user_rmse, test_mae, device FROM latest_run"
+    ).fetchall()[0]
+    con.close()
+    return {"args": " ".join(args), "process_s": wall, "peak_rss_mb": usage.ru_maxrss / 1024,
+            "train_s": row[0], "rmse": row[1], "user_rmse": row[2], "mae": row[3], "device": row[4]}
+
+
+def show(label: str, r: dict) -> None:
+    print(f"{label:<34} train {r['train_s']:8.2f} s  process {r['process_s']:7.2f} s  "
+          f"peak {r['peak_rss_mb']:6.0f} MB  RMSE {r['rmse']:.4f}  per-user RMSE {r['user_rmse']:.4f}  "
+          f"MAE {r['mae']:.4f}  [{r['device']}]", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeat", type=int, default=3, help="Runs of each default configuration (medians are quoted).")
+    parser.add_argument("--skip-notebook", action="store_true", help="Do not run the (slow) notebook preset.")
+    parser.add_argument("--skip-ml1m", action="store_true", help="Do not run ml-1m.")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda.")
+    parser.add_argument("--json", type=Path, help="Also write the figures to this JSON file.")
+    args = parser.parse_args()
+    if not (SHARED / "ml-100k").is_dir():
+        sys.exit(f"{SHARED / 'ml-100k'} is missing: the benchmark needs the MovieLens copies in ../shared/data")
+
+    figures: dict[str, object] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        ml100k = build("ml-100k", folder)
+        device = ["--device", args.device]
+        print("ml-100k split u1 (943 users x 1,682 movies, 80,000 training ratings), 200 epochs", flush=True)
+        defaults = [train(ml100k, folder / "runs", "--split", "u1", *device) for _ in range(args.repeat)]
+        for r in defaults:
+            show("default (seed autoencoder)", r)
+        default = {key: statistics.median([d[key] for d in defaults])
+                   for key in ("train_s", "process_s", "peak_rss_mb", "rmse", "user_rmse", "mae")}
+        figures["ml-100k default (median)"] = default
+        if not args.skip_notebook:
+            notebook = train(ml100k, folder / "runs", "--split", "u1", "--model", "notebook", *device)
+            show("notebook preset (the original)", notebook)
+            figures["ml-100k notebook"] = notebook
+            print(f"\nspeed-up, default training loop vs the notebook's:  {notebook['train_s'] / default['train_s']:6.1f}x"
+                  " (target 100x)")
+            print(f"speed-up, whole default process vs the notebook's training loop: "
+                  f"{notebook['train_s'] / default['process_s']:6.1f}x (target 30x)")
+            print(f"accuracy, default minus notebook: RMSE {default['rmse'] - notebook['rmse']:+.4f}, "
+                  f"per-user RMSE {default['user_rmse'] - notebook['user_rmse']:+.4f} (negative is better)")
+
+        if not args.skip_ml1m and (SHARED / "ml-1m").is_dir():
+            ml1m = build("ml-1m", folder)
+            print("\nml-1m split random (6,040 users x 3,650 movies), 200 epochs", flush=True)
+            r = train(ml1m, folder / "runs", *device)
+            show("default (seed autoencoder)", r)
+            figures["ml-1m default"] = r
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()
