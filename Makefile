@@ -42,3 +42,7 @@ bench-train: install
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache
+
+# On a machine with a CUDA GPU: tests, then the GPU path end to end with epoch times (see README).
+gpu-check:
+	bash bench/gpu_check.sh

@@ -138,4 +138,4 @@ class _EpochReporter:
         if self.progress:
             self.progress.update(self.task, completed=metrics["epoch"], losses=losses)
         else:
-            _log(f"epoch {metrics['epoch']}/{self.epochs}  {losses}")
+            _log(f"epoch {metrics['epoch']}/{self.epochs}  {losses}  ({metrics['seconds']:.3f} s)")

@@ -132,9 +132,9 @@ def run(
             }
             if config.validation and (epoch % config.eval_every == 0 or epoch == config.epochs):
                 metrics["validation_rmse"] = data.validation_rmse(model)
-            seconds = time.perf_counter() - epoch_start
-            train_seconds += seconds
-            history.append(metrics | {"seconds": seconds})
+            metrics["seconds"] = time.perf_counter() - epoch_start
+            train_seconds += metrics["seconds"]
+            history.append(metrics)
             on_epoch(metrics)
             if epoch % config.checkpoint_every == 0 or epoch == config.epochs:
                 checkpoint.save(run_dir, {

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The GPU check, in one go, for a machine with a CUDA GPU: install, run the test suite (the CUDA tests
+# run there instead of skipping), then train on the GPU end to end and print the epoch times.
+#   MOVIELENS_DIR=/path/to/ml-1m bash bench/gpu_check.sh      (default: ../shared/data/ml-1m)
+# Figures are also written to $OUT (or ./gpu-check) when set.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out="${OUT:-gpu-check}"
+mkdir -p "$out"
+make install
+.venv/bin/python -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print(torch.cuda.get_device_name(0))"
+.venv/bin/python -m pytest -q -m 'not slow' tests/trainer 2>&1 | tee "$out/tests.log"
+data="${MOVIELENS_DIR:-../shared/data/ml-1m}"
+.venv/bin/etl build -q --input "$data" --warehouse "$out/gpu.duckdb"
+.venv/bin/trainer run --warehouse "$out/gpu.duckdb" --device cuda --runs-dir "$out/runs" 2>&1 | tee "$out/train-cached.log"
+.venv/bin/trainer run --warehouse "$out/gpu.duckdb" --device cuda --runs-dir "$out/runs" --cache-budget-mb 1 --epochs 5 2>&1 \
+    | tee "$out/train-streamed.log"
+.venv/bin/python -c "import duckdb; print(duckdb.connect('$out/gpu.duckdb', read_only=True).sql('SELECT * FROM run_metrics'))" \
+    | tee "$out/run_metrics.txt"
