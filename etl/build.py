@@ -86,7 +86,7 @@ def build_warehouse(
             except duckdb.Error as error:
                 raise EtlError(f"sql/{model.relative_to(SQL_DIR)} failed on {input_dir}: {error}") from error
             if model.parent.name in ("core", "splits", "features"):
-                rows = con.execute(f'SELECT count(*) FROM "{table_name(model)}"').fetchone()[0]
+                rows = con.execute(f'SELECT count(*) FROM "{table_name(model)}"').fetchall()[0][0]
                 report.row_counts[table_name(model)] = rows
                 log(f"  {table_name(model):<20} {rows:>12,} rows  {time.perf_counter() - step:6.2f} s")
             else:
@@ -157,10 +157,13 @@ def _set_variables(
 
 def _check_rejections(con: duckdb.DuckDBPyConnection, layout: Layout, max_bad_rows: int) -> int:
     """Stop on the first bad row unless up to ``max_bad_rows`` may be set aside in rejected_rows."""
-    rejected = con.execute("SELECT count(*) FROM rejected_rows").fetchone()[0]
+    # fetchall, not fetchone: DuckDB 2 refuses con.sql() below while an execute() result is unfinished.
+    rejected = con.execute("SELECT count(*) FROM rejected_rows").fetchall()[0][0]
     if rejected > max_bad_rows:
         # Report in the order the files are loaded: a bad movie line explains later rating errors.
-        order = {path.name: rank for rank, path in enumerate(layout.files.values())}
+        # (layout.files lists the ratings file first, so its order is not the load order.)
+        load_order = ("genres", "movies", "users", "ratings")
+        order = {layout.files[role].name: rank for rank, role in enumerate(load_order) if role in layout.files}
         rows = con.sql("SELECT file, line_no, raw_line, reason FROM rejected_rows").fetchall()
         file, line_no, raw_line, reason = min(rows, key=lambda row: (order.get(row[0], 99), row[1]))
         allowance = "no bad rows are allowed" if max_bad_rows == 0 else f"at most {max_bad_rows} allowed"
@@ -180,7 +183,13 @@ def _path_of(layout: Layout, file_name: str) -> Path:
 def _carry_over(
     con: duckdb.DuckDBPyConnection, warehouse: Path, lock_wait_seconds: float, log: Callable[[str], None]
 ) -> None:
-    """Copy every table and view of the previous warehouse that this build did not create."""
+    """Copy every sequence, table, view and index of the previous warehouse that this build did not create.
+
+    Each is recreated from its own CREATE statement, so a kept table keeps its keys, defaults and checks
+    (CREATE TABLE AS SELECT would drop them). DuckDB does not keep the order objects were created in, and a
+    view or a foreign key may name an object that sorts after it: what names an object not yet recreated
+    is retried in the next round.
+    """
     if not warehouse.exists():
         return
     # Read-only: analysts may keep reading the old file; a writer (a trainer saving results) makes us wait.
@@ -192,21 +201,73 @@ def _carry_over(
             f"{warehouse}: cannot read the existing warehouse to keep its other tables ({error}). "
             "Move it aside and rerun."
         ) from error
-    built = {row[0] for row in con.sql("SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()").fetchall()}
-    old_tables = con.sql(
-        "SELECT table_name FROM duckdb_tables() WHERE database_name = 'previous' AND schema_name = 'main' ORDER BY 1"
-    ).fetchall()
-    for (table,) in old_tables:
-        if table not in built:
-            con.execute(f'CREATE TABLE main."{table}" AS SELECT * FROM previous.main."{table}"')
-            log(f"  kept {table} from the previous warehouse")
-    built_views = {row[0] for row in con.sql("SELECT view_name FROM duckdb_views() WHERE NOT internal AND database_name = current_database()").fetchall()}
-    for view, sql in con.sql(
-        "SELECT view_name, sql FROM duckdb_views() WHERE NOT internal AND database_name = 'previous' ORDER BY 1"
-    ).fetchall():
-        if view not in built_views:
-            con.execute(sql)
+    pending = con.execute(_PREVIOUS_OBJECTS).fetchall()
+    while pending:
+        waiting = []
+        for kind, name, sql in pending:
+            try:
+                _keep(con, kind, name, sql)
+                log(f"  kept {kind} {name} from the previous warehouse")
+            except duckdb.CatalogException as error:
+                waiting.append((kind, name, sql, error))
+            except duckdb.Error as error:
+                raise _cannot_keep(warehouse, kind, name, error) from error
+        if len(waiting) == len(pending):
+            kind, name, _, error = waiting[0]
+            raise _cannot_keep(warehouse, kind, name, error) from error
+        pending = [(kind, name, sql) for kind, name, sql, _ in waiting]
     con.execute("DETACH previous")
+
+
+def _keep(con: duckdb.DuckDBPyConnection, kind: str, name: str, sql: str) -> None:
+    """Recreate one object of the previous warehouse in this build; a table with its rows."""
+    con.execute(sql)
+    if kind == "table":
+        # Generated columns cannot be inserted into: they are computed again.
+        columns = ", ".join(
+            f'"{column}"'
+            for (column,) in con.execute(
+                "SELECT column_name FROM duckdb_columns() WHERE database_name = 'previous' AND schema_name = 'main' "
+                "AND table_name = ? AND NOT is_generated ORDER BY column_index",
+                [name],
+            ).fetchall()
+        )
+        con.execute(f'INSERT INTO main."{name}" ({columns}) SELECT {columns} FROM previous.main."{name}"')
+
+
+def _cannot_keep(warehouse: Path, kind: str, name: str, error: duckdb.Error) -> EtlError:
+    return EtlError(
+        f"{warehouse}: cannot keep the {kind} {name} of the existing warehouse ({error}). "
+        "Fix or drop it there, or move the warehouse aside, and rerun."
+    )
+
+
+# The previous warehouse's objects (main schema) that this build did not create: sequences first (a default
+# may draw from one), then tables, views, and the indexes of kept tables (built once their rows are in).
+_PREVIOUS_OBJECTS = """
+WITH previous AS (
+    SELECT 1 AS rank, 'sequence' AS kind, sequence_name AS name, sql, NULL AS on_table
+    FROM duckdb_sequences() WHERE database_name = 'previous' AND schema_name = 'main'
+    UNION ALL
+    SELECT 2, 'table', table_name, sql, NULL
+    FROM duckdb_tables() WHERE database_name = 'previous' AND schema_name = 'main'
+    UNION ALL
+    SELECT 3, 'view', view_name, sql, NULL
+    FROM duckdb_views() WHERE database_name = 'previous' AND schema_name = 'main' AND NOT internal
+    UNION ALL
+    SELECT 4, 'index', index_name, sql, table_name
+    FROM duckdb_indexes() WHERE database_name = 'previous' AND schema_name = 'main' AND sql IS NOT NULL
+),
+built AS (
+    SELECT sequence_name AS name FROM duckdb_sequences() WHERE database_name = current_database()
+    UNION ALL SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()
+    UNION ALL SELECT view_name FROM duckdb_views() WHERE database_name = current_database() AND NOT internal
+)
+SELECT kind, name, sql
+FROM previous
+WHERE name NOT IN (SELECT name FROM built) AND coalesce(on_table, '') NOT IN (SELECT name FROM built)
+ORDER BY rank, name
+"""
 
 
 def _record_run(

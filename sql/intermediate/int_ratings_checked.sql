@@ -38,20 +38,32 @@ row_checks AS (
         END AS row_reason
     FROM staged AS s
     WHERE NOT s.is_header
+),
+checked AS (
+    SELECT
+        line_no,
+        raw_line,
+        user_id,
+        movie_id,
+        rating,
+        epoch_seconds,
+        coalesce(
+            row_reason,
+            CASE WHEN row_number() OVER (PARTITION BY user_id, movie_id, row_reason IS NULL ORDER BY line_no) > 1
+                 THEN format('duplicate rating for user {} and movie {} (first on line {})', user_id, movie_id,
+                             min(line_no) OVER (PARTITION BY user_id, movie_id, row_reason IS NULL))
+            END
+        ) AS reject_reason
+    FROM row_checks
 )
 SELECT
     line_no,
     -- Only a rejected line's text is kept: rejected_rows shows it, good lines need only their values.
-    CASE WHEN row_reason IS NOT NULL THEN raw_line END AS raw_line,
+    -- Dropped after the duplicate check, not before, or a duplicate would lose its text.
+    CASE WHEN reject_reason IS NOT NULL THEN raw_line END AS raw_line,
     user_id,
     movie_id,
     rating,
     epoch_seconds,
-    coalesce(
-        row_reason,
-        CASE WHEN row_number() OVER (PARTITION BY user_id, movie_id, row_reason IS NULL ORDER BY line_no) > 1
-             THEN format('duplicate rating for user {} and movie {} (first on line {})', user_id, movie_id,
-                         min(line_no) OVER (PARTITION BY user_id, movie_id, row_reason IS NULL))
-        END
-    ) AS reject_reason
-FROM row_checks;
+    reject_reason
+FROM checked;

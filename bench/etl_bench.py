@@ -1,0 +1,81 @@
+"""Benchmark the whole ETL: `etl build` run as a child process, N times, each into a fresh warehouse.
+
+For each run: the wall time of the process, the build time the ETL itself records (etl_runs.seconds: from
+reading the input to the finished warehouse, without interpreter start-up), and the child's peak resident
+memory (from os.wait4, so it is that process alone). Prints a table, then the medians and the peak.
+
+    python bench/etl_bench.py [--input ../shared/data/ml-1m] [--repeat 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import duckdb
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_INPUT = REPO.parent / "shared" / "data" / "ml-1m"
+
+
+def run_once(input_dir: Path, workdir: Path) -> dict[str, float]:
+    """One `etl build` in a child process; its wall time, recorded build time, peak RSS and sizes."""
+    warehouse = workdir / "warehouse.duckdb"
+    command = [sys.executable, "-m", "etl", "build", "--input", str(input_dir), "--warehouse", str(warehouse), "--quiet"]
+    with (workdir / "stderr.txt").open("w+") as stderr:
+        started = time.perf_counter()
+        child = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=stderr)
+        _, status, usage = os.wait4(child.pid, 0)
+        wall = time.perf_counter() - started
+        child.returncode = os.waitstatus_to_exitcode(status)  # reaped here, so Popen must not wait again
+        if child.returncode != 0:
+            stderr.seek(0)
+            sys.exit(f"etl build failed (exit {child.returncode}):\n{stderr.read()}")
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        ((seconds, layout, n_ratings),) = con.sql("SELECT seconds, layout, n_ratings FROM etl_runs").fetchall()
+    return {
+        "wall": wall,
+        "etl": seconds,
+        "rss_mib": usage.ru_maxrss / 1024,  # Linux reports KiB
+        "warehouse_mib": warehouse.stat().st_size / 2**20,
+        "layout": layout,
+        "ratings": n_ratings,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--input", type=Path, default=DEFAULT_INPUT, help=f"MovieLens folder (default {DEFAULT_INPUT})")
+    parser.add_argument("--repeat", type=int, default=5, help="how many runs (default 5)")
+    args = parser.parse_args()
+    input_dir = args.input.resolve()
+    if not input_dir.is_dir():
+        sys.exit(f"{input_dir}: no such folder (real MovieLens copies live in ../shared/data)")
+
+    print(f"input      {input_dir}")
+    print(f"machine    {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+          f"DuckDB {duckdb.__version__}")  # fmt: skip
+    runs = []
+    print(f"\n{'run':>3}  {'wall s':>7}  {'ETL s':>7}  {'peak RSS MiB':>12}  {'warehouse MiB':>13}")
+    for n in range(1, args.repeat + 1):
+        with tempfile.TemporaryDirectory(prefix="etl-bench-") as workdir:
+            run = run_once(input_dir, Path(workdir))
+        runs.append(run)
+        print(f"{n:>3}  {run['wall']:>7.2f}  {run['etl']:>7.2f}  {run['rss_mib']:>12.0f}  {run['warehouse_mib']:>13.1f}")
+
+    walls = [run["wall"] for run in runs]
+    print(f"\n{runs[0]['layout']}, {runs[0]['ratings']:,} ratings, {len(runs)} runs")
+    print(f"median wall time        {statistics.median(walls):.2f} s  (min {min(walls):.2f}, max {max(walls):.2f})")
+    print(f"median ETL build time   {statistics.median(run['etl'] for run in runs):.2f} s  (as recorded in etl_runs)")
+    print(f"max peak RSS            {max(run['rss_mib'] for run in runs):.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()

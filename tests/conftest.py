@@ -1,0 +1,160 @@
+"""Shared fixtures: tiny hand-made MovieLens folders in every layout, and the real copies in ../shared/data."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from etl.build import EtlOptions, build_warehouse
+
+SHARED_DATA = Path(__file__).parents[1].parent / "shared" / "data"
+
+# The 19 genres of ml-100k's u.genre, in flag order.
+GENRES_100K = (
+    "unknown Action Adventure Animation Children's Comedy Crime Documentary Drama Fantasy Film-Noir "
+    "Horror Musical Mystery Romance Sci-Fi Thriller War Western"
+).split()
+
+# (movie_id, title, genres): a title with é (latin-1 0xE9 in the official files), one with a comma and
+# quotes (CSV quoting), one with no genres.
+MOVIES: list[tuple[int, str, list[str]]] = [
+    (1, "Toy Story (1995)", ["Animation", "Children's", "Comedy"]),
+    (2, "Jumanji (1995)", ["Adventure", "Children's", "Fantasy"]),
+    (3, "Misérables, Les (1995)", ["Drama", "Musical"]),
+    (4, 'Dr. "Strangelove", or How I Learned (1964)', ["Comedy", "War"]),
+    (5, "Heat (1995)", []),
+]
+# (user_id, gender, age, occupation code): ml-1m's codes; ml-100k's u.user gets the occupation's name.
+# User 5 rated nothing: with a users file the users table lists them, user_index does not.
+USERS: list[tuple[int, str, int, int]] = [
+    (1, "F", 1, 10), (2, "M", 56, 16), (3, "M", 25, 15), (4, "F", 35, 7), (5, "M", 18, 4),
+]  # fmt: skip
+# (user_id, movie_id, rating, epoch seconds); ratings are whole stars, valid on every scale.
+RATINGS: list[tuple[int, int, float, int]] = [
+    (1, 1, 5, 978300760), (1, 3, 3, 978302109), (1, 4, 4, 978301968),
+    (2, 1, 4, 978298413), (2, 2, 2, 978299000), (2, 5, 1, 978299620),
+    (3, 3, 5, 978297039), (3, 4, 3, 978298709), (3, 1, 2, 978297867),
+    (4, 2, 4, 978294008), (4, 5, 5, 978294282), (4, 3, 1, 978294200),
+]  # fmt: skip
+OCCUPATION_NAMES = {10: "K-12 student", 16: "self-employed", 15: "scientist", 7: "executive/managerial", 4: "student"}
+
+
+def _stars(rating: float, layout: str) -> str:
+    """'4', '4.5' as in the .dat and u.data files; '4.0' as in the CSV files."""
+    return f"{float(rating):.1f}" if layout == "ml-latest" else f"{rating:g}"
+
+
+def _csv_field(text: str) -> str:
+    return '"' + text.replace('"', '""') + '"' if ("," in text or '"' in text) else text
+
+
+def movielens_lines(
+    layout: str,
+    ratings: Sequence[tuple] = RATINGS,
+    movies: Sequence[tuple] = MOVIES,
+    users: Sequence[tuple] = USERS,
+) -> dict[str, list[str]]:
+    """The lines (without line endings) of each file of ``layout``, keyed by file name."""
+    out: dict[str, list[str]] = {}
+    if layout == "ml-100k":
+        out["u.data"] = [f"{u}\t{m}\t{_stars(r, layout)}\t{t}" for u, m, r, t in ratings]
+        out["u.item"] = [
+            f"{m}|{title}|01-Jan-1995||http://us.imdb.com/M/title-exact?x|"
+            + "|".join("1" if g in genres else "0" for g in GENRES_100K)
+            for m, title, genres in movies
+        ]
+        out["u.user"] = [f"{u}|{age}|{g}|{OCCUPATION_NAMES.get(occ, 'other')}|0{u}123" for u, g, age, occ in users]
+        out["u.genre"] = [f"{g}|{i}" for i, g in enumerate(GENRES_100K)] + [""]  # trailing blank, as the original
+    elif layout in ("ml-1m", "ml-10m"):
+        out["ratings.dat"] = [f"{u}::{m}::{_stars(r, layout)}::{t}" for u, m, r, t in ratings]
+        out["movies.dat"] = [f"{m}::{title}::{'|'.join(genres) or '(no genres listed)'}" for m, title, genres in movies]
+        if layout == "ml-1m":
+            out["users.dat"] = [f"{u}::{g}::{age}::{occ}::4806{u}" for u, g, age, occ in users]
+    else:
+        out["ratings.csv"] = ["userId,movieId,rating,timestamp"] + [
+            f"{u},{m},{_stars(r, layout)},{t}" for u, m, r, t in ratings
+        ]
+        out["movies.csv"] = ["movieId,title,genres"] + [
+            f"{m},{_csv_field(title)},{'|'.join(genres) or '(no genres listed)'}" for m, title, genres in movies
+        ]
+    return out
+
+
+@pytest.fixture(scope="session")
+def movielens(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """A function that writes a small MovieLens folder of a layout (ml-100k, ml-1m, ml-10m, ml-latest).
+
+    Each call makes a new folder named after the layout, in a fresh temporary folder (the warehouse of
+    etl_build goes beside it). ``ratings``/``movies``/``users`` replace the default rows. Files are latin-1
+    with LF endings, except ml-latest's (UTF-8, CRLF, as in the official zips). Session-scoped, so that
+    module-scoped fixtures can build once and share.
+    """
+
+    def write(
+        layout: str,
+        *,
+        ratings: Sequence[tuple] = RATINGS,
+        movies: Sequence[tuple] = MOVIES,
+        users: Sequence[tuple] = USERS,
+        encoding: str | None = None,
+        newline: str | None = None,
+    ) -> Path:
+        folder = tmp_path_factory.mktemp("movielens") / layout
+        folder.mkdir()
+        csv = layout == "ml-latest"
+        for file, lines in movielens_lines(layout, ratings, movies, users).items():
+            content = "".join(line + (newline or ("\r\n" if csv else "\n")) for line in lines)
+            (folder / file).write_bytes(content.encode(encoding or ("utf-8" if csv else "latin-1")))
+        return folder
+
+    return write
+
+
+@pytest.fixture(scope="session")
+def etl_build() -> Callable[..., Path]:
+    """A function running the ETL in-process on a folder; returns the warehouse (default: beside the folder)."""
+
+    def run(folder: Path, warehouse: Path | None = None, **options: object) -> Path:
+        warehouse = warehouse or folder.parent / "warehouse.duckdb"
+        build_warehouse(folder, warehouse, EtlOptions(**options))
+        return warehouse
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Callable[[str], Path]:
+    """A function returning ../shared/data/<name>, or skipping the test when that copy is absent."""
+
+    def locate(name: str) -> Path:
+        folder = SHARED_DATA / name
+        if not folder.is_dir():
+            pytest.skip(f"{folder} is missing (real MovieLens copies live in ../shared/data)")
+        return folder
+
+    return locate
+
+
+@pytest.fixture(scope="session")
+def query() -> Iterator[Callable[..., list[tuple]]]:
+    """A function running one SQL query on a warehouse file, read-only, and returning all rows.
+
+    The file is attached to one in-memory connection for the query and detached after it (ten times
+    cheaper than a connection of its own), so that nothing holds it open between queries.
+    """
+    con = duckdb.connect()
+
+    def run(warehouse: Path, sql: str, params: Sequence[object] | None = None) -> list[tuple]:
+        con.execute("ATTACH ? AS warehouse (READ_ONLY)", [str(warehouse)])
+        try:
+            con.execute("USE warehouse")
+            return con.execute(sql, params).fetchall()
+        finally:
+            con.execute("USE memory")
+            con.execute("DETACH warehouse")
+
+    yield run
+    con.close()

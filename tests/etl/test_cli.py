@@ -1,0 +1,94 @@
+"""etl.cli: help, a build, errors as one plain line (exit 1), bad option values (exit 2)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from etl.cli import app
+
+# No MOVIELENS_DIR or WAREHOUSE from the environment running the tests.
+runner = CliRunner(env={"MOVIELENS_DIR": None, "WAREHOUSE": None})
+
+
+def test_help():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    assert "build" in result.output
+    result = runner.invoke(app, ["build", "--help"])
+    assert result.exit_code == 0
+    for option in ("--input", "--warehouse", "--max-bad-rows", "--seed", "--test-fraction", "--validation-fraction"):
+        assert option in result.output
+
+
+def test_build(movielens, tmp_path, query):
+    warehouse = tmp_path / "out" / "warehouse.duckdb"
+    result = runner.invoke(app, ["build", "--input", str(movielens("ml-1m")), "--warehouse", str(warehouse),
+                                 "--seed", "7", "--test-fraction", "0.2", "--validation-fraction", "0.1"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert f"{warehouse}: 12 ratings, 5 users, 5 movies, 0 rejected rows, in " in result.output
+    assert query(warehouse, "SELECT options FROM etl_runs") == [
+        ('{"max_bad_rows": 0, "split_seed": 7, "test_fraction": 0.2, "validation_fraction": 0.1, "lock_wait_seconds": 30.0}',)
+    ]
+    assert query(warehouse, "SELECT description FROM splits WHERE split = 'random'") == [("seeded random 20.0% test (seed 7)",)]
+
+
+def test_quiet_build_prints_nothing(movielens, tmp_path):
+    result = runner.invoke(app, ["build", "--input", str(movielens("ml-latest")), "--warehouse", str(tmp_path / "w.duckdb"), "-q"])
+    assert (result.exit_code, result.output) == (0, "")
+
+
+@pytest.mark.parametrize("folder", ["empty", "missing"])
+def test_bad_folder_is_one_plain_error(tmp_path, folder):
+    path = tmp_path / folder
+    if folder == "empty":
+        path.mkdir()
+    result = runner.invoke(app, ["build", "--input", str(path), "--warehouse", str(tmp_path / "w.duckdb")])
+    assert result.exit_code == 1
+    assert result.output.startswith("etl: error: ")
+    assert str(path) in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "w.duckdb").exists()
+
+
+def test_bad_row_is_one_plain_error(movielens, tmp_path):
+    folder = movielens("ml-1m")
+    with (folder / "ratings.dat").open("a") as f:
+        f.write("1::1::6::978300760\n")
+    result = runner.invoke(app, ["build", "--input", str(folder), "--warehouse", str(tmp_path / "w.duckdb")])
+    assert result.exit_code == 1
+    assert f"etl: error: {folder / 'ratings.dat'}, line 13: rating '6' is outside" in result.output
+    assert "Traceback" not in result.output
+    result = runner.invoke(app, ["build", "--input", str(folder), "--warehouse", str(tmp_path / "w.duckdb"),
+                                 "--max-bad-rows", "1", "--quiet"])  # fmt: skip
+    assert (result.exit_code, result.output) == (0, "")
+
+
+@pytest.mark.parametrize(
+    "option, value",
+    [("--test-fraction", "2"), ("--test-fraction", "0"), ("--validation-fraction", "1"), ("--validation-fraction", "-0.1"),
+     ("--max-bad-rows", "-1"), ("--seed", "abc"), ("--lock-wait", "-5"), ("--test-fraction", "a tenth")],
+)  # fmt: skip
+def test_bad_option_values(movielens, tmp_path, option, value):
+    result = runner.invoke(app, ["build", "--input", str(tmp_path), "--warehouse", str(tmp_path / "w.duckdb"), option, value])
+    assert result.exit_code == 2, result.output
+    assert option in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "w.duckdb").exists()
+
+
+def test_module_entry_point_exit_status(tmp_path):
+    """The real process: exit status 1 and a one-line message on stderr, nothing on stdout."""
+    result = subprocess.run(
+        [sys.executable, "-m", "etl", "build", "--input", str(tmp_path), "--warehouse", str(tmp_path / "w.duckdb")],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr == f"etl: error: {tmp_path}: not a MovieLens folder: found none of u.data (ml-100k), " \
+                            "ratings.dat (ml-1m, ml-10m) or ratings.csv (ml-latest, ml-20m, ml-25m, ml-32m)\n"
