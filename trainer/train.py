@@ -239,21 +239,30 @@ class TrainingData:
         if not config.shuffle:
             # The same batches every epoch: build them once (the notebook preset takes 189,000 steps).
             if self._fixed_batches is None:
-                self._fixed_batches = list(self._batches_in_order(torch.arange(n_rows)))
+                self._fixed_batches = list(self._batches_in_order(None))
             yield from self._fixed_batches
             return
         order = torch.randperm(n_rows, generator=torch.Generator().manual_seed(config.seed * 1_000_003 + epoch))
-        yield from self._batches_in_order(order)
+        yield from self._batches_in_order(order.to(self.device))
 
-    def _batches_in_order(self, order: torch.Tensor) -> Iterator[Batch]:
+    def _batches_in_order(self, order: torch.Tensor | None) -> Iterator[Batch]:
+        """Batches of consecutive users after reordering them by ``order`` (None: as they are).
+
+        The whole matrix is reordered once per epoch (one gather), so each batch is then a slice of it:
+        cheaper than gathering every batch on its own.
+        """
         assert self.fit is not None
-        in_order = bool(torch.equal(order, torch.arange(order.numel())))
-        for start in range(0, order.numel(), self.config.batch_size):
-            end = min(start + self.config.batch_size, order.numel())
-            rows = self.fit.slice(start, end) if in_order else self.fit.select(order[start:end].to(self.device))
-            if rows.cols.numel() == 0:  # nothing to learn from (the notebook skipped such users too)
+        fit = self.fit if order is None else self.fit.select(order)
+        dense = self.dense if order is None or self.dense is None else self.dense.index_select(0, order)
+        positions = fit.row_ids() * fit.n_cols + fit.cols
+        bounds = fit.offsets.tolist()
+        for start in range(0, fit.n_rows, self.config.batch_size):
+            end = min(start + self.config.batch_size, fit.n_rows)
+            first, last = bounds[start], bounds[end]
+            if first == last:  # nothing to learn from (the notebook skipped such users too)
                 continue
-            yield Batch.of(rows, self.dense[start:end] if in_order and self.dense is not None else None)
+            inputs = dense[start:end] if dense is not None else fit.slice(start, end).to_dense()
+            yield Batch(inputs, positions[first:last] - start * fit.n_cols, fit.vals[first:last])
 
     @torch.no_grad()
     def validation_rmse(self, model: torch.nn.Module) -> float:
