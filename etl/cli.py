@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from etl.build import EtlOptions, build_warehouse
+from etl.cli_version import print_version
 from etl.download import KNOWN_DATASETS, ensure_dataset
 from etl.errors import EtlError
 
@@ -18,18 +19,10 @@ app = typer.Typer(
 )
 
 
-def _version(value: bool) -> None:
-    if value:
-        from importlib.metadata import version
-
-        typer.echo(f"etl {version('movielens-ae')}")
-        raise typer.Exit()
-
-
 @app.callback()
 def main(
     version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+        bool, typer.Option("--version", callback=print_version("etl"), is_eager=True, help="Print the version and exit.")
     ] = False,
 ) -> None:
     """Load MovieLens files into the DuckDB warehouse: validate, split, and build the rating matrices."""

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from etl.cli_version import print_version
 from etl.errors import EtlError
 from trainer import results
 from trainer.config import PRESETS, TrainConfig, resolve
@@ -23,18 +24,10 @@ app = typer.Typer(
 DEFAULTS = TrainConfig()
 
 
-def _version(value: bool) -> None:
-    if value:
-        from importlib.metadata import version
-
-        typer.echo(f"trainer {version('movielens-ae')}")
-        raise typer.Exit()
-
-
 @app.callback()
 def main(
     version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+        bool, typer.Option("--version", callback=print_version("trainer"), is_eager=True, help="Print the version and exit.")
     ] = False,
 ) -> None:
     """Train autoencoders on the warehouse's rating matrices and write predictions back for analysts."""

@@ -20,6 +20,7 @@ import pyarrow as pa
 import torch
 
 from etl import warehouse as wh
+from etl.errors import EtlError
 from trainer.errors import TrainerError
 
 PARTS = ("train", "validation", "test")
@@ -40,7 +41,10 @@ def open_warehouse(path: Path, lock_wait_seconds: float) -> duckdb.DuckDBPyConne
     """A read-only connection, or a TrainerError that says what to do."""
     if not path.exists():
         raise TrainerError(f"{path}: no warehouse here. Build it first: make etl (or: etl build --warehouse {path})")
-    con = wh.connect(path, read_only=True, lock_wait_seconds=lock_wait_seconds)
+    try:
+        con = wh.connect(path, read_only=True, lock_wait_seconds=lock_wait_seconds)
+    except EtlError as error:
+        raise TrainerError(str(error)) from error
     tables = {row[0] for row in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
     missing = {"dataset", "splits", "user_matrix", "user_index", "movie_index"} - tables
     if missing:

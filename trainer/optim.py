@@ -22,6 +22,16 @@ class Optimizer:
         self.defaults = defaults
         self.state: dict[str, Any] = {"step": 0}
 
+    @torch.no_grad()
+    def step(self) -> None:
+        params, grads = self._grads()
+        if params:
+            self.state["step"] += 1
+            self._update(params, grads)
+
+    def _update(self, params: list[torch.Tensor], grads: list[torch.Tensor]) -> None:
+        raise NotImplementedError
+
     def zero_grad(self, set_to_none: bool = True) -> None:
         for p in self.params:
             if set_to_none:
@@ -38,9 +48,10 @@ class Optimizer:
         return params, grads
 
     def _buffers(self, name: str) -> list[torch.Tensor]:
+        """Per-parameter state, for the parameters that have a gradient (aligned with _grads())."""
         if name not in self.state:
             self.state[name] = [torch.zeros_like(p) for p in self.params]
-        return self.state[name]
+        return [buffer for buffer, p in zip(self.state[name], self.params) if p.grad is not None]
 
     def state_dict(self) -> dict[str, Any]:
         return {"defaults": dict(self.defaults), "state": dict(self.state)}
@@ -55,19 +66,14 @@ class RMSprop(Optimizer):
     def __init__(self, params, lr: float, weight_decay: float = 0.0, alpha: float = 0.99, eps: float = 1e-8):
         super().__init__(params, lr=lr, weight_decay=weight_decay, alpha=alpha, eps=eps)
 
-    @torch.no_grad()
-    def step(self) -> None:
-        params, grads = self._grads()
-        if not params:
-            return
+    def _update(self, params: list[torch.Tensor], grads: list[torch.Tensor]) -> None:
         d = self.defaults
-        squares = [s for s, p in zip(self._buffers("square_avg"), self.params) if p.grad is not None]
+        squares = self._buffers("square_avg")
         torch._foreach_mul_(squares, d["alpha"])
         torch._foreach_addcmul_(squares, grads, grads, value=1 - d["alpha"])
         denominators = torch._foreach_sqrt(squares)
         torch._foreach_add_(denominators, d["eps"])
         torch._foreach_addcdiv_(params, grads, denominators, value=-d["lr"])
-        self.state["step"] += 1
 
 
 class Adam(Optimizer):
@@ -75,17 +81,10 @@ class Adam(Optimizer):
                  eps: float = 1e-8):
         super().__init__(params, lr=lr, weight_decay=weight_decay, beta1=beta1, beta2=beta2, eps=eps)
 
-    @torch.no_grad()
-    def step(self) -> None:
-        params, grads = self._grads()
-        if not params:
-            return
+    def _update(self, params: list[torch.Tensor], grads: list[torch.Tensor]) -> None:
         d = self.defaults
-        self.state["step"] += 1
         step = self.state["step"]
-        has_grad = [p.grad is not None for p in self.params]
-        means = [m for m, g in zip(self._buffers("exp_avg"), has_grad) if g]
-        squares = [s for s, g in zip(self._buffers("exp_avg_sq"), has_grad) if g]
+        means, squares = self._buffers("exp_avg"), self._buffers("exp_avg_sq")
         torch._foreach_lerp_(means, grads, 1 - d["beta1"])
         torch._foreach_mul_(squares, d["beta2"])
         torch._foreach_addcmul_(squares, grads, grads, value=1 - d["beta2"])
@@ -100,12 +99,8 @@ class SGD(Optimizer):
     def __init__(self, params, lr: float, weight_decay: float = 0.0):
         super().__init__(params, lr=lr, weight_decay=weight_decay)
 
-    @torch.no_grad()
-    def step(self) -> None:
-        params, grads = self._grads()
-        if params:
-            torch._foreach_add_(params, grads, alpha=-self.defaults["lr"])
-            self.state["step"] += 1
+    def _update(self, params: list[torch.Tensor], grads: list[torch.Tensor]) -> None:
+        torch._foreach_add_(params, grads, alpha=-self.defaults["lr"])
 
 
 OPTIMIZERS = {"rmsprop": RMSprop, "adam": Adam, "sgd": SGD}

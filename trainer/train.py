@@ -41,7 +41,6 @@ class RunSummary:
     metrics: dict[str, float]
     train_seconds: float
     wall_seconds: float
-    published: bool
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -169,7 +168,7 @@ def run(
     )
     results.stage(run_dir, run_row, epochs_table, predictions)
     results.publish(run_dir, warehouse, config.lock_wait_seconds)
-    return RunSummary(run_id, run_dir, metrics, train_seconds, wall_seconds, True, history)
+    return RunSummary(run_id, run_dir, metrics, train_seconds, wall_seconds, history)
 
 
 @dataclass

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import duckdb
 import pytest
@@ -16,13 +18,18 @@ from trainer.errors import TrainerError
 from trainer.train import run
 
 
-def hold(warehouse, read_only: bool) -> subprocess.Popen:
-    """Another process holding the warehouse open (an analyst's session) until it is killed."""
+@contextmanager
+def held(warehouse, read_only: bool) -> Iterator[subprocess.Popen]:
+    """Another process holding the warehouse open (an analyst's session) for the duration."""
     code = (f"import duckdb, sys, time; con = duckdb.connect({str(warehouse)!r}, read_only={read_only}); "
             "print('open', flush=True); time.sleep(120)")
     holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    assert holder.stdout.readline().strip() == "open"
-    return holder
+    try:
+        assert holder.stdout.readline().strip() == "open"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 def settings(warehouse, tmp_path, **overrides):
@@ -30,13 +37,8 @@ def settings(warehouse, tmp_path, **overrides):
 
 
 def test_a_reader_during_training_then_publish_later(warehouse, tmp_path) -> None:
-    reader = hold(warehouse, read_only=True)
-    try:
-        with pytest.raises(TrainerError) as raised:
-            run(settings(warehouse, tmp_path, lock_wait_seconds=1.0))
-    finally:
-        reader.kill()
-        reader.wait()
+    with held(warehouse, read_only=True) as reader, pytest.raises(TrainerError) as raised:
+        run(settings(warehouse, tmp_path, lock_wait_seconds=1.0))
     message = str(raised.value)
     assert f"PID {reader.pid}" in message and "trainer publish" in message and "Nothing is lost" in message
     (run_dir,) = (tmp_path / "runs").iterdir()
@@ -61,14 +63,9 @@ def test_publishing_twice_does_not_duplicate(warehouse, tmp_path) -> None:
 
 
 def test_a_writer_holding_the_warehouse_stops_the_run_with_its_pid(warehouse, tmp_path) -> None:
-    writer = hold(warehouse, read_only=False)
     started = time.monotonic()
-    try:
-        with pytest.raises(Exception) as raised:
-            run(settings(warehouse, tmp_path, lock_wait_seconds=1.0))
-    finally:
-        writer.kill()
-        writer.wait()
+    with held(warehouse, read_only=False) as writer, pytest.raises(TrainerError) as raised:
+        run(settings(warehouse, tmp_path, lock_wait_seconds=1.0))
     assert f"PID {writer.pid}" in str(raised.value) and "locked" in str(raised.value)
     assert time.monotonic() - started < 30  # bounded wait
 
