@@ -39,22 +39,32 @@ row_checks AS (
     FROM staged AS s
     WHERE NOT s.is_header
 ),
+-- A (user, movie) rated on several good lines: the first stands, the later ones are duplicates. A hash
+-- aggregate, not a window over every line: partitioning a million lines by key took 0.6 s on ml-1m.
+repeated AS (
+    SELECT user_id, movie_id, min(line_no) AS first_line
+    FROM row_checks
+    WHERE row_reason IS NULL
+    GROUP BY user_id, movie_id
+    HAVING count(*) > 1
+),
 checked AS (
     SELECT
-        line_no,
-        raw_line,
-        user_id,
-        movie_id,
-        rating,
-        epoch_seconds,
+        c.line_no,
+        c.raw_line,
+        c.user_id,
+        c.movie_id,
+        c.rating,
+        c.epoch_seconds,
         coalesce(
-            row_reason,
-            CASE WHEN row_number() OVER (PARTITION BY user_id, movie_id, row_reason IS NULL ORDER BY line_no) > 1
-                 THEN format('duplicate rating for user {} and movie {} (first on line {})', user_id, movie_id,
-                             min(line_no) OVER (PARTITION BY user_id, movie_id, row_reason IS NULL))
+            c.row_reason,
+            CASE WHEN c.line_no > r.first_line
+                 THEN format('duplicate rating for user {} and movie {} (first on line {})',
+                             c.user_id, c.movie_id, r.first_line)
             END
         ) AS reject_reason
-    FROM row_checks
+    FROM row_checks AS c
+    LEFT JOIN repeated AS r ON c.row_reason IS NULL AND r.user_id = c.user_id AND r.movie_id = c.movie_id
 )
 SELECT
     line_no,
