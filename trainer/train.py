@@ -65,9 +65,7 @@ def run(
     state = checkpoint.load(resume_dir, device) if resume_dir else None
     if state:
         # A resumed run continues with the configuration it started with (machine settings aside).
-        saved = from_dict(state["config"])
-        config = from_dict({**saved.to_dict(), "warehouse": config.warehouse, "device": config.device,
-                            "lock_wait_seconds": config.lock_wait_seconds})
+        config = from_dict({**state["config"], "device": config.device, "lock_wait_seconds": config.lock_wait_seconds})
     run_id = state["run_id"] if state else _new_run_id()
     run_dir = resume_dir or Path(config.runs_dir) / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -77,6 +75,9 @@ def run(
     con = open_warehouse(warehouse, config.lock_wait_seconds)
     try:
         info = dataset_info(con)
+        if state and state["fingerprint"] != info.fingerprint:
+            raise TrainerError(f"{warehouse} holds other data than run {run_id} was trained on (the ETL ran "
+                               "again on other files); start a new run instead of resuming")
         check_split(con, config.split)
         if config.full_matrix and info.n_users * info.n_movies > FULL_MATRIX_LIMIT:
             raise TrainerError(
@@ -141,6 +142,7 @@ def run(
                     "run_id": run_id, "started_at": started_at, "config": config.to_dict(), "epoch": epoch,
                     "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     "rng": torch.get_rng_state(), "history": history, "train_seconds": train_seconds,
+                    "fingerprint": info.fingerprint,
                 })
 
         # -- score the test part (read here for the first time) and predict

@@ -49,3 +49,9 @@ def warehouse(small_warehouse: Path, tmp_path: Path) -> Path:
     copy = tmp_path / "warehouse.duckdb"
     copy.write_bytes(small_warehouse.read_bytes())
     return copy
+
+
+@pytest.fixture(scope="session")
+def make_movielens_1m():
+    """The generator above, for tests that need a second, different data set."""
+    return write_movielens_1m

@@ -112,3 +112,15 @@ def test_a_checkpoint_that_is_not_plain_data_is_refused(tmp_path) -> None:
     with pytest.raises(TrainerError, match="not a checkpoint"):
         checkpoint.load(tmp_path, torch.device("cpu"))
     assert not marker.exists()
+
+
+
+def test_resuming_on_other_data_is_refused(warehouse, tmp_path, make_movielens_1m) -> None:
+    from etl.build import EtlOptions, build_warehouse
+    from trainer.errors import TrainerError
+
+    summary = run(config(warehouse, tmp_path, epochs=2))
+    other = make_movielens_1m(tmp_path / "other", n_users=30, seed=11)
+    build_warehouse(other, warehouse, EtlOptions())  # the ETL rebuilds the same warehouse file
+    with pytest.raises(TrainerError, match="other data"):
+        run(config(warehouse, tmp_path), resume_dir=summary.run_dir)
