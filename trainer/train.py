@@ -146,7 +146,7 @@ def run(
                 })
 
         # -- score the test part (read here for the first time) and predict
-        predictions, metrics = predict(con, config, info, fit_parts, model, device, run_id)
+        predictions, scores = predict(con, config, info, fit_parts, model, device, run_id)
     finally:
         con.close()
 
@@ -157,8 +157,8 @@ def run(
         "split": config.split, "seed": config.seed, "dataset_name": info.name,
         "dataset_fingerprint": info.fingerprint, "device": _device_name(device), "epochs": config.epochs,
         "train_seconds": train_seconds, "wall_seconds": wall_seconds, "validation_rmse": last_validation,
-        "test_rmse": metrics["rmse"], "test_mae": metrics["mae"], "test_user_rmse": metrics["user_rmse"],
-        "n_test": metrics["n"], "n_cold_start": metrics["n_cold_start"],
+        "test_rmse": scores["rmse"], "test_mae": scores["mae"], "test_user_rmse": scores["user_rmse"],
+        "n_test": scores["n"], "n_cold_start": scores["n_cold_start"],
         "n_parameters": sum(p.numel() for p in model.parameters()), "torch_version": torch.__version__,
         "run_dir": str(run_dir.resolve()), "config": _json(config.to_dict()),
     }
@@ -170,7 +170,7 @@ def run(
     )
     results.stage(run_dir, run_row, epochs_table, predictions)
     results.publish(run_dir, warehouse, config.lock_wait_seconds)
-    return RunSummary(run_id, run_dir, metrics, train_seconds, wall_seconds, history)
+    return RunSummary(run_id, run_dir, scores, train_seconds, wall_seconds, history)
 
 
 @dataclass
