@@ -95,7 +95,7 @@ class Csr:
         total = int(offsets[-1])
         shift = torch.repeat_interleave(self.offsets[rows] - offsets[:-1], counts, output_size=total)
         positions = torch.arange(total, device=rows.device) + shift
-        return Csr(offsets, self.cols[positions], self.vals[positions], self.n_cols)
+        return Csr(offsets, self.cols.index_select(0, positions), self.vals.index_select(0, positions), self.n_cols)
 
     def slice(self, start: int, end: int) -> Csr:
         """Rows start..end-1: views into this matrix, no copy."""

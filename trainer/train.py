@@ -247,23 +247,23 @@ class TrainingData:
         yield from self._batches_in_order(order.to(self.device))
 
     def _batches_in_order(self, order: torch.Tensor | None) -> Iterator[Batch]:
-        """Batches of consecutive users after reordering them by ``order`` (None: as they are).
+        """Batches of users taken in ``order`` (None: as they are stored).
 
-        The whole matrix is reordered once per epoch (one gather), so each batch is then a slice of it:
-        cheaper than gathering every batch on its own.
+        Each batch gathers its own rows: one gather of the whole matrix per epoch was 10x slower on
+        ml-1m (a fresh 88 MB copy every epoch), small gathers stay in cache.
         """
         assert self.fit is not None
-        fit = self.fit if order is None else self.fit.select(order)
-        dense = self.dense if order is None or self.dense is None else self.dense.index_select(0, order)
-        positions = fit.row_ids() * fit.n_cols + fit.cols
-        bounds = fit.offsets.tolist()
-        for start in range(0, fit.n_rows, self.config.batch_size):
-            end = min(start + self.config.batch_size, fit.n_rows)
-            first, last = bounds[start], bounds[end]
-            if first == last:  # nothing to learn from (the notebook skipped such users too)
+        for start in range(0, self.fit.n_rows, self.config.batch_size):
+            end = min(start + self.config.batch_size, self.fit.n_rows)
+            rows = None if order is None else order[start:end]
+            part = self.fit.slice(start, end) if rows is None else self.fit.select(rows)
+            if part.cols.numel() == 0:  # nothing to learn from (the notebook skipped such users too)
                 continue
-            inputs = dense[start:end] if dense is not None else fit.slice(start, end).to_dense()
-            yield Batch(inputs, positions[first:last] - start * fit.n_cols, fit.vals[first:last])
+            if self.dense is None:
+                inputs = part.to_dense()
+            else:
+                inputs = self.dense[start:end] if rows is None else self.dense.index_select(0, rows)
+            yield Batch.of(part, inputs)
 
     @torch.no_grad()
     def validation_rmse(self, model: torch.nn.Module) -> float:
