@@ -277,7 +277,7 @@ class TrainingData:
             end = min(start + EVAL_ROWS, self.fit.n_rows)
             inputs = self.dense[start:end] if self.dense is not None else self.fit.slice(start, end).to_dense()
             targets = self.validation.slice(start, end)
-            predicted = model(inputs)[targets.row_ids(), targets.cols]
+            predicted = model.predict_at(inputs, targets.row_ids(), targets.cols)
             if self.config.clip:
                 predicted = predicted.clamp(self.info.rating_min, self.info.rating_max)
             squared += (predicted - targets.vals).square().sum().item()
@@ -294,7 +294,7 @@ def _streamed_validation_rmse(
     for _, matrices in stream_rows(con, config.split, ("train", "validation"), info.n_movies, EVAL_ROWS):
         inputs = matrices["train"].to(device).to_dense()
         targets = matrices["validation"].to(device)
-        predicted = model(inputs)[targets.row_ids(), targets.cols]
+        predicted = model.predict_at(inputs, targets.row_ids(), targets.cols)
         if config.clip:
             predicted = predicted.clamp(info.rating_min, info.rating_max)
         squared += (predicted - targets.vals).square().sum().item()
