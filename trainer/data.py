@@ -116,26 +116,20 @@ class Csr:
         offsets, cols, vals = (t.to(device, non_blocking=non_blocking) for t in tensors)
         return Csr(offsets, cols, vals, self.n_cols)
 
-    def without_first_entry(self) -> Csr:
-        """Drop the lowest column of the first non-empty row: the rating on the first line of a sorted
-        ratings file, which the original notebook lost to pandas' read_csv taking it for a header."""
-        nonempty = torch.nonzero(self.counts).flatten()
-        if nonempty.numel() == 0:
+    def without(self, users: torch.Tensor, user: int, movie: int) -> Csr:
+        """This block of rows (whose user indexes are ``users``) without the entry (user, movie), if held."""
+        rows = self.row_ids()
+        keep = (users[rows] != user) | (self.cols != movie)
+        if bool(keep.all()):
             return self
-        row = int(nonempty[0])
-        start, end = int(self.offsets[row]), int(self.offsets[row + 1])
-        drop = start + int(torch.argmin(self.cols[start:end]))
-        keep = torch.ones(self.cols.numel(), dtype=torch.bool, device=self.cols.device)
-        keep[drop] = False
-        offsets = self.offsets.clone()
-        offsets[row + 1 :] -= 1
+        counts = torch.bincount(rows[keep], minlength=self.n_rows)
+        offsets = torch.zeros_like(self.offsets)
+        torch.cumsum(counts, 0, out=offsets[1:])
         return Csr(offsets, self.cols[keep], self.vals[keep], self.n_cols)
 
     @staticmethod
     def from_arrow(indexes: pa.Array, ratings: pa.Array, n_cols: int) -> Csr:
         """CSR from two aligned Arrow list arrays; their offsets and values are the CSR arrays."""
-        indexes = _flatten_chunks(indexes)
-        ratings = _flatten_chunks(ratings)
         offsets = indexes.offsets.to_numpy(zero_copy_only=False).astype(np.int64)
         cols = indexes.flatten().to_numpy(zero_copy_only=False).astype(np.int64)
         vals = ratings.flatten().to_numpy(zero_copy_only=False).astype(np.float32)
@@ -164,10 +158,23 @@ class Csr:
         return Csr(offsets, torch.cat([a.cols, b.cols])[order], torch.cat([a.vals, b.vals])[order], a.n_cols)
 
 
-def _flatten_chunks(array: pa.Array | pa.ChunkedArray) -> pa.ListArray:
-    if isinstance(array, pa.ChunkedArray):
-        array = array.combine_chunks()
-    return array
+def merge_parts(matrices: dict[str, Csr], parts: tuple[str, ...]) -> Csr:
+    """The row-wise union of the named parts (e.g. train and validation as one training matrix)."""
+    merged = matrices[parts[0]]
+    for part in parts[1:]:
+        merged = Csr.merge(merged, matrices[part])
+    return merged
+
+
+def first_rating(con: duckdb.DuckDBPyConnection, split: str, parts: tuple[str, ...]) -> tuple[int, int] | None:
+    """(user_idx, movie_idx) of the rating a sorted ratings file of these parts starts with (u1.base and
+    u1.test are sorted by user, then movie), or None when there is none."""
+    rows = con.execute(
+        "SELECT user_idx, movie_idx FROM split_ratings WHERE split = ? AND list_contains(?, part) "
+        "ORDER BY user_id, movie_id LIMIT 1",
+        [split, list(parts)],
+    ).fetchall()
+    return rows[0] if rows else None
 
 
 def _columns(parts: tuple[str, ...]) -> str:

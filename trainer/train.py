@@ -24,7 +24,10 @@ import torch
 
 from trainer import checkpoint, results
 from trainer.config import TrainConfig, from_dict
-from trainer.data import Csr, DatasetInfo, check_split, dataset_info, load_rows, matrix_bytes, open_warehouse, stream_rows
+from trainer.data import (
+    Csr, DatasetInfo, check_split, dataset_info, first_rating, load_rows, matrix_bytes, merge_parts, open_warehouse,
+    stream_rows,
+)
 from trainer.errors import TrainerError
 from trainer.evaluate import rating_metrics
 from trainer.models import build_model
@@ -207,28 +210,28 @@ class TrainingData:
         self.validation: Csr | None = None
         self.dense: torch.Tensor | None = None
         self._fixed_batches: list[Batch] | None = None
+        # The notebook quirk: the rating on the first line of the training file was never seen.
+        self._lost = first_rating(con, config.split, fit_parts) if config.drop_first_rating else None
         if self.cached:
-            _, matrices = load_rows(con, config.split, parts, info.n_movies)
-            self.fit = self._fit_matrix(matrices).to(device)
+            users, matrices = load_rows(con, config.split, parts, info.n_movies)
+            self.fit = self._fit_matrix(users, matrices).to(device)
             if config.validation:
                 self.validation = matrices["validation"].to(device)
             if info.n_users * info.n_movies * 4 <= budget:
                 self.dense = self.fit.to_dense()
                 self._full_batch = Batch.of(self.fit, self.dense)
 
-    def _fit_matrix(self, matrices: dict[str, Csr]) -> Csr:
-        fit = matrices[self.fit_parts[0]]
-        for part in self.fit_parts[1:]:
-            fit = Csr.merge(fit, matrices[part])
-        return fit.without_first_entry() if self.config.drop_first_rating else fit
+    def _fit_matrix(self, users: torch.Tensor, matrices: dict[str, Csr]) -> Csr:
+        fit = merge_parts(matrices, self.fit_parts)
+        return fit.without(users, *self._lost) if self._lost else fit
 
     def batches(self, epoch: int) -> Iterator[Batch]:
         config = self.config
         if not self.cached:
             seed = config.seed * 1_000_003 + epoch if config.shuffle else None
-            for _, matrices in stream_rows(self.con, config.split, self.fit_parts, self.info.n_movies,
-                                           config.batch_size, shuffle_seed=seed):
-                rows = self._fit_matrix(matrices).to(self.device, non_blocking=True)
+            for users, matrices in stream_rows(self.con, config.split, self.fit_parts, self.info.n_movies,
+                                               config.batch_size, shuffle_seed=seed):
+                rows = self._fit_matrix(users, matrices).to(self.device, non_blocking=True)
                 if rows.cols.numel():
                     yield Batch.of(rows)
             return
@@ -318,15 +321,19 @@ def predict(
     global_mean, user_mean, movie_mean = _fit_means(con, config.split, fit_parts, info)
     user_mean, movie_mean = user_mean.to(device), movie_mean.to(device)
     all_parts = ("train", "validation", "test")
+    # The notebook quirk: the first line of each of its files (train and test) was never read.
+    lost_fit = first_rating(con, config.split, fit_parts) if config.drop_first_rating else None
+    lost_test = first_rating(con, config.split, ("test",)) if config.drop_first_rating else None
     tables: list[pa.Table] = []
     test_users, test_predicted, test_actual, cold_total = [], [], [], 0
     for users, matrices in stream_rows(con, config.split, all_parts, info.n_movies, EVAL_ROWS):
         users = users.to(device)
         matrices = {part: m.to(device) for part, m in matrices.items()}
-        fit = matrices["train"] if len(fit_parts) == 1 else Csr.merge(matrices["train"], matrices["validation"])
-        test = matrices["test"]
-        if config.drop_first_rating and int(users.min()) == 0:
-            fit, test = fit.without_first_entry(), test.without_first_entry()
+        fit, test = merge_parts(matrices, fit_parts), matrices["test"]
+        if lost_fit:
+            fit = fit.without(users, *lost_fit)
+        if lost_test:
+            test = test.without(users, *lost_test)
         scores = model(fit.to_dense())
         if config.clip:
             scores = scores.clamp(info.rating_min, info.rating_max)

@@ -53,9 +53,11 @@ def test_merge_is_the_row_wise_union() -> None:
     assert torch.equal(merged.to_dense(), dense(ROWS) + dense(extra))
 
 
-def test_without_first_entry_drops_the_lowest_column_of_the_first_non_empty_row() -> None:
+def test_without_drops_one_entry_named_by_user_index_and_movie() -> None:
     rows = [{}, {3: 4.0, 1: 2.0}, {0: 5.0}]
-    assert torch.equal(csr(rows).without_first_entry().to_dense(), dense([{}, {3: 4.0}, {0: 5.0}]))
+    users = torch.tensor([7, 8, 9])  # the block's rows are users 7, 8, 9
+    assert torch.equal(csr(rows).without(users, 8, 1).to_dense(), dense([{}, {3: 4.0}, {0: 5.0}]))
+    assert torch.equal(csr(rows).without(users, 7, 1).to_dense(), dense(rows))  # not held: unchanged
 
 
 def test_stream_rows_yields_every_user_once_in_bounded_batches(small_warehouse) -> None:
@@ -116,3 +118,21 @@ def test_predict_at_equals_the_full_output_at_those_cells() -> None:
     ratings = torch.rand(5, 7)
     rows, cols = torch.tensor([0, 0, 3, 4]), torch.tensor([6, 1, 2, 0])
     torch.testing.assert_close(model.predict_at(ratings, rows, cols), model(ratings)[rows, cols])
+
+
+def test_the_notebook_quirk_loses_one_rating_whether_cached_or_streamed(small_warehouse) -> None:
+    """The first training line is dropped once per epoch, not once per streamed batch."""
+    from trainer.config import resolve
+    from trainer.data import dataset_info, first_rating
+    from trainer.train import TrainingData
+
+    con = duckdb.connect(str(small_warehouse), read_only=True)
+    info = dataset_info(con)
+    n_fit = con.execute("SELECT n_train + n_validation FROM splits WHERE split = 'random'").fetchall()[0][0]
+    user, _ = first_rating(con, "random", ("train", "validation"))
+    assert user == 0  # user 0 rated something: the first line is theirs
+    for budget in (2048, 1e-9):
+        config = resolve({"model": "notebook", "cache_budget_mb": budget, "batch_size": 7})
+        data = TrainingData(con, config, info, ("train", "validation"), torch.device("cpu"))
+        assert data.cached == (budget == 2048)
+        assert sum(batch.targets.numel() for batch in data.batches(1)) == n_fit - 1
