@@ -272,14 +272,8 @@ class TrainingData:
     def validation_rmse(self, model: torch.nn.Module) -> float:
         """Global RMSE on the validation slice, predictions clipped as they will be at the end."""
         model.eval()
-        if not self.cached:
-            return _streamed_validation_rmse(self.con, self.config, self.info, model, self.device)
-        assert self.fit is not None and self.validation is not None
         squared, count = 0.0, 0
-        for start in range(0, self.fit.n_rows, EVAL_ROWS):
-            end = min(start + EVAL_ROWS, self.fit.n_rows)
-            inputs = self.dense[start:end] if self.dense is not None else self.fit.slice(start, end).to_dense()
-            targets = self.validation.slice(start, end)
+        for inputs, targets in self._validation_blocks():
             predicted = model.predict_at(inputs, targets.row_ids(), targets.cols)
             if self.config.clip:
                 predicted = predicted.clamp(self.info.rating_min, self.info.rating_max)
@@ -287,22 +281,18 @@ class TrainingData:
             count += targets.vals.numel()
         return math.sqrt(squared / max(count, 1))
 
-
-def _streamed_validation_rmse(
-    con: duckdb.DuckDBPyConnection, config: TrainConfig, info: DatasetInfo, model: torch.nn.Module,
-    device: torch.device,
-) -> float:
-    squared, count = 0.0, 0
-    # With a validation slice held out, the model's input is the train part alone.
-    for _, matrices in stream_rows(con, config.split, ("train", "validation"), info.n_movies, EVAL_ROWS):
-        inputs = matrices["train"].to(device).to_dense()
-        targets = matrices["validation"].to(device)
-        predicted = model.predict_at(inputs, targets.row_ids(), targets.cols)
-        if config.clip:
-            predicted = predicted.clamp(info.rating_min, info.rating_max)
-        squared += (predicted - targets.vals).square().sum().item()
-        count += targets.vals.numel()
-    return math.sqrt(squared / max(count, 1))
+    def _validation_blocks(self) -> Iterator[tuple[torch.Tensor, Csr]]:
+        """(dense inputs, validation targets) for blocks of users, from the cache or streamed."""
+        if not self.cached:
+            for users, matrices in stream_rows(self.con, self.config.split, self.fit_parts + ("validation",),
+                                               self.info.n_movies, EVAL_ROWS):
+                yield self._fit_matrix(users, matrices).to(self.device).to_dense(), matrices["validation"].to(self.device)
+            return
+        assert self.fit is not None and self.validation is not None
+        for start in range(0, self.fit.n_rows, EVAL_ROWS):
+            end = min(start + EVAL_ROWS, self.fit.n_rows)
+            inputs = self.dense[start:end] if self.dense is not None else self.fit.slice(start, end).to_dense()
+            yield inputs, self.validation.slice(start, end)
 
 
 @torch.no_grad()
