@@ -50,7 +50,7 @@ def run_command(
     optimizer: Annotated[Optional[str], typer.Option(help=f"rmsprop, adam or sgd. Default: {DEFAULTS.optimizer}.", show_default=False)] = None,
     seed: Annotated[Optional[int], typer.Option(help=f"Seeds the weights and the order of users: the same seed on the same data gives the same run on a CPU. Default: {DEFAULTS.seed}.", show_default=False)] = None,
     device: Annotated[Optional[str], typer.Option(help="auto (a CUDA GPU when there is one, else the CPU), cpu or cuda. Default: auto.", show_default=False)] = None,
-    validation: Annotated[Optional[bool], typer.Option("--validation/--no-validation", help="Hold the split's validation slice out of training and report RMSE on it each epoch (default), or train on the whole training side.", show_default=False)] = None,
+    validation: Annotated[Optional[bool], typer.Option("--validation/--no-validation", help="Hold the split's validation slice out of training and report RMSE on it every 5 epochs and at the end (default), or train on the whole training side.", show_default=False)] = None,
     top_n: Annotated[Optional[int], typer.Option(help=f"How many recommendations to write per user, among movies they never rated. Default: {DEFAULTS.top_n}.", show_default=False)] = None,
     full_matrix: Annotated[Optional[bool], typer.Option("--full-matrix", help="Also write a prediction for every (user, movie) pair; refused when that would exceed 50 million rows.", show_default=False)] = None,
     cache_budget_mb: Annotated[Optional[int], typer.Option(help=f"Keep the training matrix in memory (on the GPU when training there) when it fits in this many MB; otherwise stream it from DuckDB every epoch. Default: {DEFAULTS.cache_budget_mb}.", show_default=False)] = None,
