@@ -9,7 +9,7 @@ import typer
 
 from etl.build import EtlOptions, build_warehouse
 from etl.cli_version import print_version
-from etl.download import KNOWN_DATASETS, ensure_dataset
+from etl.datasets import KNOWN_DATASETS
 from etl.errors import EtlError
 
 app = typer.Typer(
@@ -93,7 +93,12 @@ def build(
         lock_wait_seconds=lock_wait,
     )
     try:
-        folder = ensure_dataset(input_dir)
+        if input_dir.is_dir():
+            folder = input_dir
+        else:
+            from etl.download import ensure_dataset  # the network code, only when there is something to fetch
+
+            folder = ensure_dataset(input_dir)
         report = build_warehouse(folder, warehouse, options, log=log)
     except EtlError as error:
         typer.echo(f"etl: error: {error}", err=True)

@@ -25,20 +25,8 @@ from typing import BinaryIO
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
+from etl.datasets import BASE_URL, KNOWN_DATASETS
 from etl.errors import EtlError
-
-BASE_URL = "https://files.grouplens.org/datasets/movielens"
-
-KNOWN_DATASETS: tuple[str, ...] = (
-    "ml-100k",
-    "ml-1m",
-    "ml-10m",
-    "ml-20m",
-    "ml-25m",
-    "ml-32m",
-    "ml-latest-small",
-    "ml-latest",
-)
 
 # Zips whose top-level folder is not named after the zip.
 _FOLDER_IN_ZIP = {"ml-10m": "ml-10M100K"}

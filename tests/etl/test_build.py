@@ -221,7 +221,7 @@ def test_same_input_same_tables(movielens, bigger_ml10m, tmp_path, layout):
     build_warehouse(folder, first)
     build_warehouse(folder, second)
     tables = etl_tables(first)
-    assert {"ratings", "movies", "users", "rejected_rows", "user_index", "movie_index", "dataset", "split_ratings",
+    assert {"ratings", "movies", "users", "rejected_rows", "user_index", "movie_index", "dataset", "rating_splits",
             "splits", "user_matrix", "movie_matrix"} <= set(tables)  # fmt: skip
     assert etl_tables(second) == tables
     if layout == "bigger ml-10m":

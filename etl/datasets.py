@@ -1,0 +1,19 @@
+"""The MovieLens data sets the ETL can download, and where from.
+
+Apart from etl.download so that `etl build` on a local folder does not import the network code.
+"""
+
+from __future__ import annotations
+
+BASE_URL = "https://files.grouplens.org/datasets/movielens"
+
+KNOWN_DATASETS: tuple[str, ...] = (
+    "ml-100k",
+    "ml-1m",
+    "ml-10m",
+    "ml-20m",
+    "ml-25m",
+    "ml-32m",
+    "ml-latest-small",
+    "ml-latest",
+)
