@@ -23,7 +23,7 @@ import duckdb
 
 from etl import warehouse as wh
 from etl.errors import EtlError
-from etl.layouts import Layout, detect_encoding, detect_layout, detect_newline
+from etl.layouts import Layout, check_latin1_text, detect_encoding, detect_layout, detect_newline
 from etl.models import SQL_DIR, models_for, table_name
 
 META_MODELS = [SQL_DIR / "meta" / "etl_runs.sql", SQL_DIR / "meta" / "etl_run_files.sql"]
@@ -123,6 +123,8 @@ def _inspect(role: str, path: Path) -> InputFile:
         raise EtlError(f"{path}: the file is empty")
     # Ratings are numbers: read as latin-1, any non-ASCII byte fails the numeric casts and is reported.
     encoding = "latin-1" if role == "ratings" else detect_encoding(path)
+    if encoding == "latin-1":
+        check_latin1_text(path)
     return InputFile(role, path, size, digest.hexdigest(), encoding, detect_newline(path))
 
 
