@@ -23,10 +23,11 @@ import duckdb
 
 from etl import warehouse as wh
 from etl.errors import EtlError
-from etl.layouts import Layout, detect_encoding, detect_layout, detect_newline
+from etl.layouts import Layout, check_latin1_text, detect_encoding, detect_layout, detect_newline
 from etl.models import SQL_DIR, models_for, table_name
 
 META_MODELS = [SQL_DIR / "meta" / "etl_runs.sql", SQL_DIR / "meta" / "etl_run_files.sql"]
+PREVIOUS = '"previous.warehouse"'  # the alias the previous warehouse is attached under while carrying over
 DELIMITER_LABELS = {"\t": "a tab", "::": "::", ",": ","}
 
 
@@ -76,7 +77,10 @@ def build_warehouse(
     _remove_stale_builds(warehouse)
     building = warehouse.with_name(f"{warehouse.name}.building-{os.getpid()}")
     report = EtlReport(warehouse=warehouse, layout=layout.name)
-    con = duckdb.connect(str(building))
+    try:
+        con = duckdb.connect(str(building))
+    except duckdb.Error as error:  # a read-only folder or file system, a full disk
+        raise EtlError(f"{warehouse}: cannot create the new warehouse beside it: {error}") from error
     try:
         _set_variables(con, input_dir, layout, inputs, options)
         for model in models_for(layout):
@@ -104,10 +108,12 @@ def build_warehouse(
         con.execute("CHECKPOINT")
         con.close()
         _swap_in(building, warehouse)
-    except BaseException:
+    except BaseException as error:
         con.close()
         for leftover in (building, building.with_name(building.name + ".wal")):
             leftover.unlink(missing_ok=True)
+        if isinstance(error, (duckdb.Error, OSError)):  # a full disk at the checkpoint, say: no traceback
+            raise EtlError(f"{warehouse}: cannot write the new warehouse: {error}") from error
         raise
     return report
 
@@ -128,6 +134,8 @@ def _inspect(role: str, path: Path) -> InputFile:
         raise EtlError(f"{path}: the file is empty")
     # Ratings are numbers: read as latin-1, any non-ASCII byte fails the numeric casts and is reported.
     encoding = "latin-1" if role == "ratings" else detect_encoding(path)
+    if encoding == "latin-1":
+        check_latin1_text(path)
     return InputFile(role, path, size, digest.hexdigest(), encoding, detect_newline(path))
 
 
@@ -202,7 +210,9 @@ def _carry_over(
     # Read-only: analysts may keep reading the old file; a writer (a trainer saving results) makes us wait.
     wh.connect(warehouse, read_only=True, lock_wait_seconds=lock_wait_seconds).close()
     try:
-        con.execute("ATTACH ? AS previous (READ_ONLY)", [str(warehouse)])
+        # A dotted alias: DuckDB names the build's own database after its file name up to the first dot, so no
+        # warehouse name can take it (one named previous.duckdb could not be rebuilt with the alias `previous`).
+        con.execute(f"ATTACH ? AS {PREVIOUS} (READ_ONLY)", [str(warehouse)])
     except duckdb.Error as error:
         raise EtlError(
             f"{warehouse}: cannot read the existing warehouse to keep its other tables ({error}). "
@@ -223,7 +233,7 @@ def _carry_over(
             kind, name, _, error = waiting[0]
             raise _cannot_keep(warehouse, kind, name, error) from error
         pending = [(kind, name, sql) for kind, name, sql, _ in waiting]
-    con.execute("DETACH previous")
+    con.execute(f"DETACH {PREVIOUS}")
 
 
 def _keep(con: duckdb.DuckDBPyConnection, kind: str, name: str, sql: str) -> None:
@@ -232,14 +242,20 @@ def _keep(con: duckdb.DuckDBPyConnection, kind: str, name: str, sql: str) -> Non
     if kind == "table":
         # Generated columns cannot be inserted into: they are computed again.
         columns = ", ".join(
-            f'"{column}"'
+            _identifier(column)
             for (column,) in con.execute(
-                "SELECT column_name FROM duckdb_columns() WHERE database_name = 'previous' AND schema_name = 'main' "
-                "AND table_name = ? AND NOT is_generated ORDER BY column_index",
+                "SELECT column_name FROM duckdb_columns() WHERE database_name = 'previous.warehouse' "
+                "AND schema_name = 'main' AND table_name = ? AND NOT is_generated ORDER BY column_index",
                 [name],
             ).fetchall()
         )
-        con.execute(f'INSERT INTO main."{name}" ({columns}) SELECT {columns} FROM previous.main."{name}"')
+        table = _identifier(name)
+        con.execute(f"INSERT INTO main.{table} ({columns}) SELECT {columns} FROM {PREVIOUS}.main.{table}")
+
+
+def _identifier(name: str) -> str:
+    """A name from the previous warehouse's catalog, quoted for SQL: a quote in it cannot end the name."""
+    return '"' + name.replace('"', '""') + '"'
 
 
 def _cannot_keep(warehouse: Path, kind: str, name: str, error: duckdb.Error) -> EtlError:
@@ -254,16 +270,16 @@ def _cannot_keep(warehouse: Path, kind: str, name: str, error: duckdb.Error) -> 
 _PREVIOUS_OBJECTS = """
 WITH previous AS (
     SELECT 1 AS rank, 'sequence' AS kind, sequence_name AS name, sql, NULL AS on_table
-    FROM duckdb_sequences() WHERE database_name = 'previous' AND schema_name = 'main'
+    FROM duckdb_sequences() WHERE database_name = 'previous.warehouse' AND schema_name = 'main'
     UNION ALL
     SELECT 2, 'table', table_name, sql, NULL
-    FROM duckdb_tables() WHERE database_name = 'previous' AND schema_name = 'main'
+    FROM duckdb_tables() WHERE database_name = 'previous.warehouse' AND schema_name = 'main'
     UNION ALL
     SELECT 3, 'view', view_name, sql, NULL
-    FROM duckdb_views() WHERE database_name = 'previous' AND schema_name = 'main' AND NOT internal
+    FROM duckdb_views() WHERE database_name = 'previous.warehouse' AND schema_name = 'main' AND NOT internal
     UNION ALL
     SELECT 4, 'index', index_name, sql, table_name
-    FROM duckdb_indexes() WHERE database_name = 'previous' AND schema_name = 'main' AND sql IS NOT NULL
+    FROM duckdb_indexes() WHERE database_name = 'previous.warehouse' AND schema_name = 'main' AND sql IS NOT NULL
 ),
 built AS (
     SELECT sequence_name AS name FROM duckdb_sequences() WHERE database_name = current_database()

@@ -15,6 +15,7 @@ def models_for(layout: Layout) -> list[Path]:
     users = f"staging/{staging}/stg_users.sql" if layout.has_users_file else "staging/no_users/stg_users.sql"
     names = [
         "macros/read_lines.sql",
+        "macros/whole_number.sql",
         "macros/split_parts.sql",
         "seeds/occupations.sql",
         *(["staging/ml100k/stg_genres.sql"] if "genres" in layout.files else []),

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -158,3 +164,91 @@ def query() -> Iterator[Callable[..., list[tuple]]]:
 
     yield run
     con.close()
+
+
+# The child of `kill_at`: `stop()` suspends it with SIGSTOP; `stop_around(module, name, when)` makes the
+# function ``name`` of ``module`` call stop() "before" or "after" it runs; then the command line runs.
+_KILL_PRELUDE = """
+import importlib, os, signal, sys
+
+def stop():
+    os.kill(os.getpid(), signal.SIGSTOP)
+
+def stop_around(module, name, when):
+    module = importlib.import_module(module)
+    original = getattr(module, name)
+
+    def patched(*args, **kwargs):
+        if when == "before":
+            stop()
+        result = original(*args, **kwargs)
+        if when == "after":
+            stop()
+        return result
+
+    setattr(module, name, patched)
+"""
+_KILL_RUN = """
+program, *args = sys.argv[1:]
+importlib.import_module(f"{program}.cli").app(args=args, prog_name=program)
+"""
+
+
+@pytest.fixture(scope="session")
+def kill_at() -> Callable[[str, list[str]], str]:
+    """A function running a command (``["etl", "build", ...]``, ``["trainer", "run", ...]``) in a child
+    process that stops itself at a named point, where it is then killed with SIGKILL; returns its output.
+
+    ``patch`` is Python run in the child before the command, calling ``stop_around(module, function,
+    "before" | "after")`` or ``stop()``. The child stops (SIGSTOP), the parent sees it stopped (waitpid
+    with WUNTRACED), then kills it: the kill lands exactly at that point, with no timing guesswork and no
+    hook in the product.
+    """
+
+    def run(patch: str, command: list[str], timeout: float = 120.0) -> str:
+        with tempfile.TemporaryFile() as output:
+            child = subprocess.Popen([sys.executable, "-c", _KILL_PRELUDE + patch + _KILL_RUN, *command],
+                                     stdout=output, stderr=subprocess.STDOUT)  # fmt: skip
+            deadline = time.monotonic() + timeout
+            while True:
+                pid, status = os.waitpid(child.pid, os.WUNTRACED | os.WNOHANG)
+                if pid and os.WIFSTOPPED(status):
+                    break
+                if pid or time.monotonic() > deadline:
+                    child.kill()
+                    child.wait()
+                    output.seek(0)
+                    pytest.fail(f"{command} never reached its stop point:\n{output.read().decode(errors='replace')}")
+                time.sleep(0.02)
+            os.kill(child.pid, signal.SIGKILL)
+            os.waitpid(child.pid, 0)
+            child.returncode = -signal.SIGKILL  # reaped here, not by Popen
+            output.seek(0)
+            return output.read().decode(errors="replace")
+
+    return run
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Callable[..., Path]]:
+    """A function mounting a tmpfs of ``size`` bytes under tmp_path (a disk that fills up, or with
+    ``read_only=True`` after ``fill`` has run, a read-only one); skips where mounting is not allowed."""
+    mounted: list[Path] = []
+
+    def mount(size: int, *, fill: Callable[[Path], None] = lambda point: None, read_only: bool = False) -> Path:
+        point = tmp_path / f"disk{len(mounted)}"
+        point.mkdir()
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)],
+                              capture_output=True, text=True)  # fmt: skip
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here (root only): {done.stderr.strip()}")
+        mounted.append(point)
+        fill(point)
+        if read_only:
+            subprocess.run(["mount", "-o", "remount,ro", str(point)], check=True)
+        return point
+
+    yield mount
+    for point in mounted:
+        subprocess.run(["umount", "--lazy", str(point)], check=True)
+

@@ -14,8 +14,8 @@ SELECT
     fields[2]                           AS movie_id_text,
     fields[3]                           AS rating_text,
     fields[4]                           AS timestamp_text,
-    TRY_CAST(fields[1] AS INTEGER)      AS user_id,
-    TRY_CAST(fields[2] AS INTEGER)      AS movie_id,
+    TRY_CAST(whole_number(fields[1]) AS INTEGER)      AS user_id,
+    TRY_CAST(whole_number(fields[2]) AS INTEGER)      AS movie_id,
     TRY_CAST(fields[3] AS DOUBLE)       AS rating,
-    TRY_CAST(fields[4] AS BIGINT)       AS epoch_seconds
+    TRY_CAST(whole_number(fields[4]) AS BIGINT)       AS epoch_seconds
 FROM lines;

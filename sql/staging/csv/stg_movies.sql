@@ -19,7 +19,7 @@ SELECT
     well_formed,
     'expected movieId,title,genres (titles with commas in double quotes)' AS shape_error,
     fields.movie_id                                  AS movie_id_text,
-    TRY_CAST(fields.movie_id AS INTEGER)             AS movie_id,
+    TRY_CAST(whole_number(fields.movie_id) AS INTEGER)             AS movie_id,
     CASE WHEN fields.quoted_title <> '' THEN replace(fields.quoted_title, '""', '"')
          ELSE fields.plain_title END                 AS title,
     fields.genres                                    AS genres_text,

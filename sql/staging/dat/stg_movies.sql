@@ -11,7 +11,7 @@ SELECT
     len(fields) = 3                     AS well_formed,
     format('expected 3 fields separated by ''::'', found {}', len(fields)) AS shape_error,
     fields[1]                           AS movie_id_text,
-    TRY_CAST(fields[1] AS INTEGER)      AS movie_id,
+    TRY_CAST(whole_number(fields[1]) AS INTEGER)      AS movie_id,
     fields[2]                           AS title,
     fields[3]                           AS genres_text,
     NULL::VARCHAR                       AS release_date_text

@@ -12,11 +12,11 @@ SELECT
     len(fields) = 5                     AS well_formed,
     format('expected 5 fields separated by ''::'', found {}', len(fields)) AS shape_error,
     fields[1]                           AS user_id_text,
-    TRY_CAST(fields[1] AS INTEGER)      AS user_id,
+    TRY_CAST(whole_number(fields[1]) AS INTEGER)      AS user_id,
     fields[2]                           AS gender,
-    TRY_CAST(fields[3] AS INTEGER)      AS age,
+    TRY_CAST(whole_number(fields[3]) AS INTEGER)      AS age,
     occupations.occupation              AS occupation,
     fields[4]                           AS occupation_text,
     fields[5]                           AS zip_code
 FROM lines
-LEFT JOIN occupations ON occupations.occupation_code = TRY_CAST(fields[4] AS INTEGER);
+LEFT JOIN occupations ON occupations.occupation_code = TRY_CAST(whole_number(fields[4]) AS INTEGER);

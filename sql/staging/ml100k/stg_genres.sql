@@ -3,5 +3,5 @@
 CREATE OR REPLACE TEMP VIEW stg_genres AS
 SELECT
     split_part(line, '|', 1)                    AS genre,
-    TRY_CAST(split_part(line, '|', 2) AS INTEGER) AS genre_index
+    TRY_CAST(whole_number(split_part(line, '|', 2)) AS INTEGER) AS genre_index
 FROM read_lines(getvariable('genres_path'), getvariable('genres_newline'), getvariable('genres_encoding'));

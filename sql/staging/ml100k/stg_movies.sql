@@ -15,7 +15,7 @@ SELECT
     len(fields) = 5 + len(names)        AS well_formed,
     format('expected {} fields separated by ''|'', found {}', 5 + len(names), len(fields)) AS shape_error,
     fields[1]                           AS movie_id_text,
-    TRY_CAST(fields[1] AS INTEGER)      AS movie_id,
+    TRY_CAST(whole_number(fields[1]) AS INTEGER)      AS movie_id,
     fields[2]                           AS title,
     -- The flags become the same '|'-joined text the other layouts carry.
     array_to_string([names[i] FOR i IN range(1, len(names) + 1) IF fields[5 + i] = '1'], '|') AS genres_text,
