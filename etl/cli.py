@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -11,6 +11,7 @@ from etl.build import EtlOptions, build_warehouse
 from etl.cli_version import print_version
 from etl.download import KNOWN_DATASETS, ensure_dataset
 from etl.errors import EtlError
+from etl.generate import LAYOUTS, GenerateOptions, generate as generate_files
 
 app = typer.Typer(
     help="Load MovieLens files into the DuckDB warehouse: validate, split, and build the rating matrices.",
@@ -103,3 +104,28 @@ def build(
         f"{report.warehouse}: {counts['ratings']:,} ratings, {counts['users']:,} users, "
         f"{counts['movies']:,} movies, {report.rejected:,} rejected rows, in {report.seconds:.2f} s"
     )
+
+
+@app.command()
+def generate(
+    output: Annotated[Path, typer.Option("--output", help="The folder to write the MovieLens files into (created if missing; files of the same names are replaced).")],
+    ratings: Annotated[int, typer.Option(min=1, help="How many ratings to write (e.g. 32000000 for an ml-32m-sized set).")],
+    users: Annotated[Optional[int], typer.Option(min=1, help="How many users (each rates 20 or more movies). Default: one per 160 ratings, as in ml-32m.", show_default=False)] = None,
+    movies: Annotated[Optional[int], typer.Option(min=1, help="How many movies in the catalogue. Default: 1.1 x ratings^0.65, which gives about ml-100k's catalogue at 100,000 ratings and ml-32m's at 32 M.", show_default=False)] = None,
+    layout: Annotated[str, typer.Option(help=f"The file layout: {' or '.join(LAYOUTS)}. csv writes ratings.csv and movies.csv in half stars (ml-32m); dat writes ratings.dat, movies.dat and users.dat in whole stars, latin-1 (ml-1m).")] = "csv",
+    seed: Annotated[int, typer.Option(help="The seed: the same options and seed always write byte-identical files.")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
+) -> None:
+    """Write synthetic MovieLens files of any size with the real data's shape, for scale tests."""
+
+    def log(message: str) -> None:
+        if not quiet:
+            typer.echo(message, err=True)
+
+    try:
+        report = generate_files(GenerateOptions(ratings, users, movies, layout, seed), output, log=log)
+    except EtlError as error:
+        typer.echo(f"etl: error: {error}", err=True)
+        raise typer.Exit(1) from error
+    log(f"{report.folder}: {report.n_ratings:,} ratings, {report.n_users:,} users, {report.n_movies:,} movies; "
+        + ", ".join(f"{name} ({size:,} bytes)" for name, size in report.files.items()))
