@@ -37,6 +37,8 @@ class EtlOptions:
     test_fraction: float = 0.1
     validation_fraction: float = 0.05
     lock_wait_seconds: float = wh.DEFAULT_LOCK_WAIT_SECONDS
+    # DuckDB's own default is 80 % of the machine's memory; bounded, it spills to <build file>.tmp instead.
+    memory_limit_mb: int = 3072
 
 
 @dataclass
@@ -76,7 +78,7 @@ def build_warehouse(
     _remove_stale_builds(warehouse)
     building = warehouse.with_name(f"{warehouse.name}.building-{os.getpid()}")
     report = EtlReport(warehouse=warehouse, layout=layout.name)
-    con = duckdb.connect(str(building))
+    con = duckdb.connect(str(building), config={"memory_limit": f"{options.memory_limit_mb}MB"})
     try:
         _set_variables(con, input_dir, layout, inputs, options)
         for model in models_for(layout):

@@ -78,6 +78,16 @@ def build(
         float,
         typer.Option(min=0, help="Seconds to wait for another process to release the warehouse before giving up."),
     ] = 30.0,
+    memory_limit_mb: Annotated[
+        int,
+        typer.Option(
+            min=64,
+            help=(
+                "The most memory, in MB, DuckDB may hold while building; past it, it spills to a folder "
+                "beside the warehouse (process peak runs a few hundred MB above). Raise it on a big machine."
+            ),
+        ),
+    ] = 3072,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
 ) -> None:
     """Build the warehouse from a folder of MovieLens files (downloading an official data set if missing)."""
@@ -92,6 +102,7 @@ def build(
         test_fraction=test_fraction,
         validation_fraction=validation_fraction,
         lock_wait_seconds=lock_wait,
+        memory_limit_mb=memory_limit_mb,
     )
     try:
         folder = ensure_dataset(input_dir)

@@ -275,7 +275,10 @@ def _write_movies(options: GenerateOptions, world: _World, path: Path, csv: bool
     nouns = rng.integers(0, len(NOUNS), n)
     style = rng.random(n)
     genre_counts = rng.choice([0, 1, 2, 3], n, p=[0.01, 0.45, 0.34, 0.20])
-    genre_p = GENRE_WEIGHTS / GENRE_WEIGHTS.sum()
+    # Up to 3 distinct genres per movie, weighted, all at once: the top keys of log(weight) + Gumbel noise
+    # are a weighted draw without replacement.
+    keys = np.log(GENRE_WEIGHTS) + rng.gumbel(size=(n, len(GENRES)))
+    top_genres = np.argsort(-keys, axis=1)[:, :3]
     lines = ["movieId,title,genres"] if csv else []
     for i in range(n):
         name = f"{ADJECTIVES[adjectives[i]]} {NOUNS[nouns[i]]}"
@@ -288,7 +291,7 @@ def _write_movies(options: GenerateOptions, world: _World, path: Path, csv: bool
         elif style[i] > 0.93:
             name = f"{name} {2 + i % 4}"  # a sequel
         title = f"{name} ({years[i]})"
-        picked = sorted(rng.choice(len(GENRES), genre_counts[i], replace=False, p=genre_p))
+        picked = sorted(top_genres[i, : genre_counts[i]])
         genres = "|".join(_genre_name(GENRES[g], csv) for g in picked) or "(no genres listed)"
         movie_id = world.movie_ids[i]
         if csv:
