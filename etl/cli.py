@@ -11,6 +11,7 @@ from etl.build import EtlOptions, build_warehouse
 from etl.cli_version import print_version
 from etl.download import KNOWN_DATASETS, ensure_dataset
 from etl.errors import EtlError
+from etl.export import export_features
 from etl.generate import LAYOUTS, GenerateOptions, generate as generate_files
 
 app = typer.Typer(
@@ -140,3 +141,20 @@ def generate(
         raise typer.Exit(1) from error
     log(f"{report.folder}: {report.n_ratings:,} ratings, {report.n_users:,} users, {report.n_movies:,} movies; "
         + ", ".join(f"{name} ({size:,} bytes)" for name, size in report.files.items()))
+
+
+@app.command()
+def export(
+    output: Annotated[Path, typer.Option("--output", help="The folder to write the Parquet files into; replaced whole once every file is written.")],
+    warehouse: Annotated[Path, typer.Option(envvar="WAREHOUSE", help="The DuckDB warehouse built by `etl build`; it is only read.")] = Path("warehouse.duckdb"),
+    lock_wait: Annotated[float, typer.Option(min=0, help="Seconds to wait for another process to release the warehouse before giving up.")] = 30.0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
+) -> None:
+    """Write the feature tables (user and movie matrices, splits, indexes, dataset, movies) as Parquet, the per-split tables hive-partitioned by split, for other engines and for `trainer run --features`."""
+    try:
+        rows = export_features(warehouse, output, lock_wait)
+    except EtlError as error:
+        typer.echo(f"etl: error: {error}", err=True)
+        raise typer.Exit(1) from error
+    if not quiet:
+        typer.echo(f"{output}: " + ", ".join(f"{table} ({n:,} rows)" for table, n in rows.items()), err=True)

@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
+from etl.export import open_features
 from trainer import checkpoint, results
 from trainer.config import TrainConfig, from_dict
 from trainer.data import (
@@ -82,7 +83,7 @@ def run(
     started_at = state["started_at"] if state else _utc_now()
     warehouse = Path(config.warehouse)
 
-    con = open_warehouse(warehouse, config.lock_wait_seconds)
+    con = open_features(Path(config.features)) if config.features else open_warehouse(warehouse, config.lock_wait_seconds)
     try:
         info = dataset_info(con)
         if state and state["fingerprint"] != info.fingerprint:
@@ -179,7 +180,11 @@ def run(
                           ("validation_rmse", pa.float64()), ("seconds", pa.float64())]),
     )
     results.stage(run_dir, run_row, epochs_table, predictions)
-    results.publish(run_dir, warehouse, config.lock_wait_seconds)
+    if config.features and not warehouse.exists():  # a trainer given only the Parquet features
+        log(f"no warehouse at {warehouse}: the results stay in {run_dir}; write them into one with "
+            f"trainer publish {run_dir} --warehouse PATH")
+    else:
+        results.publish(run_dir, warehouse, config.lock_wait_seconds)
     return RunSummary(run_id, run_dir, scores, train_seconds, wall_seconds, history)
 
 
