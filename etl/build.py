@@ -38,6 +38,8 @@ class EtlOptions:
     test_fraction: float = 0.1
     validation_fraction: float = 0.05
     lock_wait_seconds: float = wh.DEFAULT_LOCK_WAIT_SECONDS
+    # DuckDB's own default is 80 % of the machine's memory; bounded, it spills to <build file>.tmp instead.
+    memory_limit_mb: int = 3072
 
 
 @dataclass
@@ -78,7 +80,7 @@ def build_warehouse(
     building = warehouse.with_name(f"{warehouse.name}.building-{os.getpid()}")
     report = EtlReport(warehouse=warehouse, layout=layout.name)
     try:
-        con = duckdb.connect(str(building))
+        con = duckdb.connect(str(building), config={"memory_limit": f"{options.memory_limit_mb}MB"})
     except duckdb.Error as error:  # a read-only folder or file system, a full disk
         raise EtlError(f"{warehouse}: cannot create the new warehouse beside it: {error}") from error
     try:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -11,6 +11,8 @@ from etl.build import EtlOptions, build_warehouse
 from etl.cli_version import print_version
 from etl.datasets import KNOWN_DATASETS
 from etl.errors import EtlError
+from etl.export import export_features
+from etl.generate import LAYOUTS, GenerateOptions, generate as generate_files
 
 app = typer.Typer(
     help="Load MovieLens files into the DuckDB warehouse: validate, split, and build the rating matrices.",
@@ -77,6 +79,16 @@ def build(
         float,
         typer.Option(min=0, help="Seconds to wait for another process to release the warehouse before giving up."),
     ] = 30.0,
+    memory_limit_mb: Annotated[
+        int,
+        typer.Option(
+            min=64,
+            help=(
+                "The most memory, in MB, DuckDB may hold while building; past it, it spills to a folder "
+                "beside the warehouse (process peak runs a few hundred MB above). Raise it on a big machine."
+            ),
+        ),
+    ] = 3072,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
 ) -> None:
     """Build the warehouse from a folder of MovieLens files (downloading an official data set if missing)."""
@@ -91,6 +103,7 @@ def build(
         test_fraction=test_fraction,
         validation_fraction=validation_fraction,
         lock_wait_seconds=lock_wait,
+        memory_limit_mb=memory_limit_mb,
     )
     try:
         if input_dir.is_dir():
@@ -108,3 +121,45 @@ def build(
         f"{report.warehouse}: {counts['ratings']:,} ratings, {counts['users']:,} users, "
         f"{counts['movies']:,} movies, {report.rejected:,} rejected rows, in {report.seconds:.2f} s"
     )
+
+
+@app.command()
+def generate(
+    output: Annotated[Path, typer.Option("--output", help="The folder to write the MovieLens files into (created if missing; files of the same names are replaced).")],
+    ratings: Annotated[int, typer.Option(min=1, help="How many ratings to write (e.g. 32000000 for an ml-32m-sized set).")],
+    users: Annotated[Optional[int], typer.Option(min=1, help="How many users (each rates 20 or more movies). Default: one per 160 ratings, as in ml-32m.", show_default=False)] = None,
+    movies: Annotated[Optional[int], typer.Option(min=1, help="How many movies in the catalogue. Default: 1.1 x ratings^0.65, which gives about ml-100k's catalogue at 100,000 ratings and ml-32m's at 32 M.", show_default=False)] = None,
+    layout: Annotated[str, typer.Option(help=f"The file layout: {' or '.join(LAYOUTS)}. csv writes ratings.csv and movies.csv in half stars (ml-32m); dat writes ratings.dat, movies.dat and users.dat in whole stars, latin-1 (ml-1m).")] = "csv",
+    seed: Annotated[int, typer.Option(help="The seed: the same options and seed always write byte-identical files.")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
+) -> None:
+    """Write synthetic MovieLens files of any size with the real data's shape, for scale tests."""
+
+    def log(message: str) -> None:
+        if not quiet:
+            typer.echo(message, err=True)
+
+    try:
+        report = generate_files(GenerateOptions(ratings, users, movies, layout, seed), output, log=log)
+    except EtlError as error:
+        typer.echo(f"etl: error: {error}", err=True)
+        raise typer.Exit(1) from error
+    log(f"{report.folder}: {report.n_ratings:,} ratings, {report.n_users:,} users, {report.n_movies:,} movies; "
+        + ", ".join(f"{name} ({size:,} bytes)" for name, size in report.files.items()))
+
+
+@app.command()
+def export(
+    output: Annotated[Path, typer.Option("--output", help="The folder to write the Parquet files into; replaced whole once every file is written.")],
+    warehouse: Annotated[Path, typer.Option(envvar="WAREHOUSE", help="The DuckDB warehouse built by `etl build`; it is only read.")] = Path("warehouse.duckdb"),
+    lock_wait: Annotated[float, typer.Option(min=0, help="Seconds to wait for another process to release the warehouse before giving up.")] = 30.0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
+) -> None:
+    """Write the feature tables (user and movie matrices, splits, indexes, dataset, movies) as Parquet, the per-split tables hive-partitioned by split, for other engines and for `trainer run --features`."""
+    try:
+        rows = export_features(warehouse, output, lock_wait)
+    except EtlError as error:
+        typer.echo(f"etl: error: {error}", err=True)
+        raise typer.Exit(1) from error
+    if not quiet:
+        typer.echo(f"{output}: " + ", ".join(f"{table} ({n:,} rows)" for table, n in rows.items()), err=True)

@@ -41,6 +41,7 @@ def _fail(error: Exception) -> None:
 @app.command("run")
 def run_command(
     warehouse: Annotated[Optional[Path], typer.Option(envvar="WAREHOUSE", help=f"The DuckDB warehouse built by `make etl`; it is only read until the results are written. Default: {DEFAULTS.warehouse}.", show_default=False)] = None,
+    features: Annotated[Optional[Path], typer.Option(help="Read the rating matrices from this folder of Parquet files, written by `etl export`, instead of the warehouse (the results are still written into --warehouse when it exists, else kept in the run folder).", show_default=False)] = None,
     split: Annotated[Optional[str], typer.Option(help=f"The split to train and test on, by name, as listed in the warehouse's `splits` table (random, temporal, and u1..u5 for ml-100k). Default: {DEFAULTS.split}.", show_default=False)] = None,
     model: Annotated[Optional[str], typer.Option(help=f"The model preset: {', '.join(PRESETS)}. 'autoencoder' is the seed design tuned for batched training; 'notebook' reproduces the original notebook exactly (one user per step, its optimiser and quirks). Default: {DEFAULTS.model}.", show_default=False)] = None,
     epochs: Annotated[Optional[int], typer.Option(help=f"How many passes over the training users. Default: {DEFAULTS.epochs}.", show_default=False)] = None,
@@ -61,7 +62,8 @@ def run_command(
 ) -> None:
     """Train a model on one split of the warehouse, score it on the held-out ratings, and write runs, per-epoch metrics and predictions into the warehouse."""
     overrides: dict[str, Any] = {
-        "warehouse": str(warehouse) if warehouse else None, "split": split, "model": model, "epochs": epochs,
+        "warehouse": str(warehouse) if warehouse else None, "features": str(features) if features else None,
+        "split": split, "model": model, "epochs": epochs,
         "batch_size": batch_size, "learning_rate": learning_rate, "weight_decay": weight_decay,
         "optimizer": optimizer, "seed": seed, "device": device, "validation": validation, "top_n": top_n,
         "full_matrix": full_matrix, "cache_budget_mb": cache_budget_mb,

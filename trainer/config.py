@@ -19,6 +19,9 @@ from trainer.errors import TrainerError
 class TrainConfig:
     # what to train on
     warehouse: str = "warehouse.duckdb"
+    # read the matrices from this folder of Parquet files (written by `etl export`) instead of the
+    # warehouse; results still go into the warehouse when there is one, else stay staged in the run folder
+    features: str | None = None
     split: str = "random"
     # hold the split's validation slice out of training, to report and select on; off trains on the
     # whole training side (train + validation), e.g. all of ml-100k's u1.base

@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
+from etl.export import open_features
 from trainer import checkpoint, results
 from trainer.config import TrainConfig, from_dict
 from trainer.data import (
@@ -34,7 +35,8 @@ from trainer.models import build_model
 from trainer.optim import OPTIMIZERS, Optimizer
 
 FULL_MATRIX_LIMIT = 50_000_000  # (user, movie) pairs --full-matrix may write
-EVAL_ROWS = 4096  # users per forward pass when scoring and predicting
+EVAL_ROWS = 4096  # users per forward pass when scoring and predicting ...
+EVAL_BLOCK_BYTES = 256 * 2**20  # ... fewer when their dense users x movies block would pass this
 
 
 @dataclass
@@ -45,6 +47,12 @@ class RunSummary:
     train_seconds: float
     wall_seconds: float
     history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def eval_rows(n_movies: int) -> int:
+    """Users per forward pass when scoring and predicting. Bounded by memory, not only by count: at
+    ml-32m's 87,585 movies 4,096 users' dense inputs alone are 1.4 GB, and the outputs as much again."""
+    return max(1, min(EVAL_ROWS, EVAL_BLOCK_BYTES // (4 * n_movies)))
 
 
 def pick_device(name: str) -> torch.device:
@@ -75,7 +83,7 @@ def run(
     started_at = state["started_at"] if state else _utc_now()
     warehouse = Path(config.warehouse)
 
-    con = open_warehouse(warehouse, config.lock_wait_seconds)
+    con = open_features(Path(config.features)) if config.features else open_warehouse(warehouse, config.lock_wait_seconds)
     try:
         info = dataset_info(con)
         if state and state["fingerprint"] != info.fingerprint:
@@ -172,7 +180,11 @@ def run(
                           ("validation_rmse", pa.float64()), ("seconds", pa.float64())]),
     )
     results.stage(run_dir, run_row, epochs_table, predictions)
-    results.publish(run_dir, warehouse, config.lock_wait_seconds)
+    if config.features and not warehouse.exists():  # a trainer given only the Parquet features
+        log(f"no warehouse at {warehouse}: the results stay in {run_dir}; write them into one with "
+            f"trainer publish {run_dir} --warehouse PATH")
+    else:
+        results.publish(run_dir, warehouse, config.lock_wait_seconds)
     return RunSummary(run_id, run_dir, scores, train_seconds, wall_seconds, history)
 
 
@@ -285,12 +297,13 @@ class TrainingData:
         """(dense inputs, validation targets) for blocks of users, from the cache or streamed."""
         if not self.cached:
             for users, matrices in stream_rows(self.con, self.config.split, self.fit_parts + ("validation",),
-                                               self.info.n_movies, EVAL_ROWS):
+                                               self.info.n_movies, eval_rows(self.info.n_movies)):
                 yield self._fit_matrix(users, matrices).to(self.device).to_dense(), matrices["validation"].to(self.device)
             return
         assert self.fit is not None and self.validation is not None
-        for start in range(0, self.fit.n_rows, EVAL_ROWS):
-            end = min(start + EVAL_ROWS, self.fit.n_rows)
+        block = eval_rows(self.info.n_movies)
+        for start in range(0, self.fit.n_rows, block):
+            end = min(start + block, self.fit.n_rows)
             inputs = self.dense[start:end] if self.dense is not None else self.fit.slice(start, end).to_dense()
             yield inputs, self.validation.slice(start, end)
 
@@ -316,7 +329,7 @@ def predict(
     lost_test = first_rating(con, config.split, ("test",)) if config.drop_first_rating else None
     tables: list[pa.Table] = []
     test_users, test_predicted, test_actual, cold_total = [], [], [], 0
-    for users, matrices in stream_rows(con, config.split, all_parts, info.n_movies, EVAL_ROWS):
+    for users, matrices in stream_rows(con, config.split, all_parts, info.n_movies, eval_rows(info.n_movies)):
         users = users.to(device)
         matrices = {part: m.to(device) for part, m in matrices.items()}
         fit, test = merge_parts(matrices, fit_parts), matrices["test"]
