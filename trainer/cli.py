@@ -42,11 +42,16 @@ def _fail(error: Exception) -> None:
 def run_command(
     warehouse: Annotated[Optional[Path], typer.Option(envvar="WAREHOUSE", help=f"The DuckDB warehouse built by `make etl`; it is only read until the results are written. Default: {DEFAULTS.warehouse}.", show_default=False)] = None,
     split: Annotated[Optional[str], typer.Option(help=f"The split to train and test on, by name, as listed in the warehouse's `splits` table (random, temporal, and u1..u5 for ml-100k). Default: {DEFAULTS.split}.", show_default=False)] = None,
-    model: Annotated[Optional[str], typer.Option(help=f"The model preset: {', '.join(PRESETS)}. 'autoencoder' is the seed design tuned for batched training; 'notebook' reproduces the original notebook exactly (one user per step, its optimiser and quirks). Default: {DEFAULTS.model}.", show_default=False)] = None,
+    model: Annotated[Optional[str], typer.Option(help=f"The model preset: {', '.join(PRESETS)}. 'autoencoder' is the seed design tuned for batched training; 'notebook' reproduces the original notebook exactly (one user per step, its optimiser and quirks); 'i-autorec' is the item-based autoencoder of Sedhain et al. 2015; 'global-mean', 'biases' (damped user and movie biases) and 'mf' (biased matrix factorisation) are baselines. Each preset carries its chosen settings; options override them. Default: {DEFAULTS.model}.", show_default=False)] = None,
     epochs: Annotated[Optional[int], typer.Option(help=f"How many passes over the training users. Default: {DEFAULTS.epochs}.", show_default=False)] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help=f"Users per optimiser step. Default: {DEFAULTS.batch_size}.", show_default=False)] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help=f"Rows per optimiser step: users, or movies for i-autorec. Default: {DEFAULTS.batch_size}, or the model preset's.", show_default=False)] = None,
     learning_rate: Annotated[Optional[float], typer.Option(help=f"The optimiser's learning rate. Default: {DEFAULTS.learning_rate}.", show_default=False)] = None,
     weight_decay: Annotated[Optional[float], typer.Option(help=f"L2 weight decay. Default: {DEFAULTS.weight_decay}.", show_default=False)] = None,
+    l2: Annotated[Optional[float], typer.Option(help=f"L2 penalty on the model's weights, as the lambda of a sum-of-squared-errors objective (I-AutoRec's units), whatever the batch size. Default: {DEFAULTS.l2}, or the model preset's.", show_default=False)] = None,
+    hidden: Annotated[Optional[str], typer.Option(help="Hidden layer widths, comma-separated (e.g. 500 or 20,10,20); for mf, the number of factors. Default: the model preset's.", show_default=False)] = None,
+    patience: Annotated[Optional[int], typer.Option(help="Stop when validation RMSE has not improved for this many epochs (0: train every epoch). Default: the model preset's.", show_default=False)] = None,
+    select_best: Annotated[Optional[bool], typer.Option("--select-best/--last-epoch", help="Score the test set with the weights of the epoch that did best on the validation slice (default), or with the last epoch's.", show_default=False)] = None,
+    eval_every: Annotated[Optional[int], typer.Option(help="Epochs between validation scores (and chances to select an epoch). Default: the model preset's.", show_default=False)] = None,
     optimizer: Annotated[Optional[str], typer.Option(help=f"rmsprop, adam or sgd. Default: {DEFAULTS.optimizer}.", show_default=False)] = None,
     seed: Annotated[Optional[int], typer.Option(help=f"Seeds the weights and the order of users: the same seed on the same data gives the same run on a CPU. Default: {DEFAULTS.seed}.", show_default=False)] = None,
     device: Annotated[Optional[str], typer.Option(help="auto (a CUDA GPU when there is one, else the CPU), cpu or cuda. Default: auto.", show_default=False)] = None,
@@ -63,7 +68,8 @@ def run_command(
     overrides: dict[str, Any] = {
         "warehouse": str(warehouse) if warehouse else None, "split": split, "model": model, "epochs": epochs,
         "batch_size": batch_size, "learning_rate": learning_rate, "weight_decay": weight_decay,
-        "optimizer": optimizer, "seed": seed, "device": device, "validation": validation, "top_n": top_n,
+        "optimizer": optimizer, "l2": l2, "hidden": _widths(hidden), "patience": patience,
+        "select_best": select_best, "eval_every": eval_every, "seed": seed, "device": device, "validation": validation, "top_n": top_n,
         "full_matrix": full_matrix, "cache_budget_mb": cache_budget_mb,
         "runs_dir": str(runs_dir) if runs_dir else None, "lock_wait_seconds": lock_wait,
     }
@@ -96,6 +102,15 @@ def publish(
     except (TrainerError, EtlError) as error:
         _fail(error)
     _log(f"run {run_id}: results written to {warehouse}")
+
+
+def _widths(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(int(width) for width in text.split(","))
+    except ValueError:
+        raise typer.BadParameter(f"--hidden takes comma-separated whole numbers, like 500 or 20,10,20, not {text!r}") from None
 
 
 def _log(message: str) -> None:
