@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from etl.cli_version import print_version
 from etl.errors import EtlError
 from trainer import results
+from trainer.bench import BENCH_MODELS, PROTOCOLS, bench
 from trainer.config import PRESETS, TrainConfig, resolve
 from trainer.errors import TrainerError
 from trainer.train import run as train_run
@@ -90,6 +91,29 @@ def run_command(
     )
 
 
+@app.command("bench")
+def bench_command(
+    data_dir: Annotated[Path, typer.Option(help="The folder holding the MovieLens data sets, one sub-folder per data set (ml-100k, ml-1m), as unpacked from GroupLens.")] = Path("data"),
+    models: Annotated[str, typer.Option(help="Comma-separated models to run, each with its preset settings.")] = ",".join(BENCH_MODELS),
+    datasets: Annotated[str, typer.Option(help=f"Comma-separated data sets, each run with its protocol: {'; '.join(f'{k}: {p.description}, {len(p.seeds)} seed(s)' for k, p in PROTOCOLS.items())}.")] = ",".join(PROTOCOLS),
+    seeds: Annotated[Optional[int], typer.Option(min=1, help="Run only the first N seeds of each protocol (default: all of them), e.g. 1 for a quick look.", show_default=False)] = None,
+    epochs: Annotated[Optional[int], typer.Option(min=1, help="Train no model for more than this many epochs (default: each preset's own number), for a quick smoke run; such figures are not the benchmark's.", show_default=False)] = None,
+    work_dir: Annotated[Path, typer.Option(help="Where the bench builds one warehouse per data set and seed, and keeps the runs' folders.")] = Path("bench-runs"),
+    warehouse: Annotated[Path, typer.Option(envvar="WAREHOUSE", help="The warehouse the results table (bench_results, and the view bench_summary) is written into.")] = Path(DEFAULTS.warehouse),
+    markdown: Annotated[Path, typer.Option(help="Where to write the results as a Markdown table.")] = Path("docs/bench-results.md"),
+) -> None:
+    """Run the published protocols end to end (ml-100k u1; ml-1m random 90/10 over 5 seeds) for each model, and write the results table into the warehouse and as Markdown."""
+    try:
+        bench(
+            data_dir, work_dir, warehouse, markdown, models=_names(models), datasets=_names(datasets),
+            n_seeds=seeds, max_epochs=epochs, log=_log,
+        )
+    except (TrainerError, EtlError) as error:
+        _fail(error)
+    _log(f"results: {markdown} and SELECT * FROM bench_summary in {warehouse}")
+    typer.echo(markdown.read_text())
+
+
 @app.command()
 def publish(
     run_dir: Annotated[Path, typer.Argument(help="The run folder whose staged results to write (printed by the run that could not write them).", show_default=False)],
@@ -102,6 +126,10 @@ def publish(
     except (TrainerError, EtlError) as error:
         _fail(error)
     _log(f"run {run_id}: results written to {warehouse}")
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in text.split(",") if name.strip())
 
 
 def _widths(text: str | None) -> tuple[int, ...] | None:

@@ -47,6 +47,7 @@ class RunSummary:
     history: list[dict[str, Any]] = field(default_factory=list)
     best_epoch: int | None = None  # the epoch whose weights were scored (chosen on validation)
     validation_rmse: float | None = None  # that epoch's validation RMSE
+    device: str = "cpu"  # as recorded in runs.device
 
 
 def pick_device(name: str) -> torch.device:
@@ -193,7 +194,8 @@ def run(
     )
     results.stage(run_dir, run_row, epochs_table, predictions)
     results.publish(run_dir, warehouse, config.lock_wait_seconds)
-    return RunSummary(run_id, run_dir, scores, train_seconds, wall_seconds, history, scored_epoch, scored_validation)
+    return RunSummary(run_id, run_dir, scores, train_seconds, wall_seconds, history, scored_epoch, scored_validation,
+                      run_row["device"])
 
 
 @dataclass
