@@ -114,6 +114,26 @@ def bench_command(
     typer.echo(markdown.read_text())
 
 
+@app.command("report")
+def report_command(
+    run_id: Annotated[str, typer.Argument(help="The run whose learning curve to draw (SELECT run_id FROM run_metrics lists them).", show_default=False)],
+    warehouse: Annotated[Path, typer.Option(envvar="WAREHOUSE", help="The warehouse holding the run.")] = Path(DEFAULTS.warehouse),
+    bench_warehouse: Annotated[Optional[Path], typer.Option(help="The warehouse holding bench_results, for the model comparison chart. Default: the run's warehouse.", show_default=False)] = None,
+    out_dir: Annotated[Path, typer.Option(help="Where to write the PNG files.")] = Path("reports"),
+) -> None:
+    """Draw a run's learning curve (train and validation RMSE per epoch) and the latest bench's model comparison, as PNG files."""
+    from trainer.report import report  # matplotlib is imported only by this command
+
+    try:
+        written = report(run_id, warehouse, out_dir, bench_warehouse)
+    except (TrainerError, EtlError) as error:
+        _fail(error)
+    for path in written:
+        _log(f"wrote {path}")
+    if len(written) == 1:
+        _log("no bench results in that warehouse yet (trainer bench writes them): no model comparison chart")
+
+
 @app.command()
 def publish(
     run_dir: Annotated[Path, typer.Argument(help="The run folder whose staged results to write (printed by the run that could not write them).", show_default=False)],
