@@ -12,6 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from etl.cli_version import print_version
 from etl.errors import EtlError
 from trainer import results
+from trainer.bench import BENCH_MODELS, PROTOCOLS, bench
 from trainer.config import PRESETS, TrainConfig, resolve
 from trainer.errors import TrainerError
 from trainer.train import run as train_run
@@ -43,11 +44,16 @@ def run_command(
     warehouse: Annotated[Optional[Path], typer.Option(envvar="WAREHOUSE", help=f"The DuckDB warehouse built by `make etl`; it is only read until the results are written. Default: {DEFAULTS.warehouse}.", show_default=False)] = None,
     features: Annotated[Optional[Path], typer.Option(help="Read the rating matrices from this folder of Parquet files, written by `etl export`, instead of the warehouse (the results are still written into --warehouse when it exists, else kept in the run folder).", show_default=False)] = None,
     split: Annotated[Optional[str], typer.Option(help=f"The split to train and test on, by name, as listed in the warehouse's `splits` table (random, temporal, and u1..u5 for ml-100k). Default: {DEFAULTS.split}.", show_default=False)] = None,
-    model: Annotated[Optional[str], typer.Option(help=f"The model preset: {', '.join(PRESETS)}. 'autoencoder' is the seed design tuned for batched training; 'notebook' reproduces the original notebook exactly (one user per step, its optimiser and quirks). Default: {DEFAULTS.model}.", show_default=False)] = None,
+    model: Annotated[Optional[str], typer.Option(help=f"The model preset: {', '.join(PRESETS)}. 'autoencoder' is the seed design tuned for batched training; 'notebook' reproduces the original notebook exactly (one user per step, its optimiser and quirks); 'i-autorec' is the item-based autoencoder of Sedhain et al. 2015; 'global-mean', 'biases' (damped user and movie biases) and 'mf' (biased matrix factorisation) are baselines. Each preset carries its chosen settings; options override them. Default: {DEFAULTS.model}.", show_default=False)] = None,
     epochs: Annotated[Optional[int], typer.Option(help=f"How many passes over the training users. Default: {DEFAULTS.epochs}.", show_default=False)] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help=f"Users per optimiser step. Default: {DEFAULTS.batch_size}.", show_default=False)] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help=f"Rows per optimiser step: users, or movies for i-autorec. Default: {DEFAULTS.batch_size}, or the model preset's.", show_default=False)] = None,
     learning_rate: Annotated[Optional[float], typer.Option(help=f"The optimiser's learning rate. Default: {DEFAULTS.learning_rate}.", show_default=False)] = None,
     weight_decay: Annotated[Optional[float], typer.Option(help=f"L2 weight decay. Default: {DEFAULTS.weight_decay}.", show_default=False)] = None,
+    l2: Annotated[Optional[float], typer.Option(help=f"L2 penalty on the model's weights, as the lambda of a sum-of-squared-errors objective (I-AutoRec's units), whatever the batch size. Default: {DEFAULTS.l2}, or the model preset's.", show_default=False)] = None,
+    hidden: Annotated[Optional[str], typer.Option(help="Hidden layer widths, comma-separated (e.g. 500 or 20,10,20); for mf, the number of factors. Default: the model preset's.", show_default=False)] = None,
+    patience: Annotated[Optional[int], typer.Option(help="Stop when validation RMSE has not improved for this many epochs (0: train every epoch). Default: the model preset's.", show_default=False)] = None,
+    select_best: Annotated[Optional[bool], typer.Option("--select-best/--last-epoch", help="Score the test set with the weights of the epoch that did best on the validation slice (default), or with the last epoch's.", show_default=False)] = None,
+    eval_every: Annotated[Optional[int], typer.Option(help="Epochs between validation scores (and chances to select an epoch). Default: the model preset's.", show_default=False)] = None,
     optimizer: Annotated[Optional[str], typer.Option(help=f"rmsprop, adam or sgd. Default: {DEFAULTS.optimizer}.", show_default=False)] = None,
     seed: Annotated[Optional[int], typer.Option(help=f"Seeds the weights and the order of users: the same seed on the same data gives the same run on a CPU. Default: {DEFAULTS.seed}.", show_default=False)] = None,
     device: Annotated[Optional[str], typer.Option(help="auto (a CUDA GPU when there is one, else the CPU), cpu or cuda. Default: auto.", show_default=False)] = None,
@@ -65,7 +71,8 @@ def run_command(
         "warehouse": str(warehouse) if warehouse else None, "features": str(features) if features else None,
         "split": split, "model": model, "epochs": epochs,
         "batch_size": batch_size, "learning_rate": learning_rate, "weight_decay": weight_decay,
-        "optimizer": optimizer, "seed": seed, "device": device, "validation": validation, "top_n": top_n,
+        "optimizer": optimizer, "l2": l2, "hidden": _widths(hidden), "patience": patience,
+        "select_best": select_best, "eval_every": eval_every, "seed": seed, "device": device, "validation": validation, "top_n": top_n,
         "full_matrix": full_matrix, "cache_budget_mb": cache_budget_mb,
         "runs_dir": str(runs_dir) if runs_dir else None, "lock_wait_seconds": lock_wait,
     }
@@ -86,6 +93,49 @@ def run_command(
     )
 
 
+@app.command("bench")
+def bench_command(
+    data_dir: Annotated[Path, typer.Option(help="The folder holding the MovieLens data sets, one sub-folder per data set (ml-100k, ml-1m), as unpacked from GroupLens.")] = Path("data"),
+    models: Annotated[str, typer.Option(help="Comma-separated models to run, each with its preset settings.")] = ",".join(BENCH_MODELS),
+    datasets: Annotated[str, typer.Option(help=f"Comma-separated data sets, each run with its protocol: {'; '.join(f'{k}: {p.description}, {len(p.seeds)} seed(s)' for k, p in PROTOCOLS.items())}.")] = ",".join(PROTOCOLS),
+    seeds: Annotated[Optional[int], typer.Option(min=1, help="Run only the first N seeds of each protocol (default: all of them), e.g. 1 for a quick look.", show_default=False)] = None,
+    epochs: Annotated[Optional[int], typer.Option(min=1, help="Train no model for more than this many epochs (default: each preset's own number), for a quick smoke run; such figures are not the benchmark's.", show_default=False)] = None,
+    work_dir: Annotated[Path, typer.Option(help="Where the bench builds one warehouse per data set and seed, and keeps the runs' folders.")] = Path("bench-runs"),
+    warehouse: Annotated[Path, typer.Option(envvar="WAREHOUSE", help="The warehouse the results table (bench_results, and the view bench_summary) is written into.")] = Path(DEFAULTS.warehouse),
+    markdown: Annotated[Path, typer.Option(help="Where to write the results as a Markdown table.")] = Path("docs/bench-results.md"),
+) -> None:
+    """Run the published protocols end to end (ml-100k u1; ml-1m random 90/10 over 5 seeds) for each model, and write the results table into the warehouse and as Markdown."""
+    try:
+        bench(
+            data_dir, work_dir, warehouse, markdown, models=_names(models), datasets=_names(datasets),
+            n_seeds=seeds, max_epochs=epochs, log=_log,
+        )
+    except (TrainerError, EtlError) as error:
+        _fail(error)
+    _log(f"results: {markdown} and SELECT * FROM bench_summary in {warehouse}")
+    typer.echo(markdown.read_text())
+
+
+@app.command("report")
+def report_command(
+    run_id: Annotated[str, typer.Argument(help="The run whose learning curve to draw (SELECT run_id FROM run_metrics lists them).", show_default=False)],
+    warehouse: Annotated[Path, typer.Option(envvar="WAREHOUSE", help="The warehouse holding the run.")] = Path(DEFAULTS.warehouse),
+    bench_warehouse: Annotated[Optional[Path], typer.Option(help="The warehouse holding bench_results, for the model comparison chart. Default: the run's warehouse.", show_default=False)] = None,
+    out_dir: Annotated[Path, typer.Option(help="Where to write the PNG files.")] = Path("reports"),
+) -> None:
+    """Draw a run's learning curve (train and validation RMSE per epoch) and the latest bench's model comparison, as PNG files."""
+    from trainer.report import report  # matplotlib is imported only by this command
+
+    try:
+        written = report(run_id, warehouse, out_dir, bench_warehouse)
+    except (TrainerError, EtlError) as error:
+        _fail(error)
+    for path in written:
+        _log(f"wrote {path}")
+    if len(written) == 1:
+        _log("no bench results in that warehouse yet (trainer bench writes them): no model comparison chart")
+
+
 @app.command()
 def publish(
     run_dir: Annotated[Path, typer.Argument(help="The run folder whose staged results to write (printed by the run that could not write them).", show_default=False)],
@@ -98,6 +148,19 @@ def publish(
     except (TrainerError, EtlError) as error:
         _fail(error)
     _log(f"run {run_id}: results written to {warehouse}")
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
+def _widths(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(int(width) for width in text.split(","))
+    except ValueError:
+        raise typer.BadParameter(f"--hidden takes comma-separated whole numbers, like 500 or 20,10,20, not {text!r}") from None
 
 
 def _log(message: str) -> None:

@@ -26,7 +26,8 @@ class TrainConfig:
     # hold the split's validation slice out of training, to report and select on; off trains on the
     # whole training side (train + validation), e.g. all of ml-100k's u1.base
     validation: bool = True
-    # the model: the seed design is n_movies -> 20 -> 10 -> 20 -> n_movies, sigmoid hidden layers
+    # the model (see trainer/models.py): the seed design is n_movies -> 20 -> 10 -> 20 -> n_movies,
+    # sigmoid hidden layers; for "mf", hidden = (number of factors,)
     model: str = "autoencoder"
     hidden: tuple[int, ...] = (20, 10, 20)
     # optimisation. The notebook's RMSprop(lr=0.01, weight_decay=0.5) only survived because it never
@@ -36,7 +37,17 @@ class TrainConfig:
     learning_rate: float = 0.005
     weight_decay: float = 1e-5
     epochs: int = 200
-    batch_size: int = 256  # users per step
+    batch_size: int = 256  # rows (users, or movies for item-based models) per step
+    # L2 penalty on the model's weights (models.py says which), as the lambda of a sum-of-squared-errors
+    # objective, sum (r - r_hat)^2 + l2/2 * sum ||W||^2, I-AutoRec's units. The loop averages the error
+    # over the batch's ratings, so it adds l2/2 * ||W||^2 / (number of training ratings): the same
+    # minimiser whatever the batch size. Unlike weight_decay, biases can be left out.
+    l2: float = 0.0
+    # model selection on the validation slice (never the test part): stop when validation RMSE has not
+    # improved for `patience` epochs (0: never stop early), and end with the weights of the epoch that
+    # scored best on validation (select_best) rather than the last epoch's
+    patience: int = 0
+    select_best: bool = True
     shuffle: bool = True
     seed: int = 0
     # loss: "observed" is the mean squared error over observed ratings; "all_movies" is the notebook's
@@ -79,6 +90,30 @@ PRESETS: dict[str, dict[str, Any]] = {
         "accumulate_gradients": True,
         "drop_first_rating": True,
     },
+    # I-AutoRec: movie rows, n_users -> 500 sigmoid -> n_users identity, L2 on the weights. Adam
+    # instead of the paper's L-BFGS/Rprop; settings chosen on the validation slices of ml-100k u1 and
+    # ml-1m random (README "Accuracy").
+    "i-autorec": {
+        "hidden": (500,),
+        "optimizer": "adam",
+        "learning_rate": 1e-3,
+        "weight_decay": 0.0,
+        "l2": 1.0,
+        "batch_size": 256,
+        "epochs": 200,
+        "eval_every": 1,
+        "patience": 20,
+    },
+    # Baselines. The global mean starts at its own value (the training mean): one epoch of SGD leaves it.
+    "global-mean": {"optimizer": "sgd", "learning_rate": 0.1, "weight_decay": 0.0, "epochs": 1, "eval_every": 1},
+    "biases": {
+        "optimizer": "adam", "learning_rate": 0.05, "weight_decay": 0.0, "l2": 5.0, "batch_size": 100_000,
+        "epochs": 200, "eval_every": 1, "patience": 10,
+    },
+    "mf": {
+        "hidden": (50,), "optimizer": "adam", "learning_rate": 0.01, "weight_decay": 0.0, "l2": 10.0,
+        "batch_size": 100_000, "epochs": 300, "eval_every": 1, "patience": 10,
+    },
 }
 
 CHOICES = {
@@ -114,8 +149,8 @@ def validate(config: TrainConfig) -> TrainConfig:
     for name in positive:
         if getattr(config, name) <= 0:
             raise TrainerError(f"{name} must be positive, not {getattr(config, name)}")
-    if config.weight_decay < 0 or config.top_n < 0 or config.lock_wait_seconds < 0:
-        raise TrainerError("weight_decay, top_n and lock_wait_seconds cannot be negative")
+    if min(config.weight_decay, config.l2, config.patience, config.top_n, config.lock_wait_seconds) < 0:
+        raise TrainerError("weight_decay, l2, patience, top_n and lock_wait_seconds cannot be negative")
     if not config.hidden or any(width <= 0 for width in config.hidden):
         raise TrainerError(f"hidden must list positive layer widths, not {config.hidden}")
     return config

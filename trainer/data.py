@@ -177,39 +177,48 @@ def first_rating(con: duckdb.DuckDBPyConnection, split: str, parts: tuple[str, .
     return rows[0] if rows else None
 
 
-def _columns(parts: tuple[str, ...]) -> str:
+# The two matrices a model can read rows of: user rows (user_matrix, lists of movie indexes) or movie
+# rows (movie_matrix, lists of user indexes), as (table, row index column, column index prefix).
+ORIENTATIONS = {"user": ("user_matrix", "user_idx", "movie_idx"), "movie": ("movie_matrix", "movie_idx", "user_idx")}
+
+
+def _columns(parts: tuple[str, ...], by: str) -> str:
     """The SELECT list for the named parts; part names come from PARTS only, never from input."""
     for part in parts:
         if part not in PARTS:
             raise ValueError(f"unknown matrix part {part!r}")
-    return ", ".join(f"{p}_movie_idx, {p}_rating" for p in parts)
+    return ", ".join(f"{p}_{ORIENTATIONS[by][2]}, {p}_rating" for p in parts)
 
 
 def stream_rows(
     con: duckdb.DuckDBPyConnection,
     split: str,
     parts: tuple[str, ...],
-    n_movies: int,
+    n_cols: int,
     batch_rows: int,
     shuffle_seed: int | None = None,
+    by: str = "user",
 ) -> Iterator[tuple[torch.Tensor, dict[str, Csr]]]:
-    """Stream user rows of one split as (user_idx, {part: Csr}) batches of at most ``batch_rows`` users.
+    """Stream user rows of one split as (user_idx, {part: Csr}) batches of at most ``batch_rows`` users
+    (movie rows, as (movie_idx, {part: Csr}), with ``by="movie"``; ``n_cols`` is then the number of users).
 
     Memory stays bounded by the batch, whatever the number of users. With ``shuffle_seed`` the users
     come in a seeded random order (a different one per seed), else in user_idx order. A background
     thread reads the next batch out of DuckDB while the caller computes on the current one.
     """
-    order = "hash(user_idx, $seed)" if shuffle_seed is not None else "user_idx"
-    query = f"SELECT user_idx, {_columns(parts)} FROM user_matrix WHERE split = $split ORDER BY {order}"
+    table, key, _ = ORIENTATIONS[by]
+    order = f"hash({key}, $seed)" if shuffle_seed is not None else key
+    query = f"SELECT {key}, {_columns(parts, by)} FROM {table} WHERE split = $split ORDER BY {order}"
     params = {"split": split} | ({"seed": shuffle_seed} if shuffle_seed is not None else {})
     # Its own cursor: the reader keeps the connection busy while the caller may run other queries.
     cursor = con.cursor()
     reader = cursor.sql(query, params=params).to_arrow_reader(batch_rows)
 
     def convert(batch: pa.RecordBatch) -> tuple[torch.Tensor, dict[str, Csr]]:
-        users = torch.from_numpy(batch.column("user_idx").to_numpy().astype(np.int64))
+        users = torch.from_numpy(batch.column(key).to_numpy().astype(np.int64))
         matrices = {
-            p: Csr.from_arrow(batch.column(f"{p}_movie_idx"), batch.column(f"{p}_rating"), n_movies) for p in parts
+            p: Csr.from_arrow(batch.column(f"{p}_{ORIENTATIONS[by][2]}"), batch.column(f"{p}_rating"), n_cols)
+            for p in parts
         }
         return users, matrices
 
@@ -218,19 +227,24 @@ def stream_rows(
 
 
 def load_rows(
-    con: duckdb.DuckDBPyConnection, split: str, parts: tuple[str, ...], n_movies: int
+    con: duckdb.DuckDBPyConnection, split: str, parts: tuple[str, ...], n_cols: int, by: str = "user"
 ) -> tuple[torch.Tensor, dict[str, Csr]]:
-    """Every user row of a split, in user_idx order, as one CSR per part (for the device cache)."""
-    batches = list(stream_rows(con, split, parts, n_movies, batch_rows=65536))
+    """Every user (or movie) row of a split, in index order, as one CSR per part (for the device cache)."""
+    batches = list(stream_rows(con, split, parts, n_cols, batch_rows=65536, by=by))
     users = torch.cat([users for users, _ in batches])
     return users, {p: Csr.concat([m[p] for _, m in batches]) for p in parts}
 
 
+def count_ratings(con: duckdb.DuckDBPyConnection, split: str, parts: tuple[str, ...]) -> int:
+    """How many ratings these parts of the split hold (from the splits table)."""
+    _columns(parts, "user")  # checks the part names before they go into the query
+    columns = " + ".join(f"n_{p}" for p in parts)
+    return int(con.execute(f"SELECT {columns} FROM splits WHERE split = ?", [split]).fetchall()[0][0])
+
+
 def matrix_bytes(con: duckdb.DuckDBPyConnection, split: str, parts: tuple[str, ...]) -> int:
     """What a CSR of these parts takes in memory: 12 bytes an entry (int64 column + float32 value)."""
-    columns = " + ".join(f"n_{p}" for p in parts)
-    entries = con.execute(f"SELECT {columns} FROM splits WHERE split = ?", [split]).fetchall()[0][0]
-    return int(entries) * 12
+    return count_ratings(con, split, parts) * 12
 
 
 def _prefetch(items: Iterator, depth: int = 2) -> Iterator:

@@ -1,37 +1,111 @@
-"""The models `trainer run --model` can train."""
+"""The models `trainer run --model` can train, all through the same loop (trainer/train.py).
+
+Every model reads rows of one of the warehouse's matrices: user rows (`user_matrix`, each user's
+ratings of every movie) or movie rows (`movie_matrix`, each movie's ratings by every user), as said
+by its ``rows`` attribute. It is called on a block of those rows as ``model(inputs, index)``, where
+``inputs`` is the block's dense ratings (0 where unrated) and ``index`` the rows' user_idx (or
+movie_idx), and returns the block's predicted ratings, the same shape as ``inputs``.
+``predict_at(inputs, index, rows, cols)`` is that output at a few cells only, and ``regularised()``
+lists the tensors the L2 penalty (``--l2``) applies to.
+"""
 
 from __future__ import annotations
 
+import torch
 from torch import nn
+
+from trainer.config import PRESETS, TrainConfig
+from trainer.errors import TrainerError
 
 
 class AutoEncoder(nn.Module):
-    """The seed design: a user's ratings row (n_movies wide) -> hidden layers -> the same row back.
+    """A ratings row (n_cols wide) -> hidden layers -> the same row back, identity output.
 
-    Sigmoid on every hidden layer, linear output (the original write-up says sigmoid; its code has
-    none). With hidden=(20, 10, 20) this is the notebook's stacked autoencoder.
+    With user rows and hidden=(20, 10, 20), sigmoid, this is the notebook's stacked autoencoder (its
+    write-up says the output is sigmoid; its code has none). With movie rows and hidden=(500,) it is
+    I-AutoRec (Sedhain et al., WWW 2015): each movie's ratings by all users, encoded and decoded.
     """
 
-    def __init__(self, n_items: int, hidden: tuple[int, ...]) -> None:
+    def __init__(self, n_cols: int, hidden: tuple[int, ...], rows: str = "user") -> None:
         super().__init__()
-        widths = (n_items, *hidden)
+        self.rows = rows
+        widths = (n_cols, *hidden)
         layers: list[nn.Module] = []
         for width_in, width_out in zip(widths, widths[1:]):
             layers += [nn.Linear(width_in, width_out), nn.Sigmoid()]
-        layers.append(nn.Linear(widths[-1], n_items))
+        layers.append(nn.Linear(widths[-1], n_cols))
         self.net = nn.Sequential(*layers)
 
-    def forward(self, ratings):
-        return self.net(ratings)
+    def forward(self, inputs: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
+        return self.net(inputs)
 
-    def predict_at(self, ratings, rows, cols):
-        """forward(ratings)[rows, cols], without computing the rest of the users x movies output:
+    def predict_at(self, inputs: torch.Tensor, index: torch.Tensor | None, rows: torch.Tensor,
+                   cols: torch.Tensor) -> torch.Tensor:
+        """forward(inputs)[rows, cols], without computing the rest of the rows x cols output:
         scoring a few held-out ratings costs a fraction of a full forward pass."""
-        code = self.net[:-1](ratings)
+        code = self.net[:-1](inputs)
         output = self.net[-1]
         return (code.index_select(0, rows) * output.weight.index_select(0, cols)).sum(1) + output.bias.index_select(0, cols)
 
+    def regularised(self) -> list[torch.Tensor]:
+        """The weight matrices (I-AutoRec's L2 term leaves the biases out)."""
+        return [layer.weight for layer in self.net if isinstance(layer, nn.Linear)]
 
-def build_model(name: str, n_items: int, hidden: tuple[int, ...]) -> nn.Module:
-    """Both presets, "autoencoder" and "notebook", train the same network; they differ in how."""
-    return AutoEncoder(n_items, hidden)
+
+class MatrixFactorisation(nn.Module):
+    """The baselines: rating = mean + user bias + movie bias + user factors . movie factors.
+
+    ``biases=False, factors=0`` is the global mean; ``factors=0`` the user+movie biases (the L2
+    penalty on the biases is what damps them towards 0 for users and movies with few ratings);
+    ``factors=k`` biased matrix factorisation. Trained on user rows: ``index`` says which users.
+    The mean starts at the training ratings' mean, so the global mean needs no training at all.
+    """
+
+    rows = "user"
+
+    def __init__(self, n_users: int, n_movies: int, mean: float, factors: int = 0, biases: bool = True) -> None:
+        super().__init__()
+        self.mean = nn.Parameter(torch.tensor(float(mean)))
+        self.user_bias = nn.Parameter(torch.zeros(n_users)) if biases else None
+        self.movie_bias = nn.Parameter(torch.zeros(n_movies)) if biases else None
+        # Small random factors: zeros would be a saddle point the gradient never leaves.
+        self.user_factors = nn.Parameter(torch.randn(n_users, factors) * 0.01) if factors else None
+        self.movie_factors = nn.Parameter(torch.randn(n_movies, factors) * 0.01) if factors else None
+        self.n_movies = n_movies
+
+    def forward(self, inputs: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        out = self.mean.expand(index.numel(), self.n_movies)
+        if self.user_bias is not None:
+            out = out + self.user_bias[index, None] + self.movie_bias[None, :]
+        if self.user_factors is not None:
+            out = out + self.user_factors[index] @ self.movie_factors.T
+        return out
+
+    def predict_at(self, inputs: torch.Tensor, index: torch.Tensor, rows: torch.Tensor,
+                   cols: torch.Tensor) -> torch.Tensor:
+        users = index[rows]
+        out = self.mean.expand(rows.numel())
+        if self.user_bias is not None:
+            out = out + self.user_bias[users] + self.movie_bias[cols]
+        if self.user_factors is not None:
+            out = out + (self.user_factors[users] * self.movie_factors[cols]).sum(1)
+        return out
+
+    def regularised(self) -> list[torch.Tensor]:
+        return [p for name, p in self.named_parameters() if name != "mean"]
+
+
+def build_model(config: TrainConfig, n_users: int, n_movies: int, mean: float) -> nn.Module:
+    """The network ``config.model`` names; ``mean`` is the training ratings' mean (never the test's)."""
+    match config.model:
+        case "autoencoder" | "notebook":  # the same network; the presets differ in how it is trained
+            return AutoEncoder(n_movies, config.hidden, rows="user")
+        case "i-autorec":
+            return AutoEncoder(n_users, config.hidden, rows="movie")
+        case "global-mean":
+            return MatrixFactorisation(n_users, n_movies, mean, factors=0, biases=False)
+        case "biases":
+            return MatrixFactorisation(n_users, n_movies, mean, factors=0)
+        case "mf":
+            return MatrixFactorisation(n_users, n_movies, mean, factors=config.hidden[0])
+    raise TrainerError(f"unknown model {config.model!r}: choose one of {', '.join(PRESETS)}")

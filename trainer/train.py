@@ -1,7 +1,7 @@
-"""One training run, top to bottom: read the matrix, train, score, predict, stage and publish results.
+"""One training run, top to bottom: read the matrix, train, select, score, predict, stage and publish.
 
-The test part of the split is read once, after training, by `predict`: nothing during training or
-model selection can see it.
+The test part of the split is read once, after training and model selection (early stopping and the
+best epoch's weights, both chosen on the validation slice), by `predict`: nothing before can see it.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from etl.export import open_features
 from trainer import checkpoint, results
 from trainer.config import TrainConfig, from_dict
 from trainer.data import (
-    Csr, DatasetInfo, check_split, dataset_info, first_rating, load_rows, matrix_bytes, merge_parts, open_warehouse,
-    stream_rows,
+    Csr, DatasetInfo, check_split, count_ratings, dataset_info, first_rating, load_rows, matrix_bytes, merge_parts,
+    open_warehouse, stream_rows,
 )
 from trainer.errors import TrainerError
 from trainer.evaluate import rating_metrics
@@ -47,12 +47,15 @@ class RunSummary:
     train_seconds: float
     wall_seconds: float
     history: list[dict[str, Any]] = field(default_factory=list)
+    best_epoch: int | None = None  # the epoch whose weights were scored (chosen on validation)
+    validation_rmse: float | None = None  # that epoch's validation RMSE
+    device: str = "cpu"  # as recorded in runs.device
 
 
-def eval_rows(n_movies: int) -> int:
-    """Users per forward pass when scoring and predicting. Bounded by memory, not only by count: at
+def eval_rows(n_cols: int) -> int:
+    """Rows per forward pass when scoring and predicting. Bounded by memory, not only by count: at
     ml-32m's 87,585 movies 4,096 users' dense inputs alone are 1.4 GB, and the outputs as much again."""
-    return max(1, min(EVAL_ROWS, EVAL_BLOCK_BYTES // (4 * n_movies)))
+    return max(1, min(EVAL_ROWS, EVAL_BLOCK_BYTES // (4 * n_cols)))
 
 
 def pick_device(name: str) -> torch.device:
@@ -96,41 +99,50 @@ def run(
                 f"(limit {FULL_MATRIX_LIMIT:,}); use the top-N recommendations instead"
             )
         fit_parts = ("train",) if config.validation else ("train", "validation")
-        data = TrainingData(con, config, info, fit_parts, device)
-        log(
-            f"{info.name} split {config.split}: {info.n_users:,} users x {info.n_movies:,} movies, "
-            f"training on {'+'.join(fit_parts)}, "
-            + ("matrix cached on " + device.type if data.cached else "streaming from DuckDB every epoch")
-        )
+        fallback = fit_biases(con, config.split, fit_parts, info)
 
         # -- model and optimiser (restored from the checkpoint when resuming)
         torch.manual_seed(config.seed)
-        model = build_model(config.model, info.n_movies, config.hidden).to(device)
+        model = build_model(config, info.n_users, info.n_movies, fallback.mean).to(device)
         optimizer = _make_optimizer(config, model)
+        data = TrainingData(con, config, info, fit_parts, device, rows=model.rows)
+        log(
+            f"{info.name} split {config.split}: {info.n_users:,} users x {info.n_movies:,} movies, "
+            f"{model.rows} rows, training on {'+'.join(fit_parts)}, "
+            + ("matrix cached on " + device.type if data.cached else "streaming from DuckDB every epoch")
+        )
         history: list[dict[str, Any]] = []
         start_epoch, train_seconds = 0, 0.0
+        best = Best()
         if state:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             torch.set_rng_state(state["rng"].cpu())
             history, start_epoch, train_seconds = state["history"], state["epoch"], state["train_seconds"]
+            best = Best(**state.get("best", {}))
             log(f"resuming {run_id} after epoch {start_epoch}")
+        # The L2 penalty in the units of a sum-of-squares objective, over the mean error's denominator.
+        l2_scale = config.l2 / 2 / max(data.n_ratings, 1)
 
         # -- the training loop
         for epoch in range(start_epoch + 1, config.epochs + 1):
+            if best.stopped:
+                break
             epoch_start = time.perf_counter()
             model.train()
             squared_error = torch.zeros((), device=device)
             n_ratings = torch.zeros((), device=device)
             for batch in data.batches(epoch):
-                reconstruction = model(batch.inputs)
+                reconstruction = model(batch.inputs, batch.index)
                 # Only observed ratings count: read the reconstruction at their positions (cheaper than
-                # masking the whole users x movies output, and the same gradient).
-                predicted = reconstruction.view(-1).index_select(0, batch.positions)
+                # masking the whole rows x columns output, and the same gradient).
+                predicted = reconstruction.reshape(-1).index_select(0, batch.positions)
                 batch_error = (predicted - batch.targets).square().sum()
                 # "observed": mean over the observed ratings; "all_movies": the notebook's MSELoss over
                 # every movie with unobserved outputs zeroed. Same minimiser, different gradient scale.
                 loss = batch_error / (batch.targets.numel() if config.loss == "observed" else reconstruction.numel())
+                if l2_scale:
+                    loss = loss + l2_scale * sum(weight.square().sum() for weight in model.regularised())
                 if not config.accumulate_gradients:
                     optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -144,30 +156,39 @@ def run(
             }
             if config.validation and (epoch % config.eval_every == 0 or epoch == config.epochs):
                 metrics["validation_rmse"] = data.validation_rmse(model)
+                best.update(epoch, metrics["validation_rmse"], model, config)
             metrics["seconds"] = time.perf_counter() - epoch_start
             train_seconds += metrics["seconds"]
             history.append(metrics)
             on_epoch(metrics)
-            if epoch % config.checkpoint_every == 0 or epoch == config.epochs:
+            if epoch % config.checkpoint_every == 0 or epoch == config.epochs or best.stopped:
                 checkpoint.save(run_dir, {
                     "run_id": run_id, "started_at": started_at, "config": config.to_dict(), "epoch": epoch,
                     "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     "rng": torch.get_rng_state(), "history": history, "train_seconds": train_seconds,
-                    "fingerprint": info.fingerprint,
+                    "fingerprint": info.fingerprint, "best": best.to_dict(),
                 })
 
+        # -- model selection: the weights of the epoch that scored best on the validation slice
+        if config.select_best and best.weights is not None:
+            model.load_state_dict(best.weights)
+            log(f"selected epoch {best.epoch} (validation RMSE {best.rmse:.4f}) of {len(history)}")
+
         # -- score the test part (read here for the first time) and predict
-        predictions, scores = predict(con, config, info, fit_parts, model, device, run_id)
+        predictions, scores = predict(con, config, info, fit_parts, model, device, run_id, fallback)
     finally:
         con.close()
 
     wall_seconds = time.perf_counter() - wall_start
     last_validation = next((h["validation_rmse"] for h in reversed(history) if h["validation_rmse"] is not None), None)
+    scored_epoch = best.epoch if config.select_best and best.weights is not None else len(history)
+    scored_validation = best.rmse if config.select_best and best.weights is not None else last_validation
     run_row = {
         "run_id": run_id, "started_at": started_at, "finished_at": _utc_now(), "model": config.model,
         "split": config.split, "seed": config.seed, "dataset_name": info.name,
         "dataset_fingerprint": info.fingerprint, "device": _device_name(device), "epochs": config.epochs,
-        "train_seconds": train_seconds, "wall_seconds": wall_seconds, "validation_rmse": last_validation,
+        "train_seconds": train_seconds, "wall_seconds": wall_seconds, "validation_rmse": scored_validation,
+        "epochs_run": len(history), "best_epoch": scored_epoch,
         "test_rmse": scores["rmse"], "test_mae": scores["mae"], "test_user_rmse": scores["user_rmse"],
         "n_test": scores["n"], "n_cold_start": scores["n_cold_start"],
         "n_parameters": sum(p.numel() for p in model.parameters()), "torch_version": torch.__version__,
@@ -185,25 +206,49 @@ def run(
             f"trainer publish {run_dir} --warehouse PATH")
     else:
         results.publish(run_dir, warehouse, config.lock_wait_seconds)
-    return RunSummary(run_id, run_dir, scores, train_seconds, wall_seconds, history)
+    return RunSummary(run_id, run_dir, scores, train_seconds, wall_seconds, history, scored_epoch, scored_validation,
+                      run_row["device"])
+
+
+@dataclass
+class Best:
+    """Early stopping and the best epoch so far, as judged on the validation slice."""
+
+    epoch: int | None = None
+    rmse: float = math.inf
+    weights: dict[str, torch.Tensor] | None = None
+    stopped: bool = False
+
+    def update(self, epoch: int, rmse: float, model: torch.nn.Module, config: TrainConfig) -> None:
+        if rmse < self.rmse:
+            self.epoch, self.rmse = epoch, rmse
+            if config.select_best:
+                self.weights = {name: t.detach().clone() for name, t in model.state_dict().items()}
+        elif config.patience and self.epoch is not None and epoch - self.epoch >= config.patience:
+            self.stopped = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "rmse": self.rmse, "weights": self.weights, "stopped": self.stopped}
 
 
 @dataclass
 class Batch:
-    """Users' rating rows as the model's dense input, and where in it the observed ratings are."""
+    """Rating rows (users', or movies') as the model's dense input, and where in it the observed ratings are."""
 
-    inputs: torch.Tensor  # users x movies, 0 where unrated
-    positions: torch.Tensor  # flat indexes into inputs (row * n_movies + movie) of the observed ratings
+    inputs: torch.Tensor  # rows x columns, 0 where unrated
+    index: torch.Tensor  # each row's user_idx (movie_idx for movie rows)
+    positions: torch.Tensor  # flat indexes into inputs (row * n_cols + col) of the observed ratings
     targets: torch.Tensor  # the observed ratings, aligned with positions
 
     @staticmethod
-    def of(rows: Csr, inputs: torch.Tensor | None = None) -> Batch:
+    def of(rows: Csr, index: torch.Tensor, inputs: torch.Tensor | None = None) -> Batch:
         inputs = rows.to_dense() if inputs is None else inputs
-        return Batch(inputs, rows.row_ids() * rows.n_cols + rows.cols, rows.vals)
+        return Batch(inputs, index, rows.row_ids() * rows.n_cols + rows.cols, rows.vals)
 
 
 class TrainingData:
-    """The training matrix as batches on the device, plus the validation targets.
+    """The training matrix (user rows, or movie rows with ``rows="movie"``) as batches on the device,
+    plus the validation targets.
 
     When the CSR of the training (and validation) part fits ``cache_budget_mb`` it is read once and
     kept on the device, and the dense users x movies matrix too when that also fits. Otherwise every
@@ -212,42 +257,48 @@ class TrainingData:
 
     def __init__(
         self, con: duckdb.DuckDBPyConnection, config: TrainConfig, info: DatasetInfo,
-        fit_parts: tuple[str, ...], device: torch.device,
+        fit_parts: tuple[str, ...], device: torch.device, rows: str = "user",
     ) -> None:
         self.con, self.config, self.info, self.fit_parts, self.device = con, config, info, fit_parts, device
+        self.rows = rows
+        self.n_cols = info.n_movies if rows == "user" else info.n_users
         parts = fit_parts + (("validation",) if config.validation else ())
         budget = config.cache_budget_mb * 2**20
+        self.n_ratings = count_ratings(con, config.split, fit_parts)
         self.cached = matrix_bytes(con, config.split, parts) <= budget
         self.fit: Csr | None = None
+        self.index: torch.Tensor | None = None
         self.validation: Csr | None = None
         self.dense: torch.Tensor | None = None
         self._fixed_batches: list[Batch] | None = None
         # The notebook quirk: the rating on the first line of the training file was never seen.
-        self._lost = first_rating(con, config.split, fit_parts) if config.drop_first_rating else None
+        lost = first_rating(con, config.split, fit_parts) if config.drop_first_rating else None
+        self._lost = lost if lost is None or rows == "user" else (lost[1], lost[0])  # as (row, column)
         if self.cached:
-            users, matrices = load_rows(con, config.split, parts, info.n_movies)
-            self.fit = self._fit_matrix(users, matrices).to(device)
+            index, matrices = load_rows(con, config.split, parts, self.n_cols, by=rows)
+            self.index = index.to(device)
+            self.fit = self._fit_matrix(index, matrices).to(device)
             if config.validation:
                 self.validation = matrices["validation"].to(device)
             if info.n_users * info.n_movies * 4 <= budget:
                 self.dense = self.fit.to_dense()
-                self._full_batch = Batch.of(self.fit, self.dense)
+                self._full_batch = Batch.of(self.fit, self.index, self.dense)
 
-    def _fit_matrix(self, users: torch.Tensor, matrices: dict[str, Csr]) -> Csr:
+    def _fit_matrix(self, index: torch.Tensor, matrices: dict[str, Csr]) -> Csr:
         fit = merge_parts(matrices, self.fit_parts)
-        return fit.without(users, *self._lost) if self._lost else fit
+        return fit.without(index, *self._lost) if self._lost else fit
 
     def batches(self, epoch: int) -> Iterator[Batch]:
         config = self.config
         if not self.cached:
             seed = config.seed * 1_000_003 + epoch if config.shuffle else None
-            for users, matrices in stream_rows(self.con, config.split, self.fit_parts, self.info.n_movies,
-                                               config.batch_size, shuffle_seed=seed):
-                rows = self._fit_matrix(users, matrices).to(self.device, non_blocking=True)
+            for index, matrices in stream_rows(self.con, config.split, self.fit_parts, self.n_cols,
+                                               config.batch_size, shuffle_seed=seed, by=self.rows):
+                rows = self._fit_matrix(index, matrices).to(self.device, non_blocking=True)
                 if rows.cols.numel():
-                    yield Batch.of(rows)
+                    yield Batch.of(rows, index.to(self.device, non_blocking=True))
             return
-        assert self.fit is not None
+        assert self.fit is not None and self.index is not None
         n_rows = self.fit.n_rows
         if self.dense is not None and config.batch_size >= n_rows:
             yield self._full_batch  # one batch of every user: row order does not change the step
@@ -262,12 +313,12 @@ class TrainingData:
         yield from self._batches_in_order(order.to(self.device))
 
     def _batches_in_order(self, order: torch.Tensor | None) -> Iterator[Batch]:
-        """Batches of users taken in ``order`` (None: as they are stored).
+        """Batches of rows taken in ``order`` (None: as they are stored).
 
         Each batch gathers its own rows: one gather of the whole matrix per epoch was 10x slower on
         ml-1m (a fresh 88 MB copy every epoch), small gathers stay in cache.
         """
-        assert self.fit is not None
+        assert self.fit is not None and self.index is not None
         for start in range(0, self.fit.n_rows, self.config.batch_size):
             end = min(start + self.config.batch_size, self.fit.n_rows)
             rows = None if order is None else order[start:end]
@@ -278,51 +329,55 @@ class TrainingData:
                 inputs = part.to_dense()
             else:
                 inputs = self.dense[start:end] if rows is None else self.dense.index_select(0, rows)
-            yield Batch.of(part, inputs)
+            yield Batch.of(part, self.index[start:end] if rows is None else self.index.index_select(0, rows), inputs)
 
     @torch.no_grad()
     def validation_rmse(self, model: torch.nn.Module) -> float:
         """Global RMSE on the validation slice, predictions clipped as they will be at the end."""
         model.eval()
         squared, count = 0.0, 0
-        for inputs, targets in self._validation_blocks():
-            predicted = model.predict_at(inputs, targets.row_ids(), targets.cols)
+        for inputs, index, targets in self._validation_blocks():
+            predicted = model.predict_at(inputs, index, targets.row_ids(), targets.cols)
             if self.config.clip:
                 predicted = predicted.clamp(self.info.rating_min, self.info.rating_max)
             squared += (predicted - targets.vals).square().sum().item()
             count += targets.vals.numel()
         return math.sqrt(squared / max(count, 1))
 
-    def _validation_blocks(self) -> Iterator[tuple[torch.Tensor, Csr]]:
-        """(dense inputs, validation targets) for blocks of users, from the cache or streamed."""
+    def _validation_blocks(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, Csr]]:
+        """(dense inputs, their row indexes, validation targets) for blocks of rows, from the cache or streamed."""
         if not self.cached:
-            for users, matrices in stream_rows(self.con, self.config.split, self.fit_parts + ("validation",),
-                                               self.info.n_movies, eval_rows(self.info.n_movies)):
-                yield self._fit_matrix(users, matrices).to(self.device).to_dense(), matrices["validation"].to(self.device)
+            for index, matrices in stream_rows(self.con, self.config.split, self.fit_parts + ("validation",),
+                                               self.n_cols, eval_rows(self.n_cols), by=self.rows):
+                yield (self._fit_matrix(index, matrices).to(self.device).to_dense(), index.to(self.device),
+                       matrices["validation"].to(self.device))
             return
-        assert self.fit is not None and self.validation is not None
-        block = eval_rows(self.info.n_movies)
+        assert self.fit is not None and self.index is not None and self.validation is not None
+        block = eval_rows(self.n_cols)
         for start in range(0, self.fit.n_rows, block):
             end = min(start + block, self.fit.n_rows)
             inputs = self.dense[start:end] if self.dense is not None else self.fit.slice(start, end).to_dense()
-            yield inputs, self.validation.slice(start, end)
+            yield inputs, self.index[start:end], self.validation.slice(start, end)
 
 
 @torch.no_grad()
 def predict(
     con: duckdb.DuckDBPyConnection, config: TrainConfig, info: DatasetInfo, fit_parts: tuple[str, ...],
-    model: torch.nn.Module, device: torch.device, run_id: str,
+    model: torch.nn.Module, device: torch.device, run_id: str, fallback: Biases,
 ) -> tuple[pa.Table, dict[str, float]]:
-    """Score every held-out test rating and rank each user's unseen movies, in one streamed pass.
+    """Score every held-out test rating and rank each user's unseen movies, in one streamed pass of user rows.
 
-    Cold start: a user with no training rating is predicted the movie's mean training rating, a movie
-    with no training rating the user's mean (the global mean when both are unknown), and counted.
+    Cold start: a test rating whose user or movie has no training rating is predicted by the damped
+    user + movie biases of the training ratings (``fallback``; an unknown user's or movie's bias is 0),
+    and counted.
     """
     model.eval()
     user_ids = _ids(con, "user_index", "user_id", "user_idx")
     movie_ids = _ids(con, "movie_index", "movie_id", "movie_idx")
-    global_mean, user_mean, movie_mean = _fit_means(con, config.split, fit_parts, info)
-    user_mean, movie_mean = user_mean.to(device), movie_mean.to(device)
+    user_bias, movie_bias = fallback.user.to(device), fallback.movie.to(device)
+    movie_known = fallback.movie_known.to(device)
+    # A movie-row model predicts movies x users: computed once, read a block of users at a time below.
+    by_movie = _movie_row_scores(con, config, info, fit_parts, model, device) if model.rows == "movie" else None
     all_parts = ("train", "validation", "test")
     # The notebook quirk: the first line of each of its files (train and test) was never read.
     lost_fit = first_rating(con, config.split, fit_parts) if config.drop_first_rating else None
@@ -337,18 +392,19 @@ def predict(
             fit = fit.without(users, *lost_fit)
         if lost_test:
             test = test.without(users, *lost_test)
-        scores = model(fit.to_dense())
+        scores = model(fit.to_dense(), users) if by_movie is None else by_movie[:, users].T.contiguous()
         if config.clip:
             scores = scores.clamp(info.rating_min, info.rating_max)
 
         # held-out test ratings
         rows, cols = test.row_ids(), test.cols
         predicted = scores[rows, cols]
-        cold = (fit.counts[rows] == 0) | torch.isnan(movie_mean[cols])
+        cold = (fit.counts[rows] == 0) | ~movie_known[cols]
         if config.cold_start_fallback:
-            fallback = torch.where(fit.counts[rows] == 0, movie_mean[cols], user_mean[users[rows]])
-            fallback = torch.nan_to_num(fallback, nan=global_mean)
-            predicted = torch.where(cold, fallback, predicted)
+            biases = fallback.mean + user_bias[users[rows]] + movie_bias[cols]
+            if config.clip:
+                biases = biases.clamp(info.rating_min, info.rating_max)
+            predicted = torch.where(cold, biases, predicted)
         test_users.append(users[rows].cpu())
         test_predicted.append(predicted.cpu())
         test_actual.append(test.vals.cpu())
@@ -414,26 +470,61 @@ def _ids(con: duckdb.DuckDBPyConnection, table: str, id_column: str, idx_column:
     return con.sql(f"SELECT {id_column} FROM {table} ORDER BY {idx_column}").to_arrow_table().column(0).to_numpy()
 
 
-def _fit_means(
-    con: duckdb.DuckDBPyConnection, split: str, fit_parts: tuple[str, ...], info: DatasetInfo
-) -> tuple[float, torch.Tensor, torch.Tensor]:
-    """Mean training rating overall, per user and per movie (NaN where there is none)."""
-    parts = list(fit_parts)
-    global_mean = con.execute(
-        "SELECT avg(rating) FROM split_ratings WHERE split = ? AND list_contains(?, part)", [split, parts]
-    ).fetchall()[0][0]
+@dataclass
+class Biases:
+    """The training ratings' mean and damped user and movie biases: the cold-start fallback."""
 
-    def means(idx_column: str, size: int) -> torch.Tensor:
-        table = con.execute(
-            f"SELECT {idx_column}, avg(rating) FROM split_ratings WHERE split = ? AND list_contains(?, part) GROUP BY 1",
-            [split, parts],
-        ).fetchnumpy()
-        out = torch.full((size,), math.nan)
-        out[torch.from_numpy(table[idx_column].astype(np.int64))] = torch.from_numpy(
-            np.asarray(table["avg(rating)"], dtype=np.float32))
-        return out
+    mean: float
+    user: torch.Tensor  # n_users; 0 for users with no training rating
+    movie: torch.Tensor  # n_movies; 0 for movies with no training rating
+    movie_known: torch.Tensor  # n_movies, bool: the movie has a training rating
 
-    return float(global_mean), means("user_idx", info.n_users), means("movie_idx", info.n_movies)
+
+# Damping: a bias is shrunk towards 0 as if it had this many more ratings at the mean (the usual
+# choice for MovieLens: Koren 2009, Funk 2006).
+MOVIE_DAMPING, USER_DAMPING = 25, 10
+
+
+def fit_biases(con: duckdb.DuckDBPyConnection, split: str, fit_parts: tuple[str, ...], info: DatasetInfo) -> Biases:
+    """Mean and damped biases of the ratings in ``fit_parts`` only (never the test part)."""
+    fit = ("SELECT user_idx, movie_idx, rating FROM split_ratings WHERE split = $split "
+           "AND list_contains($parts, part)")
+    params = {"split": split, "parts": list(fit_parts)}
+    mean = con.execute(f"SELECT avg(rating) FROM ({fit})", params).fetchall()[0][0]
+    movies = con.execute(
+        f"SELECT movie_idx, sum(rating - $mean) / (count(*) + {MOVIE_DAMPING}) AS b FROM ({fit}) GROUP BY 1",
+        params | {"mean": mean}).fetchnumpy()
+    users = con.execute(
+        f"""WITH movie_bias AS (SELECT movie_idx, sum(rating - $mean) / (count(*) + {MOVIE_DAMPING}) AS b
+                                FROM ({fit}) GROUP BY 1)
+            SELECT user_idx, sum(rating - $mean - b) / (count(*) + {USER_DAMPING}) AS b
+            FROM ({fit}) JOIN movie_bias USING (movie_idx) GROUP BY 1""",
+        params | {"mean": mean}).fetchnumpy()
+
+    def dense(table: dict[str, np.ndarray], column: str, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        values, known = torch.zeros(size), torch.zeros(size, dtype=torch.bool)
+        where = torch.from_numpy(table[column].astype(np.int64))
+        values[where] = torch.from_numpy(np.asarray(table["b"], dtype=np.float32))
+        known[where] = True
+        return values, known
+
+    user_bias, _ = dense(users, "user_idx", info.n_users)
+    movie_bias, movie_known = dense(movies, "movie_idx", info.n_movies)
+    return Biases(float(mean), user_bias, movie_bias, movie_known)
+
+
+@torch.no_grad()
+def _movie_row_scores(
+    con: duckdb.DuckDBPyConnection, config: TrainConfig, info: DatasetInfo, fit_parts: tuple[str, ...],
+    model: torch.nn.Module, device: torch.device,
+) -> torch.Tensor:
+    """Every prediction of a movie-row model, movies x users, from the movies' training rows."""
+    scores = torch.zeros(info.n_movies, info.n_users, device=device)
+    for movies, matrices in stream_rows(con, config.split, fit_parts, info.n_users, eval_rows(info.n_users), by="movie"):
+        movies = movies.to(device)
+        fit = merge_parts({part: m.to(device) for part, m in matrices.items()}, fit_parts)
+        scores[movies] = model(fit.to_dense(), movies)
+    return scores
 
 
 def _make_optimizer(config: TrainConfig, model: torch.nn.Module) -> Optimizer:

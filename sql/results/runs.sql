@@ -10,10 +10,10 @@ CREATE TABLE IF NOT EXISTS runs (
     dataset_name         VARCHAR,
     dataset_fingerprint  VARCHAR,   -- dataset.fingerprint of the warehouse it trained on
     device               VARCHAR,
-    epochs               INTEGER,
+    epochs               INTEGER,   -- the most the run could train (config.epochs)
     train_seconds        DOUBLE,    -- the training loop alone
     wall_seconds         DOUBLE,    -- the whole run: reading, training, evaluating, predicting
-    validation_rmse      DOUBLE,    -- last epoch's; NULL when trained with --no-validation
+    validation_rmse      DOUBLE,    -- the scored epoch's (see best_epoch); NULL when trained with --no-validation
     test_rmse            DOUBLE,    -- global RMSE over every held-out test rating
     test_mae             DOUBLE,
     test_user_rmse       DOUBLE,    -- the original notebook's metric: mean over users of per-user RMSE
@@ -24,3 +24,6 @@ CREATE TABLE IF NOT EXISTS runs (
     run_dir              VARCHAR,   -- where its checkpoint and staged results are
     config               VARCHAR    -- JSON: the full resolved TrainConfig
 );
+-- Added with model selection; ALTER keeps warehouses that hold earlier runs writable.
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS epochs_run INTEGER;   -- epochs trained (fewer when stopped early)
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS best_epoch INTEGER;   -- the epoch whose weights were tested, chosen on validation

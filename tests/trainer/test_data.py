@@ -110,16 +110,6 @@ def test_slice_is_a_contiguous_block_of_rows() -> None:
     assert torch.equal(csr(ROWS).slice(0, 4).to_dense(), dense(ROWS))
 
 
-def test_predict_at_equals_the_full_output_at_those_cells() -> None:
-    from trainer.models import AutoEncoder
-
-    torch.manual_seed(0)
-    model = AutoEncoder(7, (4, 2, 4))
-    ratings = torch.rand(5, 7)
-    rows, cols = torch.tensor([0, 0, 3, 4]), torch.tensor([6, 1, 2, 0])
-    torch.testing.assert_close(model.predict_at(ratings, rows, cols), model(ratings)[rows, cols])
-
-
 def test_the_notebook_quirk_loses_one_rating_whether_cached_or_streamed(small_warehouse) -> None:
     """The first training line is dropped once per epoch, not once per streamed batch."""
     from trainer.config import resolve

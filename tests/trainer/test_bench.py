@@ -1,0 +1,31 @@
+import duckdb
+from typer.testing import CliRunner
+
+from trainer.cli import app
+
+
+def test_bench_runs_each_model_on_each_seed_and_writes_table_and_markdown(tmp_path, make_movielens_1m) -> None:
+    make_movielens_1m(tmp_path / "data" / "ml-1m")
+    results, markdown = tmp_path / "results.duckdb", tmp_path / "docs" / "bench.md"
+    outcome = CliRunner().invoke(app, [
+        "bench", "--data-dir", str(tmp_path / "data"), "--datasets", "ml-1m", "--models", "global-mean,biases",
+        "--seeds", "2", "--epochs", "3", "--work-dir", str(tmp_path / "work"), "--warehouse", str(results),
+        "--markdown", str(markdown),
+    ])
+    assert outcome.exit_code == 0, outcome.output
+    con = duckdb.connect(str(results), read_only=True)
+    rows = con.execute("SELECT model, seed, test_rmse, best_epoch FROM bench_results ORDER BY model, seed").fetchall()
+    assert [(m, s) for m, s, _, _ in rows] == [("biases", 1), ("biases", 2), ("global-mean", 1), ("global-mean", 2)]
+    assert all(0.3 < rmse < 2.0 and 1 <= best <= 3 for _, _, rmse, best in rows)
+    # two seeds are two different random splits: different test sets, different scores
+    assert rows[0][2] != rows[1][2]
+    summary = dict(con.execute("SELECT model, n_seeds FROM bench_summary").fetchall())
+    assert summary == {"biases": 2, "global-mean": 2}
+    table = markdown.read_text().splitlines()
+    assert table[0].startswith("| model | data set | protocol | RMSE | MAE |") and len(table) == 4
+    assert "random 90/10, 2 seeds" in table[2] and "±" in table[2]
+
+
+def test_bench_refuses_an_unknown_data_set(tmp_path) -> None:
+    outcome = CliRunner().invoke(app, ["bench", "--data-dir", str(tmp_path), "--datasets", "ml-20m"])
+    assert outcome.exit_code == 1 and "no benchmark protocol for data set 'ml-20m'" in outcome.output

@@ -1,0 +1,45 @@
+import pytest
+import torch
+
+from trainer.config import resolve
+from trainer.errors import TrainerError
+from trainer.models import AutoEncoder, MatrixFactorisation, build_model
+
+N_USERS, N_MOVIES = 6, 7
+
+
+@pytest.mark.parametrize("model", ["autoencoder", "notebook", "i-autorec", "global-mean", "biases", "mf"])
+def test_predict_at_equals_the_full_output_at_those_cells(model: str) -> None:
+    torch.manual_seed(0)
+    net = build_model(resolve({"model": model, "hidden": (4, 2, 4) if "autoencoder" in model else None}),
+                      N_USERS, N_MOVIES, mean=3.5)
+    with torch.no_grad():  # make the baselines' biases non-zero, so the test sees them
+        for p in net.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    n_cols = N_USERS if net.rows == "movie" else N_MOVIES
+    n_rows = N_MOVIES if net.rows == "movie" else N_USERS
+    ratings = torch.rand(4, n_cols)
+    index = torch.tensor([5, 0, 2, 3]) % n_rows
+    rows, cols = torch.tensor([0, 0, 3, 2]), torch.tensor([5, 1, 2, 0])
+    torch.testing.assert_close(net.predict_at(ratings, index, rows, cols), net(ratings, index)[rows, cols])
+
+
+def test_i_autorec_reads_movie_rows_with_one_wide_sigmoid_layer() -> None:
+    net = build_model(resolve({"model": "i-autorec"}), N_USERS, N_MOVIES, mean=3.5)
+    assert isinstance(net, AutoEncoder) and net.rows == "movie"
+    assert [tuple(w.shape) for w in net.regularised()] == [(500, N_USERS), (N_USERS, 500)]  # no biases
+
+
+def test_the_baselines_are_one_model_with_parts_switched_off() -> None:
+    mean = build_model(resolve({"model": "global-mean"}), N_USERS, N_MOVIES, mean=3.5)
+    assert isinstance(mean, MatrixFactorisation) and [n for n, _ in mean.named_parameters()] == ["mean"]
+    assert torch.equal(mean(torch.zeros(2, N_MOVIES), torch.tensor([0, 1])), torch.full((2, N_MOVIES), 3.5))
+    biases = build_model(resolve({"model": "biases"}), N_USERS, N_MOVIES, mean=3.5)
+    assert {n for n, _ in biases.named_parameters()} == {"mean", "user_bias", "movie_bias"}
+    mf = build_model(resolve({"model": "mf", "hidden": (3,)}), N_USERS, N_MOVIES, mean=3.5)
+    assert mf.user_factors.shape == (N_USERS, 3) and len(mf.regularised()) == 4  # all but the mean
+
+
+def test_an_unknown_model_is_refused_by_name() -> None:
+    with pytest.raises(TrainerError, match="unknown model 'deep'"):
+        resolve({"model": "deep"})

@@ -1,0 +1,61 @@
+"""Model selection reads the validation slice only: the test part cannot change what is trained or chosen."""
+
+from __future__ import annotations
+
+import duckdb
+import pytest
+import torch
+
+from trainer import checkpoint
+from trainer.config import resolve
+from trainer.train import run
+
+
+def config(warehouse, tmp_path, **overrides):
+    return resolve({"warehouse": str(warehouse), "runs_dir": str(tmp_path / "runs"), "top_n": 0, **overrides})
+
+
+def corrupt_test_ratings(warehouse) -> None:
+    """Flip every test rating (r -> 6 - r) wherever the warehouse holds it."""
+    con = duckdb.connect(str(warehouse))
+    con.execute("UPDATE split_ratings SET rating = 6 - rating WHERE part = 'test'")
+    for table in ("user_matrix", "movie_matrix"):
+        con.execute(f"UPDATE {table} SET test_rating = list_transform(test_rating, lambda r: 6 - r)")
+    con.close()
+
+
+@pytest.mark.parametrize("model, overrides", [
+    ("i-autorec", {"hidden": (32,), "epochs": 15, "learning_rate": 0.01, "patience": 4, "batch_size": 16}),
+    ("autoencoder", {"epochs": 15, "learning_rate": 0.05, "eval_every": 1, "patience": 4}),
+    ("mf", {"hidden": (4,), "epochs": 15, "patience": 4}),
+])
+def test_corrupted_test_ratings_change_nothing_before_the_test_is_scored(
+    model, overrides, small_warehouse, tmp_path
+) -> None:
+    clean, corrupt = tmp_path / "clean.duckdb", tmp_path / "corrupt.duckdb"
+    clean.write_bytes(small_warehouse.read_bytes())
+    corrupt.write_bytes(small_warehouse.read_bytes())
+    corrupt_test_ratings(corrupt)
+    a = run(config(clean, tmp_path, model=model, **overrides))
+    b = run(config(corrupt, tmp_path, model=model, **overrides))
+
+    curve = lambda summary: [(h["epoch"], h["train_rmse"], h["validation_rmse"]) for h in summary.history]
+    assert curve(a) == curve(b)  # the same learning curve, epoch for epoch
+    assert (a.best_epoch, a.validation_rmse) == (b.best_epoch, b.validation_rmse)  # the same epoch selected
+    saved_a, saved_b = (checkpoint.load(s.run_dir, torch.device("cpu")) for s in (a, b))
+    for name, weights in saved_a["best"]["weights"].items():  # the same selected weights
+        assert torch.equal(weights, saved_b["best"]["weights"][name])
+    assert a.metrics["rmse"] != b.metrics["rmse"]  # while the test scores do see the corruption
+
+
+def test_early_stopping_scores_the_epoch_best_on_validation(warehouse, tmp_path) -> None:
+    # A learning rate too high for the data: validation RMSE soon stops improving.
+    summary = run(config(warehouse, tmp_path, model="i-autorec", hidden=(32,), epochs=200, learning_rate=0.05,
+                         patience=3, batch_size=16))
+    scored = [(h["validation_rmse"], h["epoch"]) for h in summary.history]
+    best_rmse, best_epoch = min(scored)
+    assert (summary.best_epoch, summary.validation_rmse) == (best_epoch, best_rmse)
+    assert len(summary.history) == best_epoch + 3 < 200  # stopped `patience` epochs after the best
+    con = duckdb.connect(str(warehouse), read_only=True)
+    assert con.execute("SELECT best_epoch, epochs_run, validation_rmse FROM runs").fetchall()[0] == (
+        best_epoch, len(summary.history), pytest.approx(best_rmse))

@@ -1,0 +1,140 @@
+"""`trainer bench`: the published protocols end to end, every model with its preset settings.
+
+- ml-100k, split u1 (u1.base / u1.test), one split;
+- ml-1m, split random (90/10), one warehouse per seed: the ETL's split seed and the model's seed.
+
+Each (data set, seed) gets its own warehouse, built by the ETL into the bench folder; each model is
+one ordinary `trainer run` on it (model selection on the validation slice, the test scored once).
+The rows go into `bench_results` in the results warehouse, and a Markdown table is written.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import torch
+
+from etl import warehouse as wh
+from etl.build import EtlOptions, build_warehouse
+from etl.errors import EtlError
+from etl.models import SQL_DIR
+from trainer.config import resolve
+from trainer.errors import TrainerError
+from trainer.train import run
+
+
+@dataclass(frozen=True)
+class Protocol:
+    split: str
+    description: str
+    seeds: tuple[int, ...]  # the split seeds the protocol asks for (a fixed split has one)
+
+
+PROTOCOLS = {
+    "ml-100k": Protocol("u1", "u1.base/u1.test", (0,)),
+    "ml-1m": Protocol("random", "random 90/10", (1, 2, 3, 4, 5)),
+}
+BENCH_MODELS = ("global-mean", "biases", "mf", "autoencoder", "i-autorec")
+
+
+def bench(
+    data_dir: Path, work_dir: Path, results_warehouse: Path, markdown: Path, *,
+    models: tuple[str, ...] = BENCH_MODELS, datasets: tuple[str, ...] = tuple(PROTOCOLS), n_seeds: int | None = None,
+    max_epochs: int | None = None, log: Callable[[str], None] = lambda message: None,
+) -> list[dict[str, Any]]:
+    """Run every model on every data set's protocol; returns the rows written to bench_results."""
+    for name in datasets:
+        if name not in PROTOCOLS:
+            raise TrainerError(f"no benchmark protocol for data set {name!r}: choose from {', '.join(PROTOCOLS)}")
+        if not (data_dir / name).is_dir():
+            raise TrainerError(f"{data_dir / name}: no such folder (the MovieLens {name} files)")
+    bench_id = f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+    threads = torch.get_num_threads()
+    rows: list[dict[str, Any]] = []
+    work_dir.mkdir(parents=True, exist_ok=True)
+    for name in datasets:
+        protocol = PROTOCOLS[name]
+        for seed in protocol.seeds[:n_seeds]:
+            warehouse = work_dir / f"{name}-seed{seed}.duckdb"
+            build_warehouse(data_dir / name, warehouse, EtlOptions(split_seed=seed))
+            for model in models:
+                config = resolve({"model": model, "warehouse": str(warehouse), "split": protocol.split,
+                                  "seed": seed, "runs_dir": str(work_dir / "runs"), "top_n": 0})
+                if max_epochs:
+                    config = replace(config, epochs=min(config.epochs, max_epochs))
+                summary = run(config)
+                m = summary.metrics
+                rows.append({
+                    "bench_id": bench_id, "finished_at": datetime.now(timezone.utc).replace(tzinfo=None),
+                    "model": model, "dataset": name, "protocol": protocol.description, "split": protocol.split,
+                    "seed": seed, "run_id": summary.run_id, "test_rmse": m["rmse"], "test_mae": m["mae"],
+                    "validation_rmse": summary.validation_rmse, "best_epoch": summary.best_epoch,
+                    "epochs_run": len(summary.history), "train_seconds": summary.train_seconds,
+                    "device": f"{summary.device}, {threads} threads" if summary.device.startswith("cpu")
+                    else summary.device,
+                    "config": json.dumps(config.to_dict(), sort_keys=True),
+                })
+                log(f"{name} seed {seed} {model}: test RMSE {m['rmse']:.4f}, MAE {m['mae']:.4f}, "
+                    f"best epoch {summary.best_epoch}/{len(summary.history)}, {summary.train_seconds:.1f} s")
+    publish(rows, results_warehouse)
+    markdown.parent.mkdir(parents=True, exist_ok=True)
+    markdown.write_text(markdown_table(summarise(rows)))
+    return rows
+
+
+def publish(rows: list[dict[str, Any]], warehouse: Path, lock_wait_seconds: float = 30.0) -> None:
+    """Append the bench's rows to bench_results (and refresh bench_summary) in one transaction."""
+    try:
+        con = wh.connect(warehouse, read_only=False, lock_wait_seconds=lock_wait_seconds)
+    except EtlError as error:
+        raise TrainerError(f"could not write the bench results: {error}") from error
+    bench_rows = pa.Table.from_pylist(rows)  # noqa: F841 (DuckDB reads it by name in the query below)
+    try:
+        con.execute("BEGIN TRANSACTION")
+        con.execute((SQL_DIR / "results" / "bench_results.sql").read_text())
+        con.execute("INSERT INTO bench_results BY NAME SELECT * FROM bench_rows")
+        con.execute((SQL_DIR / "views" / "bench_summary.sql").read_text())
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    finally:
+        con.close()
+
+
+def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean and sample standard deviation over seeds, per (data set, model), best RMSE first."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for row in rows:
+        groups.setdefault((row["dataset"], row["model"]), []).append(row)
+    summary = []
+    for (dataset, model), group in groups.items():
+        def spread(key: str) -> tuple[float, float]:
+            values = [r[key] for r in group]
+            return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+        summary.append({"dataset": dataset, "model": model, "protocol": group[0]["protocol"], "n": len(group),
+                        "rmse": spread("test_rmse"), "mae": spread("test_mae"),
+                        "train_seconds": statistics.fmean(r["train_seconds"] for r in group),
+                        "device": group[0]["device"]})
+    return sorted(summary, key=lambda s: (s["dataset"], s["rmse"][0]))
+
+
+def markdown_table(summary: list[dict[str, Any]]) -> str:
+    def figure(mean_std: tuple[float, float], n: int) -> str:
+        return f"{mean_std[0]:.4f} ± {mean_std[1]:.4f}" if n > 1 else f"{mean_std[0]:.4f}"
+
+    lines = ["| model | data set | protocol | RMSE | MAE | train time (per seed) | device |", "|---|---|---|---|---|---|---|"]
+    for s in summary:
+        seeds = f", {s['n']} seeds" if s["n"] > 1 else ""
+        lines.append(f"| {s['model']} | {s['dataset']} | {s['protocol']}{seeds} | {figure(s['rmse'], s['n'])} | "
+                     f"{figure(s['mae'], s['n'])} | {s['train_seconds']:.1f} s | {s['device']} |")
+    return "\n".join(lines) + "\n"
