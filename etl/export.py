@@ -45,7 +45,10 @@ def export_features(warehouse: Path, output: Path, lock_wait_seconds: float = wh
     con = wh.connect(warehouse, read_only=True, lock_wait_seconds=lock_wait_seconds)
     rows = {}
     try:
-        missing = set(TABLES) - {name for (name,) in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+        present = con.execute(
+            "SELECT table_name FROM duckdb_tables() UNION ALL SELECT view_name FROM duckdb_views() WHERE NOT internal"
+        ).fetchall()
+        missing = set(TABLES) - {name for (name,) in present}
         if missing:
             raise EtlError(f"{warehouse} was not built by the ETL (no {', '.join(sorted(missing))})")
         for table, partition in TABLES.items():
