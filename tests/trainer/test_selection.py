@@ -16,9 +16,9 @@ def config(warehouse, tmp_path, **overrides):
 
 
 def corrupt_test_ratings(warehouse) -> None:
-    """Flip every test rating (r -> 6 - r) wherever the warehouse holds it."""
+    """Flip every test rating of split random (r -> 6 - r) wherever the warehouse holds it."""
     con = duckdb.connect(str(warehouse))
-    con.execute("UPDATE split_ratings SET rating = 6 - rating WHERE part = 'test'")
+    con.execute("UPDATE rating_splits SET rating = 6 - rating WHERE random = 'test'")
     for table in ("user_matrix", "movie_matrix"):
         con.execute(f"UPDATE {table} SET test_rating = list_transform(test_rating, lambda r: 6 - r)")
     con.close()
