@@ -31,7 +31,7 @@ def test_build(movielens, tmp_path, query):
     assert result.exit_code == 0, result.output
     assert f"{warehouse}: 12 ratings, 5 users, 5 movies, 0 rejected rows, in " in result.output
     assert query(warehouse, "SELECT options FROM etl_runs") == [
-        ('{"max_bad_rows": 0, "split_seed": 7, "test_fraction": 0.2, "validation_fraction": 0.1, "lock_wait_seconds": 30.0}',)
+        ('{"max_bad_rows": 0, "split_seed": 7, "test_fraction": 0.2, "validation_fraction": 0.1, "lock_wait_seconds": 30.0, "memory_limit_mb": 3072}',)
     ]
     assert query(warehouse, "SELECT description FROM splits WHERE split = 'random'") == [("seeded random 20.0% test (seed 7)",)]
 
