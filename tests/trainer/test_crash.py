@@ -31,6 +31,16 @@ RESULTS = {
 
 # Where the child is stopped and killed while it writes its results, and what the warehouse must then hold.
 PUBLISH_POINTS = {
+    # Staging: the parquet files written into the run folder, run.json (which vouches for them) not yet.
+    "staging": (
+        "import pathlib\n"
+        "write_text = pathlib.Path.write_text\n"
+        "def stopping_write_text(self, *args, **kwargs):\n"
+        "    if self.name == 'run.json': stop()\n"
+        "    return write_text(self, *args, **kwargs)\n"
+        "pathlib.Path.write_text = stopping_write_text\n",
+        "before",
+    ),
     # Results staged in the run folder, the warehouse not yet opened for writing.
     "staged": ('stop_around("trainer.results", "publish", "before")\n', "before"),
     # Inside the write transaction: runs and epoch_metrics inserted, predictions not yet.
@@ -115,7 +125,8 @@ def test_killed_while_writing_results_then_resumed(warehouse, tmp_path, kill_at,
     kill_at(patch, ["trainer", "run", "--config", str(config_file(warehouse, tmp_path))])
 
     (run_dir,) = (tmp_path / "runs").iterdir()
-    assert (run_dir / "run.json").exists()  # the results were staged before the warehouse was touched
+    # The results are staged in full before the warehouse is touched.
+    assert (run_dir / "predictions.parquet").exists() and (run_dir / "run.json").exists() == (point != "staging")
     # The warehouse opens and holds the whole run or none of it.
     assert results(warehouse, run_dir.name) == (uninterrupted if expected == "after" else dict.fromkeys(RESULTS, []))
     resume(run_dir)
