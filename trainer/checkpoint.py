@@ -21,8 +21,12 @@ def save(run_dir: Path, state: dict[str, Any]) -> None:
     """Write atomically: a crash mid-write leaves the previous checkpoint intact."""
     path = run_dir / FILE_NAME
     partial = path.with_suffix(".partial")
-    torch.save(state, partial)
-    os.replace(partial, path)
+    try:
+        torch.save(state, partial)
+        os.replace(partial, path)
+    except (OSError, RuntimeError) as error:  # a full or read-only disk (torch's writer raises RuntimeError)
+        partial.unlink(missing_ok=True)
+        raise TrainerError(f"{path}: cannot write the checkpoint: {error}") from error
 
 
 def load(run_dir: Path, device: torch.device) -> dict[str, Any]:

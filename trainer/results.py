@@ -8,6 +8,7 @@ run either whole or not at all.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -28,13 +29,20 @@ PUBLISHED_MARKER = "published"
 
 def stage(run_dir: Path, run: dict[str, Any], epochs: pa.Table, predictions: pa.Table) -> None:
     """Write the run's row, learning curve and predictions into its folder."""
-    # Written by DuckDB: importing pyarrow.parquet would add a quarter of a second to every run.
-    scratch = duckdb.connect()
-    scratch.from_arrow(epochs).write_parquet(str(run_dir / "epoch_metrics.parquet"))
-    scratch.from_arrow(predictions).write_parquet(str(run_dir / "predictions.parquet"))
-    scratch.close()
-    # Written last: its presence says the staged results are complete.
-    (run_dir / RUN_FILE).write_text(json.dumps(run, indent=2, default=str))
+    (run_dir / RUN_FILE).unlink(missing_ok=True)  # restaging: the old marker must not vouch for new files
+    try:
+        # Written by DuckDB: importing pyarrow.parquet would add a quarter of a second to every run.
+        scratch = duckdb.connect()
+        scratch.from_arrow(epochs).write_parquet(str(run_dir / "epoch_metrics.parquet"))
+        scratch.from_arrow(predictions).write_parquet(str(run_dir / "predictions.parquet"))
+        scratch.close()
+        # Written last: its presence says the staged results are complete.
+        (run_dir / RUN_FILE).write_text(json.dumps(run, indent=2, default=str))
+    except (duckdb.Error, OSError) as error:  # a full or read-only disk
+        raise TrainerError(
+            f"{run_dir}: cannot stage the results: {error}\nThe warehouse is untouched. Once there is room, "
+            f"finish the run from its checkpoint with:\n    trainer run --resume {run_dir}"
+        ) from error
     (run_dir / PUBLISHED_MARKER).unlink(missing_ok=True)
 
 
@@ -47,10 +55,7 @@ def publish(run_dir: Path, warehouse: Path, lock_wait_seconds: float) -> str:
     try:
         con = wh.connect(warehouse, read_only=False, lock_wait_seconds=lock_wait_seconds)
     except EtlError as error:
-        raise TrainerError(
-            f"could not write the results: {error}\nNothing is lost: the results are kept in {run_dir}. "
-            f"Write them once the warehouse is free with:\n    trainer publish {run_dir} --warehouse {warehouse}"
-        ) from error
+        raise _kept(run_dir, warehouse, error) from error
     try:
         con.execute("BEGIN TRANSACTION")
         for table in RESULT_TABLES:
@@ -68,10 +73,20 @@ def publish(run_dir: Path, warehouse: Path, lock_wait_seconds: float) -> str:
         for view in VIEWS:
             con.execute((SQL_DIR / "views" / f"{view}.sql").read_text())
         con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
+    except BaseException as error:
+        with contextlib.suppress(duckdb.Error):  # a COMMIT that failed (disk full) has ended the transaction
+            con.execute("ROLLBACK")
+        if isinstance(error, duckdb.Error):
+            raise _kept(run_dir, warehouse, error) from error
         raise
     finally:
         con.close()
     (run_dir / PUBLISHED_MARKER).touch()
     return run["run_id"]
+
+
+def _kept(run_dir: Path, warehouse: Path, error: Exception) -> TrainerError:
+    return TrainerError(
+        f"could not write the results: {error}\nNothing is lost: the results are kept in {run_dir}. "
+        f"Write them once the warehouse is free with:\n    trainer publish {run_dir} --warehouse {warehouse}"
+    )

@@ -82,7 +82,10 @@ def run(
         config = from_dict({**state["config"], "device": config.device, "lock_wait_seconds": config.lock_wait_seconds})
     run_id = state["run_id"] if state else _new_run_id()
     run_dir = resume_dir or Path(config.runs_dir) / run_id
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:  # a read-only or full disk: say so before training, not after
+        raise TrainerError(f"{run_dir}: cannot create the run's folder: {error}") from error
     started_at = state["started_at"] if state else _utc_now()
     warehouse = Path(config.warehouse)
 

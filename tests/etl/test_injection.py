@@ -8,7 +8,6 @@ would create a table named pwned if it were spliced into SQL, and checks that th
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import duckdb
@@ -103,4 +102,3 @@ def test_names_in_the_previous_warehouse_are_quoted(movielens, tmp_path, name):
         assert con.execute(f"SELECT * FROM {quoted}").fetchall() == [(name, 1)]
         assert con.execute(f'SELECT * FROM "v {name.replace(chr(34), chr(34) * 2)}"').fetchall() == [(name, 1)]
         assert con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'pwned'").fetchall() == [(0,)]
-    shutil.rmtree(tmp_path)

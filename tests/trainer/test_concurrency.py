@@ -1,0 +1,121 @@
+"""Analysts beside the trainer: several processes reading the warehouse during training and publishing are
+served, and never see part of a run; several holding it open make the writer give up after its bounded wait,
+with a plain message, keeping its results. (One reader and one writer: tests/trainer/test_locks.py.)"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+from typer.testing import CliRunner
+
+from trainer import results
+from trainer.cli import app
+from trainer.config import resolve
+from trainer.train import run
+
+# An analyst's loop: open read-only (retrying while a writer holds the file, as any client must), check
+# that every run visible is whole, close, pause. Prints "ready" after its first read; at the end, a report.
+ANALYST = """
+import duckdb, json, os, sys, time
+warehouse, stop_file = sys.argv[1:3]
+reads, refused, partial = [], 0, []
+while not os.path.exists(stop_file):
+    try:
+        con = duckdb.connect(warehouse, read_only=True)
+    except duckdb.IOException:
+        refused += 1
+        time.sleep(0.01)
+        continue
+    tables = {name for (name,) in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    runs = []
+    if tables & {"runs", "epoch_metrics", "predictions"}:
+        # All three or none: they are created in the publishing transaction. Then per run: its epochs
+        # against its learning curve, its test ratings against its test predictions; and no orphans.
+        runs = con.execute('''
+            SELECT r.run_id, r.epochs, (SELECT count(*) FROM epoch_metrics e WHERE e.run_id = r.run_id),
+                   r.n_test, (SELECT count(*) FROM predictions p WHERE p.run_id = r.run_id AND p.kind = 'test'),
+                   (SELECT count(*) FROM predictions p WHERE p.run_id NOT IN (SELECT run_id FROM runs))
+            FROM runs r''').fetchall()
+        if tables < {"runs", "epoch_metrics", "predictions"} or any(
+                r[1] != r[2] or r[3] != r[4] or r[5] for r in runs):
+            partial.append([sorted(tables), runs])
+    con.close()
+    reads.append([time.time(), len(runs)])
+    if len(reads) == 1:
+        print("ready", flush=True)
+    time.sleep(0.2)  # an eager analyst: five queries a second
+print(json.dumps({"reads": reads, "refused": refused, "partial": partial}), flush=True)
+"""
+
+
+def settings(warehouse: Path, tmp_path: Path, **overrides):
+    return resolve({"warehouse": str(warehouse), "runs_dir": str(tmp_path / "runs"), "device": "cpu", **overrides})
+
+
+@pytest.mark.slow
+def test_analysts_reading_during_training_and_publishing_never_see_part_of_a_run(warehouse, tmp_path) -> None:
+    stop_file = tmp_path / "stop"
+    analysts = [subprocess.Popen([sys.executable, "-c", ANALYST, str(warehouse), str(stop_file)],
+                                 stdout=subprocess.PIPE, text=True) for _ in range(3)]  # fmt: skip
+    try:
+        for analyst in analysts:
+            assert analyst.stdout.readline().strip() == "ready"
+        started = time.time()
+        first = run(settings(warehouse, tmp_path, epochs=20, lock_wait_seconds=60.0))
+        trained = time.time()
+        # More moments for a reader to catch a write half done: republishing replaces the run's rows.
+        for _ in range(2):
+            results.publish(first.run_dir, warehouse, 60.0)
+        run(settings(warehouse, tmp_path, epochs=5, seed=1, lock_wait_seconds=60.0))
+        time.sleep(0.5)  # let every analyst read the final state
+    finally:
+        stop_file.touch()
+        reports = [json.loads(analyst.communicate(timeout=60)[0].splitlines()[-1]) for analyst in analysts]
+    for report in reports:
+        assert report["partial"] == []
+        assert any(started <= at <= trained for at, _ in report["reads"]), "not served during training"
+        assert report["reads"][-1][1] == 2  # in the end each saw both runs, whole
+    # The check has teeth only if the analysts read between the writes, not just before and after them.
+    assert {n_runs for report in reports for _, n_runs in report["reads"]} == {0, 1, 2}
+
+
+@pytest.mark.slow
+def test_several_analysts_holding_the_warehouse_make_the_writer_give_up_and_keep_its_results(
+    warehouse, tmp_path
+) -> None:
+    hold = "import duckdb, sys, time; con = duckdb.connect(sys.argv[1], read_only=True); print('open', flush=True); time.sleep(120)"
+    holders = [subprocess.Popen([sys.executable, "-c", hold, str(warehouse)], stdout=subprocess.PIPE, text=True)
+               for _ in range(3)]  # fmt: skip
+    try:
+        for holder in holders:
+            assert holder.stdout.readline().strip() == "open"
+        started = time.monotonic()
+        result = CliRunner().invoke(app, ["run", "--warehouse", str(warehouse), "--epochs", "3", "--device", "cpu",
+                                          "--runs-dir", str(tmp_path / "runs"), "--lock-wait", "1"])  # fmt: skip
+        elapsed = time.monotonic() - started
+    finally:
+        for holder in holders:
+            holder.kill()
+            holder.wait()
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output and result.exception.__class__ is SystemExit
+    message = result.output
+    assert "is locked by PID" in message and "waited 1 s" in message
+    assert any(f"PID {holder.pid}" in message for holder in holders)
+    assert "Nothing is lost" in message and "trainer publish" in message
+    assert elapsed < 30  # a bounded wait, not a hang
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        assert "runs" not in {name for (name,) in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    # Once the analysts are gone, the kept results are written as computed.
+    staged = json.loads((run_dir / "run.json").read_text())
+    publish = CliRunner().invoke(app, ["publish", str(run_dir), "--warehouse", str(warehouse)])
+    assert publish.exit_code == 0, publish.output
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        assert con.execute("SELECT run_id, test_rmse FROM runs").fetchall() == [(staged["run_id"], staged["test_rmse"])]

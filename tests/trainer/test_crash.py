@@ -1,0 +1,135 @@
+"""Crashes: `trainer run` killed with SIGKILL mid-epoch or while it writes its results leaves a warehouse that
+opens and holds the state before the run's results or after them, never part of them; and `trainer run
+--resume` then finishes the run with exactly the results of an uninterrupted one (on the CPU)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import duckdb
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from trainer import checkpoint
+from trainer.cli import app
+from trainer.config import resolve
+from trainer.train import run
+
+# Small and quick, with checkpoints every 2 epochs so that a kill in epoch 5 loses a checkpointed epoch 4.
+SETTINGS = {"epochs": 6, "checkpoint_every": 2, "eval_every": 2, "batch_size": 16, "seed": 3, "device": "cpu"}
+
+# The run's results as analysts see them, without what differs from one run to another (ids, times).
+RESULTS = {
+    "runs": "SELECT epochs, validation_rmse, test_rmse, test_mae, test_user_rmse, n_test, n_cold_start FROM runs "
+            "WHERE run_id = $run",
+    "epoch_metrics": "SELECT epoch, train_rmse, validation_rmse FROM epoch_metrics WHERE run_id = $run ORDER BY epoch",
+    "predictions": "SELECT kind, user_id, movie_id, rank, predicted_rating, actual_rating, cold_start "
+                   "FROM predictions WHERE run_id = $run ORDER BY ALL",
+}  # fmt: skip
+
+# Where the child is stopped and killed while it writes its results, and what the warehouse must then hold.
+PUBLISH_POINTS = {
+    # Staging: the parquet files written into the run folder, run.json (which vouches for them) not yet.
+    "staging": (
+        "import pathlib\n"
+        "write_text = pathlib.Path.write_text\n"
+        "def stopping_write_text(self, *args, **kwargs):\n"
+        "    if self.name == 'run.json': stop()\n"
+        "    return write_text(self, *args, **kwargs)\n"
+        "pathlib.Path.write_text = stopping_write_text\n",
+        "before",
+    ),
+    # Results staged in the run folder, the warehouse not yet opened for writing.
+    "staged": ('stop_around("trainer.results", "publish", "before")\n', "before"),
+    # Inside the write transaction: runs and epoch_metrics inserted, predictions not yet.
+    "mid-transaction": (
+        "import etl.warehouse as wh\n"
+        "real_connect = wh.connect\n"
+        "class Connection:\n"
+        "    def __init__(self, con): self.con = con\n"
+        "    def __getattr__(self, name): return getattr(self.con, name)\n"
+        "    def execute(self, sql, *args):\n"
+        "        if sql.startswith('INSERT INTO predictions'): stop()\n"
+        "        return self.con.execute(sql, *args)\n"
+        "wh.connect = lambda path, *, read_only, **kw: (real_connect(path, read_only=read_only, **kw) if read_only\n"
+        "                                               else Connection(real_connect(path, read_only=False, **kw)))\n",
+        "before",
+    ),
+    # Committed, the run folder not yet marked as published.
+    "committed": ('stop_around("trainer.results", "publish", "after")\n', "after"),
+}  # fmt: skip
+
+
+def results(warehouse: Path, run_id: str) -> dict[str, list[tuple]]:
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        tables = {name for (name,) in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+        return {table: con.execute(sql, {"run": run_id}).fetchall() if table in tables else []
+                for table, sql in RESULTS.items()}  # fmt: skip
+
+
+def etl_tables(warehouse: Path) -> list[tuple]:
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        return con.execute("SELECT table_name, estimated_size FROM duckdb_tables() ORDER BY 1").fetchall()
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(small_warehouse, tmp_path_factory) -> dict[str, list[tuple]]:
+    """The results of the run, trained without a break."""
+    folder = tmp_path_factory.mktemp("uninterrupted")
+    warehouse = folder / "warehouse.duckdb"
+    shutil.copyfile(small_warehouse, warehouse)
+    summary = run(resolve({**SETTINGS, "warehouse": str(warehouse), "runs_dir": str(folder / "runs")}))
+    return results(warehouse, summary.run_id)
+
+
+def config_file(warehouse: Path, tmp_path: Path) -> Path:
+    path = tmp_path / "run.toml"
+    lines = [f"{key} = {value!r}".replace("'", '"') for key, value in SETTINGS.items()]
+    path.write_text("\n".join([*lines, f'warehouse = "{warehouse}"', f'runs_dir = "{tmp_path / "runs"}"']) + "\n")
+    return path
+
+
+def resume(run_dir: Path) -> None:
+    result = CliRunner().invoke(app, ["run", "--resume", str(run_dir), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.slow
+def test_killed_mid_epoch_then_resumed(warehouse, tmp_path, kill_at, uninterrupted):
+    before = etl_tables(warehouse)
+    patch = (
+        "import trainer.train as train\n"
+        "original = train.TrainingData.batches\n"
+        "def batches(self, epoch):\n"
+        "    for i, batch in enumerate(original(self, epoch)):\n"
+        "        if epoch == 5 and i == 1: stop()  # one optimiser step into epoch 5\n"
+        "        yield batch\n"
+        "train.TrainingData.batches = batches\n"
+    )
+    kill_at(patch, ["trainer", "run", "--config", str(config_file(warehouse, tmp_path))])
+
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert checkpoint.load(run_dir, torch.device("cpu"))["epoch"] == 4
+    assert not (run_dir / "run.json").exists()
+    assert etl_tables(warehouse) == before  # training only reads the warehouse
+    resume(run_dir)
+    assert results(warehouse, run_dir.name) == uninterrupted
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point", PUBLISH_POINTS)
+def test_killed_while_writing_results_then_resumed(warehouse, tmp_path, kill_at, uninterrupted, point):
+    patch, expected = PUBLISH_POINTS[point]
+    kill_at(patch, ["trainer", "run", "--config", str(config_file(warehouse, tmp_path))])
+
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    # The results are staged in full before the warehouse is touched.
+    assert (run_dir / "predictions.parquet").exists() and (run_dir / "run.json").exists() == (point != "staging")
+    # The warehouse opens and holds the whole run or none of it.
+    assert results(warehouse, run_dir.name) == (uninterrupted if expected == "after" else dict.fromkeys(RESULTS, []))
+    resume(run_dir)
+    assert results(warehouse, run_dir.name) == uninterrupted
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM runs").fetchall() == [(1,)]

@@ -1,0 +1,143 @@
+"""SQL injection through every flag of `trainer run` and `trainer publish`, the config file, the checkpoint and
+the staged results; and a checkpoint that would run code when unpickled.
+
+Strings that select something (split, model, optimiser, device, loss) are checked against an allow-list or
+the warehouse's own list before any query; paths and values are bound as parameters; the column names of a
+staged run.json are checked against the runs table's columns; numbers are typed by the CLI.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import shutil
+from pathlib import Path
+
+import duckdb
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from trainer import checkpoint
+from trainer.cli import app
+
+# Closes a string literal, a quoted identifier or a statement, then creates a table: spliced anywhere, it acts.
+PAYLOAD = "x'\"); CREATE TABLE pwned (i INT); --"
+
+
+def trainer(*args: str):
+    return CliRunner().invoke(app, list(args))
+
+
+def train(warehouse: Path, tmp_path: Path, *args: str):
+    return trainer("run", "--warehouse", str(warehouse), "--runs-dir", str(tmp_path / "runs"), "--epochs", "2",
+                   "--device", "cpu", *args)  # fmt: skip
+
+
+def tables(warehouse: Path) -> set[str]:
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        return {name for (name,) in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+
+
+def refused(result, *phrases: str) -> None:
+    assert result.exit_code in (1, 2) and "Traceback" not in result.output, result.output
+    for phrase in phrases:
+        assert phrase in result.output, result.output
+
+
+@pytest.mark.parametrize(
+    "option, phrase",
+    [("--split", "unknown split"), ("--model", "unknown model"), ("--optimizer", "optimizer must be one of"),
+     ("--device", "device must be one of")],
+)  # fmt: skip
+def test_choices_are_checked_before_any_query(warehouse, tmp_path, option, phrase) -> None:
+    refused(train(warehouse, tmp_path, option, PAYLOAD), phrase)
+    assert "pwned" not in tables(warehouse) and "runs" not in tables(warehouse)
+
+
+@pytest.mark.parametrize("option", ["--epochs", "--batch-size", "--learning-rate", "--weight-decay", "--seed",
+                                    "--top-n", "--cache-budget-mb", "--lock-wait"])  # fmt: skip
+def test_numeric_options_refuse_text(warehouse, tmp_path, option) -> None:
+    result = trainer("run", "--warehouse", str(warehouse), option, f"1; {PAYLOAD}")
+    assert result.exit_code == 2 and "Invalid value" in result.output
+    assert "pwned" not in tables(warehouse)
+
+
+def test_paths_are_bound(warehouse, tmp_path) -> None:
+    """--warehouse and --runs-dir named like SQL: the run trains, publishes, and records the paths as they are."""
+    hostile = tmp_path / PAYLOAD / f"{PAYLOAD}.duckdb"
+    hostile.parent.mkdir()
+    shutil.copyfile(warehouse, hostile)
+    runs_dir = tmp_path / PAYLOAD / "runs"
+    result = trainer("run", "--warehouse", str(hostile), "--runs-dir", str(runs_dir), "--epochs", "2", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    (run_dir,) = runs_dir.iterdir()
+    assert "pwned" not in tables(hostile)
+    with duckdb.connect(str(hostile), read_only=True) as con:
+        assert con.execute("SELECT run_dir FROM runs").fetchall() == [(str(run_dir.resolve()),)]
+    # trainer publish RUN_DIR --warehouse W, both named like SQL
+    result = trainer("publish", str(run_dir), "--warehouse", str(hostile))
+    assert result.exit_code == 0, result.output
+    assert "pwned" not in tables(hostile)
+
+
+def test_config_file_values_and_keys(warehouse, tmp_path) -> None:
+    config = tmp_path / "run.toml"
+    config.write_text(f"split = {json.dumps(PAYLOAD)}\n")
+    refused(train(warehouse, tmp_path, "--config", str(config)), "unknown split")
+    config.write_text(f"{json.dumps(PAYLOAD)} = 1\n")
+    refused(train(warehouse, tmp_path, "--config", str(config)), str(config))
+    assert "pwned" not in tables(warehouse) and "runs" not in tables(warehouse)
+
+
+def test_a_forged_checkpoint_cannot_smuggle_a_split(warehouse, tmp_path) -> None:
+    """A checkpoint is plain data (weights_only), but its configuration is checked like flags."""
+    assert train(warehouse, tmp_path).exit_code == 0
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    state = checkpoint.load(run_dir, torch.device("cpu"))
+    state["config"]["split"] = PAYLOAD
+    torch.save(state, run_dir / checkpoint.FILE_NAME)
+    refused(trainer("run", "--resume", str(run_dir), "--device", "cpu"), "unknown split")
+    assert "pwned" not in tables(warehouse)
+
+
+def test_a_malicious_pickle_is_refused_by_resume(warehouse, tmp_path) -> None:
+    """The CLI path of test_train.py's check: `trainer run --resume` on a pickle that would run code."""
+    marker = tmp_path / "pwned"
+
+    class Exploit:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    run_dir = tmp_path / "runs" / "forged"
+    run_dir.mkdir(parents=True)
+    (run_dir / checkpoint.FILE_NAME).write_bytes(pickle.dumps({"model": Exploit(), "config": {}}, protocol=2))
+    refused(trainer("run", "--resume", str(run_dir), "--device", "cpu"), "not a checkpoint this trainer can load safely")
+    assert not marker.exists()
+
+
+@pytest.fixture
+def staged(warehouse, tmp_path) -> Path:
+    """A finished run's folder of staged results (published once already)."""
+    assert train(warehouse, tmp_path).exit_code == 0
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    return run_dir
+
+
+def test_staged_run_with_a_hostile_column_is_refused(warehouse, staged) -> None:
+    run = json.loads((staged / "run.json").read_text())
+    (staged / "run.json").write_text(json.dumps({**run, f"model) VALUES (1); {PAYLOAD}": 1}))
+    before = tables(warehouse)
+    refused(trainer("publish", str(staged), "--warehouse", str(warehouse)), "unexpected fields")
+    assert tables(warehouse) == before
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM runs").fetchall() == [(1,)]  # only the run's own publish
+
+
+def test_staged_run_values_are_bound(warehouse, staged) -> None:
+    run = json.loads((staged / "run.json").read_text())
+    (staged / "run.json").write_text(json.dumps({**run, "model": PAYLOAD, "split": PAYLOAD}))
+    assert trainer("publish", str(staged), "--warehouse", str(warehouse)).exit_code == 0
+    assert "pwned" not in tables(warehouse)
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        assert con.execute("SELECT model, split FROM runs").fetchall() == [(PAYLOAD, PAYLOAD)]
