@@ -79,8 +79,13 @@ def test_runs_disk_full_at_the_checkpoint(warehouse, small_disk) -> None:
     assert runs(warehouse) == []
 
 
-def test_runs_disk_full_while_staging_then_resume(warehouse, small_disk) -> None:
-    disk = small_disk(32 * 1024)  # room for the checkpoint, not for every (user, movie) prediction
+def test_runs_disk_full_while_staging_then_resume(warehouse, tmp_path, small_disk) -> None:
+    # Room for the checkpoint (its size measured on a first run), not for every (user, movie) prediction.
+    sizing = tmp_path / "sizing.duckdb"
+    shutil.copyfile(warehouse, sizing)
+    assert train(sizing, tmp_path / "sizing").exit_code == 0
+    (checkpoint,) = (tmp_path / "sizing").glob("*/checkpoint.pt")
+    disk = small_disk(checkpoint.stat().st_size + 8 * 1024)
     failed_plainly(train(warehouse, disk / "runs", "--full-matrix"), "cannot stage the results", "trainer run --resume")
     (run_dir,) = (disk / "runs").iterdir()
     assert not (run_dir / "run.json").exists()  # staged results without it are incomplete, and never published
