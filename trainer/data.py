@@ -192,16 +192,20 @@ def stream_rows(
     n_movies: int,
     batch_rows: int,
     shuffle_seed: int | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> Iterator[tuple[torch.Tensor, dict[str, Csr]]]:
     """Stream user rows of one split as (user_idx, {part: Csr}) batches of at most ``batch_rows`` users.
 
     Memory stays bounded by the batch, whatever the number of users. With ``shuffle_seed`` the users
-    come in a seeded random order (a different one per seed), else in user_idx order. A background
+    come in a seeded random order (a different one per seed), else in user_idx order. With ``shard``
+    (rank, world size) only the users with user_idx % world size == rank come (torchrun). A background
     thread reads the next batch out of DuckDB while the caller computes on the current one.
     """
     order = "hash(user_idx, $seed)" if shuffle_seed is not None else "user_idx"
-    query = f"SELECT user_idx, {_columns(parts)} FROM user_matrix WHERE split = $split ORDER BY {order}"
+    sharded = "AND user_idx % $world = $rank" if shard else ""
+    query = f"SELECT user_idx, {_columns(parts)} FROM user_matrix WHERE split = $split {sharded} ORDER BY {order}"
     params = {"split": split} | ({"seed": shuffle_seed} if shuffle_seed is not None else {})
+    params |= {"rank": shard[0], "world": shard[1]} if shard else {}
     # Its own cursor: the reader keeps the connection busy while the caller may run other queries.
     cursor = con.cursor()
     reader = cursor.sql(query, params=params).to_arrow_reader(batch_rows)
@@ -218,10 +222,11 @@ def stream_rows(
 
 
 def load_rows(
-    con: duckdb.DuckDBPyConnection, split: str, parts: tuple[str, ...], n_movies: int
+    con: duckdb.DuckDBPyConnection, split: str, parts: tuple[str, ...], n_movies: int,
+    shard: tuple[int, int] | None = None,
 ) -> tuple[torch.Tensor, dict[str, Csr]]:
-    """Every user row of a split, in user_idx order, as one CSR per part (for the device cache)."""
-    batches = list(stream_rows(con, split, parts, n_movies, batch_rows=65536))
+    """Every user row of a split (or of a shard), in user_idx order, as one CSR per part (for the device cache)."""
+    batches = list(stream_rows(con, split, parts, n_movies, batch_rows=65536, shard=shard))
     users = torch.cat([users for users, _ in batches])
     return users, {p: Csr.concat([m[p] for _, m in batches]) for p in parts}
 
@@ -231,6 +236,16 @@ def matrix_bytes(con: duckdb.DuckDBPyConnection, split: str, parts: tuple[str, .
     columns = " + ".join(f"n_{p}" for p in parts)
     entries = con.execute(f"SELECT {columns} FROM splits WHERE split = ?", [split]).fetchall()[0][0]
     return int(entries) * 12
+
+
+def shard_ratings(con: duckdb.DuckDBPyConnection, split: str, parts: tuple[str, ...], shard: tuple[int, int]) -> int:
+    """How many ratings of these parts the users of one shard (rank, world size) hold."""
+    _columns(parts)  # checks the part names, which are spliced below
+    lengths = " + ".join(f"len({p}_movie_idx)" for p in parts)
+    return int(con.execute(
+        f"SELECT coalesce(sum({lengths}), 0) FROM user_matrix WHERE split = ? AND user_idx % ? = ?",
+        [split, shard[1], shard[0]],
+    ).fetchall()[0][0])
 
 
 def _prefetch(items: Iterator, depth: int = 2) -> Iterator:

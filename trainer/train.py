@@ -23,11 +23,11 @@ import pyarrow as pa
 import torch
 
 from etl.export import open_features
-from trainer import checkpoint, results
+from trainer import checkpoint, distributed, results
 from trainer.config import TrainConfig, from_dict
 from trainer.data import (
     Csr, DatasetInfo, check_split, dataset_info, first_rating, load_rows, matrix_bytes, merge_parts, open_warehouse,
-    stream_rows,
+    shard_ratings, stream_rows,
 )
 from trainer.errors import TrainerError
 from trainer.evaluate import rating_metrics
@@ -72,12 +72,14 @@ def run(
 ) -> RunSummary:
     """Train ``config`` (or resume the run in ``resume_dir``) and write its results to the warehouse."""
     wall_start = time.perf_counter()
-    device = pick_device(config.device)
+    # Under torchrun: this process's rank and device; only rank 0 reports (see trainer/distributed.py).
+    ctx, device = distributed.setup(pick_device(config.device))
+    log, on_epoch = (log, on_epoch) if ctx.is_main else (lambda message: None, lambda metrics: None)
     state = checkpoint.load(resume_dir, device) if resume_dir else None
     if state:
         # A resumed run continues with the configuration it started with (machine settings aside).
         config = from_dict({**state["config"], "device": config.device, "lock_wait_seconds": config.lock_wait_seconds})
-    run_id = state["run_id"] if state else _new_run_id()
+    run_id = state["run_id"] if state else distributed.broadcast(ctx, _new_run_id())
     run_dir = resume_dir or Path(config.runs_dir) / run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     started_at = state["started_at"] if state else _utc_now()
@@ -96,7 +98,7 @@ def run(
                 f"(limit {FULL_MATRIX_LIMIT:,}); use the top-N recommendations instead"
             )
         fit_parts = ("train",) if config.validation else ("train", "validation")
-        data = TrainingData(con, config, info, fit_parts, device)
+        data = TrainingData(con, config, info, fit_parts, device, ctx)
         log(
             f"{info.name} split {config.split}: {info.n_users:,} users x {info.n_movies:,} movies, "
             f"training on {'+'.join(fit_parts)}, "
@@ -107,6 +109,7 @@ def run(
         torch.manual_seed(config.seed)
         model = build_model(config.model, info.n_movies, config.hidden).to(device)
         optimizer = _make_optimizer(config, model)
+        trained = distributed.wrap(model, ctx, device)  # the model itself when not under torchrun
         history: list[dict[str, Any]] = []
         start_epoch, train_seconds = 0, 0.0
         if state:
@@ -122,8 +125,8 @@ def run(
             model.train()
             squared_error = torch.zeros((), device=device)
             n_ratings = torch.zeros((), device=device)
-            for batch in data.batches(epoch):
-                reconstruction = model(batch.inputs)
+            for batch in distributed.joined(trained, ctx, data.batches(epoch)):
+                reconstruction = trained(batch.inputs)
                 # Only observed ratings count: read the reconstruction at their positions (cheaper than
                 # masking the whole users x movies output, and the same gradient).
                 predicted = reconstruction.view(-1).index_select(0, batch.positions)
@@ -131,15 +134,17 @@ def run(
                 # "observed": mean over the observed ratings; "all_movies": the notebook's MSELoss over
                 # every movie with unobserved outputs zeroed. Same minimiser, different gradient scale.
                 loss = batch_error / (batch.targets.numel() if config.loss == "observed" else reconstruction.numel())
+                loss = loss * data.shard_weight  # 1 in one process; see TrainingData
                 if not config.accumulate_gradients:
                     optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 squared_error += batch_error.detach()
                 n_ratings += batch.targets.numel()
+            squared, count = distributed.all_sum(ctx, device, squared_error.item(), n_ratings.item())
             metrics: dict[str, Any] = {
                 "epoch": epoch,
-                "train_rmse": math.sqrt(squared_error.item() / max(n_ratings.item(), 1.0)),
+                "train_rmse": math.sqrt(squared / max(count, 1.0)),
                 "validation_rmse": None,
             }
             if config.validation and (epoch % config.eval_every == 0 or epoch == config.epochs):
@@ -148,13 +153,22 @@ def run(
             train_seconds += metrics["seconds"]
             history.append(metrics)
             on_epoch(metrics)
-            if epoch % config.checkpoint_every == 0 or epoch == config.epochs:
+            if ctx.is_main and (epoch % config.checkpoint_every == 0 or epoch == config.epochs):
                 checkpoint.save(run_dir, {
                     "run_id": run_id, "started_at": started_at, "config": config.to_dict(), "epoch": epoch,
                     "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                     "rng": torch.get_rng_state(), "history": history, "train_seconds": train_seconds,
                     "fingerprint": info.fingerprint,
                 })
+
+        if ctx.active:
+            # Rank 0 alone scores and writes; DuckDB lets nobody read while it writes, so the others close first.
+            if not ctx.is_main:
+                con.close()
+            distributed.barrier(ctx)
+            if not ctx.is_main:
+                distributed.teardown(ctx)
+                return RunSummary(run_id, run_dir, {}, train_seconds, time.perf_counter() - wall_start, history)
 
         # -- score the test part (read here for the first time) and predict
         predictions, scores = predict(con, config, info, fit_parts, model, device, run_id)
@@ -185,6 +199,7 @@ def run(
             f"trainer publish {run_dir} --warehouse PATH")
     else:
         results.publish(run_dir, warehouse, config.lock_wait_seconds)
+    distributed.teardown(ctx)
     return RunSummary(run_id, run_dir, scores, train_seconds, wall_seconds, history)
 
 
@@ -212,9 +227,16 @@ class TrainingData:
 
     def __init__(
         self, con: duckdb.DuckDBPyConnection, config: TrainConfig, info: DatasetInfo,
-        fit_parts: tuple[str, ...], device: torch.device,
+        fit_parts: tuple[str, ...], device: torch.device, ctx: distributed.Context = distributed.Context(),
     ) -> None:
         self.con, self.config, self.info, self.fit_parts, self.device = con, config, info, fit_parts, device
+        # Under torchrun each rank holds its shard of the users and takes its share of every batch. Its loss
+        # is weighted by its shard's share of the ratings (x world size), so that the mean gradient DDP takes
+        # over the ranks is the gradient over every rating: exactly the one process's, with full batches.
+        self.ctx, self.batch_size, self.shard_weight = ctx, -(-config.batch_size // ctx.world_size), 1.0
+        if ctx.shard:
+            mine = shard_ratings(con, config.split, fit_parts, ctx.shard)
+            self.shard_weight = mine * ctx.world_size / distributed.all_sum(ctx, device, mine)[0]
         parts = fit_parts + (("validation",) if config.validation else ())
         budget = config.cache_budget_mb * 2**20
         self.cached = matrix_bytes(con, config.split, parts) <= budget
@@ -225,7 +247,7 @@ class TrainingData:
         # The notebook quirk: the rating on the first line of the training file was never seen.
         self._lost = first_rating(con, config.split, fit_parts) if config.drop_first_rating else None
         if self.cached:
-            users, matrices = load_rows(con, config.split, parts, info.n_movies)
+            users, matrices = load_rows(con, config.split, parts, info.n_movies, shard=ctx.shard)
             self.fit = self._fit_matrix(users, matrices).to(device)
             if config.validation:
                 self.validation = matrices["validation"].to(device)
@@ -242,14 +264,14 @@ class TrainingData:
         if not self.cached:
             seed = config.seed * 1_000_003 + epoch if config.shuffle else None
             for users, matrices in stream_rows(self.con, config.split, self.fit_parts, self.info.n_movies,
-                                               config.batch_size, shuffle_seed=seed):
+                                               self.batch_size, shuffle_seed=seed, shard=self.ctx.shard):
                 rows = self._fit_matrix(users, matrices).to(self.device, non_blocking=True)
                 if rows.cols.numel():
                     yield Batch.of(rows)
             return
         assert self.fit is not None
         n_rows = self.fit.n_rows
-        if self.dense is not None and config.batch_size >= n_rows:
+        if self.dense is not None and self.batch_size >= n_rows:
             yield self._full_batch  # one batch of every user: row order does not change the step
             return
         if not config.shuffle:
@@ -268,8 +290,8 @@ class TrainingData:
         ml-1m (a fresh 88 MB copy every epoch), small gathers stay in cache.
         """
         assert self.fit is not None
-        for start in range(0, self.fit.n_rows, self.config.batch_size):
-            end = min(start + self.config.batch_size, self.fit.n_rows)
+        for start in range(0, self.fit.n_rows, self.batch_size):
+            end = min(start + self.batch_size, self.fit.n_rows)
             rows = None if order is None else order[start:end]
             part = self.fit.slice(start, end) if rows is None else self.fit.select(rows)
             if part.cols.numel() == 0:  # nothing to learn from (the notebook skipped such users too)
@@ -291,13 +313,14 @@ class TrainingData:
                 predicted = predicted.clamp(self.info.rating_min, self.info.rating_max)
             squared += (predicted - targets.vals).square().sum().item()
             count += targets.vals.numel()
+        squared, count = distributed.all_sum(self.ctx, self.device, squared, count)
         return math.sqrt(squared / max(count, 1))
 
     def _validation_blocks(self) -> Iterator[tuple[torch.Tensor, Csr]]:
         """(dense inputs, validation targets) for blocks of users, from the cache or streamed."""
         if not self.cached:
             for users, matrices in stream_rows(self.con, self.config.split, self.fit_parts + ("validation",),
-                                               self.info.n_movies, eval_rows(self.info.n_movies)):
+                                               self.info.n_movies, eval_rows(self.info.n_movies), shard=self.ctx.shard):
                 yield self._fit_matrix(users, matrices).to(self.device).to_dense(), matrices["validation"].to(self.device)
             return
         assert self.fit is not None and self.validation is not None
