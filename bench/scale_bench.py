@@ -10,6 +10,7 @@ printed alongside. Acceptance: each step's peak under 6 GB at 32 M.
     python bench/scale_bench.py                                # 1 M, 10 M, 32 M (most of an hour on 2 cores)
     python bench/scale_bench.py --sizes 1000000,10000000       # a quicker look
     python bench/scale_bench.py --workdir /big/disk --keep     # keep the files (32 M: about 3 GB)
+    python bench/scale_bench.py --train-args='--cache-budget-mb 64'   # the trainer streaming every epoch
 """
 
 from __future__ import annotations
@@ -42,14 +43,14 @@ def measure(command: list[str], log: Path) -> tuple[float, float]:
     return wall, usage.ru_maxrss / 1024  # Linux reports KiB
 
 
-def steps(ratings: int, movies: int, folder: Path) -> dict[str, list[str]]:
+def steps(ratings: int, movies: int, folder: Path, train_args: list[str]) -> dict[str, list[str]]:
     data, warehouse = folder / "data", folder / "warehouse.duckdb"
     return {
         "generate": [str(BIN / "etl"), "generate", "--output", str(data), "--ratings", str(ratings),
                      "--movies", str(movies), "--seed", "0"],
         "etl build": [str(BIN / "etl"), "build", "--input", str(data), "--warehouse", str(warehouse)],
         "train 1 epoch": [str(BIN / "trainer"), "run", "--warehouse", str(warehouse), "--epochs", "1",
-                          "--runs-dir", str(folder / "runs")],
+                          "--runs-dir", str(folder / "runs"), *train_args],
     }
 
 
@@ -58,6 +59,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000000,10000000,32000000", help="ratings per size, comma-separated")
     parser.add_argument("--movies", type=int, default=ML_32M_MOVIES, help="catalogue size (default ml-32m's)")
     parser.add_argument("--workdir", type=Path, default=None, help="where the files go (default: a temporary folder)")
+    parser.add_argument("--train-args", default="", help="more trainer options, e.g. '--cache-budget-mb 64' (streamed)")
     parser.add_argument("--keep", action="store_true", help="keep each size's files (default: delete after it)")
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",")]
@@ -71,7 +73,7 @@ def main() -> None:
     for ratings in sizes:
         folder = root / f"ratings-{ratings}"
         folder.mkdir(exist_ok=True)
-        for step, command in steps(ratings, args.movies, folder).items():
+        for step, command in steps(ratings, args.movies, folder, args.train_args.split()).items():
             wall, rss = measure(command, folder / f"{step.split()[0]}.log")
             rows.append((ratings, step, wall, rss))
             print(f"{ratings:>12,}  {step:<14}  {wall:>8.1f}  {wall / ratings * 1e6:>9.2f}  {rss:>12,.0f}", flush=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import time
 import uuid
 from collections.abc import Callable
@@ -340,7 +341,10 @@ def _remove_stale_builds(warehouse: Path) -> None:
     for leftover in warehouse.parent.glob(f"{warehouse.name}.building-*"):
         pid = leftover.name.rsplit("-", 1)[-1].split(".")[0]
         if pid.isdigit() and not _process_alive(int(pid)):
-            leftover.unlink(missing_ok=True)
+            if leftover.is_dir():  # DuckDB's spill folder (<build file>.tmp), used past --memory-limit-mb
+                shutil.rmtree(leftover, ignore_errors=True)
+            else:
+                leftover.unlink(missing_ok=True)
 
 
 def _process_alive(pid: int) -> bool:

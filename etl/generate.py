@@ -2,7 +2,7 @@
 
 For scale tests where the real ml-32m cannot be shipped (licence) or is not big enough. The shape
 follows the real data sets: a long tail of movie popularity, users with 20 to thousands of ratings
-(lognormal, as in ml-32m: median about 70, mean about 160), ratings with the real data sets' star
+(lognormal, as in ml-32m: median about 80, mean 160), ratings with the real data sets' star
 distribution, driven by user and movie biases and a few latent tastes so that a model has
 something to learn, timestamps that cluster per user, titles with years, genres, and demographics
 for `users.dat`.

@@ -84,6 +84,8 @@ def run_command(
             summary = train_run(config, resume_dir=resume, on_epoch=report, log=_log)
     except (TrainerError, EtlError) as error:
         _fail(error)
+    if not summary.metrics:  # a torchrun rank other than 0, which reports for all
+        return
     m = summary.metrics
     _log(
         f"run {summary.run_id}: test RMSE {m['rmse']:.4f}, MAE {m['mae']:.4f}, mean per-user RMSE "

@@ -198,18 +198,22 @@ def stream_rows(
     batch_rows: int,
     shuffle_seed: int | None = None,
     by: str = "user",
+    shard: tuple[int, int] | None = None,
 ) -> Iterator[tuple[torch.Tensor, dict[str, Csr]]]:
     """Stream user rows of one split as (user_idx, {part: Csr}) batches of at most ``batch_rows`` users
     (movie rows, as (movie_idx, {part: Csr}), with ``by="movie"``; ``n_cols`` is then the number of users).
 
     Memory stays bounded by the batch, whatever the number of users. With ``shuffle_seed`` the users
-    come in a seeded random order (a different one per seed), else in user_idx order. A background
+    come in a seeded random order (a different one per seed), else in user_idx order. With ``shard``
+    (rank, world size) only the rows whose index % world size == rank come (torchrun). A background
     thread reads the next batch out of DuckDB while the caller computes on the current one.
     """
     table, key, _ = ORIENTATIONS[by]
     order = f"hash({key}, $seed)" if shuffle_seed is not None else key
-    query = f"SELECT {key}, {_columns(parts, by)} FROM {table} WHERE split = $split ORDER BY {order}"
+    sharded = f"AND {key} % $world = $rank" if shard else ""
+    query = f"SELECT {key}, {_columns(parts, by)} FROM {table} WHERE split = $split {sharded} ORDER BY {order}"
     params = {"split": split} | ({"seed": shuffle_seed} if shuffle_seed is not None else {})
+    params |= {"rank": shard[0], "world": shard[1]} if shard else {}
     # Its own cursor: the reader keeps the connection busy while the caller may run other queries.
     cursor = con.cursor()
     reader = cursor.sql(query, params=params).to_arrow_reader(batch_rows)
@@ -227,10 +231,11 @@ def stream_rows(
 
 
 def load_rows(
-    con: duckdb.DuckDBPyConnection, split: str, parts: tuple[str, ...], n_cols: int, by: str = "user"
+    con: duckdb.DuckDBPyConnection, split: str, parts: tuple[str, ...], n_cols: int, by: str = "user",
+    shard: tuple[int, int] | None = None,
 ) -> tuple[torch.Tensor, dict[str, Csr]]:
-    """Every user (or movie) row of a split, in index order, as one CSR per part (for the device cache)."""
-    batches = list(stream_rows(con, split, parts, n_cols, batch_rows=65536, by=by))
+    """Every user (or movie) row of a split (or of a shard), in index order, as one CSR per part (for the device cache)."""
+    batches = list(stream_rows(con, split, parts, n_cols, batch_rows=65536, by=by, shard=shard))
     users = torch.cat([users for users, _ in batches])
     return users, {p: Csr.concat([m[p] for _, m in batches]) for p in parts}
 
@@ -245,6 +250,19 @@ def count_ratings(con: duckdb.DuckDBPyConnection, split: str, parts: tuple[str, 
 def matrix_bytes(con: duckdb.DuckDBPyConnection, split: str, parts: tuple[str, ...]) -> int:
     """What a CSR of these parts takes in memory: 12 bytes an entry (int64 column + float32 value)."""
     return count_ratings(con, split, parts) * 12
+
+
+def shard_ratings(
+    con: duckdb.DuckDBPyConnection, split: str, parts: tuple[str, ...], shard: tuple[int, int], by: str = "user"
+) -> int:
+    """How many ratings of these parts the rows of one shard (rank, world size) hold."""
+    _columns(parts, by)  # checks the part names, which are spliced below
+    table, key, col = ORIENTATIONS[by]
+    lengths = " + ".join(f"len({p}_{col})" for p in parts)
+    return int(con.execute(
+        f"SELECT coalesce(sum({lengths}), 0) FROM {table} WHERE split = ? AND {key} % ? = ?",
+        [split, shard[1], shard[0]],
+    ).fetchall()[0][0])
 
 
 def _prefetch(items: Iterator, depth: int = 2) -> Iterator:

@@ -23,11 +23,11 @@ import pyarrow as pa
 import torch
 
 from etl.export import open_features
-from trainer import checkpoint, results
+from trainer import checkpoint, distributed, results
 from trainer.config import TrainConfig, from_dict
 from trainer.data import (
     Csr, DatasetInfo, check_split, count_ratings, dataset_info, first_rating, load_rows, matrix_bytes, merge_parts,
-    open_warehouse, stream_rows,
+    open_warehouse, shard_ratings, stream_rows,
 )
 from trainer.errors import TrainerError
 from trainer.evaluate import rating_metrics
@@ -75,12 +75,14 @@ def run(
 ) -> RunSummary:
     """Train ``config`` (or resume the run in ``resume_dir``) and write its results to the warehouse."""
     wall_start = time.perf_counter()
-    device = pick_device(config.device)
+    # Under torchrun: this process's rank and device; only rank 0 reports (see trainer/distributed.py).
+    ctx, device = distributed.setup(pick_device(config.device))
+    log, on_epoch = (log, on_epoch) if ctx.is_main else (lambda message: None, lambda metrics: None)
     state = checkpoint.load(resume_dir, device) if resume_dir else None
     if state:
         # A resumed run continues with the configuration it started with (machine settings aside).
         config = from_dict({**state["config"], "device": config.device, "lock_wait_seconds": config.lock_wait_seconds})
-    run_id = state["run_id"] if state else _new_run_id()
+    run_id = state["run_id"] if state else distributed.broadcast(ctx, _new_run_id())
     run_dir = resume_dir or Path(config.runs_dir) / run_id
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -108,12 +110,13 @@ def run(
         torch.manual_seed(config.seed)
         model = build_model(config, info.n_users, info.n_movies, fallback.mean).to(device)
         optimizer = _make_optimizer(config, model)
-        data = TrainingData(con, config, info, fit_parts, device, rows=model.rows)
+        data = TrainingData(con, config, info, fit_parts, device, rows=model.rows, ctx=ctx)
         log(
             f"{info.name} split {config.split}: {info.n_users:,} users x {info.n_movies:,} movies, "
             f"{model.rows} rows, training on {'+'.join(fit_parts)}, "
             + ("matrix cached on " + device.type if data.cached else "streaming from DuckDB every epoch")
         )
+        trained = distributed.wrap(model, ctx, device)  # the model itself when not under torchrun
         history: list[dict[str, Any]] = []
         start_epoch, train_seconds = 0, 0.0
         best = Best()
@@ -135,8 +138,8 @@ def run(
             model.train()
             squared_error = torch.zeros((), device=device)
             n_ratings = torch.zeros((), device=device)
-            for batch in data.batches(epoch):
-                reconstruction = model(batch.inputs, batch.index)
+            for batch in distributed.joined(trained, ctx, data.batches(epoch)):
+                reconstruction = trained(batch.inputs, batch.index)
                 # Only observed ratings count: read the reconstruction at their positions (cheaper than
                 # masking the whole rows x columns output, and the same gradient).
                 predicted = reconstruction.reshape(-1).index_select(0, batch.positions)
@@ -146,15 +149,18 @@ def run(
                 loss = batch_error / (batch.targets.numel() if config.loss == "observed" else reconstruction.numel())
                 if l2_scale:
                     loss = loss + l2_scale * sum(weight.square().sum() for weight in model.regularised())
+                # 1 in one process; under torchrun it scales the l2 term too, which DDP's mean restores.
+                loss = loss * data.shard_weight
                 if not config.accumulate_gradients:
                     optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 squared_error += batch_error.detach()
                 n_ratings += batch.targets.numel()
+            squared, count = distributed.all_sum(ctx, device, squared_error.item(), n_ratings.item())
             metrics: dict[str, Any] = {
                 "epoch": epoch,
-                "train_rmse": math.sqrt(squared_error.item() / max(n_ratings.item(), 1.0)),
+                "train_rmse": math.sqrt(squared / max(count, 1.0)),
                 "validation_rmse": None,
             }
             if config.validation and (epoch % config.eval_every == 0 or epoch == config.epochs):
@@ -164,7 +170,7 @@ def run(
             train_seconds += metrics["seconds"]
             history.append(metrics)
             on_epoch(metrics)
-            if epoch % config.checkpoint_every == 0 or epoch == config.epochs or best.stopped:
+            if ctx.is_main and (epoch % config.checkpoint_every == 0 or epoch == config.epochs or best.stopped):
                 checkpoint.save(run_dir, {
                     "run_id": run_id, "started_at": started_at, "config": config.to_dict(), "epoch": epoch,
                     "model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -176,6 +182,15 @@ def run(
         if config.select_best and best.weights is not None:
             model.load_state_dict(best.weights)
             log(f"selected epoch {best.epoch} (validation RMSE {best.rmse:.4f}) of {len(history)}")
+
+        if ctx.active:
+            # Rank 0 alone scores and writes; DuckDB lets nobody read while it writes, so the others close first.
+            if not ctx.is_main:
+                con.close()
+            distributed.barrier(ctx)
+            if not ctx.is_main:
+                distributed.teardown(ctx)
+                return RunSummary(run_id, run_dir, {}, train_seconds, time.perf_counter() - wall_start, history)
 
         # -- score the test part (read here for the first time) and predict
         predictions, scores = predict(con, config, info, fit_parts, model, device, run_id, fallback)
@@ -209,6 +224,7 @@ def run(
             f"trainer publish {run_dir} --warehouse PATH")
     else:
         results.publish(run_dir, warehouse, config.lock_wait_seconds)
+    distributed.teardown(ctx)
     return RunSummary(run_id, run_dir, scores, train_seconds, wall_seconds, history, scored_epoch, scored_validation,
                       run_row["device"])
 
@@ -261,10 +277,18 @@ class TrainingData:
     def __init__(
         self, con: duckdb.DuckDBPyConnection, config: TrainConfig, info: DatasetInfo,
         fit_parts: tuple[str, ...], device: torch.device, rows: str = "user",
+        ctx: distributed.Context = distributed.Context(),
     ) -> None:
         self.con, self.config, self.info, self.fit_parts, self.device = con, config, info, fit_parts, device
         self.rows = rows
         self.n_cols = info.n_movies if rows == "user" else info.n_users
+        # Under torchrun each rank holds its shard of the rows and takes its share of every batch. Its loss
+        # is weighted by its shard's share of the ratings (x world size), so that the mean gradient DDP takes
+        # over the ranks is the gradient over every rating: exactly the one process's, with full batches.
+        self.ctx, self.batch_size, self.shard_weight = ctx, -(-config.batch_size // ctx.world_size), 1.0
+        if ctx.shard:
+            mine = shard_ratings(con, config.split, fit_parts, ctx.shard, by=rows)
+            self.shard_weight = mine * ctx.world_size / distributed.all_sum(ctx, device, mine)[0]
         parts = fit_parts + (("validation",) if config.validation else ())
         budget = config.cache_budget_mb * 2**20
         self.n_ratings = count_ratings(con, config.split, fit_parts)
@@ -278,7 +302,7 @@ class TrainingData:
         lost = first_rating(con, config.split, fit_parts) if config.drop_first_rating else None
         self._lost = lost if lost is None or rows == "user" else (lost[1], lost[0])  # as (row, column)
         if self.cached:
-            index, matrices = load_rows(con, config.split, parts, self.n_cols, by=rows)
+            index, matrices = load_rows(con, config.split, parts, self.n_cols, by=rows, shard=ctx.shard)
             self.index = index.to(device)
             self.fit = self._fit_matrix(index, matrices).to(device)
             if config.validation:
@@ -296,14 +320,14 @@ class TrainingData:
         if not self.cached:
             seed = config.seed * 1_000_003 + epoch if config.shuffle else None
             for index, matrices in stream_rows(self.con, config.split, self.fit_parts, self.n_cols,
-                                               config.batch_size, shuffle_seed=seed, by=self.rows):
+                                               self.batch_size, shuffle_seed=seed, by=self.rows, shard=self.ctx.shard):
                 rows = self._fit_matrix(index, matrices).to(self.device, non_blocking=True)
                 if rows.cols.numel():
                     yield Batch.of(rows, index.to(self.device, non_blocking=True))
             return
         assert self.fit is not None and self.index is not None
         n_rows = self.fit.n_rows
-        if self.dense is not None and config.batch_size >= n_rows:
+        if self.dense is not None and self.batch_size >= n_rows:
             yield self._full_batch  # one batch of every user: row order does not change the step
             return
         if not config.shuffle:
@@ -322,8 +346,8 @@ class TrainingData:
         ml-1m (a fresh 88 MB copy every epoch), small gathers stay in cache.
         """
         assert self.fit is not None and self.index is not None
-        for start in range(0, self.fit.n_rows, self.config.batch_size):
-            end = min(start + self.config.batch_size, self.fit.n_rows)
+        for start in range(0, self.fit.n_rows, self.batch_size):
+            end = min(start + self.batch_size, self.fit.n_rows)
             rows = None if order is None else order[start:end]
             part = self.fit.slice(start, end) if rows is None else self.fit.select(rows)
             if part.cols.numel() == 0:  # nothing to learn from (the notebook skipped such users too)
@@ -345,13 +369,14 @@ class TrainingData:
                 predicted = predicted.clamp(self.info.rating_min, self.info.rating_max)
             squared += (predicted - targets.vals).square().sum().item()
             count += targets.vals.numel()
+        squared, count = distributed.all_sum(self.ctx, self.device, squared, count)
         return math.sqrt(squared / max(count, 1))
 
     def _validation_blocks(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, Csr]]:
         """(dense inputs, their row indexes, validation targets) for blocks of rows, from the cache or streamed."""
         if not self.cached:
             for index, matrices in stream_rows(self.con, self.config.split, self.fit_parts + ("validation",),
-                                               self.n_cols, eval_rows(self.n_cols), by=self.rows):
+                                               self.n_cols, eval_rows(self.n_cols), by=self.rows, shard=self.ctx.shard):
                 yield (self._fit_matrix(index, matrices).to(self.device).to_dense(), index.to(self.device),
                        matrices["validation"].to(self.device))
             return

@@ -189,6 +189,9 @@ def test_stale_builds_of_dead_processes_are_removed(movielens, tmp_path):
     stale = tmp_path / f"warehouse.duckdb.building-{int(dead.stdout)}"
     stale.write_bytes(b"half a warehouse")
     stale.with_name(stale.name + ".wal").write_bytes(b"half a log")
+    spill = stale.with_name(stale.name + ".tmp")  # DuckDB's spill folder, left by a build killed mid-spill
+    spill.mkdir()
+    (spill / "duckdb_temp_storage-0.tmp").write_bytes(b"spilled")
     alive = tmp_path / f"warehouse.duckdb.building-{os.getppid()}"  # another ETL still at work
     alive.write_bytes(b"in progress")
     build_warehouse(folder, warehouse)

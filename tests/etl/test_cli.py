@@ -27,11 +27,13 @@ def test_help():
 def test_build(movielens, tmp_path, query):
     warehouse = tmp_path / "out" / "warehouse.duckdb"
     result = runner.invoke(app, ["build", "--input", str(movielens("ml-1m")), "--warehouse", str(warehouse),
-                                 "--seed", "7", "--test-fraction", "0.2", "--validation-fraction", "0.1"])  # fmt: skip
+                                 "--seed", "7", "--test-fraction", "0.2", "--validation-fraction", "0.1",
+                                 "--memory-limit-mb", "512"])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert f"{warehouse}: 12 ratings, 5 users, 5 movies, 0 rejected rows, in " in result.output
     assert query(warehouse, "SELECT options FROM etl_runs") == [
-        ('{"max_bad_rows": 0, "split_seed": 7, "test_fraction": 0.2, "validation_fraction": 0.1, "lock_wait_seconds": 30.0, "memory_limit_mb": 3072}',)
+        ('{"max_bad_rows": 0, "split_seed": 7, "test_fraction": 0.2, "validation_fraction": 0.1, "lock_wait_seconds": 30.0, '
+         '"memory_limit_mb": 512}',)
     ]
     assert query(warehouse, "SELECT description FROM splits WHERE split = 'random'") == [("seeded random 20.0% test (seed 7)",)]
 
