@@ -27,6 +27,11 @@ class TrainConfig:
     # sigmoid hidden layers; for "mf", hidden = (number of factors,)
     model: str = "autoencoder"
     hidden: tuple[int, ...] = (20, 10, 20)
+    activation: str = "sigmoid"  # of the autoencoders' hidden layers
+    dropout: float = 0.0  # on the autoencoders' code (the middle hidden layer), while training
+    # DeepRecommender's dense re-feeding: after each step, the (dense) reconstruction is trained on
+    # again as an example of its own, every entry a target
+    refeed: bool = False
     # optimisation. The notebook's RMSprop(lr=0.01, weight_decay=0.5) only survived because it never
     # zeroed its gradients; with correct batched gradients weight decay 0.5 collapses every output to
     # the mean. Tuned on ml-100k u1's validation slice: see README "Tuning the seed model".
@@ -101,6 +106,13 @@ PRESETS: dict[str, dict[str, Any]] = {
         "eval_every": 1,
         "patience": 20,
     },
+    # DeepRecommender's design (user rows): n-512-512-1024-512-512-n, SELU, dropout 0.8 on the code,
+    # dense re-feeding. Adam instead of its SGD with momentum (this trainer's SGD has no momentum).
+    "deep-ae": {
+        "hidden": (512, 512, 1024, 512, 512), "activation": "selu", "dropout": 0.8, "refeed": True,
+        "optimizer": "adam", "learning_rate": 1e-3, "weight_decay": 0.0, "l2": 0.0, "batch_size": 128,
+        "epochs": 100, "eval_every": 1, "patience": 10,
+    },
     # Baselines. The global mean starts at its own value (the training mean): one epoch of SGD leaves it.
     "global-mean": {"optimizer": "sgd", "learning_rate": 0.1, "weight_decay": 0.0, "epochs": 1, "eval_every": 1},
     "biases": {
@@ -108,7 +120,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "epochs": 200, "eval_every": 1, "patience": 10,
     },
     "mf": {
-        "hidden": (50,), "optimizer": "adam", "learning_rate": 0.01, "weight_decay": 0.0, "l2": 10.0,
+        "hidden": (50,), "optimizer": "adam", "learning_rate": 0.03, "weight_decay": 0.0, "l2": 30.0,
         "batch_size": 100_000, "epochs": 300, "eval_every": 1, "patience": 10,
     },
 }
@@ -116,6 +128,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 CHOICES = {
     "optimizer": ("rmsprop", "adam", "sgd"),
     "loss": ("observed", "all_movies"),
+    "activation": ("sigmoid", "selu"),
     "device": ("auto", "cpu", "cuda"),
 }
 
@@ -148,6 +161,8 @@ def validate(config: TrainConfig) -> TrainConfig:
             raise TrainerError(f"{name} must be positive, not {getattr(config, name)}")
     if min(config.weight_decay, config.l2, config.patience, config.top_n, config.lock_wait_seconds) < 0:
         raise TrainerError("weight_decay, l2, patience, top_n and lock_wait_seconds cannot be negative")
+    if not 0 <= config.dropout < 1:
+        raise TrainerError(f"dropout must be at least 0 and below 1, not {config.dropout}")
     if not config.hidden or any(width <= 0 for width in config.hidden):
         raise TrainerError(f"hidden must list positive layer widths, not {config.hidden}")
     return config

@@ -139,6 +139,12 @@ def run(
                     optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
+                if config.refeed:
+                    # DeepRecommender's dense re-feeding: the reconstruction, dense, is an example of its own.
+                    dense = reconstruction.detach()
+                    optimizer.zero_grad(set_to_none=True)
+                    (model(dense, batch.index) - dense).square().mean().backward()
+                    optimizer.step()
                 squared_error += batch_error.detach()
                 n_ratings += batch.targets.numel()
             metrics: dict[str, Any] = {
