@@ -51,6 +51,7 @@ def run_command(
     l2: Annotated[Optional[float], typer.Option(help=f"L2 penalty on the model's weights, as the lambda of a sum-of-squared-errors objective (I-AutoRec's units), whatever the batch size. Default: {DEFAULTS.l2}, or the model preset's.", show_default=False)] = None,
     hidden: Annotated[Optional[str], typer.Option(help="Hidden layer widths, comma-separated (e.g. 500 or 20,10,20); for mf, the number of factors. Default: the model preset's.", show_default=False)] = None,
     patience: Annotated[Optional[int], typer.Option(help="Stop when validation RMSE has not improved for this many epochs (0: train every epoch). Default: the model preset's.", show_default=False)] = None,
+    lr_drops: Annotated[Optional[int], typer.Option(help="Before stopping early, divide the learning rate by 10 this many times, each time validation RMSE has not improved for --patience epochs. Default: the model preset's.", show_default=False)] = None,
     select_best: Annotated[Optional[bool], typer.Option("--select-best/--last-epoch", help="Score the test set with the weights of the epoch that did best on the validation slice (default), or with the last epoch's.", show_default=False)] = None,
     eval_every: Annotated[Optional[int], typer.Option(help="Epochs between validation scores (and chances to select an epoch). Default: the model preset's.", show_default=False)] = None,
     optimizer: Annotated[Optional[str], typer.Option(help=f"rmsprop, adam or sgd. Default: {DEFAULTS.optimizer}.", show_default=False)] = None,
@@ -69,7 +70,7 @@ def run_command(
     overrides: dict[str, Any] = {
         "warehouse": str(warehouse) if warehouse else None, "split": split, "model": model, "epochs": epochs,
         "batch_size": batch_size, "learning_rate": learning_rate, "weight_decay": weight_decay,
-        "optimizer": optimizer, "l2": l2, "hidden": _widths(hidden), "patience": patience,
+        "optimizer": optimizer, "l2": l2, "hidden": _widths(hidden), "patience": patience, "lr_drops": lr_drops,
         "select_best": select_best, "eval_every": eval_every, "seed": seed, "device": device, "validation": validation, "top_n": top_n,
         "full_matrix": full_matrix, "cache_budget_mb": cache_budget_mb,
         "runs_dir": str(runs_dir) if runs_dir else None, "lock_wait_seconds": lock_wait,

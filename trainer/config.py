@@ -50,6 +50,9 @@ class TrainConfig:
     # scored best on validation (select_best) rather than the last epoch's
     patience: int = 0
     select_best: bool = True
+    # before stopping, divide the learning rate by 10 this many times, each when validation RMSE has
+    # not improved for `patience` epochs (a fine-tuning phase at a lower rate)
+    lr_drops: int = 0
     shuffle: bool = True
     seed: int = 0
     # loss: "observed" is the mean squared error over observed ratings; "all_movies" is the notebook's
@@ -159,8 +162,9 @@ def validate(config: TrainConfig) -> TrainConfig:
     for name in positive:
         if getattr(config, name) <= 0:
             raise TrainerError(f"{name} must be positive, not {getattr(config, name)}")
-    if min(config.weight_decay, config.l2, config.patience, config.top_n, config.lock_wait_seconds) < 0:
-        raise TrainerError("weight_decay, l2, patience, top_n and lock_wait_seconds cannot be negative")
+    if min(config.weight_decay, config.l2, config.patience, config.lr_drops, config.top_n,
+           config.lock_wait_seconds) < 0:
+        raise TrainerError("weight_decay, l2, patience, lr_drops, top_n and lock_wait_seconds cannot be negative")
     if not 0 <= config.dropout < 1:
         raise TrainerError(f"dropout must be at least 0 and below 1, not {config.dropout}")
     if not config.hidden or any(width <= 0 for width in config.hidden):

@@ -154,7 +154,9 @@ def run(
             }
             if config.validation and (epoch % config.eval_every == 0 or epoch == config.epochs):
                 metrics["validation_rmse"] = data.validation_rmse(model)
-                best.update(epoch, metrics["validation_rmse"], model, config)
+                if best.update(epoch, metrics["validation_rmse"], model, config):
+                    optimizer.defaults["lr"] *= LR_DROP
+                    log(f"epoch {epoch}: validation RMSE stalled, learning rate now {optimizer.defaults['lr']:g}")
             metrics["seconds"] = time.perf_counter() - epoch_start
             train_seconds += metrics["seconds"]
             history.append(metrics)
@@ -204,6 +206,9 @@ def run(
                       run_row["device"])
 
 
+LR_DROP = 0.1  # the learning rate's factor each time validation RMSE stalls (config.lr_drops)
+
+
 @dataclass
 class Best:
     """Early stopping and the best epoch so far, as judged on the validation slice."""
@@ -212,17 +217,25 @@ class Best:
     rmse: float = math.inf
     weights: dict[str, torch.Tensor] | None = None
     stopped: bool = False
+    waiting_since: int = 0  # the last improvement or learning-rate drop: patience counts from here
+    drops: int = 0
 
-    def update(self, epoch: int, rmse: float, model: torch.nn.Module, config: TrainConfig) -> None:
+    def update(self, epoch: int, rmse: float, model: torch.nn.Module, config: TrainConfig) -> bool:
+        """Record a validation score; True when the learning rate should drop now."""
         if rmse < self.rmse:
-            self.epoch, self.rmse = epoch, rmse
+            self.epoch, self.rmse, self.waiting_since = epoch, rmse, epoch
             if config.select_best:
                 self.weights = {name: t.detach().clone() for name, t in model.state_dict().items()}
-        elif config.patience and self.epoch is not None and epoch - self.epoch >= config.patience:
+        elif config.patience and epoch - self.waiting_since >= config.patience:
+            if self.drops < config.lr_drops:
+                self.drops, self.waiting_since = self.drops + 1, epoch
+                return True
             self.stopped = True
+        return False
 
     def to_dict(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "rmse": self.rmse, "weights": self.weights, "stopped": self.stopped}
+        return {"epoch": self.epoch, "rmse": self.rmse, "weights": self.weights, "stopped": self.stopped,
+                "waiting_since": self.waiting_since, "drops": self.drops}
 
 
 @dataclass

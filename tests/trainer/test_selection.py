@@ -60,3 +60,15 @@ def test_early_stopping_scores_the_epoch_best_on_validation(warehouse, tmp_path)
     con = duckdb.connect(str(warehouse), read_only=True)
     assert con.execute("SELECT best_epoch, epochs_run, validation_rmse FROM runs").fetchall()[0] == (
         best_epoch, len(summary.history), pytest.approx(best_rmse))
+
+
+def test_a_stall_drops_the_learning_rate_before_it_stops_the_run() -> None:
+    from trainer.train import Best
+
+    settings = resolve({"patience": 2, "lr_drops": 1})
+    model, best = torch.nn.Linear(1, 1), Best()
+    drops = [best.update(epoch, rmse, model, settings) for epoch, rmse in enumerate([0.9, 0.8, 0.85, 0.81], 1)]
+    assert drops == [False, False, False, True] and not best.stopped  # 2 epochs without a better score: drop
+    assert best.update(5, 0.82, model, settings) is False and not best.stopped  # patience counts from the drop
+    assert best.update(6, 0.82, model, settings) is False and best.stopped  # no drops left: stop
+    assert (best.epoch, best.rmse) == (2, 0.8)
