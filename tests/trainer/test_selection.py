@@ -52,7 +52,7 @@ def test_corrupted_test_ratings_change_nothing_before_the_test_is_scored(
 def test_early_stopping_scores_the_epoch_best_on_validation(warehouse, tmp_path) -> None:
     # A learning rate too high for the data: validation RMSE soon stops improving.
     summary = run(config(warehouse, tmp_path, model="i-autorec", hidden=(32,), epochs=200, learning_rate=0.05,
-                         patience=3, batch_size=16))
+                         patience=3, lr_drops=0, batch_size=16))
     scored = [(h["validation_rmse"], h["epoch"]) for h in summary.history]
     best_rmse, best_epoch = min(scored)
     assert (summary.best_epoch, summary.validation_rmse) == (best_epoch, best_rmse)
