@@ -18,15 +18,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
 import torch
 
 from etl import warehouse as wh
 from etl.build import EtlOptions, build_warehouse
-from etl.errors import EtlError
-from etl.models import SQL_DIR
 from trainer.config import resolve
 from trainer.errors import TrainerError
+from trainer.results import publish_bench
 from trainer.train import run
 
 
@@ -87,30 +85,10 @@ def bench(
                 })
                 log(f"{name} seed {seed} {model}: test RMSE {m['rmse']:.4f}, MAE {m['mae']:.4f}, "
                     f"best epoch {summary.best_epoch}/{len(summary.history)}, {summary.train_seconds:.1f} s")
-    publish(rows, results_warehouse)
+    publish_bench(rows, results_warehouse)
     markdown.parent.mkdir(parents=True, exist_ok=True)
     markdown.write_text(markdown_table(latest_summary(results_warehouse)))
     return rows
-
-
-def publish(rows: list[dict[str, Any]], warehouse: Path, lock_wait_seconds: float = 30.0) -> None:
-    """Append the bench's rows to bench_results (and refresh bench_summary) in one transaction."""
-    try:
-        con = wh.connect(warehouse, read_only=False, lock_wait_seconds=lock_wait_seconds)
-    except EtlError as error:
-        raise TrainerError(f"could not write the bench results: {error}") from error
-    bench_rows = pa.Table.from_pylist(rows)  # noqa: F841 (DuckDB reads it by name in the query below)
-    try:
-        con.execute("BEGIN TRANSACTION")
-        con.execute((SQL_DIR / "results" / "bench_results.sql").read_text())
-        con.execute("INSERT INTO bench_results BY NAME SELECT * FROM bench_rows")
-        con.execute((SQL_DIR / "views" / "bench_summary.sql").read_text())
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    finally:
-        con.close()
 
 
 def latest_summary(warehouse: Path) -> list[dict[str, Any]]:

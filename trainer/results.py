@@ -9,6 +9,8 @@ run either whole or not at all.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,7 @@ from trainer.errors import TrainerError
 
 RESULT_TABLES = ("runs", "epoch_metrics", "predictions")  # also the order of the DDL files
 VIEWS = ("run_metrics", "latest_run", "latest_predictions", "recommendations")  # dependency order
+BENCH_TABLE, BENCH_VIEW = "bench_results", "bench_summary"  # written by `trainer bench`
 RUN_FILE = "run.json"
 PUBLISHED_MARKER = "published"
 
@@ -51,8 +54,7 @@ def publish(run_dir: Path, warehouse: Path, lock_wait_seconds: float) -> str:
             f"could not write the results: {error}\nNothing is lost: the results are kept in {run_dir}. "
             f"Write them once the warehouse is free with:\n    trainer publish {run_dir} --warehouse {warehouse}"
         ) from error
-    try:
-        con.execute("BEGIN TRANSACTION")
+    with transaction(con):
         for table in RESULT_TABLES:
             con.execute((SQL_DIR / "results" / f"{table}.sql").read_text())
             con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run["run_id"]])
@@ -67,11 +69,32 @@ def publish(run_dir: Path, warehouse: Path, lock_wait_seconds: float) -> str:
             con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM read_parquet(?)", [str(run_dir / f"{table}.parquet")])
         for view in VIEWS:
             con.execute((SQL_DIR / "views" / f"{view}.sql").read_text())
+    (run_dir / PUBLISHED_MARKER).touch()
+    return run["run_id"]
+
+
+def publish_bench(rows: list[dict[str, Any]], warehouse: Path, lock_wait_seconds: float = 30.0) -> None:
+    """Append `trainer bench` rows to bench_results (and refresh bench_summary) in one transaction."""
+    try:
+        con = wh.connect(warehouse, read_only=False, lock_wait_seconds=lock_wait_seconds)
+    except EtlError as error:
+        raise TrainerError(f"could not write the bench results: {error}") from error
+    bench_rows = pa.Table.from_pylist(rows)  # noqa: F841 (DuckDB reads it by name in the query below)
+    with transaction(con):
+        con.execute((SQL_DIR / "results" / f"{BENCH_TABLE}.sql").read_text())
+        con.execute(f"INSERT INTO {BENCH_TABLE} BY NAME SELECT * FROM bench_rows")
+        con.execute((SQL_DIR / "views" / f"{BENCH_VIEW}.sql").read_text())
+
+
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Readers see all of the writes or none of them; the connection is closed either way."""
+    try:
+        con.execute("BEGIN TRANSACTION")
+        yield
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")
         raise
     finally:
         con.close()
-    (run_dir / PUBLISHED_MARKER).touch()
-    return run["run_id"]
