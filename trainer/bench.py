@@ -98,7 +98,7 @@ def latest_summary(warehouse: Path) -> list[dict[str, Any]]:
     """
     con = wh.connect(warehouse, read_only=True)
     try:
-        table = con.execute("""
+        table = con.sql("""
             SELECT dataset, model, protocol, n_seeds, rmse, coalesce(rmse_std, 0) AS rmse_std, mae,
                    coalesce(mae_std, 0) AS mae_std, train_seconds, device
             FROM bench_summary
