@@ -113,9 +113,11 @@ def markdown_table(summary: list[dict[str, Any]]) -> str:
     def figure(s: dict[str, Any], key: str) -> str:
         return f"{s[key]:.4f} ± {s[key + '_std']:.4f}" if s["n_seeds"] > 1 else f"{s[key]:.4f}"
 
-    lines = ["| model | data set | protocol | RMSE | MAE | train time (per seed) | device |", "|---|---|---|---|---|---|---|"]
+    lines = ["| model | data set | protocol | RMSE | MAE | train time (per seed) | device | regenerate with |",
+             "|---|---|---|---|---|---|---|---|"]
     for s in summary:
         seeds = f", {s['n_seeds']} seeds" if s["n_seeds"] > 1 else ""
         lines.append(f"| {s['model']} | {s['dataset']} | {s['protocol']}{seeds} | {figure(s, 'rmse')} | "
-                     f"{figure(s, 'mae')} | {s['train_seconds']:.1f} s | {s['device']} |")
+                     f"{figure(s, 'mae')} | {s['train_seconds']:.1f} s | {s['device']} | "
+                     f"`trainer bench --datasets {s['dataset']} --models {s['model']}` |")
     return "\n".join(lines) + "\n"
