@@ -57,7 +57,8 @@ def bench(
         if not (data_dir / name).is_dir():
             raise TrainerError(f"{data_dir / name}: no such folder (the MovieLens {name} files)")
     bench_id = f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
-    threads = torch.get_num_threads()
+    threads = torch.get_num_threads()  # CPU timings depend on it (see README "Accuracy")
+    cpu_threads = f", {threads} thread{'s' if threads > 1 else ''}"
     rows: list[dict[str, Any]] = []
     work_dir.mkdir(parents=True, exist_ok=True)
     for name in datasets:
@@ -79,8 +80,7 @@ def bench(
                     "seed": seed, "run_id": summary.run_id, "test_rmse": m["rmse"], "test_mae": m["mae"],
                     "validation_rmse": summary.validation_rmse, "best_epoch": summary.best_epoch,
                     "epochs_run": len(summary.history), "train_seconds": summary.train_seconds,
-                    "device": f"{summary.device}, {threads} threads" if summary.device.startswith("cpu")
-                    else summary.device,
+                    "device": summary.device + (cpu_threads if summary.device.startswith("cpu") else ""),
                     "config": json.dumps(config.to_dict(), sort_keys=True),
                 })
                 log(f"{name} seed {seed} {model}: test RMSE {m['rmse']:.4f}, MAE {m['mae']:.4f}, "
