@@ -12,23 +12,19 @@ from __future__ import annotations
 
 import json
 import secrets
-import statistics
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import duckdb
-import pyarrow as pa
 import torch
 
 from etl import warehouse as wh
 from etl.build import EtlOptions, build_warehouse
-from etl.errors import EtlError
-from etl.models import SQL_DIR
 from trainer.config import resolve
 from trainer.errors import TrainerError
+from trainer.results import publish_bench
 from trainer.train import run
 
 
@@ -37,10 +33,13 @@ class Protocol:
     split: str
     description: str
     seeds: tuple[int, ...]  # the split seeds the protocol asks for (a fixed split has one)
+    # settings that differ from a model's preset on this data set, chosen on its validation slice
+    # (the presets are ml-1m's choices): L2 in sum-of-squares units grows with the number of ratings
+    settings: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 PROTOCOLS = {
-    "ml-100k": Protocol("u1", "u1.base/u1.test", (0,)),
+    "ml-100k": Protocol("u1", "u1.base/u1.test", (0,), {"i-autorec": {"l2": 100.0}}),
     "ml-1m": Protocol("random", "random 90/10", (1, 2, 3, 4, 5)),
 }
 BENCH_MODELS = ("global-mean", "biases", "mf", "autoencoder", "i-autorec")
@@ -58,7 +57,8 @@ def bench(
         if not (data_dir / name).is_dir():
             raise TrainerError(f"{data_dir / name}: no such folder (the MovieLens {name} files)")
     bench_id = f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
-    threads = torch.get_num_threads()
+    threads = torch.get_num_threads()  # CPU timings depend on it (see README "Accuracy")
+    cpu_threads = f", {threads} thread{'s' if threads > 1 else ''}"
     rows: list[dict[str, Any]] = []
     work_dir.mkdir(parents=True, exist_ok=True)
     for name in datasets:
@@ -67,8 +67,9 @@ def bench(
             warehouse = work_dir / f"{name}-seed{seed}.duckdb"
             build_warehouse(data_dir / name, warehouse, EtlOptions(split_seed=seed))
             for model in models:
-                config = resolve({"model": model, "warehouse": str(warehouse), "split": protocol.split,
-                                  "seed": seed, "runs_dir": str(work_dir / "runs"), "top_n": 0})
+                config = resolve({**protocol.settings.get(model, {}), "model": model, "warehouse": str(warehouse),
+                                  "split": protocol.split, "seed": seed, "runs_dir": str(work_dir / "runs"),
+                                  "top_n": 0})
                 if max_epochs:
                     config = replace(config, epochs=min(config.epochs, max_epochs))
                 summary = run(config)
@@ -79,62 +80,44 @@ def bench(
                     "seed": seed, "run_id": summary.run_id, "test_rmse": m["rmse"], "test_mae": m["mae"],
                     "validation_rmse": summary.validation_rmse, "best_epoch": summary.best_epoch,
                     "epochs_run": len(summary.history), "train_seconds": summary.train_seconds,
-                    "device": f"{summary.device}, {threads} threads" if summary.device.startswith("cpu")
-                    else summary.device,
+                    "device": summary.device + (cpu_threads if summary.device.startswith("cpu") else ""),
                     "config": json.dumps(config.to_dict(), sort_keys=True),
                 })
                 log(f"{name} seed {seed} {model}: test RMSE {m['rmse']:.4f}, MAE {m['mae']:.4f}, "
                     f"best epoch {summary.best_epoch}/{len(summary.history)}, {summary.train_seconds:.1f} s")
-    publish(rows, results_warehouse)
+    publish_bench(rows, results_warehouse)
     markdown.parent.mkdir(parents=True, exist_ok=True)
-    markdown.write_text(markdown_table(summarise(rows)))
+    markdown.write_text(markdown_table(latest_summary(results_warehouse)))
     return rows
 
 
-def publish(rows: list[dict[str, Any]], warehouse: Path, lock_wait_seconds: float = 30.0) -> None:
-    """Append the bench's rows to bench_results (and refresh bench_summary) in one transaction."""
+def latest_summary(warehouse: Path) -> list[dict[str, Any]]:
+    """Each (data set, model)'s latest bench figures (mean and std over its seeds), best RMSE first.
+
+    Latest per model, not per bench: a bench of a few models updates their rows and keeps the others'.
+    """
+    con = wh.connect(warehouse, read_only=True)
     try:
-        con = wh.connect(warehouse, read_only=False, lock_wait_seconds=lock_wait_seconds)
-    except EtlError as error:
-        raise TrainerError(f"could not write the bench results: {error}") from error
-    bench_rows = pa.Table.from_pylist(rows)  # noqa: F841 (DuckDB reads it by name in the query below)
-    try:
-        con.execute("BEGIN TRANSACTION")
-        con.execute((SQL_DIR / "results" / "bench_results.sql").read_text())
-        con.execute("INSERT INTO bench_results BY NAME SELECT * FROM bench_rows")
-        con.execute((SQL_DIR / "views" / "bench_summary.sql").read_text())
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
+        table = con.sql("""
+            SELECT dataset, model, protocol, n_seeds, rmse, coalesce(rmse_std, 0) AS rmse_std, mae,
+                   coalesce(mae_std, 0) AS mae_std, train_seconds, device
+            FROM bench_summary
+            QUALIFY row_number() OVER (PARTITION BY dataset, model ORDER BY finished_at DESC) = 1
+            ORDER BY dataset, rmse""").to_arrow_table()
     finally:
         con.close()
-
-
-def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Mean and sample standard deviation over seeds, per (data set, model), best RMSE first."""
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for row in rows:
-        groups.setdefault((row["dataset"], row["model"]), []).append(row)
-    summary = []
-    for (dataset, model), group in groups.items():
-        def spread(key: str) -> tuple[float, float]:
-            values = [r[key] for r in group]
-            return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
-        summary.append({"dataset": dataset, "model": model, "protocol": group[0]["protocol"], "n": len(group),
-                        "rmse": spread("test_rmse"), "mae": spread("test_mae"),
-                        "train_seconds": statistics.fmean(r["train_seconds"] for r in group),
-                        "device": group[0]["device"]})
-    return sorted(summary, key=lambda s: (s["dataset"], s["rmse"][0]))
+    return table.to_pylist()
 
 
 def markdown_table(summary: list[dict[str, Any]]) -> str:
-    def figure(mean_std: tuple[float, float], n: int) -> str:
-        return f"{mean_std[0]:.4f} ± {mean_std[1]:.4f}" if n > 1 else f"{mean_std[0]:.4f}"
+    def figure(s: dict[str, Any], key: str) -> str:
+        return f"{s[key]:.4f} ± {s[key + '_std']:.4f}" if s["n_seeds"] > 1 else f"{s[key]:.4f}"
 
-    lines = ["| model | data set | protocol | RMSE | MAE | train time (per seed) | device |", "|---|---|---|---|---|---|---|"]
+    lines = ["| model | data set | protocol | RMSE | MAE | train time (per seed) | device | regenerate with |",
+             "|---|---|---|---|---|---|---|---|"]
     for s in summary:
-        seeds = f", {s['n']} seeds" if s["n"] > 1 else ""
-        lines.append(f"| {s['model']} | {s['dataset']} | {s['protocol']}{seeds} | {figure(s['rmse'], s['n'])} | "
-                     f"{figure(s['mae'], s['n'])} | {s['train_seconds']:.1f} s | {s['device']} |")
+        seeds = f", {s['n_seeds']} seeds" if s["n_seeds"] > 1 else ""
+        lines.append(f"| {s['model']} | {s['dataset']} | {s['protocol']}{seeds} | {figure(s, 'rmse')} | "
+                     f"{figure(s, 'mae')} | {s['train_seconds']:.1f} s | {s['device']} | "
+                     f"`trainer bench --datasets {s['dataset']} --models {s['model']}` |")
     return "\n".join(lines) + "\n"

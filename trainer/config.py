@@ -30,6 +30,11 @@ class TrainConfig:
     # sigmoid hidden layers; for "mf", hidden = (number of factors,)
     model: str = "autoencoder"
     hidden: tuple[int, ...] = (20, 10, 20)
+    activation: str = "sigmoid"  # of the autoencoders' hidden layers
+    dropout: float = 0.0  # on the autoencoders' code (the middle hidden layer), while training
+    # DeepRecommender's dense re-feeding: after each step, the (dense) reconstruction is trained on
+    # again as an example of its own, every entry a target
+    refeed: bool = False
     # optimisation. The notebook's RMSprop(lr=0.01, weight_decay=0.5) only survived because it never
     # zeroed its gradients; with correct batched gradients weight decay 0.5 collapses every output to
     # the mean. Tuned on ml-100k u1's validation slice: see README "Tuning the seed model".
@@ -48,6 +53,9 @@ class TrainConfig:
     # scored best on validation (select_best) rather than the last epoch's
     patience: int = 0
     select_best: bool = True
+    # before stopping, divide the learning rate by 10 this many times, each when validation RMSE has
+    # not improved for `patience` epochs (a fine-tuning phase at a lower rate)
+    lr_drops: int = 0
     shuffle: bool = True
     seed: int = 0
     # loss: "observed" is the mean squared error over observed ratings; "all_movies" is the notebook's
@@ -91,18 +99,26 @@ PRESETS: dict[str, dict[str, Any]] = {
         "drop_first_rating": True,
     },
     # I-AutoRec: movie rows, n_users -> 500 sigmoid -> n_users identity, L2 on the weights. Adam
-    # instead of the paper's L-BFGS/Rprop; settings chosen on the validation slices of ml-100k u1 and
-    # ml-1m random (README "Accuracy").
+    # instead of the paper's L-BFGS/Rprop, then one tenth of the rate once validation stalls; settings
+    # chosen on ml-1m random's validation slice (README "Accuracy"; ml-100k takes l2 100, see bench.py).
     "i-autorec": {
         "hidden": (500,),
         "optimizer": "adam",
         "learning_rate": 1e-3,
         "weight_decay": 0.0,
-        "l2": 1.0,
+        "l2": 300.0,
         "batch_size": 256,
         "epochs": 200,
         "eval_every": 1,
-        "patience": 20,
+        "patience": 6,
+        "lr_drops": 1,
+    },
+    # DeepRecommender's design (user rows): n-512-512-1024-512-512-n, SELU, dropout 0.8 on the code,
+    # dense re-feeding. Adam instead of its SGD with momentum (this trainer's SGD has no momentum).
+    "deep-ae": {
+        "hidden": (512, 512, 1024, 512, 512), "activation": "selu", "dropout": 0.8, "refeed": True,
+        "optimizer": "adam", "learning_rate": 1e-3, "weight_decay": 0.0, "l2": 0.0, "batch_size": 128,
+        "epochs": 100, "eval_every": 1, "patience": 10,
     },
     # Baselines. The global mean starts at its own value (the training mean): one epoch of SGD leaves it.
     "global-mean": {"optimizer": "sgd", "learning_rate": 0.1, "weight_decay": 0.0, "epochs": 1, "eval_every": 1},
@@ -111,7 +127,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "epochs": 200, "eval_every": 1, "patience": 10,
     },
     "mf": {
-        "hidden": (50,), "optimizer": "adam", "learning_rate": 0.01, "weight_decay": 0.0, "l2": 10.0,
+        "hidden": (50,), "optimizer": "adam", "learning_rate": 0.03, "weight_decay": 0.0, "l2": 30.0,
         "batch_size": 100_000, "epochs": 300, "eval_every": 1, "patience": 10,
     },
 }
@@ -119,6 +135,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 CHOICES = {
     "optimizer": ("rmsprop", "adam", "sgd"),
     "loss": ("observed", "all_movies"),
+    "activation": ("sigmoid", "selu"),
     "device": ("auto", "cpu", "cuda"),
 }
 
@@ -149,8 +166,11 @@ def validate(config: TrainConfig) -> TrainConfig:
     for name in positive:
         if getattr(config, name) <= 0:
             raise TrainerError(f"{name} must be positive, not {getattr(config, name)}")
-    if min(config.weight_decay, config.l2, config.patience, config.top_n, config.lock_wait_seconds) < 0:
-        raise TrainerError("weight_decay, l2, patience, top_n and lock_wait_seconds cannot be negative")
+    if min(config.weight_decay, config.l2, config.patience, config.lr_drops, config.top_n,
+           config.lock_wait_seconds) < 0:
+        raise TrainerError("weight_decay, l2, patience, lr_drops, top_n and lock_wait_seconds cannot be negative")
+    if not 0 <= config.dropout < 1:
+        raise TrainerError(f"dropout must be at least 0 and below 1, not {config.dropout}")
     if not config.hidden or any(width <= 0 for width in config.hidden):
         raise TrainerError(f"hidden must list positive layer widths, not {config.hidden}")
     return config

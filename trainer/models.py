@@ -18,21 +18,29 @@ from trainer.config import PRESETS, TrainConfig
 from trainer.errors import TrainerError
 
 
+ACTIVATIONS = {"sigmoid": nn.Sigmoid, "selu": nn.SELU}
+
+
 class AutoEncoder(nn.Module):
     """A ratings row (n_cols wide) -> hidden layers -> the same row back, identity output.
 
     With user rows and hidden=(20, 10, 20), sigmoid, this is the notebook's stacked autoencoder (its
     write-up says the output is sigmoid; its code has none). With movie rows and hidden=(500,) it is
     I-AutoRec (Sedhain et al., WWW 2015): each movie's ratings by all users, encoded and decoded.
+    With SELU and dropout on the code (the middle hidden layer) it is DeepRecommender's network
+    (Kuchaiev & Ginsburg 2017).
     """
 
-    def __init__(self, n_cols: int, hidden: tuple[int, ...], rows: str = "user") -> None:
+    def __init__(self, n_cols: int, hidden: tuple[int, ...], rows: str = "user", activation: str = "sigmoid",
+                 dropout: float = 0.0) -> None:
         super().__init__()
         self.rows = rows
         widths = (n_cols, *hidden)
         layers: list[nn.Module] = []
-        for width_in, width_out in zip(widths, widths[1:]):
-            layers += [nn.Linear(width_in, width_out), nn.Sigmoid()]
+        for i, (width_in, width_out) in enumerate(zip(widths, widths[1:])):
+            layers += [nn.Linear(width_in, width_out), ACTIVATIONS[activation]()]
+            if dropout and i == len(hidden) // 2:
+                layers.append(nn.Dropout(dropout))
         layers.append(nn.Linear(widths[-1], n_cols))
         self.net = nn.Sequential(*layers)
 
@@ -98,10 +106,12 @@ class MatrixFactorisation(nn.Module):
 def build_model(config: TrainConfig, n_users: int, n_movies: int, mean: float) -> nn.Module:
     """The network ``config.model`` names; ``mean`` is the training ratings' mean (never the test's)."""
     match config.model:
-        case "autoencoder" | "notebook":  # the same network; the presets differ in how it is trained
-            return AutoEncoder(n_movies, config.hidden, rows="user")
+        case "autoencoder" | "notebook" | "deep-ae":  # user rows; the presets differ in shape and training
+            return AutoEncoder(n_movies, config.hidden, rows="user", activation=config.activation,
+                               dropout=config.dropout)
         case "i-autorec":
-            return AutoEncoder(n_users, config.hidden, rows="movie")
+            return AutoEncoder(n_users, config.hidden, rows="movie", activation=config.activation,
+                               dropout=config.dropout)
         case "global-mean":
             return MatrixFactorisation(n_users, n_movies, mean, factors=0, biases=False)
         case "biases":

@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt  # noqa: E402 (after the backend is chosen)
 
 from etl import warehouse as wh  # noqa: E402
 from etl.errors import EtlError  # noqa: E402
+from trainer.bench import latest_summary  # noqa: E402
 from trainer.errors import TrainerError  # noqa: E402
 
 # Published RMSE on the same protocols (anchors: README "Accuracy"), drawn as reference lines.
@@ -77,13 +78,11 @@ def learning_curve(run_id: str, warehouse: Path, path: Path) -> Path:
 
 
 def model_comparison(warehouse: Path, path: Path) -> Path | None:
-    """Bars of the latest bench's mean test RMSE per model (error bars: std over seeds), per data set."""
-    rows = _read(warehouse, """
-        SELECT dataset, protocol, model, rmse, coalesce(rmse_std, 0), n_seeds FROM bench_summary
-        WHERE bench_id = (SELECT bench_id FROM bench_results ORDER BY finished_at DESC LIMIT 1)
-        ORDER BY dataset, rmse DESC""")
-    if not rows:
+    """Bars of each model's latest bench figures, mean test RMSE (error bars: std over seeds), per data set."""
+    if not _read(warehouse, "SELECT 1 FROM bench_results LIMIT 1"):
         return None
+    rows = [(s["dataset"], s["protocol"], s["model"], s["rmse"], s["rmse_std"], s["n_seeds"])
+            for s in reversed(latest_summary(warehouse))]  # best at the top of each chart
     datasets = sorted({r[0] for r in rows})
     figure, panels = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 3.8), dpi=100, squeeze=False)
     for axes, dataset in zip(panels[0], datasets):
@@ -91,14 +90,14 @@ def model_comparison(warehouse: Path, path: Path) -> Path | None:
         axes.barh([r[2] for r in mine], [r[3] for r in mine], xerr=[r[4] for r in mine], color="tab:blue",
                   capsize=3)
         for i, r in enumerate(mine):
-            axes.text(r[3] + 0.003, i, f"{r[3]:.4f}", va="center", fontsize=8)
+            axes.text(r[3] + r[4] + 0.003, i, f"{r[3]:.4f}", va="center", fontsize=8)
         for (name, rmse), style in zip(PUBLISHED.get(dataset, {}).items(), (":", "--", "-.")):
             axes.axvline(rmse, color="tab:red", linestyle=style, label=f"{name} {rmse}")
         low = min([r[3] for r in mine] + list(PUBLISHED.get(dataset, {}).values()))
-        axes.set_xlim(low - 0.05, max(r[3] for r in mine) + 0.04)
+        axes.set_xlim(low - 0.05, max(r[3] for r in mine) + 0.06)
         seeds = f", {mine[0][5]} seeds" if mine[0][5] > 1 else ""
         axes.set(xlabel="test RMSE (lower is better)", title=f"{dataset}, {mine[0][1]}{seeds}")
-        axes.legend(fontsize=7, loc="lower right")
+        axes.legend(fontsize=7, loc="upper right")
         axes.grid(axis="x", alpha=0.3)
     figure.tight_layout()
     figure.savefig(path)

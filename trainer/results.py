@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from trainer.errors import TrainerError
 
 RESULT_TABLES = ("runs", "epoch_metrics", "predictions")  # also the order of the DDL files
 VIEWS = ("run_metrics", "latest_run", "latest_predictions", "recommendations")  # dependency order
+BENCH_TABLE, BENCH_VIEW = "bench_results", "bench_summary"  # written by `trainer bench`
 RUN_FILE = "run.json"
 PUBLISHED_MARKER = "published"
 
@@ -57,32 +59,57 @@ def publish(run_dir: Path, warehouse: Path, lock_wait_seconds: float) -> str:
     except EtlError as error:
         raise _kept(run_dir, warehouse, error) from error
     try:
+        with transaction(con):
+            _write_run(con, run_dir, run)
+    except duckdb.Error as error:  # a full disk, most likely: the transaction was rolled back
+        raise _kept(run_dir, warehouse, error) from error
+    (run_dir / PUBLISHED_MARKER).touch()
+    return run["run_id"]
+
+
+def _write_run(con: duckdb.DuckDBPyConnection, run_dir: Path, run: dict[str, Any]) -> None:
+    for table in RESULT_TABLES:
+        con.execute((SQL_DIR / "results" / f"{table}.sql").read_text())
+        con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run["run_id"]])
+    # Column names come from a file: allow only the runs table's own columns.
+    known = {row[0] for row in con.execute(
+        "SELECT column_name FROM duckdb_columns() WHERE table_name = 'runs'").fetchall()}
+    if not set(run) <= known:
+        raise TrainerError(f"{run_dir / RUN_FILE}: unexpected fields {sorted(set(run) - known)}")
+    columns = ", ".join(run)
+    con.execute(f"INSERT INTO runs ({columns}) VALUES ({', '.join('?' for _ in run)})", list(run.values()))
+    for table in ("epoch_metrics", "predictions"):
+        con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM read_parquet(?)", [str(run_dir / f"{table}.parquet")])
+    for view in VIEWS:
+        con.execute((SQL_DIR / "views" / f"{view}.sql").read_text())
+
+
+def publish_bench(rows: list[dict[str, Any]], warehouse: Path, lock_wait_seconds: float = 30.0) -> None:
+    """Append `trainer bench` rows to bench_results (and refresh bench_summary) in one transaction."""
+    try:
+        con = wh.connect(warehouse, read_only=False, lock_wait_seconds=lock_wait_seconds)
+    except EtlError as error:
+        raise TrainerError(f"could not write the bench results: {error}") from error
+    bench_rows = pa.Table.from_pylist(rows)  # noqa: F841 (DuckDB reads it by name in the query below)
+    with transaction(con):
+        con.execute((SQL_DIR / "results" / f"{BENCH_TABLE}.sql").read_text())
+        con.execute(f"INSERT INTO {BENCH_TABLE} BY NAME SELECT * FROM bench_rows")
+        con.execute((SQL_DIR / "views" / f"{BENCH_VIEW}.sql").read_text())
+
+
+@contextlib.contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Readers see all of the writes or none of them; the connection is closed either way."""
+    try:
         con.execute("BEGIN TRANSACTION")
-        for table in RESULT_TABLES:
-            con.execute((SQL_DIR / "results" / f"{table}.sql").read_text())
-            con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run["run_id"]])
-        # Column names come from a file: allow only the runs table's own columns.
-        known = {row[0] for row in con.execute(
-            "SELECT column_name FROM duckdb_columns() WHERE table_name = 'runs'").fetchall()}
-        if not set(run) <= known:
-            raise TrainerError(f"{run_file}: unexpected fields {sorted(set(run) - known)}")
-        columns = ", ".join(run)
-        con.execute(f"INSERT INTO runs ({columns}) VALUES ({', '.join('?' for _ in run)})", list(run.values()))
-        for table in ("epoch_metrics", "predictions"):
-            con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM read_parquet(?)", [str(run_dir / f"{table}.parquet")])
-        for view in VIEWS:
-            con.execute((SQL_DIR / "views" / f"{view}.sql").read_text())
+        yield
         con.execute("COMMIT")
-    except BaseException as error:
+    except BaseException:
         with contextlib.suppress(duckdb.Error):  # a COMMIT that failed (disk full) has ended the transaction
             con.execute("ROLLBACK")
-        if isinstance(error, duckdb.Error):
-            raise _kept(run_dir, warehouse, error) from error
         raise
     finally:
         con.close()
-    (run_dir / PUBLISHED_MARKER).touch()
-    return run["run_id"]
 
 
 def _kept(run_dir: Path, warehouse: Path, error: Exception) -> TrainerError:

@@ -155,6 +155,12 @@ def run(
                     optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
+                if config.refeed:
+                    # DeepRecommender's dense re-feeding: the reconstruction, dense, is an example of its own.
+                    dense = reconstruction.detach()
+                    optimizer.zero_grad(set_to_none=True)
+                    (model(dense, batch.index) - dense).square().mean().backward()
+                    optimizer.step()
                 squared_error += batch_error.detach()
                 n_ratings += batch.targets.numel()
             squared, count = distributed.all_sum(ctx, device, squared_error.item(), n_ratings.item())
@@ -165,7 +171,9 @@ def run(
             }
             if config.validation and (epoch % config.eval_every == 0 or epoch == config.epochs):
                 metrics["validation_rmse"] = data.validation_rmse(model)
-                best.update(epoch, metrics["validation_rmse"], model, config)
+                if best.update(epoch, metrics["validation_rmse"], model, config):
+                    optimizer.defaults["lr"] *= LR_DROP
+                    log(f"epoch {epoch}: validation RMSE stalled, learning rate now {optimizer.defaults['lr']:g}")
             metrics["seconds"] = time.perf_counter() - epoch_start
             train_seconds += metrics["seconds"]
             history.append(metrics)
@@ -229,6 +237,10 @@ def run(
                       run_row["device"])
 
 
+LR_DROP = 0.1  # the learning rate's factor each time validation RMSE stalls (config.lr_drops)
+MIN_IMPROVEMENT = 1e-4  # in validation RMSE, to count as progress for patience
+
+
 @dataclass
 class Best:
     """Early stopping and the best epoch so far, as judged on the validation slice."""
@@ -237,17 +249,30 @@ class Best:
     rmse: float = math.inf
     weights: dict[str, torch.Tensor] | None = None
     stopped: bool = False
+    # Patience counts from the last real improvement (or learning-rate drop): at a low rate, gains of
+    # 1e-5 an epoch would otherwise keep a run going for nothing.
+    waiting_since: int = 0
+    waiting_rmse: float = math.inf
+    drops: int = 0
 
-    def update(self, epoch: int, rmse: float, model: torch.nn.Module, config: TrainConfig) -> None:
+    def update(self, epoch: int, rmse: float, model: torch.nn.Module, config: TrainConfig) -> bool:
+        """Record a validation score; True when the learning rate should drop now."""
         if rmse < self.rmse:
             self.epoch, self.rmse = epoch, rmse
             if config.select_best:
                 self.weights = {name: t.detach().clone() for name, t in model.state_dict().items()}
-        elif config.patience and self.epoch is not None and epoch - self.epoch >= config.patience:
+        if rmse < self.waiting_rmse - MIN_IMPROVEMENT:
+            self.waiting_since, self.waiting_rmse = epoch, rmse
+        elif config.patience and epoch - self.waiting_since >= config.patience:
+            if self.drops < config.lr_drops:
+                self.drops, self.waiting_since, self.waiting_rmse = self.drops + 1, epoch, self.rmse
+                return True
             self.stopped = True
+        return False
 
     def to_dict(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "rmse": self.rmse, "weights": self.weights, "stopped": self.stopped}
+        return {"epoch": self.epoch, "rmse": self.rmse, "weights": self.weights, "stopped": self.stopped,
+                "waiting_since": self.waiting_since, "waiting_rmse": self.waiting_rmse, "drops": self.drops}
 
 
 @dataclass

@@ -24,6 +24,7 @@ def test_bench_runs_each_model_on_each_seed_and_writes_table_and_markdown(tmp_pa
     table = markdown.read_text().splitlines()
     assert table[0].startswith("| model | data set | protocol | RMSE | MAE |") and len(table) == 4
     assert "random 90/10, 2 seeds" in table[2] and "±" in table[2]
+    assert table[2].endswith("`trainer bench --datasets ml-1m --models " + table[2].split(" | ")[0][2:] + "` |")
 
 
 def test_bench_refuses_an_unknown_data_set(tmp_path) -> None:

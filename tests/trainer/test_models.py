@@ -8,11 +8,12 @@ from trainer.models import AutoEncoder, MatrixFactorisation, build_model
 N_USERS, N_MOVIES = 6, 7
 
 
-@pytest.mark.parametrize("model", ["autoencoder", "notebook", "i-autorec", "global-mean", "biases", "mf"])
+@pytest.mark.parametrize("model", ["autoencoder", "notebook", "i-autorec", "deep-ae", "global-mean", "biases", "mf"])
 def test_predict_at_equals_the_full_output_at_those_cells(model: str) -> None:
     torch.manual_seed(0)
     net = build_model(resolve({"model": model, "hidden": (4, 2, 4) if "autoencoder" in model else None}),
                       N_USERS, N_MOVIES, mean=3.5)
+    net.eval()  # no dropout
     with torch.no_grad():  # make the baselines' biases non-zero, so the test sees them
         for p in net.parameters():
             p.add_(torch.randn_like(p) * 0.1)
@@ -43,3 +44,18 @@ def test_the_baselines_are_one_model_with_parts_switched_off() -> None:
 def test_an_unknown_model_is_refused_by_name() -> None:
     with pytest.raises(TrainerError, match="unknown model 'deep'"):
         resolve({"model": "deep"})
+
+
+def test_deep_ae_drops_out_its_code_only_while_training() -> None:
+    net = build_model(resolve({"model": "deep-ae", "hidden": (8, 4, 8), "dropout": 0.5}), N_USERS, N_MOVIES, 3.5)
+    kinds = [type(layer).__name__ for layer in net.net]
+    assert kinds == ["Linear", "SELU", "Linear", "SELU", "Dropout", "Linear", "SELU", "Linear"]  # after the 4-wide code
+    ratings = torch.rand(3, N_MOVIES)
+    assert not torch.equal(net(ratings), net(ratings))
+    net.eval()
+    assert torch.equal(net(ratings), net(ratings))
+
+
+def test_dropout_must_leave_something() -> None:
+    with pytest.raises(TrainerError, match="dropout must be at least 0 and below 1"):
+        resolve({"model": "deep-ae", "dropout": 1.0})

@@ -2,7 +2,7 @@ from datetime import datetime
 
 from typer.testing import CliRunner
 
-from trainer.bench import publish
+from trainer.results import publish_bench
 from trainer.cli import app
 from trainer.config import resolve
 from trainer.train import run
@@ -25,7 +25,7 @@ def test_report_draws_the_learning_curve_and_the_bench_comparison(warehouse, tmp
              "test_mae": rmse * 0.8, "validation_rmse": rmse, "best_epoch": 1, "epochs_run": 1,
              "train_seconds": 1.0, "device": "cpu", "config": "{}"}
             for model, rmse in (("biases", 0.9), ("i-autorec", 0.84)) for seed in (1, 2)]
-    publish(rows, warehouse)
+    publish_bench(rows, warehouse)
     outcome = CliRunner().invoke(app, ["report", summary.run_id, "--warehouse", str(warehouse),
                                        "--out-dir", str(tmp_path / "out")])
     assert outcome.exit_code == 0, outcome.output

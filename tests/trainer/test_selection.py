@@ -28,6 +28,7 @@ def corrupt_test_ratings(warehouse) -> None:
     ("i-autorec", {"hidden": (32,), "epochs": 15, "learning_rate": 0.01, "patience": 4, "batch_size": 16}),
     ("autoencoder", {"epochs": 15, "learning_rate": 0.05, "eval_every": 1, "patience": 4}),
     ("mf", {"hidden": (4,), "epochs": 15, "patience": 4}),
+    ("deep-ae", {"hidden": (16, 8, 16), "epochs": 6, "batch_size": 16}),  # dropout and re-feeding too
 ])
 def test_corrupted_test_ratings_change_nothing_before_the_test_is_scored(
     model, overrides, small_warehouse, tmp_path
@@ -51,7 +52,7 @@ def test_corrupted_test_ratings_change_nothing_before_the_test_is_scored(
 def test_early_stopping_scores_the_epoch_best_on_validation(warehouse, tmp_path) -> None:
     # A learning rate too high for the data: validation RMSE soon stops improving.
     summary = run(config(warehouse, tmp_path, model="i-autorec", hidden=(32,), epochs=200, learning_rate=0.05,
-                         patience=3, batch_size=16))
+                         patience=3, lr_drops=0, batch_size=16))
     scored = [(h["validation_rmse"], h["epoch"]) for h in summary.history]
     best_rmse, best_epoch = min(scored)
     assert (summary.best_epoch, summary.validation_rmse) == (best_epoch, best_rmse)
@@ -59,3 +60,15 @@ def test_early_stopping_scores_the_epoch_best_on_validation(warehouse, tmp_path)
     con = duckdb.connect(str(warehouse), read_only=True)
     assert con.execute("SELECT best_epoch, epochs_run, validation_rmse FROM runs").fetchall()[0] == (
         best_epoch, len(summary.history), pytest.approx(best_rmse))
+
+
+def test_a_stall_drops_the_learning_rate_before_it_stops_the_run() -> None:
+    from trainer.train import Best
+
+    settings = resolve({"patience": 2, "lr_drops": 1})
+    model, best = torch.nn.Linear(1, 1), Best()
+    drops = [best.update(epoch, rmse, model, settings) for epoch, rmse in enumerate([0.9, 0.8, 0.85, 0.81], 1)]
+    assert drops == [False, False, False, True] and not best.stopped  # 2 epochs without a better score: drop
+    assert best.update(5, 0.82, model, settings) is False and not best.stopped  # patience counts from the drop
+    assert best.update(6, 0.82, model, settings) is False and best.stopped  # no drops left: stop
+    assert (best.epoch, best.rmse) == (2, 0.8)

@@ -51,16 +51,21 @@ def test_views_answer_for_analysts(warehouse, tmp_path) -> None:
     assert con.execute("SELECT count(*) FROM latest_predictions WHERE title IS NULL").fetchall()[0][0] == 0
 
 
-def test_streaming_every_epoch_matches_the_cached_matrix_in_quality(warehouse, tmp_path) -> None:
-    cached = run(config(warehouse, tmp_path, batch_size=16))
-    streamed = run(config(warehouse, tmp_path, batch_size=16, cache_budget_mb=1e-9))
+ITEM_BASED = dict(model="i-autorec", hidden=(16,), learning_rate=0.01)  # movie rows, small and quick
+
+
+@pytest.mark.parametrize("model", [{}, ITEM_BASED])
+def test_streaming_every_epoch_matches_the_cached_matrix_in_quality(model, warehouse, tmp_path) -> None:
+    cached = run(config(warehouse, tmp_path, batch_size=16, **model))
+    streamed = run(config(warehouse, tmp_path, batch_size=16, cache_budget_mb=1e-9, **model))
     # Different user orders (DuckDB hash vs torch permutation), same model and data: close results.
     assert streamed.metrics["rmse"] == pytest.approx(cached.metrics["rmse"], abs=0.1)
     assert streamed.metrics["n"] == cached.metrics["n"]
 
 
-def test_resumed_run_ends_with_the_same_weights(warehouse, tmp_path) -> None:
-    settings = dict(epochs=6, checkpoint_every=3, batch_size=16)
+@pytest.mark.parametrize("model", [{}, {**ITEM_BASED, "patience": 1, "lr_drops": 1}])  # selection state too
+def test_resumed_run_ends_with_the_same_weights(model, warehouse, tmp_path) -> None:
+    settings = dict(epochs=6, checkpoint_every=3, batch_size=16, **model)
     whole = run(config(warehouse, tmp_path / "a", **settings))
 
     class Interrupted(Exception):
@@ -80,6 +85,7 @@ def test_resumed_run_ends_with_the_same_weights(warehouse, tmp_path) -> None:
     for name in first:
         assert torch.equal(first[name], second[name]), name
     assert resumed.metrics["rmse"] == whole.metrics["rmse"]
+    assert (resumed.best_epoch, resumed.validation_rmse) == (whole.best_epoch, whole.validation_rmse)
 
 
 def test_notebook_preset_runs_one_user_per_step(warehouse, tmp_path) -> None:
