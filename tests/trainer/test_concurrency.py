@@ -67,7 +67,8 @@ def test_analysts_reading_during_training_and_publishing_never_see_part_of_a_run
         for analyst in analysts:
             assert analyst.stdout.readline().strip() == "ready"
         started = time.time()
-        first = run(settings(warehouse, tmp_path, epochs=20, lock_wait_seconds=60.0))
+        # Each epoch pauses, so that training lasts a second however fast the machine: every analyst reads in it.
+        first = run(settings(warehouse, tmp_path, epochs=20, lock_wait_seconds=60.0), on_epoch=lambda m: time.sleep(0.05))
         trained = time.time()
         # More moments for a reader to catch a write half done: republishing replaces the run's rows.
         for _ in range(2):
