@@ -65,6 +65,9 @@ def main() -> None:
     parser.add_argument("--skip-notebook", action="store_true", help="Do not run the (slow) notebook preset.")
     parser.add_argument("--skip-ml1m", action="store_true", help="Do not run ml-1m.")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda.")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="CPU threads for every run, notebook and default alike (default 1: on a shared 2-core "
+                             "machine torch's threads mostly wait for each other; 0 keeps torch's default).")
     parser.add_argument("--json", type=Path, help="Also write the figures to this JSON file.")
     args = parser.parse_args()
     if not (SHARED / "ml-100k").is_dir():
@@ -74,8 +77,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         ml100k = build("ml-100k", folder)
-        device = ["--device", args.device]
-        print("ml-100k split u1 (943 users x 1,682 movies, 80,000 training ratings), 200 epochs", flush=True)
+        device = ["--device", args.device, "--threads", str(args.threads)]
+        print(f"ml-100k split u1 (943 users x 1,682 movies, 80,000 training ratings), 200 epochs, "
+              f"{args.threads or 'default'} CPU thread(s)", flush=True)
         defaults = [train(ml100k, folder / "runs", "--split", "u1", *device) for _ in range(args.repeat)]
         for r in defaults:
             show("default (seed autoencoder)", r)

@@ -58,6 +58,7 @@ def run_command(
     optimizer: Annotated[Optional[str], typer.Option(help=f"rmsprop, adam or sgd. Default: {DEFAULTS.optimizer}.", show_default=False)] = None,
     seed: Annotated[Optional[int], typer.Option(help=f"Seeds the weights and the order of users: the same seed on the same data gives the same run on a CPU. Default: {DEFAULTS.seed}.", show_default=False)] = None,
     device: Annotated[Optional[str], typer.Option(help="auto (a CUDA GPU when there is one, else the CPU), cpu or cuda. Default: auto.", show_default=False)] = None,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch's arithmetic; 0 keeps torch's default, one per core. On a machine shared with other work, 1 is often several times faster. Default: 0.", show_default=False)] = None,
     validation: Annotated[Optional[bool], typer.Option("--validation/--no-validation", help="Hold the split's validation slice out of training and report RMSE on it every 5 epochs and at the end (default), or train on the whole training side.", show_default=False)] = None,
     top_n: Annotated[Optional[int], typer.Option(help=f"How many recommendations to write per user, among movies they never rated. Default: {DEFAULTS.top_n}.", show_default=False)] = None,
     full_matrix: Annotated[Optional[bool], typer.Option("--full-matrix", help="Also write a prediction for every (user, movie) pair; refused when that would exceed 50 million rows.", show_default=False)] = None,
@@ -65,7 +66,7 @@ def run_command(
     runs_dir: Annotated[Optional[Path], typer.Option(help=f"Where each run keeps its checkpoint and staged results, in a folder named after the run. Default: {DEFAULTS.runs_dir}.", show_default=False)] = None,
     lock_wait: Annotated[Optional[float], typer.Option(help=f"Seconds to wait for another process holding the warehouse before giving up (results are kept and can be written later with `trainer publish`). Default: {DEFAULTS.lock_wait_seconds:.0f}.", show_default=False)] = None,
     config_file: Annotated[Optional[Path], typer.Option("--config", help="A TOML file of settings (same names as the options, with underscores); options given on the command line override it.", show_default=False)] = None,
-    resume: Annotated[Optional[Path], typer.Option(help="Continue the interrupted run in this folder (e.g. runs/20261128-101500-ab12) from its last checkpoint, with the settings and warehouse it started with (only --device and --lock-wait apply).", show_default=False)] = None,
+    resume: Annotated[Optional[Path], typer.Option(help="Continue the interrupted run in this folder (e.g. runs/20261128-101500-ab12) from its last checkpoint, with the settings and warehouse it started with (only --device, --threads and --lock-wait apply).", show_default=False)] = None,
 ) -> None:
     """Train a model on one split of the warehouse, score it on the held-out ratings, and write runs, per-epoch metrics and predictions into the warehouse."""
     overrides: dict[str, Any] = {
@@ -73,7 +74,7 @@ def run_command(
         "split": split, "model": model, "epochs": epochs,
         "batch_size": batch_size, "learning_rate": learning_rate, "weight_decay": weight_decay,
         "optimizer": optimizer, "l2": l2, "hidden": _widths(hidden), "patience": patience, "lr_drops": lr_drops,
-        "select_best": select_best, "eval_every": eval_every, "seed": seed, "device": device, "validation": validation, "top_n": top_n,
+        "select_best": select_best, "eval_every": eval_every, "seed": seed, "device": device, "threads": threads, "validation": validation, "top_n": top_n,
         "full_matrix": full_matrix, "cache_budget_mb": cache_budget_mb,
         "runs_dir": str(runs_dir) if runs_dir else None, "lock_wait_seconds": lock_wait,
     }

@@ -71,6 +71,10 @@ class TrainConfig:
     drop_first_rating: bool = False  # pandas read_csv without header=None ate each file's first line
     # machinery
     device: str = "auto"
+    # CPU threads for torch's arithmetic; 0 keeps torch's default (one per core). On a machine whose cores
+    # other work is also using, 1 can be several times faster: torch's threads wait on each other for a
+    # core (measured up to 10x on this project's shared 2-core machine, README "Benchmarks").
+    threads: int = 0
     cache_budget_mb: int = 2048  # cache the training matrix on the device when it fits this
     eval_every: int = 5  # epochs between validation scores (the learning curve); each costs a forward pass
     checkpoint_every: int = 10
@@ -167,8 +171,8 @@ def validate(config: TrainConfig) -> TrainConfig:
         if getattr(config, name) <= 0:
             raise TrainerError(f"{name} must be positive, not {getattr(config, name)}")
     if min(config.weight_decay, config.l2, config.patience, config.lr_drops, config.top_n,
-           config.lock_wait_seconds) < 0:
-        raise TrainerError("weight_decay, l2, patience, lr_drops, top_n and lock_wait_seconds cannot be negative")
+           config.lock_wait_seconds, config.threads) < 0:
+        raise TrainerError("weight_decay, l2, patience, lr_drops, top_n, lock_wait_seconds and threads cannot be negative")
     if not 0 <= config.dropout < 1:
         raise TrainerError(f"dropout must be at least 0 and below 1, not {config.dropout}")
     if not config.hidden or any(width <= 0 for width in config.hidden):

@@ -81,7 +81,10 @@ def run(
     state = checkpoint.load(resume_dir, device) if resume_dir else None
     if state:
         # A resumed run continues with the configuration it started with (machine settings aside).
-        config = from_dict({**state["config"], "device": config.device, "lock_wait_seconds": config.lock_wait_seconds})
+        config = from_dict({**state["config"], "device": config.device, "lock_wait_seconds": config.lock_wait_seconds,
+                            "threads": config.threads})
+    if config.threads:
+        torch.set_num_threads(config.threads)
     run_id = state["run_id"] if state else distributed.broadcast(ctx, _new_run_id())
     run_dir = resume_dir or Path(config.runs_dir) / run_id
     try:

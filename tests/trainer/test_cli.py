@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import duckdb
+import torch
 from typer.testing import CliRunner
 
 from trainer.cli import app
@@ -25,11 +26,19 @@ def test_help_explains_every_option() -> None:
 
 
 def test_run_end_to_end_prints_the_metrics(warehouse, tmp_path) -> None:
-    result = invoke("run", "--warehouse", str(warehouse), "--epochs", "3", "--runs-dir", str(tmp_path / "r"))
+    threads = torch.get_num_threads()
+    try:
+        result = invoke("run", "--warehouse", str(warehouse), "--epochs", "3", "--runs-dir", str(tmp_path / "r"),
+                        "--threads", "1")
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
     assert result.exit_code == 0, result.output
     assert "epoch 3/3" in result.output and "test RMSE" in result.output
     con = duckdb.connect(str(warehouse), read_only=True)
-    assert con.execute("SELECT epochs, split, model FROM runs").fetchall() == [(3, "random", "autoencoder")]
+    assert con.execute("SELECT epochs, split, model, json_extract(config, '$.threads')::INTEGER FROM runs").fetchall() == [
+        (3, "random", "autoencoder", 1)
+    ]
 
 
 def test_missing_warehouse_says_run_make_etl(tmp_path) -> None:

@@ -32,6 +32,7 @@ def test_flags_override_the_file_which_overrides_the_preset(tmp_path) -> None:
         ({"device": "tpu"}, "device must be one of"),
         ({"epochs": 0}, "epochs must be positive"),
         ({"weight_decay": -1.0}, "cannot be negative"),
+        ({"threads": -1}, "cannot be negative"),
     ],
 )
 def test_bad_settings_are_refused_with_a_reason(overrides, message) -> None:
