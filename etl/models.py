@@ -21,6 +21,7 @@ def models_for(layout: Layout) -> list[Path]:
         *(["staging/ml100k/stg_genres.sql"] if "genres" in layout.files else []),
         f"staging/{staging}/stg_movies.sql",
         users,
+        "staging/ratings_lines.sql",
         "staging/stg_ratings.sql",
         "intermediate/int_movies_checked.sql",
         "intermediate/int_users_checked.sql",

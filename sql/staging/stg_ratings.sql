@@ -4,7 +4,7 @@
 CREATE OR REPLACE TEMP VIEW stg_ratings AS
 WITH lines AS (
     SELECT line_no, line AS raw_line, string_split(line, getvariable('ratings_delimiter')) AS fields
-    FROM read_lines(getvariable('ratings_path'), getvariable('ratings_newline'), 'latin-1')
+    FROM ratings_lines
 )
 SELECT
     line_no,
