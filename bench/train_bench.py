@@ -65,9 +65,9 @@ def main() -> None:
     parser.add_argument("--skip-notebook", action="store_true", help="Do not run the (slow) notebook preset.")
     parser.add_argument("--skip-ml1m", action="store_true", help="Do not run ml-1m.")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda.")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="CPU threads for every run, notebook and default alike (default 1: on a shared 2-core "
-                             "machine torch's threads mostly wait for each other; 0 keeps torch's default).")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="CPU threads for every run, notebook and default alike (default 0: torch's default, one "
+                             "per core; on a machine busy with other work, 1 is often faster).")
     parser.add_argument("--json", type=Path, help="Also write the figures to this JSON file.")
     args = parser.parse_args()
     if not (SHARED / "ml-100k").is_dir():
