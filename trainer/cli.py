@@ -92,8 +92,9 @@ def run_command(
     _log(
         f"run {summary.run_id}: test RMSE {m['rmse']:.4f}, MAE {m['mae']:.4f}, mean per-user RMSE "
         f"{m['user_rmse']:.4f} on {m['n']:,} ratings ({m['n_cold_start']:,} cold start); trained in "
-        f"{summary.train_seconds:.2f} s, {summary.wall_seconds:.2f} s in all. Results are in the warehouse: "
-        "SELECT * FROM run_metrics; SELECT * FROM recommendations;"
+        f"{summary.train_seconds:.2f} s, {summary.wall_seconds:.2f} s in all. "
+        + ("Results are in the warehouse: SELECT * FROM run_metrics; SELECT * FROM recommendations;"
+           if summary.published else f"Results are staged in {summary.run_dir} (trainer publish writes them).")
     )
 
 

@@ -50,6 +50,7 @@ class RunSummary:
     best_epoch: int | None = None  # the epoch whose weights were scored (chosen on validation)
     validation_rmse: float | None = None  # that epoch's validation RMSE
     device: str = "cpu"  # as recorded in runs.device
+    published: bool = True  # False: the results stay staged in run_dir (no warehouse beside --features)
 
 
 def eval_rows(n_cols: int) -> int:
@@ -230,14 +231,15 @@ def run(
                           ("validation_rmse", pa.float64()), ("seconds", pa.float64())]),
     )
     results.stage(run_dir, run_row, epochs_table, predictions)
-    if config.features and not warehouse.exists():  # a trainer given only the Parquet features
+    published = not (config.features and not warehouse.exists())  # a trainer given only the Parquet features
+    if published:
+        results.publish(run_dir, warehouse, config.lock_wait_seconds)
+    else:
         log(f"no warehouse at {warehouse}: the results stay in {run_dir}; write them into one with "
             f"trainer publish {run_dir} --warehouse PATH")
-    else:
-        results.publish(run_dir, warehouse, config.lock_wait_seconds)
     distributed.teardown(ctx)
     return RunSummary(run_id, run_dir, scores, train_seconds, wall_seconds, history, scored_epoch, scored_validation,
-                      run_row["device"])
+                      run_row["device"], published)
 
 
 LR_DROP = 0.1  # the learning rate's factor each time validation RMSE stalls (config.lr_drops)

@@ -30,6 +30,7 @@ def test_training_from_parquet_matches_training_from_the_warehouse(warehouse, tm
     assert not (tmp_path / "absent.duckdb").exists()
     assert (from_parquet.run_dir / "predictions.parquet").exists()
     assert any("the results stay in" in m for m in messages)
+    assert from_warehouse.published and not from_parquet.published
 
 
 def test_training_from_parquet_publishes_into_the_warehouse_when_there_is_one(warehouse, tmp_path, query):
