@@ -51,9 +51,18 @@ class AutoEncoder(nn.Module):
                    cols: torch.Tensor) -> torch.Tensor:
         """forward(inputs)[rows, cols], without computing the rest of the rows x cols output:
         scoring a few held-out ratings costs a fraction of a full forward pass."""
-        code = self.net[:-1](inputs)
+        code = self.encode(inputs)
         output = self.net[-1]
         return (code.index_select(0, rows) * output.weight.index_select(0, cols)).sum(1) + output.bias.index_select(0, cols)
+
+    def encode(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The last hidden layer of each row: the output layer is linear, so this is all a row's outputs need."""
+        return self.net[:-1](inputs)
+
+    def decode_columns(self, code: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        """forward(inputs)[:, cols] from encode(inputs): the outputs of a few columns for every row."""
+        output = self.net[-1]
+        return code @ output.weight.index_select(0, cols).T + output.bias.index_select(0, cols)
 
     def regularised(self) -> list[torch.Tensor]:
         """The weight matrices (I-AutoRec's L2 term leaves the biases out)."""

@@ -434,8 +434,8 @@ def predict(
     movie_ids = _ids(con, "movie_index", "movie_id", "movie_idx")
     user_bias, movie_bias = fallback.user.to(device), fallback.movie.to(device)
     movie_known = fallback.movie_known.to(device)
-    # A movie-row model predicts movies x users: computed once, read a block of users at a time below.
-    by_movie = _movie_row_scores(con, config, info, fit_parts, model, device) if model.rows == "movie" else None
+    # A movie-row model's scores for a block of users are its movie codes times those users' output weights.
+    movie_codes = _movie_codes(con, config, info, fit_parts, model, device) if model.rows == "movie" else None
     all_parts = ("train", "validation", "test")
     # The notebook quirk: the first line of each of its files (train and test) was never read.
     lost_fit = first_rating(con, config.split, fit_parts) if config.drop_first_rating else None
@@ -450,7 +450,10 @@ def predict(
             fit = fit.without(users, *lost_fit)
         if lost_test:
             test = test.without(users, *lost_test)
-        scores = model(fit.to_dense(), users) if by_movie is None else by_movie[:, users].T.contiguous()
+        if movie_codes is None:
+            scores = model(fit.to_dense(), users)
+        else:
+            scores = model.decode_columns(movie_codes, users).T.contiguous()
         if config.clip:
             scores = scores.clamp(info.rating_min, info.rating_max)
 
@@ -572,17 +575,22 @@ def fit_biases(con: duckdb.DuckDBPyConnection, split: str, fit_parts: tuple[str,
 
 
 @torch.no_grad()
-def _movie_row_scores(
+def _movie_codes(
     con: duckdb.DuckDBPyConnection, config: TrainConfig, info: DatasetInfo, fit_parts: tuple[str, ...],
     model: torch.nn.Module, device: torch.device,
 ) -> torch.Tensor:
-    """Every prediction of a movie-row model, movies x users, from the movies' training rows."""
-    scores = torch.zeros(info.n_movies, info.n_users, device=device)
+    """A movie-row model's code (last hidden layer) of every movie, from the movies' training rows: movies x
+    hidden units, where the scores themselves would be movies x users (15 GB at ml-20m)."""
+    codes: torch.Tensor | None = None
     for movies, matrices in stream_rows(con, config.split, fit_parts, info.n_users, eval_rows(info.n_users), by="movie"):
         movies = movies.to(device)
         fit = merge_parts({part: m.to(device) for part, m in matrices.items()}, fit_parts)
-        scores[movies] = model(fit.to_dense(), movies)
-    return scores
+        code = model.encode(fit.to_dense())
+        if codes is None:
+            codes = torch.zeros(info.n_movies, code.shape[1], device=device)
+        codes[movies] = code
+    assert codes is not None, "a split without movie rows"
+    return codes
 
 
 def _make_optimizer(config: TrainConfig, model: torch.nn.Module) -> Optimizer:
