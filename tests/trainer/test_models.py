@@ -28,7 +28,7 @@ def test_predict_at_equals_the_full_output_at_those_cells(model: str) -> None:
 def test_decoding_some_columns_of_the_code_equals_those_columns_of_the_output() -> None:
     torch.manual_seed(0)
     net = build_model(resolve({"model": "i-autorec", "hidden": (8,)}), N_USERS, N_MOVIES, mean=3.5)
-    ratings, cols = torch.rand(5, N_USERS), torch.tensor([3, 0, 7])
+    ratings, cols = torch.rand(5, N_USERS), torch.tensor([3, 0, 5])
     with torch.no_grad():
         torch.testing.assert_close(net.decode_columns(net.encode(ratings), cols), net(ratings)[:, cols])
 
