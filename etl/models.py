@@ -36,6 +36,7 @@ def models_for(layout: Layout) -> list[Path]:
         "splits/rating_splits.sql",
         "splits/split_ratings.sql",
         "splits/splits.sql",
+        "macros/matrix_rows.sql",
         "features/user_matrix.sql",
         "features/movie_matrix.sql",
     ]
