@@ -191,7 +191,8 @@ def run(
                 })
 
         # -- model selection: the weights of the epoch that scored best on the validation slice
-        if config.select_best and best.weights is not None:
+        selected = config.select_best and best.weights is not None
+        if selected:
             model.load_state_dict(best.weights)
             log(f"selected epoch {best.epoch} (validation RMSE {best.rmse:.4f}) of {len(history)}")
 
@@ -211,8 +212,8 @@ def run(
 
     wall_seconds = time.perf_counter() - wall_start
     last_validation = next((h["validation_rmse"] for h in reversed(history) if h["validation_rmse"] is not None), None)
-    scored_epoch = best.epoch if config.select_best and best.weights is not None else len(history)
-    scored_validation = best.rmse if config.select_best and best.weights is not None else last_validation
+    scored_epoch = best.epoch if selected else len(history)
+    scored_validation = best.rmse if selected else last_validation
     run_row = {
         "run_id": run_id, "started_at": started_at, "finished_at": _utc_now(), "model": config.model,
         "split": config.split, "seed": config.seed, "dataset_name": info.name,
