@@ -22,6 +22,7 @@ import torch
 from etl import warehouse as wh
 from etl.errors import EtlError
 from trainer.errors import TrainerError
+from trainer.sparse import SparseBlock
 
 PARTS = ("train", "validation", "test")
 
@@ -106,6 +107,10 @@ class Csr:
         dense = torch.zeros(self.n_rows, self.n_cols, device=self.vals.device)
         dense[self.row_ids(), self.cols] = self.vals
         return dense
+
+    def block(self) -> SparseBlock:
+        """These rows as the models' sparse products take them (trainer/sparse.py)."""
+        return SparseBlock(self.offsets, self.cols, self.vals, self.n_cols)
 
     def to(self, device: torch.device, non_blocking: bool = False) -> Csr:
         if device.type == "cuda" and self.offsets.device.type == "cpu":

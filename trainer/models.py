@@ -5,8 +5,10 @@ ratings of every movie) or movie rows (`movie_matrix`, each movie's ratings by e
 by its ``rows`` attribute. It is called on a block of those rows as ``model(inputs, index)``, where
 ``inputs`` is the block's dense ratings (0 where unrated) and ``index`` the rows' user_idx (or
 movie_idx), and returns the block's predicted ratings, the same shape as ``inputs``.
-``predict_at(inputs, index, rows, cols)`` is that output at a few cells only, and ``regularised()``
-lists the tensors the L2 penalty (``--l2``) applies to.
+Called instead on a :class:`~trainer.sparse.SparseBlock` of those rows, it returns the predictions at
+the block's observed ratings only (in the block's order), which is all the training loss reads.
+``predict_at(inputs, index, at)`` is the output at the entries of another block (held-out ratings of
+the same rows), and ``regularised()`` lists the tensors the L2 penalty (``--l2``) applies to.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from torch import nn
 
 from trainer.config import PRESETS, TrainConfig
 from trainer.errors import TrainerError
+from trainer.sparse import SparseBlock, linear_at_observed, sparse_linear
 
 
 ACTIVATIONS = {"sigmoid": nn.Sigmoid, "selu": nn.SELU}
@@ -44,19 +47,23 @@ class AutoEncoder(nn.Module):
         layers.append(nn.Linear(widths[-1], n_cols))
         self.net = nn.Sequential(*layers)
 
-    def forward(self, inputs: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, inputs: torch.Tensor | SparseBlock, index: torch.Tensor | None = None) -> torch.Tensor:
+        if isinstance(inputs, SparseBlock):
+            return self.predict_at(inputs, index, inputs)
         return self.net(inputs)
 
-    def predict_at(self, inputs: torch.Tensor, index: torch.Tensor | None, rows: torch.Tensor,
-                   cols: torch.Tensor) -> torch.Tensor:
-        """forward(inputs)[rows, cols], without computing the rest of the rows x cols output:
-        scoring a few held-out ratings costs a fraction of a full forward pass."""
-        code = self.encode(inputs)
+    def predict_at(self, inputs: torch.Tensor | SparseBlock, index: torch.Tensor | None, at: SparseBlock) -> torch.Tensor:
+        """The outputs at ``at``'s entries, in its order, without computing the rest of the rows x cols
+        output: scoring a few held-out ratings, or training on the observed ones, costs a fraction of a
+        full forward pass."""
         output = self.net[-1]
-        return (code.index_select(0, rows) * output.weight.index_select(0, cols)).sum(1) + output.bias.index_select(0, cols)
+        return linear_at_observed(at, self.encode(inputs), output.weight, output.bias)
 
-    def encode(self, inputs: torch.Tensor) -> torch.Tensor:
+    def encode(self, inputs: torch.Tensor | SparseBlock) -> torch.Tensor:
         """The last hidden layer of each row: the output layer is linear, so this is all a row's outputs need."""
+        if isinstance(inputs, SparseBlock):
+            first = self.net[0]
+            return self.net[1:-1](sparse_linear(inputs, first.weight, first.bias))
         return self.net[:-1](inputs)
 
     def decode_columns(self, code: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
@@ -90,7 +97,9 @@ class MatrixFactorisation(nn.Module):
         self.movie_factors = nn.Parameter(torch.randn(n_movies, factors) * 0.01) if factors else None
         self.n_movies = n_movies
 
-    def forward(self, inputs: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    def forward(self, inputs: torch.Tensor | SparseBlock, index: torch.Tensor) -> torch.Tensor:
+        if isinstance(inputs, SparseBlock):
+            return self.predict_at(inputs, index, inputs)
         out = self.mean.expand(index.numel(), self.n_movies)
         if self.user_bias is not None:
             out = out + self.user_bias[index, None] + self.movie_bias[None, :]
@@ -98,10 +107,9 @@ class MatrixFactorisation(nn.Module):
             out = out + self.user_factors[index] @ self.movie_factors.T
         return out
 
-    def predict_at(self, inputs: torch.Tensor, index: torch.Tensor, rows: torch.Tensor,
-                   cols: torch.Tensor) -> torch.Tensor:
-        users = index[rows]
-        out = self.mean.expand(rows.numel())
+    def predict_at(self, inputs: torch.Tensor | SparseBlock | None, index: torch.Tensor, at: SparseBlock) -> torch.Tensor:
+        users, cols = index[at.row_ids()], at.cols
+        out = self.mean.expand(cols.numel())
         if self.user_bias is not None:
             out = out + self.user_bias[users] + self.movie_bias[cols]
         if self.user_factors is not None:

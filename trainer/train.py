@@ -33,6 +33,7 @@ from trainer.errors import TrainerError
 from trainer.evaluate import rating_metrics
 from trainer.models import build_model
 from trainer.optim import OPTIMIZERS, Optimizer
+from trainer.sparse import SparseBlock
 
 FULL_MATRIX_LIMIT = 50_000_000  # (user, movie) pairs --full-matrix may write
 EVAL_ROWS = 4096  # users per forward pass when scoring and predicting ...
@@ -143,10 +144,11 @@ def run(
             squared_error = torch.zeros((), device=device)
             n_ratings = torch.zeros((), device=device)
             for batch in distributed.joined(trained, ctx, data.batches(epoch)):
-                reconstruction = trained(batch.inputs, batch.index)
-                # Only observed ratings count: read the reconstruction at their positions (cheaper than
-                # masking the whole rows x columns output, and the same gradient).
-                predicted = reconstruction.reshape(-1).index_select(0, batch.positions)
+                if data.sparse:  # the model's outputs at the observed ratings only
+                    predicted = trained(batch.inputs, batch.index)
+                else:  # the whole rows x columns output, read at the observed ratings
+                    reconstruction = trained(batch.inputs, batch.index)
+                    predicted = reconstruction.reshape(-1).index_select(0, batch.positions)
                 batch_error = (predicted - batch.targets).square().sum()
                 # "observed": mean over the observed ratings; "all_movies": the notebook's MSELoss over
                 # every movie with unobserved outputs zeroed. Same minimiser, different gradient scale.
@@ -283,17 +285,27 @@ class Best:
 
 @dataclass
 class Batch:
-    """Rating rows (users', or movies') as the model's dense input, and where in it the observed ratings are."""
+    """A block of rating rows (users', or movies') to train on, as the model takes it, and its observed ratings."""
 
-    inputs: torch.Tensor  # rows x columns, 0 where unrated
+    inputs: torch.Tensor | SparseBlock  # dense rows x columns (0 where unrated), or the block's observed ratings
     index: torch.Tensor  # each row's user_idx (movie_idx for movie rows)
-    positions: torch.Tensor  # flat indexes into inputs (row * n_cols + col) of the observed ratings
-    targets: torch.Tensor  # the observed ratings, aligned with positions
+    rows: Csr  # the observed ratings
 
-    @staticmethod
-    def of(rows: Csr, index: torch.Tensor, inputs: torch.Tensor | None = None) -> Batch:
-        inputs = rows.to_dense() if inputs is None else inputs
-        return Batch(inputs, index, rows.row_ids() * rows.n_cols + rows.cols, rows.vals)
+    @property
+    def targets(self) -> torch.Tensor:
+        return self.rows.vals
+
+    @property
+    def positions(self) -> torch.Tensor:
+        """Flat indexes into dense inputs (row * n_cols + col) of the observed ratings."""
+        return self.rows.row_ids() * self.rows.n_cols + self.rows.cols
+
+
+def dense_output(config: TrainConfig, device: torch.device) -> bool:
+    """Whether training needs the model's whole rows x columns output rather than its outputs at the
+    observed ratings: for the notebook's loss over every movie, for dense re-feeding, and on a GPU, whose
+    dense products have only ever been measured against its sparse ones on paper (README "GPU")."""
+    return config.loss == "all_movies" or config.refeed or device.type != "cpu"
 
 
 class TrainingData:
@@ -301,8 +313,10 @@ class TrainingData:
     plus the validation targets.
 
     When the CSR of the training (and validation) part fits ``cache_budget_mb`` it is read once and
-    kept on the device, and the dense users x movies matrix too when that also fits. Otherwise every
-    epoch streams the rows out of DuckDB, so memory is bounded by the batch, not by users x movies.
+    kept on the device, dealt into batches of rows once (at random, unless ``shuffle`` is off), and each
+    epoch takes those batches in a new order: a batch's sparse structure (and its transpose, which the
+    weight gradients need) is then built once, not every epoch. Otherwise every epoch streams the rows
+    out of DuckDB in a new order, so memory is bounded by the batch, not by users x movies.
     """
 
     def __init__(
@@ -313,6 +327,7 @@ class TrainingData:
         self.con, self.config, self.info, self.fit_parts, self.device = con, config, info, fit_parts, device
         self.rows = rows
         self.n_cols = info.n_movies if rows == "user" else info.n_users
+        self.sparse = not dense_output(config, device)
         # Under torchrun each rank holds its shard of the rows and takes its share of every batch. Its loss
         # is weighted by its shard's share of the ratings (x world size), so that the mean gradient DDP takes
         # over the ranks is the gradient over every rating: exactly the one process's, with full batches.
@@ -328,19 +343,28 @@ class TrainingData:
         self.index: torch.Tensor | None = None
         self.validation: Csr | None = None
         self.dense: torch.Tensor | None = None
-        self._fixed_batches: list[Batch] | None = None
+        self._ranges: list[tuple[int, int]] = []
+        self._blocks: dict[int, SparseBlock] = {}
         # The notebook quirk: the rating on the first line of the training file was never seen.
         lost = first_rating(con, config.split, fit_parts) if config.drop_first_rating else None
         self._lost = lost if lost is None or rows == "user" else (lost[1], lost[0])  # as (row, column)
         if self.cached:
             index, matrices = load_rows(con, config.split, parts, self.n_cols, by=rows, shard=ctx.shard)
-            self.index = index.to(device)
-            self.fit = self._fit_matrix(index, matrices).to(device)
-            if config.validation:
-                self.validation = matrices["validation"].to(device)
-            if info.n_users * info.n_movies * 4 <= budget:
+            fit = self._fit_matrix(index, matrices)
+            validation = matrices["validation"] if config.validation else None
+            if config.shuffle:
+                order = torch.randperm(fit.n_rows, generator=torch.Generator().manual_seed(config.seed * 1_000_003))
+                fit, index = fit.select(order), index[order]
+                validation = validation.select(order) if validation is not None else None
+            self.fit, self.index = fit.to(device), index.to(device)
+            self.validation = validation.to(device) if validation is not None else None
+            if not self.sparse and info.n_users * info.n_movies * 4 <= budget:
                 self.dense = self.fit.to_dense()
-                self._full_batch = Batch.of(self.fit, self.index, self.dense)
+            # Rows with nothing to learn from make no batch (the notebook skipped such users too).
+            counts = self.fit.offsets[::self.batch_size].tolist() + [int(self.fit.offsets[-1])]
+            self._ranges = [(start, min(start + self.batch_size, self.fit.n_rows))
+                            for start, first, last in zip(range(0, self.fit.n_rows, self.batch_size), counts, counts[1:])
+                            if last > first]
 
     def _fit_matrix(self, index: torch.Tensor, matrices: dict[str, Csr]) -> Csr:
         fit = merge_parts(matrices, self.fit_parts)
@@ -354,40 +378,27 @@ class TrainingData:
                                                self.batch_size, shuffle_seed=seed, by=self.rows, shard=self.ctx.shard):
                 rows = self._fit_matrix(index, matrices).to(self.device, non_blocking=True)
                 if rows.cols.numel():
-                    yield Batch.of(rows, index.to(self.device, non_blocking=True))
+                    inputs = rows.block() if self.sparse else rows.to_dense()
+                    yield Batch(inputs, index.to(self.device, non_blocking=True), rows)
             return
-        assert self.fit is not None and self.index is not None
-        n_rows = self.fit.n_rows
-        if self.dense is not None and self.batch_size >= n_rows:
-            yield self._full_batch  # one batch of every user: row order does not change the step
-            return
-        if not config.shuffle:
-            # The same batches every epoch: build them once (the notebook preset takes 189,000 steps).
-            if self._fixed_batches is None:
-                self._fixed_batches = list(self._batches_in_order(None))
-            yield from self._fixed_batches
-            return
-        order = torch.randperm(n_rows, generator=torch.Generator().manual_seed(config.seed * 1_000_003 + epoch))
-        yield from self._batches_in_order(order.to(self.device))
+        order = range(len(self._ranges))
+        if config.shuffle:
+            order = torch.randperm(len(self._ranges),
+                                   generator=torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)).tolist()
+        for i in order:
+            yield self._cached_batch(i)
 
-    def _batches_in_order(self, order: torch.Tensor | None) -> Iterator[Batch]:
-        """Batches of rows taken in ``order`` (None: as they are stored).
-
-        Each batch gathers its own rows: one gather of the whole matrix per epoch was 10x slower on
-        ml-1m (a fresh 88 MB copy every epoch), small gathers stay in cache.
-        """
+    def _cached_batch(self, i: int) -> Batch:
         assert self.fit is not None and self.index is not None
-        for start in range(0, self.fit.n_rows, self.batch_size):
-            end = min(start + self.batch_size, self.fit.n_rows)
-            rows = None if order is None else order[start:end]
-            part = self.fit.slice(start, end) if rows is None else self.fit.select(rows)
-            if part.cols.numel() == 0:  # nothing to learn from (the notebook skipped such users too)
-                continue
-            if self.dense is None:
-                inputs = part.to_dense()
-            else:
-                inputs = self.dense[start:end] if rows is None else self.dense.index_select(0, rows)
-            yield Batch.of(part, self.index[start:end] if rows is None else self.index.index_select(0, rows), inputs)
+        start, end = self._ranges[i]
+        rows = self.fit.slice(start, end)
+        if self.sparse:
+            if i not in self._blocks:
+                self._blocks[i] = rows.block()
+            inputs: torch.Tensor | SparseBlock = self._blocks[i]
+        else:
+            inputs = self.dense[start:end] if self.dense is not None else rows.to_dense()
+        return Batch(inputs, self.index[start:end], rows)
 
     @torch.no_grad()
     def validation_rmse(self, model: torch.nn.Module) -> float:
@@ -395,7 +406,7 @@ class TrainingData:
         model.eval()
         squared, count = 0.0, 0
         for inputs, index, targets in self._validation_blocks():
-            predicted = model.predict_at(inputs, index, targets.row_ids(), targets.cols)
+            predicted = model.predict_at(inputs, index, targets.block())
             if self.config.clip:
                 predicted = predicted.clamp(self.info.rating_min, self.info.rating_max)
             squared += (predicted - targets.vals).square().sum().item()
@@ -403,19 +414,24 @@ class TrainingData:
         squared, count = distributed.all_sum(self.ctx, self.device, squared, count)
         return math.sqrt(squared / max(count, 1))
 
-    def _validation_blocks(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, Csr]]:
-        """(dense inputs, their row indexes, validation targets) for blocks of rows, from the cache or streamed."""
+    def _validation_blocks(self) -> Iterator[tuple[torch.Tensor | SparseBlock, torch.Tensor, Csr]]:
+        """(inputs, their row indexes, validation targets) for blocks of rows, from the cache or streamed."""
         if not self.cached:
             for index, matrices in stream_rows(self.con, self.config.split, self.fit_parts + ("validation",),
                                                self.n_cols, eval_rows(self.n_cols), by=self.rows, shard=self.ctx.shard):
-                yield (self._fit_matrix(index, matrices).to(self.device).to_dense(), index.to(self.device),
+                fit = self._fit_matrix(index, matrices).to(self.device)
+                yield (fit.block() if self.sparse else fit.to_dense(), index.to(self.device),
                        matrices["validation"].to(self.device))
             return
         assert self.fit is not None and self.index is not None and self.validation is not None
         block = eval_rows(self.n_cols)
         for start in range(0, self.fit.n_rows, block):
             end = min(start + block, self.fit.n_rows)
-            inputs = self.dense[start:end] if self.dense is not None else self.fit.slice(start, end).to_dense()
+            fit = self.fit.slice(start, end)
+            if self.sparse:
+                inputs: torch.Tensor | SparseBlock = fit.block()
+            else:
+                inputs = self.dense[start:end] if self.dense is not None else fit.to_dense()
             yield inputs, self.index[start:end], self.validation.slice(start, end)
 
 

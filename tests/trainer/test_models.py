@@ -4,6 +4,7 @@ import torch
 from trainer.config import resolve
 from trainer.errors import TrainerError
 from trainer.models import AutoEncoder, MatrixFactorisation, build_model
+from trainer.sparse import SparseBlock
 
 N_USERS, N_MOVIES = 6, 7
 
@@ -21,8 +22,18 @@ def test_predict_at_equals_the_full_output_at_those_cells(model: str) -> None:
     n_rows = N_MOVIES if net.rows == "movie" else N_USERS
     ratings = torch.rand(4, n_cols)
     index = torch.tensor([5, 0, 2, 3]) % n_rows
-    rows, cols = torch.tensor([0, 0, 3, 2]), torch.tensor([5, 1, 2, 0])
-    torch.testing.assert_close(net.predict_at(ratings, index, rows, cols), net(ratings, index)[rows, cols])
+    cells = torch.zeros(4, n_cols)
+    cells[[0, 0, 2, 3], [1, 5, 0, 2]] = 1.0  # row 1 has no cell
+    at = block_of(cells)
+    rows, cols = at.row_ids(), at.cols.long()
+    torch.testing.assert_close(net.predict_at(ratings, index, at), net(ratings, index)[rows, cols])
+    # ... and from the inputs' own sparse form, which training uses
+    torch.testing.assert_close(net.predict_at(block_of(ratings), index, at), net(ratings, index)[rows, cols])
+
+
+def block_of(dense: torch.Tensor) -> SparseBlock:
+    csr = dense.to_sparse_csr()
+    return SparseBlock(csr.crow_indices(), csr.col_indices(), csr.values(), dense.shape[1])
 
 
 def test_decoding_some_columns_of_the_code_equals_those_columns_of_the_output() -> None:

@@ -1,0 +1,73 @@
+import pytest
+import torch
+
+from trainer.config import resolve
+from trainer.models import build_model
+from trainer.sparse import SparseBlock, linear_at_observed, sparse_linear
+
+
+def block_of(dense: torch.Tensor) -> SparseBlock:
+    csr = dense.to_sparse_csr()
+    return SparseBlock(csr.crow_indices(), csr.col_indices(), csr.values(), dense.shape[1])
+
+
+def ratings(n_rows: int, n_cols: int, seed: int = 0) -> torch.Tensor:
+    """Sparse ratings 1-5, with an empty row and an empty column."""
+    generator = torch.Generator().manual_seed(seed)
+    dense = torch.randint(1, 6, (n_rows, n_cols), generator=generator).float()
+    dense[torch.rand(n_rows, n_cols, generator=generator) > 0.3] = 0.0
+    dense[1], dense[:, 2] = 0.0, 0.0
+    return dense
+
+
+def test_a_block_and_its_transpose_hold_the_dense_matrix() -> None:
+    dense = ratings(7, 9)
+    block = block_of(dense)
+    torch.testing.assert_close(block.matrix().to_dense(), dense)
+    torch.testing.assert_close(block.transposed().to_dense(), dense.T)
+    values = torch.arange(block.vals.numel(), dtype=torch.float32)  # other values, the same cells
+    expected = torch.zeros_like(dense)
+    expected[dense != 0] = values
+    torch.testing.assert_close(block.transposed(values).to_dense(), expected.T)
+    assert block.row_ids().tolist() == (dense != 0).nonzero()[:, 0].tolist()
+
+
+def test_sparse_products_and_their_gradients_equal_the_dense_ones() -> None:
+    torch.manual_seed(0)
+    dense = ratings(6, 11)
+    block = block_of(dense)
+    w_in, b_in = torch.randn(4, 11, requires_grad=True), torch.randn(4, requires_grad=True)
+    w_out, b_out = torch.randn(11, 4, requires_grad=True), torch.randn(11, requires_grad=True)
+    observed = dense != 0
+
+    def loss(sparse: bool) -> torch.Tensor:
+        if sparse:
+            hidden = torch.sigmoid(sparse_linear(block, w_in, b_in))
+            predicted = linear_at_observed(block, hidden, w_out, b_out)
+        else:
+            hidden = torch.sigmoid(torch.nn.functional.linear(dense, w_in, b_in))
+            predicted = torch.nn.functional.linear(hidden, w_out, b_out)[observed]
+        return (predicted - dense[observed]).square().mean()
+
+    grads = [torch.autograd.grad(loss(sparse), (w_in, b_in, w_out, b_out)) for sparse in (False, True)]
+    torch.testing.assert_close(loss(True), loss(False))
+    for dense_grad, sparse_grad in zip(*grads):
+        torch.testing.assert_close(sparse_grad, dense_grad)
+
+
+@pytest.mark.parametrize("model", ["autoencoder", "i-autorec", "deep-ae", "mf", "biases"])
+def test_training_from_the_sparse_block_takes_the_dense_outputs_gradient(model: str) -> None:
+    torch.manual_seed(0)
+    net = build_model(resolve({"model": model, "hidden": None}), 5, 8, mean=3.5)
+    net.eval()  # no dropout
+    n_rows, n_cols = (8, 5) if net.rows == "movie" else (5, 8)
+    dense, index = ratings(n_rows, n_cols, seed=1), torch.arange(n_rows)
+    observed = dense != 0
+
+    def gradient(inputs: torch.Tensor | SparseBlock) -> list[torch.Tensor]:
+        out = net(inputs, index)
+        predicted = out if isinstance(inputs, SparseBlock) else out[observed]
+        return list(torch.autograd.grad((predicted - dense[observed]).square().mean(), list(net.parameters())))
+
+    for dense_grad, sparse_grad in zip(gradient(dense), gradient(block_of(dense))):
+        torch.testing.assert_close(sparse_grad, dense_grad)
