@@ -1,4 +1,4 @@
-"""The MovieLens data sets the ETL can download, and where from.
+"""The MovieLens data sets the ETL can download, and where from; the layouts `etl generate` writes.
 
 Apart from etl.download so that `etl build` on a local folder does not import the network code.
 """
@@ -17,3 +17,6 @@ KNOWN_DATASETS: tuple[str, ...] = (
     "ml-latest-small",
     "ml-latest",
 )
+
+# `etl generate`'s layouts: csv as ml-32m (ratings.csv, movies.csv), dat as ml-1m (ratings.dat, movies.dat, users.dat).
+SYNTHETIC_LAYOUTS: tuple[str, ...] = ("csv", "dat")

@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from etl.datasets import SYNTHETIC_LAYOUTS
 from etl.errors import EtlError
 
-LAYOUTS = ("csv", "dat")
 MIN_USER_RATINGS = 20  # as in every MovieLens release
 USERS_PER_BLOCK = 2048
 RATINGS_PER_USER = 160  # ml-32m: 32,000,204 ratings / 200,948 users
@@ -115,8 +115,8 @@ def generate(options: GenerateOptions, folder: Path, log: Callable[[str], None] 
 
 
 def _check(options: GenerateOptions) -> None:
-    if options.layout not in LAYOUTS:
-        raise EtlError(f"layout must be one of {', '.join(LAYOUTS)}, not {options.layout!r}")
+    if options.layout not in SYNTHETIC_LAYOUTS:
+        raise EtlError(f"layout must be one of {', '.join(SYNTHETIC_LAYOUTS)}, not {options.layout!r}")
     if options.n_movies < 3 * MIN_USER_RATINGS:
         raise EtlError(f"at least {3 * MIN_USER_RATINGS} movies are needed (each user rates {MIN_USER_RATINGS} "
                        f"or more, at most a third of the catalogue), not {options.n_movies}")
