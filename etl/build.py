@@ -16,6 +16,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -86,23 +87,22 @@ def build_warehouse(
         raise EtlError(f"{warehouse}: cannot create the new warehouse beside it: {error}") from error
     try:
         _set_variables(con, input_dir, layout, inputs, options)
-        for model in models_for(layout):
-            step = time.perf_counter()
-            try:
-                con.execute(model.read_text())
-            except duckdb.Error as error:
-                raise EtlError(f"sql/{model.relative_to(SQL_DIR)} failed on {input_dir}: {error}") from error
-            if model.parent.name in ("core", "splits", "features") and not _is_view(con, table_name(model)):
-                rows = con.execute(f'SELECT count(*) FROM "{table_name(model)}"').fetchall()[0][0]
-                report.row_counts[table_name(model)] = rows
-                log(f"  {table_name(model):<20} {rows:>12,} rows  {time.perf_counter() - step:6.2f} s")
-            else:
-                log(f"  {table_name(model):<20} {'':>17} {time.perf_counter() - step:6.2f} s")
-            if table_name(model) == "rejected_rows":
-                # Fail fast, before the splits and matrices: on ml-32m those take most of the time.
-                report.rejected = _check_rejections(con, layout, options.max_bad_rows)
-                if report.row_counts["ratings"] == 0:
-                    raise EtlError(f"{layout.files['ratings']}: no ratings to load")
+        models = models_for(layout)
+        for stage in _stages(models):
+            seconds = _run_stage(con, stage, models, input_dir,
+                                 lambda cursor: _set_variables(cursor, input_dir, layout, inputs, options))
+            for model, took in zip(stage, seconds):
+                if model.parent.name in ("core", "splits", "features") and not _is_view(con, table_name(model)):
+                    rows = con.execute(f'SELECT count(*) FROM "{table_name(model)}"').fetchall()[0][0]
+                    report.row_counts[table_name(model)] = rows
+                    log(f"  {table_name(model):<20} {rows:>12,} rows  {took:6.2f} s")
+                else:
+                    log(f"  {table_name(model):<20} {'':>17} {took:6.2f} s")
+                if table_name(model) == "rejected_rows":
+                    # Fail fast, before the splits and matrices: on ml-32m those take most of the time.
+                    report.rejected = _check_rejections(con, layout, options.max_bad_rows)
+                    if report.row_counts["ratings"] == 0:
+                        raise EtlError(f"{layout.files['ratings']}: no ratings to load")
         _carry_over(con, warehouse, options.lock_wait_seconds, log)
         for model in META_MODELS:
             con.execute(model.read_text())
@@ -119,6 +119,48 @@ def build_warehouse(
             raise EtlError(f"{warehouse}: cannot write the new warehouse: {error}") from error
         raise
     return report
+
+
+def _stages(models: list[Path]) -> list[list[Path]]:
+    """The models in run order, one stage each, except that the features/ models (the matrices) form one
+    stage: each reads only the splits, and each alone keeps about one core busy (list sorts over few,
+    long rows), so they are built side by side."""
+    stages: list[list[Path]] = []
+    for model in models:
+        if stages and model.parent.name == "features" and stages[-1][0].parent.name == "features":
+            stages[-1].append(model)
+        else:
+            stages.append([model])
+    return stages
+
+
+def _run_stage(
+    con: duckdb.DuckDBPyConnection, stage: list[Path], models: list[Path], input_dir: Path,
+    set_variables: Callable[[duckdb.DuckDBPyConnection], None],
+) -> list[float]:
+    """Run a stage's models, side by side when there are several; the seconds each took."""
+    if len(stage) == 1:
+        return [_run_model(con, stage[0], input_dir)]
+
+    def run_on_own_connection(model: Path) -> float:
+        # A cursor is a connection of its own: the variables and TEMP macros are set on it again.
+        with con.cursor() as cursor:
+            set_variables(cursor)
+            for macro in (m for m in models if m.parent.name == "macros"):
+                cursor.execute(macro.read_text())
+            return _run_model(cursor, model, input_dir)
+
+    with ThreadPoolExecutor(len(stage)) as pool:  # DuckDB releases the GIL while it works
+        return list(pool.map(run_on_own_connection, stage))
+
+
+def _run_model(con: duckdb.DuckDBPyConnection, model: Path, input_dir: Path) -> float:
+    started = time.perf_counter()
+    try:
+        con.execute(model.read_text())
+    except duckdb.Error as error:
+        raise EtlError(f"sql/{model.relative_to(SQL_DIR)} failed on {input_dir}: {error}") from error
+    return time.perf_counter() - started
 
 
 def _is_view(con: duckdb.DuckDBPyConnection, name: str) -> bool:
