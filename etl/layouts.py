@@ -82,24 +82,32 @@ def detect_newline(path: Path) -> str:
     first line that differs. Counting is cheap (a few ms for ml-1m's 24 MB), the search only runs on a failure.
     """
     crlf = None  # the convention, from the first line ending
-    line_no = 1  # lines before the current chunk, plus one
+    offset = 0  # bytes before the current chunk
     with path.open("rb") as f:
         while chunk := f.read(1 << 20):
             if chunk.endswith(b"\r"):
                 chunk += f.read(1)  # keep a CR LF pair in one chunk
             if crlf is None and b"\n" in chunk:
                 crlf = chunk[chunk.index(b"\n") - 1 : chunk.index(b"\n")] == b"\r"
-            n_cr, n_lf = chunk.count(b"\r"), chunk.count(b"\n")
-            consistent = (n_cr == n_lf == chunk.count(b"\r\n")) if crlf else n_cr == 0
+            if crlf:
+                consistent = chunk.count(b"\r") == chunk.count(b"\n") == chunk.count(b"\r\n")
+            else:
+                consistent = b"\r" not in chunk  # one memchr: the common case costs next to nothing
             if not consistent:
                 odd = _ODD_ENDING[bool(crlf)].search(chunk)
-                line_no += chunk.count(b"\n", 0, odd.start())
                 convention = "CR LF" if crlf else "LF"
                 found = "a lone CR" if odd.group() == b"\r" else ("an LF ending" if crlf else "a CR LF ending")
-                raise EtlError(f"{path}, line {line_no}: {found} where the file's lines end with {convention} "
-                               "(mixed line endings are not read reliably); convert the file to one convention")
-            line_no += n_lf
+                raise EtlError(f"{path}, line {_line_at(path, offset + odd.start())}: {found} where the file's "
+                               f"lines end with {convention} (mixed line endings are not read reliably); convert "
+                               "the file to one convention")
+            offset += len(chunk)
     return r"\r\n" if crlf else r"\n"
+
+
+def _line_at(path: Path, offset: int) -> int:
+    """The line number of the byte at ``offset`` (read again only when an error needs it)."""
+    with path.open("rb") as f:
+        return f.read(offset).count(b"\n") + 1
 
 
 # The first line ending that breaks the file's convention: for LF, any CR; for CR LF, a lone CR or a lone LF.
@@ -127,16 +135,15 @@ _LATIN1_TEXT = bytes(b for b in range(256) if not 0x80 <= b <= 0x9F)
 
 def check_latin1_text(path: Path) -> None:
     """Raise EtlError naming the line of the first byte in ``path`` that DuckDB cannot read as latin-1."""
-    line_no = 1
+    offset = 0  # bytes before the current chunk
     with path.open("rb") as f:
         while chunk := f.read(1 << 20):
             # isascii() first: it is ten times faster, and the ratings files are plain ASCII.
             unreadable = b"" if chunk.isascii() else chunk.translate(None, _LATIN1_TEXT)
             if unreadable:
                 at = min(chunk.find(bytes([byte])) for byte in set(unreadable))
-                line_no += chunk.count(b"\n", 0, at)
                 raise EtlError(
-                    f"{path}, line {line_no}: byte 0x{chunk[at]:02X} cannot be read as latin-1 text "
-                    "(bytes 0x80 to 0x9F are not characters there): the file is in another encoding, or damaged"
+                    f"{path}, line {_line_at(path, offset + at)}: byte 0x{chunk[at]:02X} cannot be read as latin-1 "
+                    "text (bytes 0x80 to 0x9F are not characters there): the file is in another encoding, or damaged"
                 )
-            line_no += chunk.count(b"\n")
+            offset += len(chunk)
