@@ -1,5 +1,10 @@
 -- Macros shared by the split and matrix models.
 
+-- rating_part: the part of a split a rating is in. An ENUM reads as text ('test') and is stored in a byte:
+-- writing rating_splits' part columns as text took 15 % longer on ml-1m. (IF NOT EXISTS: the macro files run
+-- again on each connection that builds a matrix.)
+CREATE TYPE IF NOT EXISTS rating_part AS ENUM ('train', 'validation', 'test');
+
 -- part_of(is_test, user_id, movie_id, split): the part a rating takes in a split. Test when the split says
 -- so; otherwise validation with probability validation_fraction, by a seeded hash of (user, movie, split),
 -- so the slice is reproducible and differs between splits; otherwise train.
@@ -9,7 +14,7 @@ CREATE OR REPLACE TEMP MACRO part_of(is_test, user_id, movie_id, split) AS
         WHEN hash(user_id, movie_id, split, getvariable('split_seed')) % 1000000
              < getvariable('validation_fraction') * 1000000 THEN 'validation'
         ELSE 'train'
-    END;
+    END::rating_part;
 
 -- A matrix cell packed into one BIGINT, so that each matrix row is built by sorting one list of plain
 -- integers instead of six lists each ordered by index (2x faster on ml-1m, the slowest step of the ETL):
@@ -20,8 +25,7 @@ CREATE OR REPLACE TEMP MACRO part_of(is_test, user_id, movie_id, split) AS
 CREATE OR REPLACE TEMP MACRO split_slot(split) AS
     list_position(['random', 'temporal', 'u1', 'u2', 'u3', 'u4', 'u5'], split) - 1;
 
-CREATE OR REPLACE TEMP MACRO part_code(part) AS
-    coalesce(list_position(['train', 'validation', 'test'], part) - 1, 3)::BIGINT;
+CREATE OR REPLACE TEMP MACRO part_code(part) AS coalesce(enum_code(part), 3)::BIGINT;
 
 CREATE OR REPLACE TEMP MACRO pack_cell(column_idx, rating, random, temporal, u1, u2, u3, u4, u5) AS
     (column_idx::BIGINT << 24) | ((rating * 2)::BIGINT << 16)
