@@ -1,31 +1,42 @@
+-- Reading a text file line by line, keeping each line's number: error messages and rejected_rows report it.
+
+-- file_lines(file_path, line_ending, text_encoding): every line of a text file, in file order, as (line).
+-- The delimiter is a 4-byte control sequence that no MovieLens line holds, so each line arrives whole and
+-- is split in SQL. read_csv has already removed the line ending (LF or CRLF); a blank line arrives as NULL.
+CREATE OR REPLACE TEMP MACRO file_lines(file_path, line_ending, text_encoding) AS TABLE
+SELECT line
+FROM read_csv(
+    file_path,
+    columns = {'line': 'VARCHAR'},
+    delim = e'\x1e\x1f\x1e\x1f',
+    quote = '',
+    escape = '',
+    header = false,
+    auto_detect = false,
+    strict_mode = false,
+    new_line = line_ending,
+    encoding = text_encoding
+);
+
+-- is_blank(line): a line with nothing but white space. length() first: a long line is never blank, and
+-- skips the costlier trim().
+CREATE OR REPLACE TEMP MACRO is_blank(line) AS line IS NULL OR (length(line) <= 8 AND trim(line) = '');
+
+-- without_bom(line_no, line): the line without a UTF-8 byte-order mark, which is not data (read as
+-- latin-1, its three bytes are 'ï»¿'). Only line 1 is trimmed: a trim of every line would cost more
+-- than reading the file.
+CREATE OR REPLACE TEMP MACRO without_bom(line_no, line) AS
+    CASE WHEN line_no = 1 THEN ltrim(line, chr(65279) || 'ï»¿') ELSE line END;
+
 -- read_lines(file_path, line_ending, text_encoding): a text file's non-blank lines as (line_no, line).
--- Every loader reads through this macro so that each row keeps the line number it came from,
--- which is what error messages and rejected_rows report. The delimiter is a 4-byte control
--- sequence that no MovieLens line holds, so each line arrives whole and is split in SQL.
--- DuckDB preserves file order, so row_number() OVER () is the 1-based line number. read_csv has
--- already removed the line ending (LF or CRLF); blank lines arrive as NULL and are dropped here,
--- after numbering, so that the numbers stay true.
+-- DuckDB preserves file order, so row_number() OVER () is the 1-based line number; blank lines are dropped
+-- after numbering, so that the numbers stay true. (Numbering so reads the file on one thread: the large
+-- ratings file is numbered by its stored order instead, see staging/ratings_lines.sql.)
 CREATE OR REPLACE TEMP MACRO read_lines(file_path, line_ending, text_encoding) AS TABLE
 WITH numbered AS (
     SELECT row_number() OVER () AS line_no, line
-    FROM read_csv(
-        file_path,
-        columns = {'line': 'VARCHAR'},
-        delim = e'\x1e\x1f\x1e\x1f',
-        quote = '',
-        escape = '',
-        header = false,
-        auto_detect = false,
-        strict_mode = false,
-        new_line = line_ending,
-        encoding = text_encoding
-    )
+    FROM file_lines(file_path, line_ending, text_encoding)
 )
-SELECT
-    line_no,
-    -- A UTF-8 byte-order mark is not data (read as latin-1, its three bytes are 'ï»¿'). Only line 1 is
-    -- trimmed: a trim of every line would cost more than reading the file.
-    CASE WHEN line_no = 1 THEN ltrim(line, chr(65279) || 'ï»¿') ELSE line END AS line
+SELECT line_no, without_bom(line_no, line) AS line
 FROM numbered
--- length() first: a long line is never blank, and skips the costlier trim().
-WHERE line IS NOT NULL AND (length(line) > 8 OR trim(line) <> '');
+WHERE NOT is_blank(line);

@@ -231,3 +231,22 @@ def test_same_input_same_tables(movielens, bigger_ml10m, tmp_path, layout):
         # A rebuild in place (carrying the first run's tables over) gives the same tables again.
         build_warehouse(folder, first)
         assert etl_tables(first) == tables
+
+
+def test_line_numbers_hold_across_a_large_file_read_on_every_core(tmp_path, query):
+    """ratings_lines numbers a line by its stored position; a 12 MB file is read in several chunks at once,
+    and each rating must still name its own line, blank lines counted."""
+    n_users, n_movies = 1000, 500
+    lines = [f"{u}::{m}::{1 + (u * m) % 5}::9{u:04d}{m:04d}" for u in range(1, n_users + 1) for m in range(1, n_movies + 1)]
+    for at in (1, 123_457, 250_001, 377_777):  # blank lines in several of DuckDB's 8 MB reading chunks
+        lines.insert(at, "")
+    folder = tmp_path / "ml-1m"
+    folder.mkdir()
+    (folder / "ratings.dat").write_text("\n".join(lines) + "\n", encoding="latin-1")
+    (folder / "movies.dat").write_text("".join(f"{m}::Movie {m} (1999)::Drama\n" for m in range(1, n_movies + 1)))
+    (folder / "users.dat").write_text("".join(f"{u}::F::25::0::12345\n" for u in range(1, n_users + 1)))
+    warehouse = tmp_path / "warehouse.duckdb"
+    build_warehouse(folder, warehouse)
+    expected = {(int(line.split("::")[0]), int(line.split("::")[1])): n for n, line in enumerate(lines, 1) if line}
+    found = {(u, m): n for u, m, n in query(warehouse, "SELECT user_id, movie_id, source_line FROM ratings")}
+    assert len(found) == n_users * n_movies and found == expected
