@@ -64,6 +64,7 @@ def run_command(
     full_matrix: Annotated[Optional[bool], typer.Option("--full-matrix", help="Also write a prediction for every (user, movie) pair; refused when that would exceed 50 million rows.", show_default=False)] = None,
     cache_budget_mb: Annotated[Optional[int], typer.Option(help=f"Keep the training matrix in memory (on the GPU when training there) when it fits in this many MB; otherwise stream it from DuckDB every epoch. Default: {DEFAULTS.cache_budget_mb}.", show_default=False)] = None,
     runs_dir: Annotated[Optional[Path], typer.Option(help=f"Where each run keeps its checkpoint and staged results, in a folder named after the run. Default: {DEFAULTS.runs_dir}.", show_default=False)] = None,
+    checkpoint_seconds: Annotated[Optional[float], typer.Option(help=f"Write a checkpoint (for --resume) once this many seconds of training have passed since the last one, and after the last epoch; 0 writes one after every epoch. Default: {DEFAULTS.checkpoint_seconds:.0f}.", show_default=False)] = None,
     lock_wait: Annotated[Optional[float], typer.Option(help=f"Seconds to wait for another process holding the warehouse before giving up (results are kept and can be written later with `trainer publish`). Default: {DEFAULTS.lock_wait_seconds:.0f}.", show_default=False)] = None,
     config_file: Annotated[Optional[Path], typer.Option("--config", help="A TOML file of settings (same names as the options, with underscores); options given on the command line override it.", show_default=False)] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue the interrupted run in this folder (e.g. runs/20261128-101500-ab12) from its last checkpoint, with the settings and warehouse it started with (only --device, --threads and --lock-wait apply).", show_default=False)] = None,
@@ -76,7 +77,8 @@ def run_command(
         "optimizer": optimizer, "l2": l2, "hidden": _widths(hidden), "patience": patience, "lr_drops": lr_drops,
         "select_best": select_best, "eval_every": eval_every, "seed": seed, "device": device, "threads": threads, "validation": validation, "top_n": top_n,
         "full_matrix": full_matrix, "cache_budget_mb": cache_budget_mb,
-        "runs_dir": str(runs_dir) if runs_dir else None, "lock_wait_seconds": lock_wait,
+        "runs_dir": str(runs_dir) if runs_dir else None, "checkpoint_seconds": checkpoint_seconds,
+        "lock_wait_seconds": lock_wait,
     }
     try:
         config = resolve(overrides, config_file)

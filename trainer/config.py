@@ -78,7 +78,10 @@ class TrainConfig:
     threads: int = 0
     cache_budget_mb: int = 2048  # cache the training matrix on the device when it fits this
     eval_every: int = 5  # epochs between validation scores (the learning curve); each costs a forward pass
-    checkpoint_every: int = 10
+    # a checkpoint after the first epoch that ends this many seconds of training after the last one, and
+    # after the last epoch (0: after every epoch). By the clock, not by epochs: a u1 epoch of the seed
+    # model takes 7 ms (a checkpoint took about as long), an epoch at ml-32m's size many minutes.
+    checkpoint_seconds: float = 60.0
     runs_dir: str = "runs"
     lock_wait_seconds: float = 30.0
 
@@ -167,13 +170,14 @@ def validate(config: TrainConfig) -> TrainConfig:
     for name, allowed in CHOICES.items():
         if getattr(config, name) not in allowed:
             raise TrainerError(f"{name} must be one of {', '.join(allowed)}, not {getattr(config, name)!r}")
-    positive = ("epochs", "batch_size", "learning_rate", "eval_every", "checkpoint_every", "cache_budget_mb")
+    positive = ("epochs", "batch_size", "learning_rate", "eval_every", "cache_budget_mb")
     for name in positive:
         if getattr(config, name) <= 0:
             raise TrainerError(f"{name} must be positive, not {getattr(config, name)}")
     if min(config.weight_decay, config.l2, config.patience, config.lr_drops, config.top_n,
-           config.lock_wait_seconds, config.threads) < 0:
-        raise TrainerError("weight_decay, l2, patience, lr_drops, top_n, lock_wait_seconds and threads cannot be negative")
+           config.lock_wait_seconds, config.threads, config.checkpoint_seconds) < 0:
+        raise TrainerError("weight_decay, l2, patience, lr_drops, top_n, lock_wait_seconds, threads and "
+                           "checkpoint_seconds cannot be negative")
     if not 0 <= config.dropout < 1:
         raise TrainerError(f"dropout must be at least 0 and below 1, not {config.dropout}")
     if not config.hidden or any(width <= 0 for width in config.hidden):

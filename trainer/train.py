@@ -132,6 +132,7 @@ def run(
             history, start_epoch, train_seconds = state["history"], state["epoch"], state["train_seconds"]
             best = Best(**state.get("best", {}))
             log(f"resuming {run_id} after epoch {start_epoch}")
+        checkpointed_at = train_seconds  # of training, when the last checkpoint was written
         # The L2 penalty in the units of a sum-of-squares objective, over the mean error's denominator.
         l2_scale = config.l2 / 2 / max(data.n_ratings, 1)
 
@@ -184,7 +185,9 @@ def run(
             train_seconds += metrics["seconds"]
             history.append(metrics)
             on_epoch(metrics)
-            if ctx.is_main and (epoch % config.checkpoint_every == 0 or epoch == config.epochs or best.stopped):
+            due = train_seconds - checkpointed_at >= config.checkpoint_seconds
+            if ctx.is_main and (due or epoch == config.epochs or best.stopped):
+                checkpointed_at = train_seconds
                 checkpoint.save(run_dir, {
                     "run_id": run_id, "started_at": started_at, "config": config.to_dict(), "epoch": epoch,
                     "model": model.state_dict(), "optimizer": optimizer.state_dict(),
