@@ -253,8 +253,10 @@ def count_ratings(con: duckdb.DuckDBPyConnection, split: str, parts: tuple[str, 
 
 
 def matrix_bytes(con: duckdb.DuckDBPyConnection, split: str, parts: tuple[str, ...]) -> int:
-    """What a CSR of these parts takes in memory: 12 bytes an entry (int64 column + float32 value)."""
-    return count_ratings(con, split, parts) * 12
+    """What the cache of these parts takes in memory: 28 bytes an entry. The CSR is 12 (int64 column,
+    float32 value); training from sparse products adds the batches' int32 columns (4), and their
+    transposes' int32 rows and int64 entry order (12)."""
+    return count_ratings(con, split, parts) * 28
 
 
 def shard_ratings(

@@ -126,3 +126,31 @@ def test_the_notebook_quirk_loses_one_rating_whether_cached_or_streamed(small_wa
         data = TrainingData(con, config, info, ("train", "validation"), torch.device("cpu"))
         assert data.cached == (budget == 2048)
         assert sum(batch.targets.numel() for batch in data.batches(1)) == n_fit - 1
+
+
+@pytest.mark.parametrize("fixed", [True, False], ids=["dealt-once", "dealt-every-epoch"])
+def test_every_epoch_takes_each_training_rating_once(small_warehouse, fixed) -> None:
+    """Cached rows dealt into batches once keep their batches from epoch to epoch (in another order); dealt
+    every epoch, the batches change. Either way an epoch holds every training rating exactly once."""
+    from trainer.config import resolve
+    from trainer.data import dataset_info
+    from trainer.train import TrainingData
+
+    con = duckdb.connect(str(small_warehouse), read_only=True)
+    config = resolve({"batch_size": 3, "fixed_batches": fixed})
+    data = TrainingData(con, config, dataset_info(con), ("train",), torch.device("cpu"))
+    expected = sorted(con.execute(
+        "SELECT user_idx, movie_idx, rating FROM split_ratings WHERE split = 'random' AND part = 'train'").fetchall())
+
+    def epoch(n: int) -> tuple[list[tuple], list[frozenset]]:
+        ratings, batches = [], []
+        for batch in data.batches(n):
+            users = batch.index[batch.rows.row_ids()].tolist()
+            ratings += zip(users, batch.rows.cols.tolist(), batch.rows.vals.tolist())
+            batches.append(frozenset(batch.index.tolist()))
+        return sorted(ratings), batches
+
+    (first, first_batches), (second, second_batches) = epoch(1), epoch(2)
+    assert first == second == expected
+    assert (set(first_batches) == set(second_batches)) == fixed
+    assert first_batches != second_batches  # a new order, or new batches
