@@ -13,6 +13,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -298,7 +299,7 @@ class Batch:
     def targets(self) -> torch.Tensor:
         return self.rows.vals
 
-    @property
+    @cached_property  # a batch kept for the whole run computes them once
     def positions(self) -> torch.Tensor:
         """Flat indexes into dense inputs (row * n_cols + col) of the observed ratings."""
         return self.rows.row_ids() * self.rows.n_cols + self.rows.cols
@@ -347,7 +348,7 @@ class TrainingData:
         self.validation: Csr | None = None
         self.dense: torch.Tensor | None = None
         self._ranges: list[tuple[int, int]] = []
-        self._blocks: dict[int, SparseBlock] = {}
+        self._kept: dict[int, Batch] = {}  # cached batches, by range
         # The notebook quirk: the rating on the first line of the training file was never seen.
         lost = first_rating(con, config.split, fit_parts) if config.drop_first_rating else None
         self._lost = lost if lost is None or rows == "user" else (lost[1], lost[0])  # as (row, column)
@@ -410,16 +411,21 @@ class TrainingData:
             yield Batch(inputs, self.index.index_select(0, rows), part)
 
     def _cached_batch(self, i: int) -> Batch:
+        """Batch ``i`` of the rows as dealt, kept for the next epochs (the notebook preset takes 189,000 steps
+        of one user), except when its dense inputs would be a copy: kept, they would add up to users x movies."""
+        if i in self._kept:
+            return self._kept[i]
         assert self.fit is not None and self.index is not None
         start, end = self._ranges[i]
-        rows = self.fit.slice(start, end)
+        rows, index = self.fit.slice(start, end), self.index[start:end]
         if self.sparse:
-            if i not in self._blocks:
-                self._blocks[i] = rows.block()
-            inputs: torch.Tensor | SparseBlock = self._blocks[i]
+            inputs: torch.Tensor | SparseBlock = rows.block()
+        elif self.dense is not None:
+            inputs = self.dense[start:end]
         else:
-            inputs = self.dense[start:end] if self.dense is not None else rows.to_dense()
-        return Batch(inputs, self.index[start:end], rows)
+            return Batch(rows.to_dense(), index, rows)
+        self._kept[i] = Batch(inputs, index, rows)
+        return self._kept[i]
 
     @torch.no_grad()
     def validation_rmse(self, model: torch.nn.Module) -> float:
