@@ -132,17 +132,17 @@ PRESETS: dict[str, dict[str, Any]] = {
     "deep-ae": {
         "hidden": (512, 512, 1024, 512, 512), "activation": "selu", "dropout": 0.8, "refeed": True,
         "optimizer": "adam", "learning_rate": 1e-3, "weight_decay": 0.0, "l2": 0.0, "batch_size": 128,
-        "epochs": 100, "eval_every": 1, "patience": 10, "fixed_batches": False,
+        "epochs": 100, "eval_every": 1, "patience": 10, "lr_drops": 0, "fixed_batches": False,
     },
     # Baselines. The global mean starts at its own value (the training mean): one epoch of SGD leaves it.
     "global-mean": {"optimizer": "sgd", "learning_rate": 0.1, "weight_decay": 0.0, "epochs": 1, "eval_every": 1},
     "biases": {
         "optimizer": "adam", "learning_rate": 0.05, "weight_decay": 0.0, "l2": 5.0, "batch_size": 100_000,
-        "epochs": 200, "eval_every": 1, "patience": 10,
+        "epochs": 200, "eval_every": 1, "patience": 10, "lr_drops": 0,
     },
     "mf": {
         "hidden": (50,), "optimizer": "adam", "learning_rate": 0.03, "weight_decay": 0.0, "l2": 30.0,
-        "batch_size": 100_000, "epochs": 300, "eval_every": 1, "patience": 10,
+        "batch_size": 100_000, "epochs": 300, "eval_every": 1, "patience": 10, "lr_drops": 0,
     },
 }
 

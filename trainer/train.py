@@ -356,7 +356,7 @@ class TrainingData:
             index, matrices = load_rows(con, config.split, parts, self.n_cols, by=rows, shard=ctx.shard)
             fit = self._fit_matrix(index, matrices)
             validation = matrices["validation"] if config.validation else None
-            if config.shuffle:
+            if config.shuffle and config.fixed_batches:  # dealt once, at random
                 order = torch.randperm(fit.n_rows, generator=torch.Generator().manual_seed(config.seed * 1_000_003))
                 fit, index = fit.select(order), index[order]
                 validation = validation.select(order) if validation is not None else None
