@@ -3,13 +3,16 @@
 For each run: the wall time of the process, the build time the ETL itself records (etl_runs.seconds: from
 reading the input to the finished warehouse, without interpreter start-up), and the child's peak resident
 memory (from os.wait4, so it is that process alone). Prints a table, then the medians and the peak.
+With --baseline REV, the ETL of that git revision runs too, alternating with this checkout's, and the
+ratio of the two medians is printed: noise on a shared machine then moves both alike.
 
-    python bench/etl_bench.py [--input ../shared/data/ml-1m] [--repeat 5]
+    python bench/etl_bench.py [--input ../shared/data/ml-1m] [--repeat 5] [--baseline a58b97e]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import statistics
@@ -17,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -25,13 +29,15 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_INPUT = REPO.parent / "shared" / "data" / "ml-1m"
 
 
-def run_once(input_dir: Path, workdir: Path) -> dict[str, float]:
-    """One `etl build` in a child process; its wall time, recorded build time, peak RSS and sizes."""
+def run_once(input_dir: Path, workdir: Path, code: Path = REPO) -> dict[str, float]:
+    """One `etl build` of the code in ``code`` in a child process; its wall time, recorded build time,
+    peak RSS and sizes."""
     warehouse = workdir / "warehouse.duckdb"
     command = [sys.executable, "-m", "etl", "build", "--input", str(input_dir), "--warehouse", str(warehouse), "--quiet"]
+    environment = os.environ | {"PYTHONPATH": str(code)}  # ahead of the installed (editable) package
     with (workdir / "stderr.txt").open("w+") as stderr:
         started = time.perf_counter()
-        child = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=stderr)
+        child = subprocess.Popen(command, cwd=code, env=environment, stdout=subprocess.DEVNULL, stderr=stderr)
         _, status, usage = os.wait4(child.pid, 0)
         wall = time.perf_counter() - started
         child.returncode = os.waitstatus_to_exitcode(status)  # reaped here, so Popen must not wait again
@@ -50,10 +56,23 @@ def run_once(input_dir: Path, workdir: Path) -> dict[str, float]:
     }
 
 
+@contextlib.contextmanager
+def checkout(revision: str) -> Iterator[Path]:
+    """A temporary git worktree of ``revision``, removed afterwards."""
+    with tempfile.TemporaryDirectory(prefix="etl-bench-baseline-") as folder:
+        tree = Path(folder) / "tree"
+        subprocess.run(["git", "worktree", "add", "--quiet", "--detach", str(tree), revision], cwd=REPO, check=True)
+        try:
+            yield tree
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=REPO, check=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--input", type=Path, default=DEFAULT_INPUT, help=f"MovieLens folder (default {DEFAULT_INPUT})")
     parser.add_argument("--repeat", type=int, default=5, help="how many runs (default 5)")
+    parser.add_argument("--baseline", metavar="REV", help="also time this git revision's ETL, alternating runs")
     args = parser.parse_args()
     input_dir = args.input.resolve()
     if not input_dir.is_dir():
@@ -62,19 +81,29 @@ def main() -> None:
     print(f"input      {input_dir}")
     print(f"machine    {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
           f"DuckDB {duckdb.__version__}")  # fmt: skip
-    runs = []
-    print(f"\n{'run':>3}  {'wall s':>7}  {'ETL s':>7}  {'peak RSS MiB':>12}  {'warehouse MiB':>13}")
-    for n in range(1, args.repeat + 1):
-        with tempfile.TemporaryDirectory(prefix="etl-bench-") as workdir:
-            run = run_once(input_dir, Path(workdir))
-        runs.append(run)
-        print(f"{n:>3}  {run['wall']:>7.2f}  {run['etl']:>7.2f}  {run['rss_mib']:>12.0f}  {run['warehouse_mib']:>13.1f}")
+    with contextlib.ExitStack() as stack:
+        codes = {"this checkout": REPO}
+        if args.baseline:
+            codes[args.baseline] = stack.enter_context(checkout(args.baseline))
+        runs: dict[str, list[dict[str, float]]] = {name: [] for name in codes}
+        print(f"\n{'run':>3}  {'code':<14}  {'wall s':>7}  {'ETL s':>7}  {'peak RSS MiB':>12}  {'warehouse MiB':>13}")
+        for n in range(1, args.repeat + 1):
+            for name, code in codes.items():
+                with tempfile.TemporaryDirectory(prefix="etl-bench-") as workdir:
+                    run = run_once(input_dir, Path(workdir), code)
+                runs[name].append(run)
+                print(f"{n:>3}  {name:<14}  {run['wall']:>7.2f}  {run['etl']:>7.2f}  {run['rss_mib']:>12.0f}  "
+                      f"{run['warehouse_mib']:>13.1f}")
 
-    walls = [run["wall"] for run in runs]
-    print(f"\n{runs[0]['layout']}, {runs[0]['ratings']:,} ratings, {len(runs)} runs")
-    print(f"median wall time        {statistics.median(walls):.2f} s  (min {min(walls):.2f}, max {max(walls):.2f})")
-    print(f"median ETL build time   {statistics.median(run['etl'] for run in runs):.2f} s  (as recorded in etl_runs)")
-    print(f"max peak RSS            {max(run['rss_mib'] for run in runs):.0f} MiB")
+    for name, done in runs.items():
+        walls = [run["wall"] for run in done]
+        print(f"\n{name}: {done[0]['layout']}, {done[0]['ratings']:,} ratings, {len(done)} runs")
+        print(f"median wall time        {statistics.median(walls):.2f} s  (min {min(walls):.2f}, max {max(walls):.2f})")
+        print(f"median ETL build time   {statistics.median(run['etl'] for run in done):.2f} s  (as recorded in etl_runs)")
+        print(f"max peak RSS            {max(run['rss_mib'] for run in done):.0f} MiB")
+    if args.baseline:
+        medians = {name: statistics.median(run["wall"] for run in done) for name, done in runs.items()}
+        print(f"\nwall time, {args.baseline} / this checkout: {medians[args.baseline] / medians['this checkout']:.2f}x")
 
 
 if __name__ == "__main__":
