@@ -28,6 +28,8 @@ class SparseBlock:
         self.offsets, self.cols, self.vals = offsets.to(torch.int32), cols.to(torch.int32), vals
         self.n_rows, self.n_cols = offsets.numel() - 1, n_cols
         self._transpose: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        # The block with its own ratings, each way: a batch trained on every epoch builds them once.
+        self._with_ratings: dict[str, torch.Tensor] = {}
 
     def row_ids(self) -> torch.Tensor:
         """The row of every stored entry."""
@@ -36,11 +38,18 @@ class SparseBlock:
 
     def matrix(self, values: torch.Tensor | None = None) -> torch.Tensor:
         """The block as a torch CSR tensor, holding ``values`` (aligned with ``vals``) instead of its ratings."""
-        values = self.vals if values is None else values
+        if values is None:
+            if "matrix" not in self._with_ratings:
+                self._with_ratings["matrix"] = self.matrix(self.vals)
+            return self._with_ratings["matrix"]
         return torch.sparse_csr_tensor(self.offsets, self.cols, values, (self.n_rows, self.n_cols), check_invariants=False)
 
     def transposed(self, values: torch.Tensor | None = None) -> torch.Tensor:
         """The block's transpose (columns x rows) as a CSR tensor, holding ``values`` as :meth:`matrix` does."""
+        if values is None:
+            if "transposed" not in self._with_ratings:
+                self._with_ratings["transposed"] = self.transposed(self.vals)
+            return self._with_ratings["transposed"]
         if self._transpose is None:
             cols = self.cols.long()
             order = torch.sort(cols, stable=True).indices  # by column, rows ascending within each
@@ -49,8 +58,8 @@ class SparseBlock:
             rows = self.row_ids().index_select(0, order).to(torch.int32)
             self._transpose = (offsets.to(torch.int32), rows, order)
         offsets, rows, order = self._transpose
-        values = (self.vals if values is None else values).index_select(0, order)
-        return torch.sparse_csr_tensor(offsets, rows, values, (self.n_cols, self.n_rows), check_invariants=False)
+        return torch.sparse_csr_tensor(offsets, rows, values.index_select(0, order), (self.n_cols, self.n_rows),
+                                       check_invariants=False)
 
 
 def sparse_linear(block: SparseBlock, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:

@@ -144,7 +144,7 @@ def run(
             epoch_start = time.perf_counter()
             model.train()
             squared_error = torch.zeros((), device=device)
-            n_ratings = torch.zeros((), device=device)
+            n_ratings = 0
             for batch in distributed.joined(trained, ctx, data.batches(epoch)):
                 if data.sparse:  # the model's outputs at the observed ratings only
                     predicted = trained(batch.inputs, batch.index)
@@ -157,8 +157,8 @@ def run(
                 loss = batch_error / (batch.targets.numel() if config.loss == "observed" else reconstruction.numel())
                 if l2_scale:
                     loss = loss + l2_scale * sum(weight.square().sum() for weight in model.regularised())
-                # 1 in one process; under torchrun it scales the l2 term too, which DDP's mean restores.
-                loss = loss * data.shard_weight
+                if data.shard_weight != 1.0:  # under torchrun; it scales the l2 term too, which DDP's mean restores
+                    loss = loss * data.shard_weight
                 if not config.accumulate_gradients:
                     optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -170,8 +170,8 @@ def run(
                     (model(dense, batch.index) - dense).square().mean().backward()
                     optimizer.step()
                 squared_error += batch_error.detach()
-                n_ratings += batch.targets.numel()
-            squared, count = distributed.all_sum(ctx, device, squared_error.item(), n_ratings.item())
+                n_ratings += batch.targets.numel()  # a number: no tensor op a step
+            squared, count = distributed.all_sum(ctx, device, squared_error.item(), n_ratings)
             metrics: dict[str, Any] = {
                 "epoch": epoch,
                 "train_rmse": math.sqrt(squared / max(count, 1.0)),
