@@ -63,7 +63,8 @@ class SparseBlock:
 
 
 def sparse_linear(block: SparseBlock, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """``nn.functional.linear(block.to_dense(), weight, bias)``, from the block's ratings alone."""
+    """``nn.functional.linear(rows, weight, bias)`` for the block's rows as a dense matrix (0 where unrated),
+    from its ratings alone."""
     return _SparseLinear.apply(block, weight, bias)
 
 
