@@ -382,8 +382,7 @@ class TrainingData:
                                                self.batch_size, shuffle_seed=seed, by=self.rows, shard=self.ctx.shard):
                 rows = self._fit_matrix(index, matrices).to(self.device, non_blocking=True)
                 if rows.cols.numel():
-                    inputs = rows.block() if self.sparse else rows.to_dense()
-                    yield Batch(inputs, index.to(self.device, non_blocking=True), rows)
+                    yield Batch(self._inputs(rows), index.to(self.device, non_blocking=True), rows)
             return
         generator = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
         if config.shuffle and not config.fixed_batches:
@@ -404,11 +403,8 @@ class TrainingData:
             part = self.fit.select(rows)
             if part.cols.numel() == 0:
                 continue
-            if self.sparse:
-                inputs: torch.Tensor | SparseBlock = part.block()
-            else:
-                inputs = self.dense.index_select(0, rows) if self.dense is not None else part.to_dense()
-            yield Batch(inputs, self.index.index_select(0, rows), part)
+            dense = self.dense.index_select(0, rows) if self.dense is not None else None
+            yield Batch(self._inputs(part, dense), self.index.index_select(0, rows), part)
 
     def _cached_batch(self, i: int) -> Batch:
         """Batch ``i`` of the rows as dealt, kept for the next epochs (the notebook preset takes 189,000 steps
@@ -418,14 +414,17 @@ class TrainingData:
         assert self.fit is not None and self.index is not None
         start, end = self._ranges[i]
         rows, index = self.fit.slice(start, end), self.index[start:end]
+        batch = Batch(self._inputs(rows, self.dense[start:end] if self.dense is not None else None), index, rows)
+        if self.sparse or self.dense is not None:
+            self._kept[i] = batch
+        return batch
+
+    def _inputs(self, rows: Csr, dense: torch.Tensor | None = None) -> torch.Tensor | SparseBlock:
+        """``rows`` as the model takes them: a SparseBlock on the sparse path, else dense (``dense``, the
+        same rows of the cached dense matrix, when there is one)."""
         if self.sparse:
-            inputs: torch.Tensor | SparseBlock = rows.block()
-        elif self.dense is not None:
-            inputs = self.dense[start:end]
-        else:
-            return Batch(rows.to_dense(), index, rows)
-        self._kept[i] = Batch(inputs, index, rows)
-        return self._kept[i]
+            return rows.block()
+        return dense if dense is not None else rows.to_dense()
 
     @torch.no_grad()
     def validation_rmse(self, model: torch.nn.Module) -> float:
@@ -447,19 +446,14 @@ class TrainingData:
             for index, matrices in stream_rows(self.con, self.config.split, self.fit_parts + ("validation",),
                                                self.n_cols, eval_rows(self.n_cols), by=self.rows, shard=self.ctx.shard):
                 fit = self._fit_matrix(index, matrices).to(self.device)
-                yield (fit.block() if self.sparse else fit.to_dense(), index.to(self.device),
-                       matrices["validation"].to(self.device))
+                yield self._inputs(fit), index.to(self.device), matrices["validation"].to(self.device)
             return
         assert self.fit is not None and self.index is not None and self.validation is not None
         block = eval_rows(self.n_cols)
         for start in range(0, self.fit.n_rows, block):
             end = min(start + block, self.fit.n_rows)
-            fit = self.fit.slice(start, end)
-            if self.sparse:
-                inputs: torch.Tensor | SparseBlock = fit.block()
-            else:
-                inputs = self.dense[start:end] if self.dense is not None else fit.to_dense()
-            yield inputs, self.index[start:end], self.validation.slice(start, end)
+            dense = self.dense[start:end] if self.dense is not None else None
+            yield self._inputs(self.fit.slice(start, end), dense), self.index[start:end], self.validation.slice(start, end)
 
 
 @torch.no_grad()
