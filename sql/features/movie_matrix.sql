@@ -1,7 +1,7 @@
 -- movie_matrix: the same matrices transposed, one row per movie (an item-based autoencoder's row,
 -- as in I-AutoRec). Each part is a pair of aligned lists, user indexes ascending.
 -- grain: one row per (split, movie); key: (split, movie_idx). Movies with nothing in a part get empty lists.
--- Built by matrix_rows (macros/split_parts.sql), as user_matrix is.
+-- Built by matrix_rows (macros/matrix_rows.sql), as user_matrix is.
 CREATE OR REPLACE TABLE movie_matrix AS
 SELECT
     split,

@@ -2,7 +2,7 @@
 -- user row). Each part is a pair of aligned lists, movie indexes ascending: together a CSR row.
 -- Never a wide PIVOT: at ml-32m that would be 200,948 × 87,585 cells.
 -- grain: one row per (split, user); key: (split, user_idx). Users with nothing in a part get empty lists.
--- Built by matrix_rows (macros/split_parts.sql), which sorts each user's ratings once for all splits.
+-- Built by matrix_rows (macros/matrix_rows.sql), which sorts each user's ratings once for all splits.
 CREATE OR REPLACE TABLE user_matrix AS
 SELECT
     split,
