@@ -2,7 +2,8 @@
 
 Why not torch.optim: its first use imports TorchDynamo (measured 1.3 s here, a third of a whole
 ml-100k run). These follow torch.optim's single-tensor algorithms step for step (tests compare them),
-updating all parameters at once with torch's multi-tensor (_foreach) kernels.
+updating all parameters at once: as one flat tensor (see Optimizer), or with torch's multi-tensor
+(_foreach) kernels when some parameter has no gradient.
 """
 
 from __future__ import annotations
@@ -13,7 +14,13 @@ import torch
 
 
 class Optimizer:
-    """The part of torch.optim.Optimizer's interface the training loop uses."""
+    """The part of torch.optim.Optimizer's interface the training loop uses.
+
+    The parameters (and each per-parameter state buffer) are made views of one flat tensor, each keeping
+    its memory layout, so that a step where every parameter has a gradient updates that one tensor: on the
+    CPU torch's _foreach_ kernels loop over their tensors, and the seed model's 8 parameters made 48 small
+    ops a step (its optimiser step took 212 us so, 179 us flat, at u1's size).
+    """
 
     defaults: dict[str, float]
 
@@ -21,6 +28,9 @@ class Optimizer:
         self.params: list[torch.Tensor] = list(params)
         self.defaults = defaults
         self.state: dict[str, Any] = {"step": 0}
+        self.flat = _flatten(self.params)
+        self._orders = [_memory_order(p) for p in self.params]  # each parameter's dimensions, as laid out
+        self._flat_state: dict[str, torch.Tensor] = {}
 
     @torch.no_grad()
     def step(self) -> None:
@@ -39,27 +49,49 @@ class Optimizer:
             elif p.grad is not None:
                 p.grad.zero_()
 
+    def _all_flat(self) -> bool:
+        return self.flat is not None and all(p.grad is not None for p in self.params)
+
     def _grads(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """The parameters that have a gradient, and their gradients with weight decay (L2) added."""
-        params = [p for p in self.params if p.grad is not None]
-        grads = [p.grad for p in params]
+        """The parameters that have a gradient, and their gradients with weight decay (L2) added: the flat
+        parameters and one flat gradient when every parameter has one."""
+        if self._all_flat():
+            params, grads = [self.flat], [torch.cat([_in_order(p.grad, order) for p, order in zip(self.params, self._orders)])]
+        else:
+            params = [p for p in self.params if p.grad is not None]
+            grads = [p.grad for p in params]
         if self.defaults.get("weight_decay", 0.0):
             grads = torch._foreach_add(grads, params, alpha=self.defaults["weight_decay"])
         return params, grads
 
-    def _buffers(self, name: str) -> list[torch.Tensor]:
-        """Per-parameter state, for the parameters that have a gradient (aligned with _grads())."""
+    def _state(self, name: str) -> list[torch.Tensor]:
+        """Every parameter's buffer ``name`` (zeros at first): views of one flat buffer when the parameters are."""
         if name not in self.state:
-            self.state[name] = [torch.zeros_like(p) for p in self.params]
-        return [buffer for buffer, p in zip(self.state[name], self.params) if p.grad is not None]
+            if self.flat is None:
+                self.state[name] = [torch.zeros_like(p) for p in self.params]
+            else:
+                self._flat_state[name] = torch.zeros_like(self.flat)
+                self.state[name] = _views(self._flat_state[name], self.params)
+        return self.state[name]
+
+    def _buffers(self, name: str) -> list[torch.Tensor]:
+        """The state ``name`` aligned with _grads(): the flat buffer, or those of the parameters that have a gradient."""
+        buffers = self._state(name)
+        if self._all_flat():
+            return [self._flat_state[name]]
+        return [buffer for buffer, p in zip(buffers, self.params) if p.grad is not None]
 
     def state_dict(self) -> dict[str, Any]:
         return {"defaults": dict(self.defaults), "state": dict(self.state)}
 
     def load_state_dict(self, saved: dict[str, Any]) -> None:
         self.defaults = dict(saved["defaults"])
-        self.state = {k: [t.to(p.device, copy=True) for t, p in zip(v, self.params)] if isinstance(v, list) else v
-                      for k, v in saved["state"].items()}
+        self.state = {name: value for name, value in saved["state"].items() if not isinstance(value, list)}
+        self._flat_state = {}
+        for name, value in saved["state"].items():
+            if isinstance(value, list):
+                for buffer, loaded in zip(self._state(name), value):
+                    buffer.copy_(loaded)
 
 
 class RMSprop(Optimizer):
@@ -104,3 +136,33 @@ class SGD(Optimizer):
 
 
 OPTIMIZERS = {"rmsprop": RMSprop, "adam": Adam, "sgd": SGD}
+
+
+def _flatten(params: list[torch.Tensor]) -> torch.Tensor | None:
+    """One tensor holding every parameter, in its own memory layout, the parameters made views of it; None
+    when there are none or they differ in dtype or device."""
+    if not params or len({(p.dtype, p.device) for p in params}) > 1:
+        return None
+    flat = torch.cat([_in_order(p.detach(), _memory_order(p)) for p in params])
+    for p, view in zip(params, _views(flat, params)):
+        p.data = view
+    return flat
+
+
+def _memory_order(like: torch.Tensor) -> list[int]:
+    """``like``'s dimensions from the outermost in memory to the innermost (a transposed weight's reversed)."""
+    return sorted(range(like.dim()), key=lambda d: -like.stride(d))
+
+
+def _in_order(t: torch.Tensor, order: list[int]) -> torch.Tensor:
+    """``t`` flattened with its dimensions taken in ``order`` (a parameter's :func:`_memory_order`)."""
+    return t.permute(order).reshape(-1)
+
+
+def _views(flat: torch.Tensor, like: list[torch.Tensor]) -> list[torch.Tensor]:
+    """``flat`` cut into tensors with the shapes and memory layouts of ``like``'s, in order."""
+    views = []
+    for part, p in zip(torch.split(flat, [p.numel() for p in like]), like):
+        order = _memory_order(p)
+        views.append(part.view([p.shape[d] for d in order]).permute([order.index(d) for d in range(p.dim())]))
+    return views

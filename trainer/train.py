@@ -151,7 +151,7 @@ def run(
                 else:  # the whole rows x columns output, read at the observed ratings
                     reconstruction = trained(batch.inputs, batch.index)
                     predicted = reconstruction.reshape(-1).index_select(0, batch.positions)
-                batch_error = (predicted - batch.targets).square().sum()
+                batch_error = torch.nn.functional.mse_loss(predicted, batch.targets, reduction="sum")
                 # "observed": mean over the observed ratings; "all_movies": the notebook's MSELoss over
                 # every movie with unobserved outputs zeroed. Same minimiser, different gradient scale.
                 loss = batch_error / (batch.targets.numel() if config.loss == "observed" else reconstruction.numel())
