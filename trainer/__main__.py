@@ -1,3 +1,3 @@
-from trainer.cli import app
+from trainer.cli import entry_point
 
-app(prog_name="trainer")
+entry_point()

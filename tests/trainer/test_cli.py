@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import duckdb
 import torch
 from typer.testing import CliRunner
@@ -72,3 +75,18 @@ def test_cuda_asked_for_but_absent(warehouse, monkeypatch) -> None:
 def test_resume_of_a_missing_run(warehouse, tmp_path) -> None:
     result = invoke("run", "--warehouse", str(warehouse), "--resume", str(tmp_path / "runs" / "x"))
     assert result.exit_code == 1 and "no such run folder" in result.output
+
+
+def test_the_installed_command_exits_with_the_apps_code_and_its_output_flushed(warehouse, tmp_path) -> None:
+    # `trainer` ends with os._exit (trainer.cli.entry_point): what was printed must still arrive, and a
+    # failure must still exit 1.
+    command = [sys.executable, "-m", "trainer"]
+    done = subprocess.run([*command, "--version"], capture_output=True, text=True)
+    assert (done.returncode, done.stdout.startswith("trainer ")) == (0, True)
+    missing = tmp_path / "nothing.duckdb"
+    done = subprocess.run([*command, "run", "--warehouse", str(missing)], capture_output=True, text=True)
+    assert done.returncode == 1 and "make etl" in done.stderr
+    done = subprocess.run([*command, "run", "--warehouse", str(warehouse), "--epochs", "2",
+                           "--runs-dir", str(tmp_path / "r")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "epoch 2/2" in done.stderr and "test RMSE" in done.stderr
