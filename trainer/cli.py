@@ -212,7 +212,9 @@ def entry_point() -> None:
 
     Python's teardown of a process that has imported torch takes about 0.35 s here, a tenth of a whole
     ml-100k run (README "Benchmarks"), and only frees memory the OS takes back anyway. Every command has
-    closed what it wrote (warehouse, checkpoints, staged results) before it returns.
+    closed what it wrote (warehouse, checkpoints, staged results) before it returns. os._exit also skips
+    atexit handlers, so a profiler should run the app itself through typer's runner:
+    python -m cProfile -o run.prof -m typer trainer.cli run run --warehouse ...
     """
     try:
         app(prog_name="trainer")

@@ -29,7 +29,8 @@ class Optimizer:
         self.defaults = defaults
         self.state: dict[str, Any] = {"step": 0}
         self.flat = _flatten(self.params)
-        self._orders = [_memory_order(p) for p in self.params]  # each parameter's dimensions, as laid out
+        # each parameter's dimensions as laid out in memory, None for the usual row-major layout
+        self._orders = [None if p.is_contiguous() else _memory_order(p) for p in self.params]
         self._flat_state: dict[str, torch.Tensor] = {}
 
     @torch.no_grad()
@@ -154,9 +155,9 @@ def _memory_order(like: torch.Tensor) -> list[int]:
     return sorted(range(like.dim()), key=lambda d: -like.stride(d))
 
 
-def _in_order(t: torch.Tensor, order: list[int]) -> torch.Tensor:
-    """``t`` flattened with its dimensions taken in ``order`` (a parameter's :func:`_memory_order`)."""
-    return t.permute(order).reshape(-1)
+def _in_order(t: torch.Tensor, order: list[int] | None) -> torch.Tensor:
+    """``t`` flattened with its dimensions taken in ``order`` (a parameter's :func:`_memory_order`; None: as they are)."""
+    return t.reshape(-1) if order is None else t.permute(order).reshape(-1)
 
 
 def _views(flat: torch.Tensor, like: list[torch.Tensor]) -> list[torch.Tensor]:
