@@ -1,11 +1,13 @@
-"""Training benchmark: the notebook preset and the default side by side on ml-100k u1, then ml-1m.
+"""Training benchmark: the default, the notebook preset and the original notebook's loop side by side on
+ml-100k u1, then ml-1m.
 
 Each run is a whole `trainer run` process, timed from outside (start-up, imports, reading, training,
-evaluating, writing predictions) and from inside (the training loop alone, as the run records it).
+evaluating, writing predictions) and from inside (the training loop alone, as the run records it). The
+original loop (bench/original_loop.py, the notebook's code path without this project's) times itself.
 Figures are compared as ratios measured in this one run, because these machines are shared and noisy.
 
     python bench/train_bench.py                      # everything (the notebook preset takes minutes)
-    python bench/train_bench.py --skip-notebook      # the default runs only
+    python bench/train_bench.py --skip-notebook      # the default runs only (neither notebook loop)
     python bench/train_bench.py --device cuda        # the GPU path, on a CUDA machine
 """
 
@@ -53,6 +55,16 @@ def train(warehouse: Path, runs: Path, *args: str) -> dict:
             "train_s": row[0], "rmse": row[1], "user_rmse": row[2], "mae": row[3], "device": row[4]}
 
 
+def original_loop(threads: int) -> dict:
+    """bench/original_loop.py on ml-100k u1, in a process of its own (with ``threads`` torch threads when not 0)."""
+    env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "original_loop.py"), str(SHARED / "ml-100k")],
+                          capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        sys.exit(f"bench/original_loop.py failed:\n{done.stderr}")
+    return json.loads(done.stdout.splitlines()[-1])
+
+
 def show(label: str, r: dict) -> None:
     print(f"{label:<34} train {r['train_s']:8.2f} s  process {r['process_s']:7.2f} s  "
           f"peak {r['peak_rss_mb']:6.0f} MB  RMSE {r['rmse']:.4f}  per-user RMSE {r['user_rmse']:.4f}  "
@@ -62,7 +74,7 @@ def show(label: str, r: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=3, help="Runs of each default configuration (medians are quoted).")
-    parser.add_argument("--skip-notebook", action="store_true", help="Do not run the (slow) notebook preset.")
+    parser.add_argument("--skip-notebook", action="store_true", help="Do not run the (slow) notebook preset, nor the original loop.")
     parser.add_argument("--skip-ml1m", action="store_true", help="Do not run ml-1m.")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda.")
     parser.add_argument("--threads", type=int, default=0,
@@ -90,14 +102,18 @@ def main() -> None:
             notebook = train(ml100k, folder / "runs", "--split", "u1", "--model", "notebook", *device)
             show("notebook preset (the original)", notebook)
             figures["ml-100k notebook"] = notebook
-            print(f"\nspeed-up, default training loop vs the notebook's:  {notebook['train_s'] / default['train_s']:6.1f}x"
-                  " (target 100x)")
-            print(f"speed-up, whole default process vs the notebook's training loop: "
-                  f"{notebook['train_s'] / default['process_s']:6.1f}x (target 30x)")
-            print(f"(against the original notebook's documented 120 s: training {120 / default['train_s']:.1f}x, "
+            original = original_loop(args.threads)
+            print(f"{'original notebook loop':<34} train {original['train_s']:8.2f} s  {'':38}RMSE {original['rmse']:.4f}  "
+                  f"per-user RMSE {original['user_rmse']:.4f}  (bench/original_loop.py)", flush=True)
+            figures["ml-100k original loop"] = original
+            for name, reference in (("the notebook preset's", notebook), ("the original notebook's", original)):
+                print(f"\nagainst {name} training loop ({reference['train_s']:.1f} s):")
+                print(f"  speed-up, default training loop: {reference['train_s'] / default['train_s']:6.1f}x (target 100x)")
+                print(f"  speed-up, whole default process: {reference['train_s'] / default['process_s']:6.1f}x (target 30x)")
+                print(f"  accuracy, default minus it: RMSE {default['rmse'] - reference['rmse']:+.4f}, per-user RMSE "
+                      f"{default['user_rmse'] - reference['user_rmse']:+.4f} (negative is better)")
+            print(f"(against the original's documented 120 s: training {120 / default['train_s']:.1f}x, "
                   f"whole process {120 / default['process_s']:.1f}x)")
-            print(f"accuracy, default minus notebook: RMSE {default['rmse'] - notebook['rmse']:+.4f}, "
-                  f"per-user RMSE {default['user_rmse'] - notebook['user_rmse']:+.4f} (negative is better)")
 
         if not args.skip_ml1m and (SHARED / "ml-1m").is_dir():
             ml1m = build("ml-1m", folder)

@@ -57,7 +57,8 @@ class Optimizer:
         """The parameters that have a gradient, and their gradients with weight decay (L2) added: the flat
         parameters and one flat gradient when every parameter has one."""
         if self._all_flat():
-            params, grads = [self.flat], [torch.cat([_in_order(p.grad, order) for p, order in zip(self.params, self._orders)])]
+            params = [self.flat]
+            grads = [torch.cat([_in_order(p.grad, order) for p, order in zip(self.params, self._orders)])]
         else:
             params = [p for p in self.params if p.grad is not None]
             grads = [p.grad for p in params]
