@@ -73,8 +73,11 @@ def show(label: str, r: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeat", type=int, default=3, help="Runs of each default configuration (medians are quoted).")
-    parser.add_argument("--skip-notebook", action="store_true", help="Do not run the (slow) notebook preset, nor the original loop.")
+    parser.add_argument("--repeat", type=int, default=7,
+                        help="Runs of each default configuration (medians are quoted); with the notebook loops, a "
+                             "third of them run between and after those.")
+    parser.add_argument("--skip-notebook", action="store_true",
+                        help="Do not run the (slow) notebook preset, nor the original loop.")
     parser.add_argument("--skip-ml1m", action="store_true", help="Do not run ml-1m.")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda.")
     parser.add_argument("--threads", type=int, default=0,
@@ -92,20 +95,33 @@ def main() -> None:
         device = ["--device", args.device, "--threads", str(args.threads)]
         print(f"ml-100k split u1 (943 users x 1,682 movies, 80,000 training ratings), 200 epochs, "
               f"{args.threads or 'default'} CPU thread(s)", flush=True)
-        defaults = [train(ml100k, folder / "runs", "--split", "u1", *device) for _ in range(args.repeat)]
-        for r in defaults:
-            show("default (seed autoencoder)", r)
-        default = {key: statistics.median([d[key] for d in defaults])
-                   for key in ("train_s", "process_s", "peak_rss_mb", "rmse", "user_rmse", "mae")}
-        figures["ml-100k default (median)"] = default
-        if not args.skip_notebook:
+
+        def run_defaults(count: int) -> list[dict]:
+            runs = [train(ml100k, folder / "runs", "--split", "u1", *device) for _ in range(count)]
+            for r in runs:
+                show("default (seed autoencoder)", r)
+            return runs
+
+        # The machine's speed drifts over the minutes the notebook loops take: the default's runs are spread
+        # before, between and after them, so that the medians span the same stretch of time.
+        if args.skip_notebook:
+            defaults = run_defaults(args.repeat)
+        else:
+            defaults = run_defaults(args.repeat - 2 * (args.repeat // 3))
             notebook = train(ml100k, folder / "runs", "--split", "u1", "--model", "notebook", *device)
             show("notebook preset (the original)", notebook)
             figures["ml-100k notebook"] = notebook
+            defaults += run_defaults(args.repeat // 3)
             original = original_loop(args.threads)
             print(f"{'original notebook loop':<34} train {original['train_s']:8.2f} s  {'':38}RMSE {original['rmse']:.4f}  "
                   f"per-user RMSE {original['user_rmse']:.4f}  (bench/original_loop.py)", flush=True)
             figures["ml-100k original loop"] = original
+            defaults += run_defaults(args.repeat // 3)
+        default = {key: statistics.median([d[key] for d in defaults])
+                   for key in ("train_s", "process_s", "peak_rss_mb", "rmse", "user_rmse", "mae")}
+        figures["ml-100k default (median)"] = default
+        print(f"default, median of {len(defaults)}: training {default['train_s']:.2f} s, process {default['process_s']:.2f} s")
+        if not args.skip_notebook:
             for name, reference in (("the notebook preset's", notebook), ("the original notebook's", original)):
                 print(f"\nagainst {name} training loop ({reference['train_s']:.1f} s):")
                 print(f"  speed-up, default training loop: {reference['train_s'] / default['train_s']:6.1f}x (target 100x)")
