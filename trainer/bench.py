@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -24,25 +24,9 @@ from etl import warehouse as wh
 from etl.build import EtlOptions, build_warehouse
 from trainer.config import resolve
 from trainer.errors import TrainerError
+from trainer.protocols import BENCH_MODELS, PROTOCOLS
 from trainer.results import publish_bench
 from trainer.train import run
-
-
-@dataclass(frozen=True)
-class Protocol:
-    split: str
-    description: str
-    seeds: tuple[int, ...]  # the split seeds the protocol asks for (a fixed split has one)
-    # settings that differ from a model's preset on this data set, chosen on its validation slice
-    # (the presets are ml-1m's choices): L2 in sum-of-squares units grows with the number of ratings
-    settings: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-
-PROTOCOLS = {
-    "ml-100k": Protocol("u1", "u1.base/u1.test", (0,), {"i-autorec": {"l2": 100.0}}),
-    "ml-1m": Protocol("random", "random 90/10", (1, 2, 3, 4, 5)),
-}
-BENCH_MODELS = ("global-mean", "biases", "mf", "autoencoder", "i-autorec")
 
 
 def bench(

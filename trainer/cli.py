@@ -13,10 +13,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from etl.cli_version import print_version
 from etl.errors import EtlError
 from trainer import results
-from trainer.bench import BENCH_MODELS, PROTOCOLS, bench
 from trainer.config import PRESETS, TrainConfig, resolve
 from trainer.errors import TrainerError
-from trainer.train import run as train_run
+from trainer.protocols import BENCH_MODELS, PROTOCOLS
 
 app = typer.Typer(
     help="Train autoencoders on the warehouse's rating matrices and write predictions back for analysts.",
@@ -81,6 +80,8 @@ def run_command(
         "runs_dir": str(runs_dir) if runs_dir else None, "checkpoint_seconds": checkpoint_seconds,
         "lock_wait_seconds": lock_wait,
     }
+    from trainer.train import run as train_run  # torch is imported only by the commands that train
+
     try:
         config = resolve(overrides, config_file)
         if resume is not None and not resume.is_dir():
@@ -113,6 +114,8 @@ def bench_command(
     markdown: Annotated[Path, typer.Option(help="Where to write the results as a Markdown table.")] = Path("docs/bench-results.md"),
 ) -> None:
     """Run the published protocols end to end (ml-100k u1; ml-1m random 90/10 over 5 seeds) for each model, and write the results table into the warehouse and as Markdown."""
+    from trainer.bench import bench  # imports torch
+
     try:
         bench(
             data_dir, work_dir, warehouse, markdown, models=_names(models), datasets=_names(datasets),

@@ -90,3 +90,10 @@ def test_the_installed_command_exits_with_the_apps_code_and_its_output_flushed(w
                            "--runs-dir", str(tmp_path / "r")], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "epoch 2/2" in done.stderr and "test RMSE" in done.stderr
+
+
+def test_help_answers_without_importing_torch() -> None:
+    # torch takes 1.3 s or more to import here: the commands that train import it, `trainer --help` need not.
+    done = subprocess.run([sys.executable, "-c", "import sys, trainer.cli; print('torch' in sys.modules)"],
+                          capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
