@@ -9,6 +9,7 @@ Figures are compared as ratios measured in this one run, because these machines 
     python bench/train_bench.py                      # everything (the notebook preset takes minutes)
     python bench/train_bench.py --skip-notebook      # the default runs only (neither notebook loop)
     python bench/train_bench.py --device cuda        # the GPU path, on a CUDA machine
+    python bench/train_bench.py --data-dir DIR       # ml-100k and ml-1m from DIR, not ../shared/data
 """
 
 from __future__ import annotations
@@ -27,18 +28,20 @@ import duckdb
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
-BIN = Path(sys.executable).parent
+# The commands as modules of this interpreter: the same with the project installed in a venv, or only on
+# PYTHONPATH (bench/gpu_check.sh on a machine without a package index).
+ETL, TRAINER = [sys.executable, "-m", "etl"], [sys.executable, "-m", "trainer"]
 
 
-def build(dataset: str, folder: Path) -> Path:
+def build(data_dir: Path, dataset: str, folder: Path) -> Path:
     warehouse = folder / f"{dataset}.duckdb"
-    subprocess.run([BIN / "etl", "build", "-q", "--input", SHARED / dataset, "--warehouse", warehouse], check=True)
+    subprocess.run([*ETL, "build", "-q", "--input", str(data_dir / dataset), "--warehouse", str(warehouse)], check=True)
     return warehouse
 
 
 def train(warehouse: Path, runs: Path, *args: str) -> dict:
     """One `trainer run` process: its wall time, peak RSS, and the row it wrote to `runs`."""
-    command = [str(BIN / "trainer"), "run", "--warehouse", str(warehouse), "--runs-dir", str(runs), *args]
+    command = [*TRAINER, "run", "--warehouse", str(warehouse), "--runs-dir", str(runs), *args]
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     _, status, usage = os.wait4(process.pid, 0)
@@ -55,10 +58,10 @@ def train(warehouse: Path, runs: Path, *args: str) -> dict:
             "train_s": row[0], "rmse": row[1], "user_rmse": row[2], "mae": row[3], "device": row[4]}
 
 
-def original_loop(threads: int) -> dict:
+def original_loop(data_dir: Path, threads: int) -> dict:
     """bench/original_loop.py on ml-100k u1, in a process of its own (with ``threads`` torch threads when not 0)."""
     env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
-    done = subprocess.run([sys.executable, str(ROOT / "bench" / "original_loop.py"), str(SHARED / "ml-100k")],
+    done = subprocess.run([sys.executable, str(ROOT / "bench" / "original_loop.py"), str(data_dir / "ml-100k")],
                           capture_output=True, text=True, env=env)
     if done.returncode != 0:
         sys.exit(f"bench/original_loop.py failed:\n{done.stderr}")
@@ -84,14 +87,16 @@ def main() -> None:
                         help="CPU threads for every run, notebook and default alike (default 0: torch's default, one "
                              "per core; on a machine busy with other work, 1 is often faster).")
     parser.add_argument("--json", type=Path, help="Also write the figures to this JSON file.")
+    parser.add_argument("--data-dir", type=Path, default=SHARED,
+                        help="The folder holding ml-100k and ml-1m (default: ../shared/data beside the repository).")
     args = parser.parse_args()
-    if not (SHARED / "ml-100k").is_dir():
-        sys.exit(f"{SHARED / 'ml-100k'} is missing: the benchmark needs the MovieLens copies in ../shared/data")
+    if not (args.data_dir / "ml-100k").is_dir():
+        sys.exit(f"{args.data_dir / 'ml-100k'} is missing: the benchmark needs the MovieLens copies (--data-dir)")
 
     figures: dict[str, object] = {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        ml100k = build("ml-100k", folder)
+        ml100k = build(args.data_dir, "ml-100k", folder)
         device = ["--device", args.device, "--threads", str(args.threads)]
         print(f"ml-100k split u1 (943 users x 1,682 movies, 80,000 training ratings), 200 epochs, "
               f"{args.threads or 'default'} CPU thread(s)", flush=True)
@@ -112,7 +117,7 @@ def main() -> None:
             show("notebook preset (the original)", notebook)
             figures["ml-100k notebook"] = notebook
             defaults += run_defaults(args.repeat // 3)
-            original = original_loop(args.threads)
+            original = original_loop(args.data_dir, args.threads)
             print(f"{'original notebook loop':<34} train {original['train_s']:8.2f} s  {'':38}RMSE {original['rmse']:.4f}  "
                   f"per-user RMSE {original['user_rmse']:.4f}  (bench/original_loop.py)", flush=True)
             figures["ml-100k original loop"] = original
@@ -131,8 +136,8 @@ def main() -> None:
             print(f"(against the original's documented 120 s: training {120 / default['train_s']:.1f}x, "
                   f"whole process {120 / default['process_s']:.1f}x)")
 
-        if not args.skip_ml1m and (SHARED / "ml-1m").is_dir():
-            ml1m = build("ml-1m", folder)
+        if not args.skip_ml1m and (args.data_dir / "ml-1m").is_dir():
+            ml1m = build(args.data_dir, "ml-1m", folder)
             print("\nml-1m split random (6,040 users x 3,650 movies), 200 epochs", flush=True)
             r = train(ml1m, folder / "runs", *device)
             show("default (seed autoencoder)", r)
