@@ -22,7 +22,7 @@ import torch
 from etl import warehouse as wh
 from etl.errors import EtlError
 from trainer.errors import TrainerError
-from trainer.sparse import SparseBlock
+from trainer.sparse import SparseBlock, entry_rows
 
 PARTS = ("train", "validation", "test")
 
@@ -86,7 +86,7 @@ class Csr:
 
     def row_ids(self) -> torch.Tensor:
         """The row of every stored entry (COO rows)."""
-        return torch.repeat_interleave(torch.arange(self.n_rows, device=self.offsets.device), self.counts)
+        return entry_rows(self.offsets, self.cols.numel())
 
     def select(self, rows: torch.Tensor) -> Csr:
         """The given rows, in the given order (a gather: works the same on CPU and GPU)."""

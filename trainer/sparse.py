@@ -20,6 +20,12 @@ import torch
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
 
 
+def entry_rows(offsets: torch.Tensor, n_entries: int) -> torch.Tensor:
+    """The row of each of the ``n_entries`` stored entries of a CSR matrix with these row offsets (its COO rows)."""
+    return torch.repeat_interleave(torch.arange(offsets.numel() - 1, device=offsets.device), offsets.diff().long(),
+                                   output_size=n_entries)
+
+
 class SparseBlock:
     """Rows of ratings (users', or movies'), as the CSR matrix ``offsets``/``cols``/``vals``, ``n_cols`` wide."""
 
@@ -33,8 +39,7 @@ class SparseBlock:
 
     def row_ids(self) -> torch.Tensor:
         """The row of every stored entry."""
-        return torch.repeat_interleave(torch.arange(self.n_rows, device=self.vals.device), self.offsets.diff().long(),
-                                       output_size=self.vals.numel())
+        return entry_rows(self.offsets, self.vals.numel())
 
     def matrix(self, values: torch.Tensor | None = None) -> torch.Tensor:
         """The block as a torch CSR tensor, holding ``values`` (aligned with ``vals``) instead of its ratings."""
