@@ -2,17 +2,16 @@
 
 The build never touches the existing warehouse until the very end: models run into
 ``<warehouse>.building-<pid>``, and only a build that passed validation replaces the old file with an
-atomic rename. A failed or killed ETL therefore leaves the previous warehouse exactly as it was.
-Tables the ETL does not build (the trainer's runs and predictions, an analyst's own tables) and the
-ETL's own run history are copied over from the previous warehouse, so a rebuild loses none of them.
+atomic rename (warehouse/swap.py), under the writer lock. A failed or killed ETL therefore leaves the
+previous warehouse exactly as it was, and readers keep the snapshot they opened. Tables the ETL does
+not build (the trainer's runs and predictions, an analyst's own tables) and the ETL's own run history
+are carried over from the previous warehouse (warehouse/carry_over.py), so a rebuild loses none of them.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 import time
 import uuid
 from collections.abc import Callable
@@ -23,13 +22,15 @@ from pathlib import Path
 
 import duckdb
 
-from etl import warehouse as wh
 from etl.errors import EtlError
 from etl.layouts import Layout, check_latin1_text, detect_encoding, detect_layout, detect_newline
-from etl.models import SQL_DIR, models_for, table_name
+from etl.models import models_for, table_name
+from warehouse.carry_over import carry_over
+from warehouse.connect import DEFAULT_LOCK_WAIT_SECONDS
+from warehouse.sql import ETL_DIR, SQL_DIR
+from warehouse.swap import DEFAULT_STORAGE_VERSION, StorageVersion, new_file, remove, remove_stale, side_file, swap_in, writer_lock
 
-META_MODELS = [SQL_DIR / "meta" / "etl_runs.sql", SQL_DIR / "meta" / "etl_run_files.sql"]
-PREVIOUS = '"previous.warehouse"'  # the alias the previous warehouse is attached under while carrying over
+META_MODELS = [ETL_DIR / "meta" / "etl_runs.sql", ETL_DIR / "meta" / "etl_run_files.sql"]
 DELIMITER_LABELS = {"\t": "a tab", "::": "::", ",": ","}
 
 
@@ -39,9 +40,10 @@ class EtlOptions:
     split_seed: int = 42
     test_fraction: float = 0.1
     validation_fraction: float = 0.05
-    lock_wait_seconds: float = wh.DEFAULT_LOCK_WAIT_SECONDS
+    lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS
     # DuckDB's own default is 80 % of the machine's memory; bounded, it spills to <build file>.tmp instead.
     memory_limit_mb: int = 3072
+    storage_version: StorageVersion = DEFAULT_STORAGE_VERSION  # the file format (warehouse/swap.py)
 
 
 @dataclass
@@ -78,11 +80,11 @@ def build_warehouse(
 
     warehouse = warehouse.resolve()
     warehouse.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_builds(warehouse)
-    building = warehouse.with_name(f"{warehouse.name}.building-{os.getpid()}")
+    remove_stale(warehouse)
+    building = side_file(warehouse, "building")
     report = EtlReport(warehouse=warehouse, layout=layout.name)
     try:
-        con = duckdb.connect(str(building), config={"memory_limit": f"{options.memory_limit_mb}MB"})
+        con = new_file(building, options.storage_version, options.memory_limit_mb)
     except duckdb.Error as error:  # a read-only folder or file system, a full disk
         raise EtlError(f"{warehouse}: cannot create the new warehouse beside it: {error}") from error
     try:
@@ -103,18 +105,18 @@ def build_warehouse(
                     report.rejected = _check_rejections(con, layout, options.max_bad_rows)
                     if report.row_counts["ratings"] == 0:
                         raise EtlError(f"{layout.files['ratings']}: no ratings to load")
-        _carry_over(con, warehouse, options.lock_wait_seconds, log)
-        for model in META_MODELS:
-            con.execute(model.read_text())
-        report.seconds = time.perf_counter() - started
-        _record_run(con, input_dir, layout, inputs, options, report, started_at)
-        con.execute("CHECKPOINT")
-        con.close()
-        _swap_in(building, warehouse)
+        with writer_lock(warehouse, options.lock_wait_seconds):
+            carry_over(con, warehouse, options.lock_wait_seconds, log)
+            for model in META_MODELS:
+                con.execute(model.read_text())
+            report.seconds = time.perf_counter() - started
+            _record_run(con, input_dir, layout, inputs, options, report, started_at)
+            con.execute("CHECKPOINT")
+            con.close()
+            swap_in(building, warehouse)
     except BaseException as error:
         con.close()
-        for leftover in (building, building.with_name(building.name + ".wal")):
-            leftover.unlink(missing_ok=True)
+        remove(building)
         if isinstance(error, (duckdb.Error, OSError)):  # a full disk at the checkpoint, say: no traceback
             raise EtlError(f"{warehouse}: cannot write the new warehouse: {error}") from error
         raise
@@ -240,104 +242,6 @@ def _path_of(layout: Layout, file_name: str) -> Path:
     return next(path for path in layout.files.values() if path.name == file_name)
 
 
-def _carry_over(
-    con: duckdb.DuckDBPyConnection, warehouse: Path, lock_wait_seconds: float, log: Callable[[str], None]
-) -> None:
-    """Copy every sequence, table, view and index of the previous warehouse that this build did not create.
-
-    Each is recreated from its own CREATE statement, so a kept table keeps its keys, defaults and checks
-    (CREATE TABLE AS SELECT would drop them). DuckDB does not keep the order objects were created in, and a
-    view or a foreign key may name an object that sorts after it: what names an object not yet recreated
-    is retried in the next round.
-    """
-    if not warehouse.exists():
-        return
-    # Read-only: analysts may keep reading the old file; a writer (a trainer saving results) makes us wait.
-    wh.connect(warehouse, read_only=True, lock_wait_seconds=lock_wait_seconds).close()
-    try:
-        # A dotted alias: DuckDB names the build's own database after its file name up to the first dot, so no
-        # warehouse name can take it (one named previous.duckdb could not be rebuilt with the alias `previous`).
-        con.execute(f"ATTACH ? AS {PREVIOUS} (READ_ONLY)", [str(warehouse)])
-    except duckdb.Error as error:
-        raise EtlError(
-            f"{warehouse}: cannot read the existing warehouse to keep its other tables ({error}). "
-            "Move it aside and rerun."
-        ) from error
-    pending = con.execute(_PREVIOUS_OBJECTS).fetchall()
-    while pending:
-        waiting = []
-        for kind, name, sql in pending:
-            try:
-                _keep(con, kind, name, sql)
-                log(f"  kept {kind} {name} from the previous warehouse")
-            except duckdb.CatalogException as error:
-                waiting.append((kind, name, sql, error))
-            except duckdb.Error as error:
-                raise _cannot_keep(warehouse, kind, name, error) from error
-        if len(waiting) == len(pending):
-            kind, name, _, error = waiting[0]
-            raise _cannot_keep(warehouse, kind, name, error) from error
-        pending = [(kind, name, sql) for kind, name, sql, _ in waiting]
-    con.execute(f"DETACH {PREVIOUS}")
-
-
-def _keep(con: duckdb.DuckDBPyConnection, kind: str, name: str, sql: str) -> None:
-    """Recreate one object of the previous warehouse in this build; a table with its rows."""
-    con.execute(sql)
-    if kind == "table":
-        # Generated columns cannot be inserted into: they are computed again.
-        columns = ", ".join(
-            _identifier(column)
-            for (column,) in con.execute(
-                "SELECT column_name FROM duckdb_columns() WHERE database_name = 'previous.warehouse' "
-                "AND schema_name = 'main' AND table_name = ? AND NOT is_generated ORDER BY column_index",
-                [name],
-            ).fetchall()
-        )
-        table = _identifier(name)
-        con.execute(f"INSERT INTO main.{table} ({columns}) SELECT {columns} FROM {PREVIOUS}.main.{table}")
-
-
-def _identifier(name: str) -> str:
-    """A name from the previous warehouse's catalog, quoted for SQL: a quote in it cannot end the name."""
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _cannot_keep(warehouse: Path, kind: str, name: str, error: duckdb.Error) -> EtlError:
-    return EtlError(
-        f"{warehouse}: cannot keep the {kind} {name} of the existing warehouse ({error}). "
-        "Fix or drop it there, or move the warehouse aside, and rerun."
-    )
-
-
-# The previous warehouse's objects (main schema) that this build did not create: sequences first (a default
-# may draw from one), then tables, views, and the indexes of kept tables (built once their rows are in).
-_PREVIOUS_OBJECTS = """
-WITH previous AS (
-    SELECT 1 AS rank, 'sequence' AS kind, sequence_name AS name, sql, NULL AS on_table
-    FROM duckdb_sequences() WHERE database_name = 'previous.warehouse' AND schema_name = 'main'
-    UNION ALL
-    SELECT 2, 'table', table_name, sql, NULL
-    FROM duckdb_tables() WHERE database_name = 'previous.warehouse' AND schema_name = 'main'
-    UNION ALL
-    SELECT 3, 'view', view_name, sql, NULL
-    FROM duckdb_views() WHERE database_name = 'previous.warehouse' AND schema_name = 'main' AND NOT internal
-    UNION ALL
-    SELECT 4, 'index', index_name, sql, table_name
-    FROM duckdb_indexes() WHERE database_name = 'previous.warehouse' AND schema_name = 'main' AND sql IS NOT NULL
-),
-built AS (
-    SELECT sequence_name AS name FROM duckdb_sequences() WHERE database_name = current_database()
-    UNION ALL SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()
-    UNION ALL SELECT view_name FROM duckdb_views() WHERE database_name = current_database() AND NOT internal
-)
-SELECT kind, name, sql
-FROM previous
-WHERE name NOT IN (SELECT name FROM built) AND coalesce(on_table, '') NOT IN (SELECT name FROM built)
-ORDER BY rank, name
-"""
-
-
 def _record_run(
     con: duckdb.DuckDBPyConnection,
     input_dir: Path,
@@ -362,38 +266,3 @@ def _record_run(
             "INSERT INTO etl_run_files SELECT ?, ?, ?, ?, ?, ?, ?, (SELECT count(*) FROM rejected_rows WHERE file = ?)",
             [run_id, f.role, str(f.path.resolve()), f.bytes, f.sha256, f.encoding, f.newline, f.path.name],
         )
-
-
-def _swap_in(building: Path, warehouse: Path) -> None:
-    """Atomically replace the warehouse with the finished build, durable across a power cut."""
-    with building.open("rb") as f:
-        os.fsync(f.fileno())
-    # A WAL left by a crashed writer belongs to the old file and must not be replayed onto the new one.
-    warehouse.with_name(warehouse.name + ".wal").unlink(missing_ok=True)
-    os.replace(building, warehouse)
-    directory = os.open(warehouse.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
-
-
-def _remove_stale_builds(warehouse: Path) -> None:
-    """Delete half-built files left by ETL processes that were killed."""
-    for leftover in warehouse.parent.glob(f"{warehouse.name}.building-*"):
-        pid = leftover.name.rsplit("-", 1)[-1].split(".")[0]
-        if pid.isdigit() and not _process_alive(int(pid)):
-            if leftover.is_dir():  # DuckDB's spill folder (<build file>.tmp), used past --memory-limit-mb
-                shutil.rmtree(leftover, ignore_errors=True)
-            else:
-                leftover.unlink(missing_ok=True)
-
-
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

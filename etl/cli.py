@@ -8,10 +8,12 @@ from typing import Annotated, Optional
 import typer
 
 from etl.build import EtlOptions, build_warehouse
-from etl.cli_version import print_version
-from etl.datasets import KNOWN_DATASETS, SYNTHETIC_LAYOUTS
+from etl.datasets import KNOWN_DATASETS, SyntheticLayout
 from etl.errors import EtlError
 from etl.export import export_features
+from warehouse.errors import WarehouseError
+from warehouse.swap import DEFAULT_STORAGE_VERSION, StorageVersion
+from warehouse.version import print_version
 
 app = typer.Typer(
     help="Load MovieLens files into the DuckDB warehouse: validate, split, and build the rating matrices.",
@@ -88,6 +90,16 @@ def build(
             ),
         ),
     ] = 3072,
+    storage_version: Annotated[
+        StorageVersion,
+        typer.Option(
+            help=(
+                "The file format. v1.2.0 is read by DuckDB 1.2 and later, so DuckDB 1.x tools (the duckdb-cli "
+                "on PyPI, DBeaver, R, JDBC) open the warehouse as well as DuckDB 2; latest is DuckDB 2's newest "
+                "format, which only DuckDB 2 reads. Later writers (trainer runs) keep the file's format."
+            )
+        ),
+    ] = DEFAULT_STORAGE_VERSION,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
 ) -> None:
     """Build the warehouse from a folder of MovieLens files (downloading an official data set if missing)."""
@@ -103,6 +115,7 @@ def build(
         validation_fraction=validation_fraction,
         lock_wait_seconds=lock_wait,
         memory_limit_mb=memory_limit_mb,
+        storage_version=storage_version,
     )
     try:
         if input_dir.is_dir():
@@ -112,7 +125,7 @@ def build(
 
             folder = ensure_dataset(input_dir)
         report = build_warehouse(folder, warehouse, options, log=log)
-    except EtlError as error:
+    except WarehouseError as error:
         typer.echo(f"etl: error: {error}", err=True)
         raise typer.Exit(1) from error
     counts = report.row_counts
@@ -128,7 +141,7 @@ def generate(
     ratings: Annotated[int, typer.Option(min=1, help="How many ratings to write (e.g. 32000000 for an ml-32m-sized set).")],
     users: Annotated[Optional[int], typer.Option(min=1, help="How many users (each rates 20 or more movies). Default: one per 160 ratings, as in ml-32m.", show_default=False)] = None,
     movies: Annotated[Optional[int], typer.Option(min=1, help="How many movies in the catalogue. Default: 1.1 x ratings^0.65, which gives about ml-100k's catalogue at 100,000 ratings and ml-32m's at 32 M.", show_default=False)] = None,
-    layout: Annotated[str, typer.Option(help=f"The file layout: {' or '.join(SYNTHETIC_LAYOUTS)}. csv writes ratings.csv and movies.csv in half stars (ml-32m); dat writes ratings.dat, movies.dat and users.dat in whole stars, latin-1 (ml-1m).")] = "csv",
+    layout: Annotated[SyntheticLayout, typer.Option(help="The file layout. csv writes ratings.csv and movies.csv in half stars (ml-32m); dat writes ratings.dat, movies.dat and users.dat in whole stars, latin-1 (ml-1m).")] = "csv",
     seed: Annotated[int, typer.Option(help="The seed: the same options and seed always write byte-identical files.")] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
 ) -> None:
@@ -142,7 +155,7 @@ def generate(
 
     try:
         report = generate_files(GenerateOptions(ratings, users, movies, layout, seed), output, log=log)
-    except EtlError as error:
+    except WarehouseError as error:
         typer.echo(f"etl: error: {error}", err=True)
         raise typer.Exit(1) from error
     log(f"{report.folder}: {report.n_ratings:,} ratings, {report.n_users:,} users, {report.n_movies:,} movies; "
@@ -159,7 +172,7 @@ def export(
     """Write the feature tables (user and movie matrices, splits, indexes, dataset, movies) as Parquet, the per-split tables hive-partitioned by split, for other engines and for `trainer run --features`."""
     try:
         rows = export_features(warehouse, output, lock_wait)
-    except EtlError as error:
+    except WarehouseError as error:
         typer.echo(f"etl: error: {error}", err=True)
         raise typer.Exit(1) from error
     if not quiet:

@@ -5,6 +5,8 @@ Apart from etl.download so that `etl build` on a local folder does not import th
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 BASE_URL = "https://files.grouplens.org/datasets/movielens"
 
 KNOWN_DATASETS: tuple[str, ...] = (
@@ -19,4 +21,5 @@ KNOWN_DATASETS: tuple[str, ...] = (
 )
 
 # `etl generate`'s layouts: csv as ml-32m (ratings.csv, movies.csv), dat as ml-1m (ratings.dat, movies.dat, users.dat).
-SYNTHETIC_LAYOUTS: tuple[str, ...] = ("csv", "dat")
+SyntheticLayout = Literal["csv", "dat"]
+SYNTHETIC_LAYOUTS: tuple[str, ...] = get_args(SyntheticLayout)

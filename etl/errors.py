@@ -1,2 +1,5 @@
-class EtlError(Exception):
-    """A failure the user can act on; the CLI prints its message without a traceback."""
+from warehouse.errors import WarehouseError
+
+
+class EtlError(WarehouseError):
+    """A failure of the ETL the user can act on."""

@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from etl.layouts import Layout
-
-SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+from warehouse.sql import ETL_DIR
 
 
 def models_for(layout: Layout) -> list[Path]:
@@ -40,7 +39,7 @@ def models_for(layout: Layout) -> list[Path]:
         "features/user_matrix.sql",
         "features/movie_matrix.sql",
     ]
-    return [SQL_DIR / name for name in names]
+    return [ETL_DIR / name for name in names]
 
 
 def table_name(model: Path) -> str:

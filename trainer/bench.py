@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import secrets
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime, timezone
@@ -20,13 +22,12 @@ from typing import Any
 
 import torch
 
-from etl import warehouse as wh
-from etl.build import EtlOptions, build_warehouse
 from trainer.config import resolve
 from trainer.errors import TrainerError
 from trainer.protocols import BENCH_MODELS, PROTOCOLS
-from trainer.results import publish_bench
 from trainer.train import run
+from warehouse.connect import connect
+from warehouse.results import publish_bench
 
 
 def bench(
@@ -49,7 +50,7 @@ def bench(
         protocol = PROTOCOLS[name]
         for seed in protocol.seeds[:n_seeds]:
             warehouse = work_dir / f"{name}-seed{seed}.duckdb"
-            build_warehouse(data_dir / name, warehouse, EtlOptions(split_seed=seed))
+            _build_warehouse(data_dir / name, warehouse, seed)
             for model in models:
                 config = resolve({**protocol.settings.get(model, {}), "model": model, "warehouse": str(warehouse),
                                   "split": protocol.split, "seed": seed, "runs_dir": str(work_dir / "runs"),
@@ -75,12 +76,21 @@ def bench(
     return rows
 
 
+def _build_warehouse(data: Path, warehouse: Path, split_seed: int) -> None:
+    """Run the ETL as its own command: the trainer never imports the ETL's code (docs/development.md)."""
+    command = [sys.executable, "-m", "etl", "build", "--quiet", "--input", str(data), "--warehouse", str(warehouse),
+               "--seed", str(split_seed)]
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode:
+        raise TrainerError(f"the ETL failed on {data}: {done.stderr.strip()}")
+
+
 def latest_summary(warehouse: Path) -> list[dict[str, Any]]:
     """Each (data set, model)'s latest bench figures (mean and std over its seeds), best RMSE first.
 
     Latest per model, not per bench: a bench of a few models updates their rows and keeps the others'.
     """
-    con = wh.connect(warehouse, read_only=True)
+    con = connect(warehouse, read_only=True)
     try:
         table = con.sql("""
             SELECT dataset, model, protocol, n_seeds, rmse, coalesce(rmse_std, 0) AS rmse_std, mae,

@@ -10,12 +10,12 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from etl.cli_version import print_version
-from etl.errors import EtlError
-from trainer import results
 from trainer.config import PRESETS, TrainConfig, resolve
 from trainer.errors import TrainerError
 from trainer.protocols import BENCH_MODELS, PROTOCOLS
+from warehouse import results
+from warehouse.errors import WarehouseError
+from warehouse.version import print_version
 
 app = typer.Typer(
     help="Train autoencoders on the warehouse's rating matrices and write predictions back for analysts.",
@@ -88,7 +88,7 @@ def run_command(
             raise TrainerError(f"{resume}: no such run folder to resume")
         with _EpochReporter(config.epochs) as report:
             summary = train_run(config, resume_dir=resume, on_epoch=report, log=_log)
-    except (TrainerError, EtlError) as error:
+    except WarehouseError as error:
         _fail(error)
     if not summary.metrics:  # a torchrun rank other than 0, which reports for all
         return
@@ -121,7 +121,7 @@ def bench_command(
             data_dir, work_dir, warehouse, markdown, models=_names(models), datasets=_names(datasets),
             n_seeds=seeds, max_epochs=epochs, log=_log,
         )
-    except (TrainerError, EtlError) as error:
+    except WarehouseError as error:
         _fail(error)
     _log(f"results: {markdown} and SELECT * FROM bench_summary in {warehouse}")
     typer.echo(markdown.read_text())
@@ -139,7 +139,7 @@ def report_command(
 
     try:
         written = report(run_id, warehouse, out_dir, bench_warehouse)
-    except (TrainerError, EtlError) as error:
+    except WarehouseError as error:
         _fail(error)
     for path in written:
         _log(f"wrote {path}")
@@ -155,10 +155,10 @@ def publish(
 ) -> None:
     """Write a finished run's staged results into the warehouse (after a run found it locked)."""
     try:
-        run_id = results.publish(run_dir, warehouse, lock_wait)
-    except (TrainerError, EtlError) as error:
+        published = results.publish(run_dir, warehouse, lock_wait)
+    except WarehouseError as error:
         _fail(error)
-    _log(f"run {run_id}: results written to {warehouse}")
+    _log(f"run {published.run_id}: results written to {warehouse}")
 
 
 def _names(text: str) -> tuple[str, ...]:

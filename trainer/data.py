@@ -19,10 +19,9 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from etl import warehouse as wh
-from etl.errors import EtlError
 from trainer.errors import TrainerError
 from trainer.sparse import SparseBlock, entry_rows
+from warehouse.connect import open_for_reading
 
 PARTS = ("train", "validation", "test")
 
@@ -39,19 +38,8 @@ class DatasetInfo:
 
 
 def open_warehouse(path: Path, lock_wait_seconds: float) -> duckdb.DuckDBPyConnection:
-    """A read-only connection, or a TrainerError that says what to do."""
-    if not path.exists():
-        raise TrainerError(f"{path}: no warehouse here. Build it first: make etl (or: etl build --warehouse {path})")
-    try:
-        con = wh.connect(path, read_only=True, lock_wait_seconds=lock_wait_seconds)
-    except EtlError as error:
-        raise TrainerError(str(error)) from error
-    tables = {row[0] for row in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
-    missing = {"dataset", "splits", "user_matrix", "user_index", "movie_index"} - tables
-    if missing:
-        con.close()
-        raise TrainerError(f"{path} was not built by the ETL (no {', '.join(sorted(missing))}); run make etl first")
-    return con
+    """A read-only connection to a warehouse holding what training reads."""
+    return open_for_reading(path, lock_wait_seconds, needs=("dataset", "splits", "user_matrix", "user_index", "movie_index"))
 
 
 def dataset_info(con: duckdb.DuckDBPyConnection) -> DatasetInfo:

@@ -1,2 +1,5 @@
-class TrainerError(Exception):
-    """A failure the user can act on; the CLI prints its message without a traceback."""
+from warehouse.errors import WarehouseError
+
+
+class TrainerError(WarehouseError):
+    """A failure of the trainer the user can act on."""

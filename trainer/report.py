@@ -15,10 +15,9 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display, same output on every machine
 import matplotlib.pyplot as plt  # noqa: E402 (after the backend is chosen)
 
-from etl import warehouse as wh  # noqa: E402
-from etl.errors import EtlError  # noqa: E402
 from trainer.bench import latest_summary  # noqa: E402
 from trainer.errors import TrainerError  # noqa: E402
+from warehouse.connect import connect  # noqa: E402
 
 # Published RMSE on the same protocols (anchors: README "Accuracy"), drawn as reference lines.
 PUBLISHED = {
@@ -38,10 +37,7 @@ def report(run_id: str, warehouse: Path, out_dir: Path, bench_warehouse: Path | 
 
 
 def _read(warehouse: Path, query: str, params: list | None = None) -> list[tuple]:
-    try:
-        con = wh.connect(warehouse, read_only=True, lock_wait_seconds=10)
-    except EtlError as error:
-        raise TrainerError(str(error)) from error
+    con = connect(warehouse, read_only=True, lock_wait_seconds=10)
     try:
         return con.execute(query, params or []).fetchall()
     except duckdb.CatalogException:

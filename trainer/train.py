@@ -23,8 +23,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from etl.export import open_features
-from trainer import checkpoint, distributed, results
+from trainer import checkpoint, distributed
 from trainer.config import TrainConfig, from_dict
 from trainer.data import (
     Csr, DatasetInfo, check_split, count_ratings, dataset_info, first_rating, load_rows, matrix_bytes, merge_parts,
@@ -35,6 +34,8 @@ from trainer.evaluate import rating_metrics
 from trainer.models import build_model
 from trainer.optim import OPTIMIZERS, Optimizer
 from trainer.sparse import SparseBlock
+from warehouse import results
+from warehouse.features import open_features
 
 FULL_MATRIX_LIMIT = 50_000_000  # (user, movie) pairs --full-matrix may write
 EVAL_ROWS = 4096  # users per forward pass when scoring and predicting ...

@@ -27,3 +27,12 @@ CREATE TABLE IF NOT EXISTS runs (
 -- Added with model selection; ALTER keeps warehouses that hold earlier runs writable.
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS epochs_run INTEGER;   -- epochs trained (fewer when stopped early)
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS best_epoch INTEGER;   -- the epoch whose weights were tested, chosen on validation
+-- The audit before publishing (warehouse/results.py): the runs whose audit failed stay out of the serving
+-- views unless published anyway. audit_rmse is the run's RMSE on audit_slice ('validation', or 'train' for
+-- a run without a validation slice), baseline_rmse that of predicting the training ratings' mean there.
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS audit_slice VARCHAR;
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS audit_rmse DOUBLE;
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS baseline_rmse DOUBLE;
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS audit_passed BOOLEAN;
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS audit_reason VARCHAR;  -- why it failed; NULL when it passed
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS promoted BOOLEAN;      -- served: passed, or published anyway (NULL: before audits)

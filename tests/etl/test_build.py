@@ -14,8 +14,9 @@ import pytest
 
 from etl import build as build_module
 from etl.build import EtlOptions, build_warehouse
+from warehouse.errors import WarehouseError
 from etl.errors import EtlError
-from etl.models import SQL_DIR
+from warehouse.sql import SQL_DIR
 
 RUN_TABLES = {"etl_runs", "etl_run_files"}  # they record times and ids: excluded from determinism checks
 
@@ -145,7 +146,7 @@ def test_broken_view_stops_the_rebuild_and_says_which(previous):
         con.execute("CREATE VIEW scratch_view AS SELECT x FROM scratch")
         con.execute("DROP TABLE scratch")  # DuckDB allows it; the view is left dangling
     before = sha256(warehouse)
-    with pytest.raises(EtlError, match=f"^{warehouse}: cannot keep the view scratch_view of the existing warehouse"):
+    with pytest.raises(WarehouseError, match=f"^{warehouse}: cannot keep the view scratch_view of the existing warehouse"):
         build_warehouse(folder, warehouse)
     assert sha256(warehouse) == before
     assert leftovers(warehouse.parent) == []

@@ -33,7 +33,7 @@ def test_build(movielens, tmp_path, query):
     assert f"{warehouse}: 12 ratings, 5 users, 5 movies, 0 rejected rows, in " in result.output
     assert query(warehouse, "SELECT options FROM etl_runs") == [
         ('{"max_bad_rows": 0, "split_seed": 7, "test_fraction": 0.2, "validation_fraction": 0.1, "lock_wait_seconds": 30.0, '
-         '"memory_limit_mb": 512}',)
+         '"memory_limit_mb": 512, "storage_version": "v1.2.0"}',)
     ]
     assert query(warehouse, "SELECT description FROM splits WHERE split = 'random'") == [("seeded random 20.0% test (seed 7)",)]
 

@@ -17,9 +17,9 @@ KILL_POINTS = {
     # Mid-load: staging and checks done, the core tables built in the side file, splits not yet.
     "mid-load": ("etl.build", "_check_rejections", "before", "previous"),
     # Everything built, checkpointed and closed: only the rename is left.
-    "before-swap": ("etl.build", "_swap_in", "before", "previous"),
+    "before-swap": ("etl.build", "swap_in", "before", "previous"),
     # Renamed into place, the process not yet returned.
-    "after-swap": ("etl.build", "_swap_in", "after", "new"),
+    "after-swap": ("etl.build", "swap_in", "after", "new"),
 }
 
 

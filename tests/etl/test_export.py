@@ -7,7 +7,9 @@ from typer.testing import CliRunner
 
 from etl.cli import app
 from etl.errors import EtlError
-from etl.export import TABLES, export_features, open_features
+from warehouse.errors import WarehouseError
+from etl.export import export_features
+from warehouse.features import TABLES, open_features
 
 
 @pytest.fixture(scope="module")
@@ -41,10 +43,10 @@ def test_export_replaces_the_folder_whole(warehouse, tmp_path):
 def test_missing_inputs_are_named(tmp_path):
     with pytest.raises(EtlError, match="no warehouse here"):
         export_features(tmp_path / "absent.duckdb", tmp_path / "out")
-    with pytest.raises(EtlError, match="no such folder of Parquet features"):
+    with pytest.raises(WarehouseError, match="no such folder of Parquet features"):
         open_features(tmp_path / "out")
     (tmp_path / "out").mkdir()
-    with pytest.raises(EtlError, match="dataset.parquet is missing"):
+    with pytest.raises(WarehouseError, match="dataset.parquet is missing"):
         open_features(tmp_path / "out")
 
 

@@ -8,7 +8,7 @@ import duckdb
 import pytest
 import sqlalchemy
 
-from etl.models import SQL_DIR
+from warehouse.sql import SQL_DIR
 from trainer.config import resolve
 from trainer.train import run
 

@@ -14,7 +14,7 @@ import duckdb
 import pytest
 from typer.testing import CliRunner
 
-from trainer import results
+from warehouse import results
 from trainer.cli import app
 from trainer.config import resolve
 from trainer.train import run

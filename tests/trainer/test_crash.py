@@ -42,23 +42,25 @@ PUBLISH_POINTS = {
         "before",
     ),
     # Results staged in the run folder, the warehouse not yet opened for writing.
-    "staged": ('stop_around("trainer.results", "publish", "before")\n', "before"),
+    "staged": ('stop_around("warehouse.results", "publish", "before")\n', "before"),
     # Inside the write transaction: runs and epoch_metrics inserted, predictions not yet.
     "mid-transaction": (
-        "import etl.warehouse as wh\n"
-        "real_connect = wh.connect\n"
+        "import duckdb\n"
+        "import warehouse.swap as swap\n"
         "class Connection:\n"
         "    def __init__(self, con): self.con = con\n"
         "    def __getattr__(self, name): return getattr(self.con, name)\n"
         "    def execute(self, sql, *args):\n"
         "        if sql.startswith('INSERT INTO predictions'): stop()\n"
         "        return self.con.execute(sql, *args)\n"
-        "wh.connect = lambda path, *, read_only, **kw: (real_connect(path, read_only=read_only, **kw) if read_only\n"
-        "                                               else Connection(real_connect(path, read_only=False, **kw)))\n",
+        "class DuckDB:\n"
+        "    def __getattr__(self, name): return getattr(duckdb, name)\n"
+        "    def connect(self, *args, **kwargs): return Connection(duckdb.connect(*args, **kwargs))\n"
+        "swap.duckdb = DuckDB()\n",
         "before",
     ),
     # Committed, the run folder not yet marked as published.
-    "committed": ('stop_around("trainer.results", "publish", "after")\n', "after"),
+    "committed": ('stop_around("warehouse.results", "publish", "after")\n', "after"),
 }  # fmt: skip
 
 

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from trainer.cli import app
 from trainer.config import resolve
 from trainer.errors import TrainerError
+from warehouse.errors import WarehouseError
 from trainer.train import run
 
 
@@ -36,21 +37,30 @@ def settings(warehouse, tmp_path, **overrides):
     return resolve({"warehouse": str(warehouse), "runs_dir": str(tmp_path / "runs"), "epochs": 3, **overrides})
 
 
-def test_a_reader_during_training_then_publish_later(warehouse, tmp_path) -> None:
-    with held(warehouse, read_only=True) as reader, pytest.raises(TrainerError) as raised:
-        run(settings(warehouse, tmp_path, lock_wait_seconds=1.0))
-    message = str(raised.value)
-    assert f"PID {reader.pid}" in message and "trainer publish" in message and "Nothing is lost" in message
-    (run_dir,) = (tmp_path / "runs").iterdir()
-    for staged in ("checkpoint.pt", "run.json", "predictions.parquet", "epoch_metrics.parquet"):
-        assert (run_dir / staged).exists()
-    assert not (run_dir / "published").exists()
-
-    result = CliRunner().invoke(app, ["publish", str(run_dir), "--warehouse", str(warehouse)])
-    assert result.exit_code == 0, result.output
+def test_a_reader_held_open_neither_blocks_the_run_nor_loses_its_snapshot(warehouse, tmp_path) -> None:
+    """An analyst's read-only session open across a run: the run publishes without waiting for it, the
+    session keeps reading the snapshot it opened, and a session opened afterwards sees the run."""
+    code = (f"import duckdb, sys; con = duckdb.connect({str(warehouse)!r}, read_only=True)\n"
+            "runs = \"SELECT count(*) FROM duckdb_tables() WHERE table_name = 'runs'\"\n"
+            "print(con.execute(runs).fetchall()[0][0], flush=True)\n"
+            "sys.stdin.readline()\n"
+            "print(con.execute(runs).fetchall()[0][0], con.execute('SELECT count(*) FROM ratings').fetchall()[0][0],"
+            " flush=True)\n")
+    reader = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert reader.stdout.readline().strip() == "0"
+        started = time.monotonic()
+        summary = run(settings(warehouse, tmp_path, lock_wait_seconds=0.0))
+        assert summary.published and time.monotonic() - started < 60
+        reader.stdin.write("\n")
+        reader.stdin.flush()
+        tables, ratings = reader.stdout.readline().split()
+        assert tables == "0" and int(ratings) > 0  # its snapshot: no runs table, every rating still readable
+    finally:
+        reader.kill()
+        reader.wait()
     con = duckdb.connect(str(warehouse), read_only=True)
-    assert con.execute("SELECT run_id FROM runs").fetchall() == [(run_dir.name,)]
-    assert con.execute("SELECT count(*) FROM predictions").fetchall()[0][0] > 0
+    assert con.execute("SELECT run_id FROM latest_run").fetchall() == [(summary.run_id,)]
 
 
 def test_publishing_twice_does_not_duplicate(warehouse, tmp_path) -> None:
@@ -64,7 +74,7 @@ def test_publishing_twice_does_not_duplicate(warehouse, tmp_path) -> None:
 
 def test_a_writer_holding_the_warehouse_stops_the_run_with_its_pid(warehouse, tmp_path) -> None:
     started = time.monotonic()
-    with held(warehouse, read_only=False) as writer, pytest.raises(TrainerError) as raised:
+    with held(warehouse, read_only=False) as writer, pytest.raises(WarehouseError) as raised:
         run(settings(warehouse, tmp_path, lock_wait_seconds=1.0))
     assert f"PID {writer.pid}" in str(raised.value) and "locked" in str(raised.value)
     assert time.monotonic() - started < 30  # bounded wait

@@ -2,7 +2,7 @@ from datetime import datetime
 
 from typer.testing import CliRunner
 
-from trainer.results import publish_bench
+from warehouse.results import publish_bench
 from trainer.cli import app
 from trainer.config import resolve
 from trainer.train import run

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import duckdb
 
-from etl.errors import EtlError
+from warehouse.errors import WarehouseError
 
 DEFAULT_LOCK_WAIT_SECONDS = 30.0
 
@@ -38,12 +38,25 @@ def connect(
             return duckdb.connect(str(path), read_only=read_only)
         except duckdb.IOException as error:
             if not is_lock_error(error):
-                raise EtlError(f"{path}: cannot open the warehouse: {error}") from error
+                raise WarehouseError(f"{path}: cannot open the warehouse: {error}") from error
             if time.monotonic() >= deadline:
-                raise EtlError(
+                raise WarehouseError(
                     f"{path} is locked by {lock_holder(error)} (waited {lock_wait_seconds:.0f} s). "
                     "DuckDB allows one writer or many readers at a time: close the other session "
                     "(DuckDB CLI, notebook, trainer) and try again."
                 ) from error
             time.sleep(delay)
             delay = min(delay * 2, 2.0)
+
+
+def open_for_reading(path: Path, lock_wait_seconds: float, needs: tuple[str, ...] = ()) -> duckdb.DuckDBPyConnection:
+    """A read-only connection to a warehouse the ETL built (holding the tables ``needs``)."""
+    if not path.exists():
+        raise WarehouseError(f"{path}: no warehouse here. Build it first: make etl (or: etl build --warehouse {path})")
+    con = connect(path, read_only=True, lock_wait_seconds=lock_wait_seconds)
+    tables = {row[0] for row in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    missing = set(needs) - tables
+    if missing:
+        con.close()
+        raise WarehouseError(f"{path} was not built by the ETL (no {', '.join(sorted(missing))}); run make etl first")
+    return con

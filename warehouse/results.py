@@ -1,0 +1,187 @@
+"""A run's results: staged as files in its folder, audited, then written into the warehouse.
+
+Write, audit, publish. A run's rows are first staged in its folder, so nothing computed is lost when
+the warehouse cannot be written (`trainer publish RUN_DIR` writes them later). Publishing writes them
+into a new version of the warehouse (warehouse/swap.py) and audits them there before the swap:
+predictions finite and inside the rating scale, a top-N for every user who has a movie left to
+recommend, and a validation RMSE no worse than predicting the training mean. A run that fails the
+audit is recorded with its figures and reason, but the serving views keep showing the last run that
+passed (or that was published anyway, which is recorded too). Publishing is idempotent: a run's
+earlier rows are replaced.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from warehouse.connect import DEFAULT_LOCK_WAIT_SECONDS
+from warehouse.errors import WarehouseError
+from warehouse.sql import RESULTS_DIR, VIEWS_DIR, read
+from warehouse.swap import rewriting
+
+RESULT_TABLES = ("runs", "epoch_metrics", "predictions")  # also the order of the DDL files
+VIEWS = ("run_metrics", "latest_run", "latest_predictions", "recommendations")  # dependency order
+BENCH_TABLE, BENCH_VIEW = "bench_results", "bench_summary"  # written by `trainer bench`
+RUN_FILE = "run.json"
+PUBLISHED_MARKER = "published"
+
+PREDICTION_SCHEMA = pa.schema([
+    ("run_id", pa.string()), ("kind", pa.string()), ("user_id", pa.int32()), ("movie_id", pa.int32()),
+    ("rank", pa.int32()), ("predicted_rating", pa.float32()), ("actual_rating", pa.float32()),
+    ("cold_start", pa.bool_()),
+])
+EPOCH_SCHEMA = pa.schema([("run_id", pa.string()), ("epoch", pa.int32()), ("train_rmse", pa.float64()),
+                          ("validation_rmse", pa.float64()), ("seconds", pa.float64())])
+
+
+def prediction_table(run_id: str, kind: str, user_ids: np.ndarray, movie_ids: np.ndarray, predicted: np.ndarray,
+                     actual: np.ndarray | None = None, rank: np.ndarray | None = None,
+                     cold: np.ndarray | None = None) -> pa.Table:
+    """Rows of `predictions` (sql/results/predictions.sql says what each kind holds)."""
+    n = len(user_ids)
+
+    def column(values: np.ndarray | None, kind: pa.DataType) -> pa.Array:
+        return pa.nulls(n, kind) if values is None else pa.array(values, kind)
+
+    return pa.Table.from_arrays([
+        pa.array(np.full(n, run_id), pa.string()), pa.array(np.full(n, kind), pa.string()),
+        pa.array(user_ids, pa.int32()), pa.array(movie_ids, pa.int32()), column(rank, pa.int32()),
+        pa.array(predicted, pa.float32()), column(actual, pa.float32()), column(cold, pa.bool_()),
+    ], schema=PREDICTION_SCHEMA)
+
+
+def epoch_table(run_id: str, history: list[dict[str, Any]]) -> pa.Table:
+    """Rows of `epoch_metrics`: the run's learning curve."""
+    return pa.Table.from_pylist([{"run_id": run_id, **{key: h[key] for key in EPOCH_SCHEMA.names[1:]}}
+                                 for h in history], schema=EPOCH_SCHEMA)
+
+
+def stage(run_dir: Path, run: dict[str, Any], epochs: pa.Table, predictions: pa.Table) -> None:
+    """Write the run's row, learning curve and predictions into its folder."""
+    (run_dir / RUN_FILE).unlink(missing_ok=True)  # restaging: the old marker must not vouch for new files
+    try:
+        # Written by DuckDB: importing pyarrow.parquet would add a quarter of a second to every run.
+        scratch = duckdb.connect()
+        scratch.from_arrow(epochs).write_parquet(str(run_dir / "epoch_metrics.parquet"))
+        scratch.from_arrow(predictions).write_parquet(str(run_dir / "predictions.parquet"))
+        scratch.close()
+        # Written last: its presence says the staged results are complete.
+        (run_dir / RUN_FILE).write_text(json.dumps(run, indent=2, default=str))
+    except (duckdb.Error, OSError) as error:  # a full or read-only disk
+        raise WarehouseError(
+            f"{run_dir}: cannot stage the results: {error}\nThe warehouse is untouched. Once there is room, "
+            f"finish the run from its checkpoint with:\n    trainer run --resume {run_dir}"
+        ) from error
+    (run_dir / PUBLISHED_MARKER).unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class Published:
+    run_id: str
+    promoted: bool  # the serving views now show this run
+    audit_passed: bool
+    audit_reason: str  # why the audit failed; empty when it passed
+
+
+def publish(run_dir: Path, warehouse: Path, lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS,
+            publish_anyway: bool = False) -> Published:
+    """Write a staged run into the warehouse, audit it, and promote it to the serving views if it passed
+    (or ``publish_anyway``)."""
+    run_file = run_dir / RUN_FILE
+    if not run_file.exists():
+        raise WarehouseError(f"{run_dir}: no staged results ({RUN_FILE} is missing); the run did not finish")
+    run = json.loads(run_file.read_text())
+    try:
+        with rewriting(warehouse, lock_wait_seconds) as con:
+            create_results(con)
+            _write_run(con, run_dir, run)
+            reasons = audit(con, run)
+            promoted = not reasons or publish_anyway
+            con.execute("UPDATE runs SET audit_passed = ?, audit_reason = ?, promoted = ? WHERE run_id = ?",
+                        [not reasons, "; ".join(reasons) or None, promoted, run["run_id"]])
+    except (WarehouseError, duckdb.Error, OSError) as error:  # locked, or a full disk: the warehouse is as it was
+        raise _kept(run_dir, warehouse, error) from error
+    (run_dir / PUBLISHED_MARKER).touch()
+    return Published(run["run_id"], promoted, not reasons, "; ".join(reasons))
+
+
+def create_results(con: duckdb.DuckDBPyConnection) -> None:
+    """The results tables (kept as they are when present) and the views over them."""
+    for table in RESULT_TABLES:
+        con.execute(read(RESULTS_DIR / f"{table}.sql"))
+    for view in VIEWS:
+        con.execute(read(VIEWS_DIR / f"{view}.sql"))
+
+
+def _write_run(con: duckdb.DuckDBPyConnection, run_dir: Path, run: dict[str, Any]) -> None:
+    for table in RESULT_TABLES:
+        con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run["run_id"]])
+    # Column names come from a file: allow only the runs table's own columns.
+    known = {row[0] for row in con.execute(
+        "SELECT column_name FROM duckdb_columns() WHERE table_name = 'runs'").fetchall()}
+    if not set(run) <= known:
+        raise WarehouseError(f"{run_dir / RUN_FILE}: unexpected fields {sorted(set(run) - known)}")
+    columns = ", ".join(run)
+    con.execute(f"INSERT INTO runs ({columns}) VALUES ({', '.join('?' for _ in run)})", list(run.values()))
+    for table in ("epoch_metrics", "predictions"):
+        con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM read_parquet(?)", [str(run_dir / f"{table}.parquet")])
+
+
+def audit(con: duckdb.DuckDBPyConnection, run: dict[str, Any]) -> list[str]:
+    """Why the run's results must not be served (empty: they may be)."""
+    reasons = []
+    run_id = run["run_id"]
+    for name in ("test_rmse", "validation_rmse"):
+        value = run.get(name)
+        if value is not None and not math.isfinite(value):
+            reasons.append(f"{name} is {value}")
+    scale = con.execute("SELECT rating_min, rating_max FROM dataset").fetchall() if _has(con, "dataset") else []
+    low, high = scale[0] if scale else (-math.inf, math.inf)
+    bad = con.execute(
+        "SELECT count(*) FROM predictions WHERE run_id = ? AND (NOT isfinite(predicted_rating) "
+        "OR predicted_rating < ? OR predicted_rating > ?)", [run_id, low, high]).fetchall()[0][0]
+    if bad:
+        reasons.append(f"{bad:,} predictions are not finite or lie outside the rating scale {low:g}..{high:g}")
+    if json.loads(run.get("config") or "{}").get("top_n") and _has(con, "ratings") and _has(con, "movie_index"):
+        # Users with a movie left to recommend (they have not rated every movie) but no recommendation.
+        missing = con.execute("""
+            SELECT count(*) FROM (SELECT user_id, count(*) AS rated FROM ratings GROUP BY user_id)
+            WHERE rated < (SELECT count(*) FROM movie_index)
+              AND user_id NOT IN (SELECT user_id FROM predictions WHERE run_id = ? AND kind = 'top_n')""",
+            [run_id]).fetchall()[0][0]
+        if missing:
+            reasons.append(f"{missing:,} users with movies left to recommend got no recommendations")
+    model, baseline = run.get("audit_rmse"), run.get("baseline_rmse")
+    if model is not None and baseline is not None and not model <= baseline:
+        reasons.append(f"{run.get('audit_slice', 'validation')} RMSE {model:.4f} is worse than predicting the "
+                       f"training mean ({baseline:.4f})")
+    return reasons
+
+
+def _has(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [table]).fetchall()[0][0])
+
+
+def publish_bench(rows: list[dict[str, Any]], warehouse: Path, lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS
+                  ) -> None:
+    """Append `trainer bench` rows to bench_results (and refresh bench_summary)."""
+    bench_rows = pa.Table.from_pylist(rows)  # noqa: F841 (DuckDB reads it by name in the query below)
+    with rewriting(warehouse, lock_wait_seconds) as con:
+        con.execute(read(RESULTS_DIR / f"{BENCH_TABLE}.sql"))
+        con.execute(f"INSERT INTO {BENCH_TABLE} BY NAME SELECT * FROM bench_rows")
+        con.execute(read(VIEWS_DIR / f"{BENCH_VIEW}.sql"))
+
+
+def _kept(run_dir: Path, warehouse: Path, error: Exception) -> WarehouseError:
+    return WarehouseError(
+        f"could not write the results: {error}\nNothing is lost: the results are kept in {run_dir}. "
+        f"Write them once the warehouse is free with:\n    trainer publish {run_dir} --warehouse {warehouse}"
+    )
