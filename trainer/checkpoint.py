@@ -37,3 +37,20 @@ def load(run_dir: Path, device: torch.device) -> dict[str, Any]:
         return torch.load(path, map_location=device, weights_only=True)
     except Exception as error:  # unpickling errors come in many types; all mean "not ours"
         raise TrainerError(f"{path}: not a checkpoint this trainer can load safely ({error})") from error
+
+
+def rng_states() -> dict[str, Any]:
+    """Every random generator a run draws from: the CPU's and, on a CUDA machine, each GPU's (dropout masks
+    drawn on a GPU come from its generator), so that a resumed run continues exactly."""
+    states: dict[str, Any] = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def restore_rng(states: dict[str, Any] | torch.Tensor) -> None:
+    if isinstance(states, torch.Tensor):  # a checkpoint that kept the CPU generator alone
+        states = {"cpu": states}
+    torch.set_rng_state(states["cpu"].cpu())
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([state.cpu() for state in states["cuda"]])

@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from collections.abc import Callable
+import inspect
+from typing import Annotated, Any, Literal, Optional, get_args
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from trainer.config import PRESETS, TrainConfig, resolve
+from trainer.config import Setting, TrainConfig, choices, problem, resolve, settings
 from trainer.errors import TrainerError
 from trainer.protocols import BENCH_MODELS, PROTOCOLS
 from warehouse import results
@@ -39,51 +41,47 @@ def _fail(error: Exception) -> None:
     raise typer.Exit(1)
 
 
-@app.command("run")
-def run_command(
-    warehouse: Annotated[Optional[Path], typer.Option(envvar="WAREHOUSE", help=f"The DuckDB warehouse built by `make etl`; it is only read until the results are written. Default: {DEFAULTS.warehouse}.", show_default=False)] = None,
-    features: Annotated[Optional[Path], typer.Option(help="Read the rating matrices from this folder of Parquet files, written by `etl export`, instead of the warehouse (the results are still written into --warehouse when it exists, else kept in the run folder).", show_default=False)] = None,
-    split: Annotated[Optional[str], typer.Option(help=f"The split to train and test on, by name, as listed in the warehouse's `splits` table (random, temporal, and u1..u5 for ml-100k). Default: {DEFAULTS.split}.", show_default=False)] = None,
-    model: Annotated[Optional[str], typer.Option(help=f"The model preset: {', '.join(PRESETS)}. 'autoencoder' is the seed design tuned for batched training; 'notebook' reproduces the original notebook exactly (one user per step, its optimiser and quirks); 'i-autorec' is the item-based autoencoder of Sedhain et al. 2015; 'global-mean', 'biases' (damped user and movie biases) and 'mf' (biased matrix factorisation) are baselines. Each preset carries its chosen settings; options override them. Default: {DEFAULTS.model}.", show_default=False)] = None,
-    epochs: Annotated[Optional[int], typer.Option(help=f"How many passes over the training users. Default: {DEFAULTS.epochs}.", show_default=False)] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help=f"Rows per optimiser step: users, or movies for i-autorec. Default: {DEFAULTS.batch_size}, or the model preset's.", show_default=False)] = None,
-    learning_rate: Annotated[Optional[float], typer.Option(help=f"The optimiser's learning rate. Default: {DEFAULTS.learning_rate}.", show_default=False)] = None,
-    weight_decay: Annotated[Optional[float], typer.Option(help=f"L2 weight decay. Default: {DEFAULTS.weight_decay}.", show_default=False)] = None,
-    l2: Annotated[Optional[float], typer.Option(help=f"L2 penalty on the model's weights, as the lambda of a sum-of-squared-errors objective (I-AutoRec's units), whatever the batch size. Default: {DEFAULTS.l2}, or the model preset's.", show_default=False)] = None,
-    hidden: Annotated[Optional[str], typer.Option(help="Hidden layer widths, comma-separated (e.g. 500 or 20,10,20); for mf, the number of factors. Default: the model preset's.", show_default=False)] = None,
-    patience: Annotated[Optional[int], typer.Option(help="Stop when validation RMSE has not improved for this many epochs (0: train every epoch). Default: the model preset's.", show_default=False)] = None,
-    lr_drops: Annotated[Optional[int], typer.Option(help="Before stopping early, divide the learning rate by 10 this many times, each time validation RMSE has not improved for --patience epochs. Default: the model preset's.", show_default=False)] = None,
-    select_best: Annotated[Optional[bool], typer.Option("--select-best/--last-epoch", help="Score the test set with the weights of the epoch that did best on the validation slice (default), or with the last epoch's.", show_default=False)] = None,
-    eval_every: Annotated[Optional[int], typer.Option(help="Epochs between validation scores (and chances to select an epoch). Default: the model preset's.", show_default=False)] = None,
-    optimizer: Annotated[Optional[str], typer.Option(help=f"rmsprop, adam or sgd. Default: {DEFAULTS.optimizer}.", show_default=False)] = None,
-    seed: Annotated[Optional[int], typer.Option(help=f"Seeds the weights and the order of users: the same seed on the same data gives the same run on a CPU. Default: {DEFAULTS.seed}.", show_default=False)] = None,
-    device: Annotated[Optional[str], typer.Option(help="auto (a CUDA GPU when there is one, else the CPU), cpu or cuda. Default: auto.", show_default=False)] = None,
-    threads: Annotated[Optional[int], typer.Option(help="CPU threads for torch's arithmetic; 0 keeps torch's default, one per core. On a machine shared with other work, 1 is often several times faster. Default: 0.", show_default=False)] = None,
-    validation: Annotated[Optional[bool], typer.Option("--validation/--no-validation", help="Hold the split's validation slice out of training and report RMSE on it every 5 epochs and at the end (default), or train on the whole training side.", show_default=False)] = None,
-    top_n: Annotated[Optional[int], typer.Option(help=f"How many recommendations to write per user, among movies they never rated. Default: {DEFAULTS.top_n}.", show_default=False)] = None,
-    full_matrix: Annotated[Optional[bool], typer.Option("--full-matrix", help="Also write a prediction for every (user, movie) pair; refused when that would exceed 50 million rows.", show_default=False)] = None,
-    cache_budget_mb: Annotated[Optional[int], typer.Option(help=f"Keep the training matrix in memory (on the GPU when training there) when it fits in this many MB; otherwise stream it from DuckDB every epoch. Default: {DEFAULTS.cache_budget_mb}.", show_default=False)] = None,
-    runs_dir: Annotated[Optional[Path], typer.Option(help=f"Where each run keeps its checkpoint and staged results, in a folder named after the run. Default: {DEFAULTS.runs_dir}.", show_default=False)] = None,
-    checkpoint_seconds: Annotated[Optional[float], typer.Option(help=f"Write a checkpoint (for --resume) once this many seconds of training have passed since the last one, and after the last epoch; 0 writes one after every epoch. Default: {DEFAULTS.checkpoint_seconds:.0f}.", show_default=False)] = None,
-    lock_wait: Annotated[Optional[float], typer.Option(help=f"Seconds to wait for another process holding the warehouse before giving up (results are kept and can be written later with `trainer publish`). Default: {DEFAULTS.lock_wait_seconds:.0f}.", show_default=False)] = None,
-    config_file: Annotated[Optional[Path], typer.Option("--config", help="A TOML file of settings (same names as the options, with underscores); options given on the command line override it.", show_default=False)] = None,
-    resume: Annotated[Optional[Path], typer.Option(help="Continue the interrupted run in this folder (e.g. runs/20261128-101500-ab12) from its last checkpoint, with the settings and warehouse it started with (only --device, --threads and --lock-wait apply).", show_default=False)] = None,
-) -> None:
-    """Train a model on one split of the warehouse, score it on the held-out ratings, and write runs, per-epoch metrics and predictions into the warehouse."""
-    overrides: dict[str, Any] = {
-        "warehouse": str(warehouse) if warehouse else None, "features": str(features) if features else None,
-        "split": split, "model": model, "epochs": epochs,
-        "batch_size": batch_size, "learning_rate": learning_rate, "weight_decay": weight_decay,
-        "optimizer": optimizer, "l2": l2, "hidden": _widths(hidden), "patience": patience, "lr_drops": lr_drops,
-        "select_best": select_best, "eval_every": eval_every, "seed": seed, "device": device, "threads": threads, "validation": validation, "top_n": top_n,
-        "full_matrix": full_matrix, "cache_budget_mb": cache_budget_mb,
-        "runs_dir": str(runs_dir) if runs_dir else None, "checkpoint_seconds": checkpoint_seconds,
-        "lock_wait_seconds": lock_wait,
-    }
+def _option(name: str, spec: Setting, kind: Any, default: Any) -> inspect.Parameter:
+    """One `trainer run` option from a TrainConfig field: None when not given, so that presets apply."""
+    allowed = choices(kind, spec)
+    cli_type: Any = Literal[allowed] if allowed else (str if name == "hidden" else _plain(kind))
+    shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+    option = typer.Option(
+        *spec.flags, help=spec.help, envvar=spec.envvar, callback=_checker(name),
+        show_default=str(shown) if default is not None else False,
+    )
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                             annotation=Annotated[Optional[cli_type], option])
+
+
+def _plain(kind: Any) -> Any:
+    """The type a field's option parses: str for `str | None`."""
+    args = [arg for arg in get_args(kind) if arg is not type(None)]
+    return args[0] if args else kind
+
+
+def _checker(name: str) -> Callable[[Any], Any]:
+    """A callback refusing a value the setting does not allow with a usage error (exit 2) naming the option."""
+
+    def check(value: Any) -> Any:
+        if value is None:
+            return None
+        if name == "hidden":
+            value = _widths(value)
+        reason = problem(name, value)
+        if reason:
+            raise typer.BadParameter(reason)
+        return value
+
+    return check
+
+
+def run_command(*, config_file: Optional[Path], resume: Optional[Path], **given: Any) -> None:
+    """Train a model on one split of the warehouse, score it on the held-out ratings, audit the results, and write runs, per-epoch metrics and predictions into the warehouse."""
     from trainer.train import run as train_run  # torch is imported only by the commands that train
 
     try:
-        config = resolve(overrides, config_file)
+        config = resolve(given, config_file)
         if resume is not None and not resume.is_dir():
             raise TrainerError(f"{resume}: no such run folder to resume")
         with _EpochReporter(config.epochs) as report:
@@ -92,14 +90,39 @@ def run_command(
         _fail(error)
     if not summary.metrics:  # a torchrun rank other than 0, which reports for all
         return
-    m = summary.metrics
+    m, published = summary.metrics, summary.published
+    if published is None:
+        outcome = f"Results are staged in {summary.run_dir} (trainer publish writes them)."
+    elif published.promoted:
+        outcome = ("Promoted: analysts now see it in recommendations, latest_predictions and latest_run"
+                   + ("" if published.audit_passed else f", published anyway despite its audit ({published.audit_reason})")
+                   + ". SELECT * FROM run_metrics; SELECT * FROM recommendations;")
+    else:
+        outcome = (f"Not promoted: the audit failed ({published.audit_reason}). The run is recorded in runs "
+                   "(SELECT * FROM run_metrics); analysts keep the last run that passed.")
     _log(
         f"run {summary.run_id}: test RMSE {m['rmse']:.4f}, MAE {m['mae']:.4f}, mean per-user RMSE "
         f"{m['user_rmse']:.4f} on {m['n']:,} ratings ({m['n_cold_start']:,} cold start); trained in "
-        f"{summary.train_seconds:.2f} s, {summary.wall_seconds:.2f} s in all. "
-        + ("Results are in the warehouse: SELECT * FROM run_metrics; SELECT * FROM recommendations;"
-           if summary.published else f"Results are staged in {summary.run_dir} (trainer publish writes them).")
+        f"{summary.train_seconds:.2f} s, {summary.wall_seconds:.2f} s in all. " + outcome
     )
+
+
+run_command.__signature__ = inspect.Signature([  # type: ignore[attr-defined]
+    inspect.Parameter("config_file", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
+        Optional[Path], typer.Option("--config", show_default=False, help=(
+            "A TOML file of settings (the options' names with underscores); options given on the command line "
+            "override it."))]),
+    inspect.Parameter("resume", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
+        Optional[Path], typer.Option(show_default=False, help=(
+            "Continue the interrupted run in this folder (e.g. runs/20261128-101500-ab12) from its last checkpoint, "
+            "with the settings and warehouse it started with (only --device, --threads and --lock-wait apply)."))]),
+    *(_option(name, spec, kind, default) for name, (spec, kind, default) in settings().items() if not spec.internal),
+])
+app.command("run")(run_command)
+# `typer trainer run ...` (typer's own `run`, on the app it finds in the trainer package) and `trainer run ...`
+# are the same command: this one-command app is what trainer/__init__.py exposes to typer.
+run_app = typer.Typer(add_completion=False)
+run_app.command("run")(run_command)
 
 
 @app.command("bench")
@@ -151,11 +174,12 @@ def report_command(
 def publish(
     run_dir: Annotated[Path, typer.Argument(help="The run folder whose staged results to write (printed by the run that could not write them).", show_default=False)],
     warehouse: Annotated[Path, typer.Option(envvar="WAREHOUSE", help="The warehouse to write them into.")] = Path(DEFAULTS.warehouse),
-    lock_wait: Annotated[float, typer.Option(min=0, help="Seconds to wait for another process holding the warehouse.")] = DEFAULTS.lock_wait_seconds,
+    lock_wait: Annotated[float, typer.Option(min=0, help="Seconds to wait for another writer of the warehouse.")] = DEFAULTS.lock_wait_seconds,
+    publish_anyway: Annotated[bool, typer.Option("--publish-anyway", help="Serve the run's results even if they fail the audit; the override is recorded in runs.")] = False,
 ) -> None:
-    """Write a finished run's staged results into the warehouse (after a run found it locked)."""
+    """Write a finished run's staged results into the warehouse, audited (after a run that could not write them)."""
     try:
-        published = results.publish(run_dir, warehouse, lock_wait)
+        published = results.publish(run_dir, warehouse, lock_wait, publish_anyway)
     except WarehouseError as error:
         _fail(error)
     _log(f"run {published.run_id}: results written to {warehouse}")

@@ -1,4 +1,8 @@
-"""The one configuration of a training run: every default in one dataclass, presets by model name.
+"""The one configuration of a training run: every setting defined once, in one dataclass; presets by model.
+
+Each field of `TrainConfig` carries its default, its type (a `Literal` where it is a choice), its bounds
+and its help (a `Setting` in the field's metadata). `trainer run`'s options are generated from these
+fields (trainer/cli.py), and the same bounds check a config file and a resumed checkpoint.
 
 A run's configuration is resolved in this order, each layer overriding the one before:
 dataclass defaults < the model's preset < a TOML config file < command-line flags.
@@ -7,92 +11,13 @@ The resolved configuration is stored in every checkpoint and in the run's row of
 
 from __future__ import annotations
 
+import math
 import tomllib
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args, get_type_hints
 
 from trainer.errors import TrainerError
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    # what to train on
-    warehouse: str = "warehouse.duckdb"
-    # read the matrices from this folder of Parquet files (written by `etl export`) instead of the
-    # warehouse; results still go into the warehouse when there is one, else stay staged in the run folder
-    features: str | None = None
-    split: str = "random"
-    # hold the split's validation slice out of training, to report and select on; off trains on the
-    # whole training side (train + validation), e.g. all of ml-100k's u1.base
-    validation: bool = True
-    # the model (see trainer/models.py): the seed design is n_movies -> 20 -> 10 -> 20 -> n_movies,
-    # sigmoid hidden layers; for "mf", hidden = (number of factors,)
-    model: str = "autoencoder"
-    hidden: tuple[int, ...] = (20, 10, 20)
-    activation: str = "sigmoid"  # of the autoencoders' hidden layers
-    dropout: float = 0.0  # on the autoencoders' code (the middle hidden layer), while training
-    # DeepRecommender's dense re-feeding: after each step, the (dense) reconstruction is trained on
-    # again as an example of its own, every entry a target
-    refeed: bool = False
-    # optimisation. The notebook's RMSprop(lr=0.01, weight_decay=0.5) only survived because it never
-    # zeroed its gradients; with correct batched gradients weight decay 0.5 collapses every output to
-    # the mean. Tuned on the validation slices of ml-100k u1 and ml-1m random, with patience and
-    # lr_drops below: see README "Tuning the seed model".
-    optimizer: str = "rmsprop"
-    learning_rate: float = 0.01
-    weight_decay: float = 1e-5
-    epochs: int = 200
-    batch_size: int = 256  # rows (users, or movies for item-based models) per step
-    # L2 penalty on the model's weights (models.py says which), as the lambda of a sum-of-squared-errors
-    # objective, sum (r - r_hat)^2 + l2/2 * sum ||W||^2, I-AutoRec's units. The loop averages the error
-    # over the batch's ratings, so it adds l2/2 * ||W||^2 / (number of training ratings): the same
-    # minimiser whatever the batch size. Unlike weight_decay, biases can be left out.
-    l2: float = 0.0
-    # model selection on the validation slice (never the test part): stop when validation RMSE has not
-    # improved for `patience` epochs (0: never stop early), and end with the weights of the epoch that
-    # scored best on validation (select_best) rather than the last epoch's
-    patience: int = 20
-    select_best: bool = True
-    # before stopping, divide the learning rate by 10 this many times, each when validation RMSE has
-    # not improved for `patience` epochs (a fine-tuning phase at a lower rate)
-    lr_drops: int = 1
-    shuffle: bool = True
-    # with shuffle, a cached matrix's rows are dealt into batches once per run and each epoch takes those
-    # batches in a new order (a batch's sparse structure and its transpose are then built once); False
-    # deals the rows anew every epoch, at the cost of a sort per batch and epoch: I-AutoRec tests 0.005
-    # better so on ml-1m (README "Accuracy"), the seed model the same on u1
-    fixed_batches: bool = True
-    seed: int = 0
-    # loss: "observed" is the mean squared error over observed ratings; "all_movies" is the notebook's
-    # MSELoss over every movie with unobserved outputs zeroed (the same minimiser, another scale)
-    loss: str = "observed"
-    # predictions
-    clip: bool = True  # clip predictions to the data set's rating scale
-    cold_start_fallback: bool = True  # users/movies with no training rating get bias means
-    top_n: int = 20
-    full_matrix: bool = False  # also write every (user, movie) prediction, where that fits
-    # the notebook's quirks, reproduced by the "notebook" preset only
-    accumulate_gradients: bool = False  # never call optimizer.zero_grad()
-    drop_first_rating: bool = False  # pandas read_csv without header=None ate each file's first line
-    # machinery
-    device: str = "auto"
-    # CPU threads for torch's arithmetic; 0 keeps torch's default (one per core). On a machine whose cores
-    # other work is also using, 1 can be several times faster: torch's threads wait on each other for a
-    # core (measured up to 10x on this project's shared 2-core machine, README "Benchmarks").
-    threads: int = 0
-    cache_budget_mb: int = 2048  # cache the training matrix on the device when it fits this
-    eval_every: int = 5  # epochs between validation scores (the learning curve); each costs a forward pass
-    # a checkpoint after the first epoch that ends this many seconds of training after the last one, and
-    # after the last epoch (0: after every epoch). By the clock, not by epochs: a u1 epoch of the seed
-    # model takes 7 ms (a checkpoint took about as long), an epoch at ml-32m's size many minutes.
-    checkpoint_seconds: float = 60.0
-    runs_dir: str = "runs"
-    lock_wait_seconds: float = 30.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 # Overrides per model name. "notebook" reproduces the original notebook exactly: one user per
 # optimiser step in user order, RMSprop(lr=0.01, weight_decay=0.5), gradients never zeroed, MSELoss
@@ -146,12 +71,168 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 
-CHOICES = {
-    "optimizer": ("rmsprop", "adam", "sgd"),
-    "loss": ("observed", "all_movies"),
-    "activation": ("sigmoid", "selu"),
-    "device": ("auto", "cpu", "cuda"),
-}
+
+@dataclass(frozen=True)
+class Setting:
+    """What the CLI and the checks need to know of one field of TrainConfig."""
+
+    help: str
+    flags: tuple[str, ...] = ()  # the option's names; default --field-name (--x/--no-x for a bool)
+    envvar: str | None = None
+    choices: tuple[str, ...] = ()  # for a str field whose choices are not a Literal type (the presets)
+    minimum: float | None = None  # value >= minimum
+    above: float | None = None  # value > above
+    below: float | None = None  # value < below
+    internal: str = ""  # why the field has no option (set by presets only); empty: it has one
+
+
+def setting(default: Any, help: str = "", **spec: Any) -> Any:
+    """A TrainConfig field: its default, and its Setting in the metadata."""
+    return field(default=default, metadata={"setting": Setting(help, **spec)})
+
+
+Optimizer = Literal["rmsprop", "adam", "sgd"]
+Loss = Literal["observed", "all_movies"]
+Activation = Literal["sigmoid", "selu"]
+Device = Literal["auto", "cpu", "cuda"]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    # what to train on
+    warehouse: str = setting(
+        "warehouse.duckdb", "The DuckDB warehouse built by `make etl`; it is only read until the results are "
+        "written.", envvar="WAREHOUSE")
+    features: str | None = setting(
+        None, "Read the rating matrices from this folder of Parquet files, written by `etl export`, instead of the "
+        "warehouse (the results are still written into --warehouse when it exists, else kept in the run folder).")
+    split: str = setting(
+        "random", "The split to train and test on, by name, as listed in the warehouse's `splits` table (random, "
+        "temporal, and u1..u5 for ml-100k).")
+    validation: bool = setting(
+        True, "Hold the split's validation slice out of training, to score every --eval-every epochs and select "
+        "the best epoch on (--validation), or train on the whole training side (--no-validation).")
+    # the model (see trainer/models.py)
+    model: str = setting(
+        "autoencoder", "The model preset. 'autoencoder' is the seed design tuned for batched training; 'notebook' "
+        "reproduces the original notebook exactly (one user per step, its optimiser and quirks); 'i-autorec' is "
+        "the item-based autoencoder of Sedhain et al. 2015; 'deep-ae' is DeepRecommender's design; 'global-mean', "
+        "'biases' (damped user and movie biases) and 'mf' (biased matrix factorisation) are baselines. Each preset "
+        "carries its chosen settings (docs/training.md); options override them.", choices=())
+    hidden: tuple[int, ...] = setting(
+        (20, 10, 20), "Hidden layer widths, comma-separated (e.g. 500 or 20,10,20); for mf, the number of factors.")
+    activation: Activation = setting("sigmoid", "The autoencoders' hidden activation.")
+    dropout: float = setting(
+        0.0, "Dropout on the autoencoders' code (the middle hidden layer) while training.", minimum=0, below=1)
+    refeed: bool = setting(
+        False, "DeepRecommender's dense re-feeding: after each step, train again on the (dense) reconstruction "
+        "as an example of its own.")
+    # optimisation. The notebook's RMSprop(lr=0.01, weight_decay=0.5) only survived because it never zeroed its
+    # gradients; with correct batched gradients weight decay 0.5 collapses every output to the mean. Tuned on
+    # the validation slices of ml-100k u1 and ml-1m random, with patience and lr_drops (docs/training.md).
+    optimizer: Optimizer = setting("rmsprop", "The optimiser.")
+    learning_rate: float = setting(0.01, "The optimiser's learning rate.", above=0)
+    weight_decay: float = setting(0.00001, "L2 weight decay, applied by the optimiser to every parameter.", minimum=0)
+    epochs: int = setting(200, "The most passes over the training rows.", minimum=1)
+    batch_size: int = setting(256, "Rows per optimiser step: users, or movies for i-autorec.", minimum=1)
+    # The loop averages the error over the batch's ratings, so it adds l2/2 * ||W||^2 / (number of training
+    # ratings): the same minimiser whatever the batch size. Unlike weight_decay, biases can be left out.
+    l2: float = setting(
+        0.0, "L2 penalty on the model's weights, as the lambda of a sum-of-squared-errors objective (I-AutoRec's "
+        "units), whatever the batch size.", minimum=0)
+    # model selection on the validation slice (never the test part)
+    patience: int = setting(
+        20, "Stop when validation RMSE has not improved for this many epochs (0: train every epoch).", minimum=0)
+    select_best: bool = setting(
+        True, "Score the test set with the weights of the epoch that did best on the validation slice "
+        "(--select-best), or with the last epoch's (--last-epoch).", flags=("--select-best/--last-epoch",))
+    lr_drops: int = setting(
+        1, "Before stopping early, divide the learning rate by 10 this many times, each time validation RMSE has "
+        "not improved for --patience epochs.", minimum=0)
+    shuffle: bool = setting(True, "Take the rows in a new random order every epoch (--no-shuffle: in user order).")
+    fixed_batches: bool = setting(
+        True, "With a cached matrix, deal the rows into batches once per run and take those batches in a new order "
+        "each epoch (--fixed-batches; a batch's sparse structure is built once), or deal them anew every epoch "
+        "(--no-fixed-batches).")
+    seed: int = setting(
+        0, "Seeds the weights and the order of rows: the same seed on the same data gives the same run on a CPU.")
+    loss: Loss = setting(
+        "observed", "'observed': the mean squared error over the observed ratings; 'all_movies': the notebook's "
+        "MSELoss over every movie, unobserved outputs zeroed (the same minimiser, another scale).")
+    # predictions
+    clip: bool = setting(True, "Clip predictions to the data set's rating scale.")
+    cold_start_fallback: bool = setting(
+        True, "Predict a test rating whose user or movie has no training rating by the damped user and movie "
+        "biases.")
+    top_n: int = setting(20, "How many recommendations to write per user, among movies they never rated.", minimum=0)
+    full_matrix: bool = setting(
+        False, "Also write a prediction for every (user, movie) pair; refused when that would exceed 50 million "
+        "rows.", flags=("--full-matrix",))
+    publish_anyway: bool = setting(
+        False, "Serve the run's results even if they fail the audit (non-finite or out-of-scale predictions, "
+        "users left without recommendations, a validation RMSE worse than predicting the training mean); the "
+        "override is recorded in runs.", flags=("--publish-anyway",))
+    # the notebook's quirks, reproduced by the "notebook" preset only
+    accumulate_gradients: bool = setting(False, internal="the notebook preset's quirk: never zero the gradients")
+    drop_first_rating: bool = setting(
+        False, internal="the notebook preset's quirk: pandas read_csv without header=None ate each file's first line")
+    # machinery
+    device: Device = setting("auto", "Where to train: auto (a CUDA GPU when there is one, else the CPU), cpu or cuda.")
+    threads: int = setting(
+        0, "CPU threads for torch's arithmetic; 0 keeps torch's default, one per core. On a machine whose cores "
+        "other work is also using, 1 can be several times faster.", minimum=0)
+    cache_budget_mb: int = setting(
+        2048, "Keep the training matrix in memory (on the GPU when training there) when it fits in this many MB; "
+        "otherwise stream it from DuckDB every epoch.", above=0)
+    eval_every: int = setting(5, "Epochs between validation scores (the learning curve; chances to select an "
+                                 "epoch).", minimum=1)
+    # By the clock, not by epochs: a small data set's epoch takes milliseconds, an epoch at ml-32m's size minutes.
+    checkpoint_seconds: float = setting(
+        60.0, "Write a checkpoint (for --resume) once this many seconds of training have passed since the last "
+        "one, and after the last epoch; 0 writes one after every epoch.", minimum=0)
+    runs_dir: str = setting(
+        "runs", "Where each run keeps its checkpoint and staged results, in a folder named after the run.")
+    lock_wait_seconds: float = setting(
+        30.0, "Seconds to wait for another writer of the warehouse before giving up (the results are kept and can "
+        "be written later with `trainer publish`).", flags=("--lock-wait",), minimum=0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+
+
+def settings() -> dict[str, tuple[Setting, Any, Any]]:
+    """Each field's Setting, type and default, by name; the model's choices are the presets."""
+    types = get_type_hints(TrainConfig)
+    found = {}
+    for f in fields(TrainConfig):
+        spec: Setting = f.metadata["setting"]
+        if f.name == "model":
+            spec = replace(spec, choices=tuple(PRESETS))
+        found[f.name] = (spec, types[f.name], f.default)
+    return found
+
+
+def choices(kind: Any, spec: Setting) -> tuple[str, ...]:
+    """A setting's allowed values: its Literal type's, or the Setting's own; () when any value goes."""
+    return spec.choices or (get_args(kind) if getattr(kind, "__origin__", None) is Literal else ())
+
+
+def problem(name: str, value: Any) -> str | None:
+    """Why ``value`` is not allowed for the setting ``name`` (None when it is)."""
+    spec, kind, _ = settings()[name]
+    allowed = choices(kind, spec)
+    if allowed and value not in allowed:
+        return f"must be one of {', '.join(allowed)}, not {value!r}"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"must be a finite number, not {value}"
+    bounds = [(spec.minimum, lambda v, b: v >= b, "at least"), (spec.above, lambda v, b: v > b, "above"),
+              (spec.below, lambda v, b: v < b, "below")]
+    for bound, holds, words in bounds:
+        if bound is not None and not holds(value, bound):
+            return f"must be {words} {bound:g}, not {value}"
+    return None
 
 
 def resolve(overrides: dict[str, Any], config_file: Path | None = None) -> TrainConfig:
@@ -173,19 +254,10 @@ def from_dict(values: dict[str, Any]) -> TrainConfig:
 
 
 def validate(config: TrainConfig) -> TrainConfig:
-    for name, allowed in CHOICES.items():
-        if getattr(config, name) not in allowed:
-            raise TrainerError(f"{name} must be one of {', '.join(allowed)}, not {getattr(config, name)!r}")
-    positive = ("epochs", "batch_size", "learning_rate", "eval_every", "cache_budget_mb")
-    for name in positive:
-        if getattr(config, name) <= 0:
-            raise TrainerError(f"{name} must be positive, not {getattr(config, name)}")
-    if min(config.weight_decay, config.l2, config.patience, config.lr_drops, config.top_n,
-           config.lock_wait_seconds, config.threads, config.checkpoint_seconds) < 0:
-        raise TrainerError("weight_decay, l2, patience, lr_drops, top_n, lock_wait_seconds, threads and "
-                           "checkpoint_seconds cannot be negative")
-    if not 0 <= config.dropout < 1:
-        raise TrainerError(f"dropout must be at least 0 and below 1, not {config.dropout}")
+    for name in settings():
+        reason = problem(name, getattr(config, name))
+        if reason:
+            raise TrainerError(f"{name} {reason}")
     if not config.hidden or any(width <= 0 for width in config.hidden):
         raise TrainerError(f"hidden must list positive layer widths, not {config.hidden}")
     return config

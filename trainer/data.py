@@ -1,4 +1,5 @@
-"""Reading the warehouse: the data set's facts and the rating matrices, as CSR batches on the device.
+"""Reading the warehouse: the data set's facts and the rating matrices, as CSR batches on the device, and
+TrainingData, which batches (and caches) the training matrix for the loop.
 
 The warehouse is only ever opened read-only here, so analysts (and other trainers) can read it while
 a run trains. user_matrix holds one row per user and split, each part (train, validation, test) a pair
@@ -8,10 +9,12 @@ Arrow record batches; the list offsets and values become torch tensors without a
 
 from __future__ import annotations
 
+import math
 import queue
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import duckdb
@@ -19,11 +22,21 @@ import numpy as np
 import pyarrow as pa
 import torch
 
+from trainer import distributed
+from trainer.config import TrainConfig
 from trainer.errors import TrainerError
 from trainer.sparse import SparseBlock, entry_rows
 from warehouse.connect import open_for_reading
 
 PARTS = ("train", "validation", "test")
+EVAL_ROWS = 4096  # rows per forward pass when scoring and predicting ...
+EVAL_BLOCK_BYTES = 256 * 2**20  # ... fewer when their dense rows x columns block would pass this
+
+
+def eval_rows(n_cols: int) -> int:
+    """Rows per forward pass when scoring and predicting. Bounded by memory, not only by count: at
+    ml-32m's 87,585 movies 4,096 users' dense inputs alone are 1.4 GB, and the outputs as much again."""
+    return max(1, min(EVAL_ROWS, EVAL_BLOCK_BYTES // (4 * n_cols)))
 
 
 @dataclass(frozen=True)
@@ -278,3 +291,172 @@ def _prefetch(items: Iterator, depth: int = 2) -> Iterator:
         if isinstance(item, BaseException):
             raise item
         yield item
+
+
+@dataclass
+class Batch:
+    """A block of rating rows (users', or movies') to train on, as the model takes it, and its observed ratings."""
+
+    inputs: torch.Tensor | SparseBlock  # dense rows x columns (0 where unrated), or the block's observed ratings
+    index: torch.Tensor  # each row's user_idx (movie_idx for movie rows)
+    rows: Csr  # the observed ratings
+
+    @property
+    def targets(self) -> torch.Tensor:
+        return self.rows.vals
+
+    @cached_property  # a batch kept for the whole run computes them once
+    def positions(self) -> torch.Tensor:
+        """Flat indexes into dense inputs (row * n_cols + col) of the observed ratings."""
+        return self.rows.row_ids() * self.rows.n_cols + self.rows.cols
+
+
+def dense_output(config: TrainConfig, device: torch.device, dense_on_gpu: bool) -> bool:
+    """Whether training needs the model's whole rows x columns output rather than its outputs at the
+    observed ratings: for the notebook's loss over every movie, for dense re-feeding, and on a GPU for the
+    models whose sparse kernels there have not been measured (``dense_on_gpu``, docs/gpu.md)."""
+    return config.loss == "all_movies" or config.refeed or (device.type != "cpu" and dense_on_gpu)
+
+
+class TrainingData:
+    """The training matrix (user rows, or movie rows with ``rows="movie"``) as batches on the device,
+    plus the validation targets.
+
+    When the CSR of the training (and validation) part fits ``cache_budget_mb`` it is read once and
+    kept on the device, dealt into batches of rows once (at random, unless ``shuffle`` is off), and each
+    epoch takes those batches in a new order: a batch's sparse structure (and its transpose, which the
+    weight gradients need) is then built once, not every epoch. Otherwise every epoch streams the rows
+    out of DuckDB in a new order, so memory is bounded by the batch, not by users x movies.
+    """
+
+    def __init__(
+        self, con: duckdb.DuckDBPyConnection, config: TrainConfig, info: DatasetInfo,
+        fit_parts: tuple[str, ...], device: torch.device, rows: str = "user", sparse: bool = True,
+        ctx: distributed.Context = distributed.Context(),
+    ) -> None:
+        self.con, self.config, self.info, self.fit_parts, self.device = con, config, info, fit_parts, device
+        self.rows = rows
+        self.n_cols = info.n_movies if rows == "user" else info.n_users
+        self.sparse = sparse
+        # Under torchrun each rank holds its shard of the rows and takes its share of every batch. Its loss
+        # is weighted by its shard's share of the ratings (x world size), so that the mean gradient DDP takes
+        # over the ranks is the gradient over every rating: exactly the one process's, with full batches.
+        self.ctx, self.batch_size, self.shard_weight = ctx, -(-config.batch_size // ctx.world_size), 1.0
+        if ctx.shard:
+            mine = shard_ratings(con, config.split, fit_parts, ctx.shard, by=rows)
+            self.shard_weight = mine * ctx.world_size / distributed.all_sum(ctx, device, mine)[0]
+        parts = fit_parts + (("validation",) if config.validation else ())
+        budget = config.cache_budget_mb * 2**20
+        self.n_ratings = count_ratings(con, config.split, fit_parts)
+        self.cached = matrix_bytes(con, config.split, parts) <= budget
+        self.fit: Csr | None = None
+        self.index: torch.Tensor | None = None
+        self.validation: Csr | None = None
+        self.dense: torch.Tensor | None = None
+        self._ranges: list[tuple[int, int]] = []
+        self._kept: dict[int, Batch] = {}  # cached batches, by range
+        # The notebook quirk: the rating on the first line of the training file was never seen.
+        lost = first_rating(con, config.split, fit_parts) if config.drop_first_rating else None
+        self._lost = lost if lost is None or rows == "user" else (lost[1], lost[0])  # as (row, column)
+        if self.cached:
+            index, matrices = load_rows(con, config.split, parts, self.n_cols, by=rows, shard=ctx.shard)
+            fit = self._fit_matrix(index, matrices)
+            validation = matrices["validation"] if config.validation else None
+            if config.shuffle and config.fixed_batches:  # dealt once, at random
+                order = torch.randperm(fit.n_rows, generator=torch.Generator().manual_seed(config.seed * 1_000_003))
+                fit, index = fit.select(order), index[order]
+                validation = validation.select(order) if validation is not None else None
+            self.fit, self.index = fit.to(device), index.to(device)
+            self.validation = validation.to(device) if validation is not None else None
+            if not self.sparse and info.n_users * info.n_movies * 4 <= budget:
+                self.dense = self.fit.to_dense()
+            # Rows with nothing to learn from make no batch (the notebook skipped such users too).
+            counts = self.fit.offsets[::self.batch_size].tolist() + [int(self.fit.offsets[-1])]
+            self._ranges = [(start, min(start + self.batch_size, self.fit.n_rows))
+                            for start, first, last in zip(range(0, self.fit.n_rows, self.batch_size), counts, counts[1:])
+                            if last > first]
+
+    def _fit_matrix(self, index: torch.Tensor, matrices: dict[str, Csr]) -> Csr:
+        fit = merge_parts(matrices, self.fit_parts)
+        return fit.without(index, *self._lost) if self._lost else fit
+
+    def batches(self, epoch: int) -> Iterator[Batch]:
+        config = self.config
+        if not self.cached:
+            seed = config.seed * 1_000_003 + epoch if config.shuffle else None
+            for index, matrices in stream_rows(self.con, config.split, self.fit_parts, self.n_cols,
+                                               self.batch_size, shuffle_seed=seed, by=self.rows, shard=self.ctx.shard):
+                rows = self._fit_matrix(index, matrices).to(self.device, non_blocking=True)
+                if rows.cols.numel():
+                    yield Batch(self._inputs(rows), index.to(self.device, non_blocking=True), rows)
+            return
+        generator = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
+        if config.shuffle and not config.fixed_batches:
+            yield from self._dealt_batches(torch.randperm(self.fit.n_rows, generator=generator).to(self.device))
+            return
+        order = range(len(self._ranges))
+        if config.shuffle:
+            order = torch.randperm(len(self._ranges), generator=generator).tolist()
+        for i in order:
+            yield self._cached_batch(i)
+
+    def _dealt_batches(self, order: torch.Tensor) -> Iterator[Batch]:
+        """Batches of the cached rows taken in ``order``: each gathers its own rows (one gather of the whole
+        matrix per epoch was 10x slower on ml-1m, a fresh copy every epoch; small gathers stay in cache)."""
+        assert self.fit is not None and self.index is not None
+        for start in range(0, self.fit.n_rows, self.batch_size):
+            rows = order[start : start + self.batch_size]
+            part = self.fit.select(rows)
+            if part.cols.numel() == 0:
+                continue
+            dense = self.dense.index_select(0, rows) if self.dense is not None else None
+            yield Batch(self._inputs(part, dense), self.index.index_select(0, rows), part)
+
+    def _cached_batch(self, i: int) -> Batch:
+        """Batch ``i`` of the rows as dealt, kept for the next epochs (the notebook preset takes 189,000 steps
+        of one user), except when its dense inputs would be a copy: kept, they would add up to users x movies."""
+        if i in self._kept:
+            return self._kept[i]
+        assert self.fit is not None and self.index is not None
+        start, end = self._ranges[i]
+        rows, index = self.fit.slice(start, end), self.index[start:end]
+        batch = Batch(self._inputs(rows, self.dense[start:end] if self.dense is not None else None), index, rows)
+        if self.sparse or self.dense is not None:
+            self._kept[i] = batch
+        return batch
+
+    def _inputs(self, rows: Csr, dense: torch.Tensor | None = None) -> torch.Tensor | SparseBlock:
+        """``rows`` as the model takes them: a SparseBlock on the sparse path, else dense (``dense``, the
+        same rows of the cached dense matrix, when there is one)."""
+        if self.sparse:
+            return rows.block()
+        return dense if dense is not None else rows.to_dense()
+
+    @torch.no_grad()
+    def validation_rmse(self, model: torch.nn.Module) -> float:
+        """Global RMSE on the validation slice, predictions clipped as they will be at the end."""
+        model.eval()
+        squared, count = 0.0, 0
+        for inputs, index, targets in self._validation_blocks():
+            predicted = model.predict_at(inputs, index, targets.block())
+            if self.config.clip:
+                predicted = predicted.clamp(self.info.rating_min, self.info.rating_max)
+            squared += (predicted - targets.vals).square().sum().item()
+            count += targets.vals.numel()
+        squared, count = distributed.all_sum(self.ctx, self.device, squared, count)
+        return math.sqrt(squared / max(count, 1))
+
+    def _validation_blocks(self) -> Iterator[tuple[torch.Tensor | SparseBlock, torch.Tensor, Csr]]:
+        """(inputs, their row indexes, validation targets) for blocks of rows, from the cache or streamed."""
+        if not self.cached:
+            for index, matrices in stream_rows(self.con, self.config.split, self.fit_parts + ("validation",),
+                                               self.n_cols, eval_rows(self.n_cols), by=self.rows, shard=self.ctx.shard):
+                fit = self._fit_matrix(index, matrices).to(self.device)
+                yield self._inputs(fit), index.to(self.device), matrices["validation"].to(self.device)
+            return
+        assert self.fit is not None and self.index is not None and self.validation is not None
+        block = eval_rows(self.n_cols)
+        for start in range(0, self.fit.n_rows, block):
+            end = min(start + block, self.fit.n_rows)
+            dense = self.dense[start:end] if self.dense is not None else None
+            yield self._inputs(self.fit.slice(start, end), dense), self.index[start:end], self.validation.slice(start, end)

@@ -1,24 +1,56 @@
 """The models `trainer run --model` can train, all through the same loop (trainer/train.py).
 
-Every model reads rows of one of the warehouse's matrices: user rows (`user_matrix`, each user's
-ratings of every movie) or movie rows (`movie_matrix`, each movie's ratings by every user), as said
-by its ``rows`` attribute. It is called on a block of those rows as ``model(inputs, index)``, where
-``inputs`` is the block's dense ratings (0 where unrated) and ``index`` the rows' user_idx (or
-movie_idx), and returns the block's predicted ratings, the same shape as ``inputs``.
-Called instead on a :class:`~trainer.sparse.SparseBlock` of those rows, it returns the predictions at
-the block's observed ratings only (in the block's order), which is all the training loss reads.
-``predict_at(inputs, index, at)`` is the output at the entries of another block (held-out ratings of
-the same rows), and ``regularised()`` lists the tensors the L2 penalty (``--l2``) applies to.
+Every model implements `Model`, the interface the loop, model selection and prediction use; none of
+them asks which model it has. Adding a model is one class here, one preset in trainer/config.py and
+its line in BUILDERS below.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Protocol
 
 import torch
 from torch import nn
 
 from trainer.config import PRESETS, TrainConfig
+from trainer.data import Csr
 from trainer.errors import TrainerError
 from trainer.sparse import SparseBlock, linear_at_observed, sparse_linear
+
+# Scores of a block of users for every movie, from the block's training ratings and its user_idx.
+UserScorer = Callable[[Csr, torch.Tensor], torch.Tensor]
+
+
+class Model(Protocol):
+    """What the trainer needs of a model (an nn.Module).
+
+    A model reads rows of one of the warehouse's matrices: user rows (`user_matrix`, each user's ratings
+    of every movie) or movie rows (`movie_matrix`, each movie's ratings by every user), as ``rows`` says.
+    """
+
+    rows: str  # "user" or "movie"
+    # Whether it trains from dense rows x columns outputs on a GPU (the CPU always takes the sparse path,
+    # trainer/data.py dense_output).
+    dense_on_gpu: bool
+
+    def __call__(self, inputs: torch.Tensor | SparseBlock, index: torch.Tensor) -> torch.Tensor:
+        """The predicted ratings of a block of rows (``index``: their user_idx, or movie_idx): the same shape
+        as dense ``inputs`` (0 where unrated), or, for a SparseBlock, at its observed ratings, in its order."""
+        ...
+
+    def predict_at(self, inputs: torch.Tensor | SparseBlock, index: torch.Tensor, at: SparseBlock) -> torch.Tensor:
+        """The outputs at the entries of another block of the same rows (their held-out ratings)."""
+        ...
+
+    def regularised(self) -> list[torch.Tensor]:
+        """The tensors the L2 penalty (--l2) applies to."""
+        ...
+
+    def user_scorer(self, movie_rows: Callable[[], Iterable[tuple[torch.Tensor, Csr]]]) -> UserScorer:
+        """What prediction calls for each block of users; ``movie_rows`` gives the training matrix's movie
+        rows (movie_idx, ratings) in blocks, for a model that reads them."""
+        ...
 
 
 ACTIVATIONS = {"sigmoid": nn.Sigmoid, "selu": nn.SELU}
@@ -34,10 +66,11 @@ class AutoEncoder(nn.Module):
     (Kuchaiev & Ginsburg 2017).
     """
 
-    def __init__(self, n_cols: int, hidden: tuple[int, ...], rows: str = "user", activation: str = "sigmoid",
-                 dropout: float = 0.0) -> None:
+    rows = "user"
+    dense_on_gpu = True  # the sparse kernels are the CPU's (docs/gpu.md)
+
+    def __init__(self, n_cols: int, hidden: tuple[int, ...], activation: str = "sigmoid", dropout: float = 0.0) -> None:
         super().__init__()
-        self.rows = rows
         widths = (n_cols, *hidden)
         layers: list[nn.Module] = []
         for i, (width_in, width_out) in enumerate(zip(widths, widths[1:])):
@@ -80,6 +113,31 @@ class AutoEncoder(nn.Module):
         """The weight matrices (I-AutoRec's L2 term leaves the biases out)."""
         return [layer.weight for layer in self.net if isinstance(layer, nn.Linear)]
 
+    def user_scorer(self, movie_rows: Callable[[], Iterable[tuple[torch.Tensor, Csr]]]) -> UserScorer:
+        return lambda fit, users: self(fit.to_dense(), users)
+
+
+class ItemAutoEncoder(AutoEncoder):
+    """The autoencoder on movie rows (I-AutoRec): each movie's ratings by every user, encoded and decoded."""
+
+    rows = "movie"
+
+    def __init__(self, n_users: int, n_movies: int, hidden: tuple[int, ...], activation: str = "sigmoid",
+                 dropout: float = 0.0) -> None:
+        super().__init__(n_users, hidden, activation, dropout)
+        self.n_movies = n_movies
+
+    @torch.no_grad()
+    def user_scorer(self, movie_rows: Callable[[], Iterable[tuple[torch.Tensor, Csr]]]) -> UserScorer:
+        """A block of users' scores are every movie's code (last hidden layer, from its training row) times
+        those users' output weights: movies x hidden units are kept, where the scores themselves would be
+        movies x users (15 GB at ml-20m)."""
+        last = self.net[-1]
+        codes = torch.zeros(self.n_movies, last.in_features, device=last.weight.device)
+        for movies, fit in movie_rows():
+            codes[movies] = self.encode(fit.to_dense())
+        return lambda fit, users: self.decode_columns(codes, users).T.contiguous()
+
 
 class MatrixFactorisation(nn.Module):
     """The baselines: rating = mean + user bias + movie bias + user factors . movie factors.
@@ -91,6 +149,7 @@ class MatrixFactorisation(nn.Module):
     """
 
     rows = "user"
+    dense_on_gpu = False  # its outputs at the observed ratings are one sampled product on any device
 
     def __init__(self, n_users: int, n_movies: int, mean: float, factors: int = 0, biases: bool = True) -> None:
         super().__init__()
@@ -130,20 +189,25 @@ class MatrixFactorisation(nn.Module):
     def regularised(self) -> list[torch.Tensor]:
         return [p for name, p in self.named_parameters() if name != "mean"]
 
+    def user_scorer(self, movie_rows: Callable[[], Iterable[tuple[torch.Tensor, Csr]]]) -> UserScorer:
+        return lambda fit, users: self(fit.to_dense(), users)
+
+
+Builder = Callable[[TrainConfig, int, int, float], nn.Module]
+# Each preset's network, from (config, n_users, n_movies, the training ratings' mean, never the test's).
+BUILDERS: dict[str, Builder] = {
+    "autoencoder": lambda c, users, movies, mean: AutoEncoder(movies, c.hidden, c.activation, c.dropout),
+    "notebook": lambda c, users, movies, mean: AutoEncoder(movies, c.hidden, c.activation, c.dropout),
+    "deep-ae": lambda c, users, movies, mean: AutoEncoder(movies, c.hidden, c.activation, c.dropout),
+    "i-autorec": lambda c, users, movies, mean: ItemAutoEncoder(users, movies, c.hidden, c.activation, c.dropout),
+    "global-mean": lambda c, users, movies, mean: MatrixFactorisation(users, movies, mean, factors=0, biases=False),
+    "biases": lambda c, users, movies, mean: MatrixFactorisation(users, movies, mean, factors=0),
+    "mf": lambda c, users, movies, mean: MatrixFactorisation(users, movies, mean, factors=c.hidden[0]),
+}
+
 
 def build_model(config: TrainConfig, n_users: int, n_movies: int, mean: float) -> nn.Module:
-    """The network ``config.model`` names; ``mean`` is the training ratings' mean (never the test's)."""
-    match config.model:
-        case "autoencoder" | "notebook" | "deep-ae":  # user rows; the presets differ in shape and training
-            return AutoEncoder(n_movies, config.hidden, rows="user", activation=config.activation,
-                               dropout=config.dropout)
-        case "i-autorec":
-            return AutoEncoder(n_users, config.hidden, rows="movie", activation=config.activation,
-                               dropout=config.dropout)
-        case "global-mean":
-            return MatrixFactorisation(n_users, n_movies, mean, factors=0, biases=False)
-        case "biases":
-            return MatrixFactorisation(n_users, n_movies, mean, factors=0)
-        case "mf":
-            return MatrixFactorisation(n_users, n_movies, mean, factors=config.hidden[0])
-    raise TrainerError(f"unknown model {config.model!r}: choose one of {', '.join(PRESETS)}")
+    """The network ``config.model`` names."""
+    if config.model not in BUILDERS:
+        raise TrainerError(f"unknown model {config.model!r}: choose one of {', '.join(PRESETS)}")
+    return BUILDERS[config.model](config, n_users, n_movies, mean)

@@ -20,7 +20,8 @@ def trained(small_warehouse, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("analysts")
     path = root / "warehouse.duckdb"
     path.write_bytes(small_warehouse.read_bytes())
-    run(resolve({"warehouse": str(path), "runs_dir": str(root / "runs"), "epochs": 5}))
+    # Five epochs on 60 users do not beat the training mean: the audit fails, and the run is served anyway.
+    run(resolve({"warehouse": str(path), "runs_dir": str(root / "runs"), "epochs": 5, "publish_anyway": True}))
     return path
 
 

@@ -57,11 +57,19 @@ def test_unknown_split_lists_the_known_ones(warehouse, tmp_path) -> None:
 
 
 def test_unknown_model_and_bad_values(warehouse) -> None:
+    # Usage errors (exit 2) naming the option, and for a choice the valid values, before any work.
     result = invoke("run", "--warehouse", str(warehouse), "--model", "gpt")
-    assert result.exit_code == 1 and "unknown model" in result.output
+    assert result.exit_code == 2 and "--model" in result.output and "'i-autorec'" in result.output
     result = invoke("run", "--warehouse", str(warehouse), "--epochs", "0")
-    assert result.exit_code == 1 and "epochs must be positive" in result.output
-    assert invoke("run", "--epochs", "three").exit_code == 2  # a usage error
+    assert result.exit_code == 2 and "must be at least 1, not 0" in result.output
+    assert invoke("run", "--epochs", "three").exit_code == 2
+    for option, value, reason in [("--learning-rate", "nan", "must be a finite number"),
+                                  ("--learning-rate", "inf", "must be a finite number"),
+                                  ("--learning-rate", "0", "must be above 0"),
+                                  ("--weight-decay", "-1", "must be at least 0"), ("--l2", "nan", "finite"),
+                                  ("--dropout", "1.5", "must be below 1")]:
+        result = invoke("run", "--warehouse", str(warehouse), option, value)
+        assert result.exit_code == 2 and option in result.output and reason in result.output, result.output
 
 
 def test_cuda_asked_for_but_absent(warehouse, monkeypatch) -> None:

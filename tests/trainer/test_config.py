@@ -29,10 +29,12 @@ def test_flags_override_the_file_which_overrides_the_preset(tmp_path) -> None:
     [
         ({"model": "nope"}, "unknown model"),
         ({"optimizer": "lbfgs"}, "optimizer must be one of"),
+        ({"learning_rate": float("nan")}, "learning_rate must be a finite number, not nan"),
+        ({"dropout": 1.0}, "dropout must be below 1, not 1.0"),
         ({"device": "tpu"}, "device must be one of"),
-        ({"epochs": 0}, "epochs must be positive"),
-        ({"weight_decay": -1.0}, "cannot be negative"),
-        ({"threads": -1}, "cannot be negative"),
+        ({"epochs": 0}, "epochs must be at least 1, not 0"),
+        ({"weight_decay": -1.0}, "weight_decay must be at least 0, not -1.0"),
+        ({"threads": -1}, "threads must be at least 0, not -1"),
     ],
 )
 def test_bad_settings_are_refused_with_a_reason(overrides, message) -> None:

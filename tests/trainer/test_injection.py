@@ -47,8 +47,8 @@ def refused(result, *phrases: str) -> None:
 
 @pytest.mark.parametrize(
     "option, phrase",
-    [("--split", "unknown split"), ("--model", "unknown model"), ("--optimizer", "optimizer must be one of"),
-     ("--device", "device must be one of")],
+    [("--split", "unknown split"), ("--model", "is not one of"), ("--optimizer", "is not one of"),
+     ("--device", "is not one of")],
 )  # fmt: skip
 def test_choices_are_checked_before_any_query(warehouse, tmp_path, option, phrase) -> None:
     refused(train(warehouse, tmp_path, option, PAYLOAD), phrase)

@@ -60,7 +60,7 @@ def test_a_reader_held_open_neither_blocks_the_run_nor_loses_its_snapshot(wareho
         reader.kill()
         reader.wait()
     con = duckdb.connect(str(warehouse), read_only=True)
-    assert con.execute("SELECT run_id FROM latest_run").fetchall() == [(summary.run_id,)]
+    assert con.execute("SELECT run_id FROM runs").fetchall() == [(summary.run_id,)]
 
 
 def test_publishing_twice_does_not_duplicate(warehouse, tmp_path) -> None:

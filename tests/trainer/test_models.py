@@ -76,5 +76,5 @@ def test_deep_ae_drops_out_its_code_only_while_training() -> None:
 
 
 def test_dropout_must_leave_something() -> None:
-    with pytest.raises(TrainerError, match="dropout must be at least 0 and below 1"):
+    with pytest.raises(TrainerError, match="dropout must be below 1, not 1.0"):
         resolve({"model": "deep-ae", "dropout": 1.0})

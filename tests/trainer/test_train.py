@@ -41,8 +41,8 @@ def test_run_writes_runs_metrics_and_predictions_within_the_scale(warehouse, tmp
 
 
 def test_views_answer_for_analysts(warehouse, tmp_path) -> None:
-    run(config(warehouse, tmp_path, epochs=2))
-    second = run(config(warehouse, tmp_path, epochs=2, seed=3))
+    run(config(warehouse, tmp_path, epochs=2, publish_anyway=True))  # too short to pass the audit: served anyway
+    second = run(config(warehouse, tmp_path, epochs=2, seed=3, publish_anyway=True))
     con = duckdb.connect(str(warehouse), read_only=True)
     assert con.execute("SELECT run_id FROM latest_run").fetchall()[0][0] == second.run_id
     assert con.execute("SELECT count(*) FROM run_metrics").fetchall()[0][0] == 2  # earlier runs stay

@@ -1,0 +1,166 @@
+"""Prediction: score every held-out test rating and rank each user's unseen movies with a trained model,
+with the cold-start fallback (the training ratings' damped biases) for users and movies it never saw.
+
+The test part of the split is read here for the first time, after training and model selection.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import torch
+
+from trainer.config import TrainConfig
+from trainer.data import Csr, DatasetInfo, eval_rows, first_rating, merge_parts, stream_rows
+from trainer.evaluate import rating_metrics
+from trainer.models import Model
+from warehouse.results import prediction_table
+
+
+@torch.no_grad()
+def predict(
+    con: duckdb.DuckDBPyConnection, config: TrainConfig, info: DatasetInfo, fit_parts: tuple[str, ...],
+    model: Model, device: torch.device, run_id: str, fallback: Biases,
+) -> tuple[pa.Table, dict[str, float]]:
+    """Score every held-out test rating and rank each user's unseen movies, in one streamed pass of user rows.
+
+    Cold start: a test rating whose user or movie has no training rating is predicted by the damped
+    user + movie biases of the training ratings (``fallback``; an unknown user's or movie's bias is 0),
+    and counted.
+    """
+    model.eval()
+    user_ids = _ids(con, "user_index", "user_id", "user_idx")
+    movie_ids = _ids(con, "movie_index", "movie_id", "movie_idx")
+    user_bias, movie_bias = fallback.user.to(device), fallback.movie.to(device)
+    movie_known = fallback.movie_known.to(device)
+    score = model.user_scorer(lambda: _movie_rows(con, config, info, fit_parts, device))
+    all_parts = ("train", "validation", "test")
+    # The notebook quirk: the first line of each of its files (train and test) was never read.
+    lost_fit = first_rating(con, config.split, fit_parts) if config.drop_first_rating else None
+    lost_test = first_rating(con, config.split, ("test",)) if config.drop_first_rating else None
+    tables: list[pa.Table] = []
+    test_users, test_predicted, test_actual, cold_total = [], [], [], 0
+    for users, matrices in stream_rows(con, config.split, all_parts, info.n_movies, eval_rows(info.n_movies)):
+        users = users.to(device)
+        matrices = {part: m.to(device) for part, m in matrices.items()}
+        fit, test = merge_parts(matrices, fit_parts), matrices["test"]
+        if lost_fit:
+            fit = fit.without(users, *lost_fit)
+        if lost_test:
+            test = test.without(users, *lost_test)
+        scores = score(fit, users)
+        if config.clip:
+            scores = scores.clamp(info.rating_min, info.rating_max)
+
+        # held-out test ratings
+        rows, cols = test.row_ids(), test.cols
+        predicted = scores[rows, cols]
+        cold = (fit.counts[rows] == 0) | ~movie_known[cols]
+        if config.cold_start_fallback:
+            biases = fallback.mean + user_bias[users[rows]] + movie_bias[cols]
+            if config.clip:
+                biases = biases.clamp(info.rating_min, info.rating_max)
+            predicted = torch.where(cold, biases, predicted)
+        test_users.append(users[rows].cpu())
+        test_predicted.append(predicted.cpu())
+        test_actual.append(test.vals.cpu())
+        cold_total += int(cold.sum())
+        tables.append(prediction_table(run_id, "test", user_ids[users[rows].cpu().numpy()],
+                                       movie_ids[cols.cpu().numpy()], _numpy(predicted), _numpy(test.vals),
+                                       cold=_numpy(cold)))
+
+        # every (user, movie) pair, on request
+        if config.full_matrix:
+            all_rows = torch.arange(users.numel(), device=device).repeat_interleave(info.n_movies)
+            all_cols = torch.arange(info.n_movies, device=device).repeat(users.numel())
+            tables.append(prediction_table(run_id, "matrix", user_ids[users[all_rows].cpu().numpy()],
+                                           movie_ids[all_cols.cpu().numpy()], _numpy(scores.flatten())))
+
+        # top-N among movies the user never rated (in any part)
+        if config.top_n:
+            for part in all_parts:
+                scores[matrices[part].row_ids(), matrices[part].cols] = -math.inf
+            n = min(config.top_n, info.n_movies)
+            best, best_cols = scores.topk(n, dim=1)
+            keep = torch.isfinite(best).flatten()
+            rows = torch.arange(users.numel(), device=device).repeat_interleave(n)[keep]
+            ranks = torch.arange(1, n + 1, device=device).repeat(users.numel())[keep]
+            tables.append(prediction_table(run_id, "top_n", user_ids[users[rows].cpu().numpy()],
+                                           movie_ids[best_cols.flatten()[keep].cpu().numpy()],
+                                           _numpy(best.flatten()[keep]), rank=_numpy(ranks)))
+
+    metrics = rating_metrics(torch.cat(test_users), torch.cat(test_predicted), torch.cat(test_actual))
+    metrics["n_cold_start"] = cold_total
+    return pa.concat_tables(tables), metrics
+
+
+def _ids(con: duckdb.DuckDBPyConnection, table: str, id_column: str, idx_column: str) -> np.ndarray:
+    """MovieLens ids by dense index: ids[idx] (table and columns are fixed names from this module)."""
+    return con.sql(f"SELECT {id_column} FROM {table} ORDER BY {idx_column}").to_arrow_table().column(0).to_numpy()
+
+
+@dataclass
+class Biases:
+    """The training ratings' mean and damped user and movie biases: the cold-start fallback."""
+
+    mean: float
+    user: torch.Tensor  # n_users; 0 for users with no training rating
+    movie: torch.Tensor  # n_movies; 0 for movies with no training rating
+    movie_known: torch.Tensor  # n_movies, bool: the movie has a training rating
+
+
+# Damping: a bias is shrunk towards 0 as if it had this many more ratings at the mean (the usual
+# choice for MovieLens: Koren 2009, Funk 2006).
+MOVIE_DAMPING, USER_DAMPING = 25, 10
+
+
+def fit_biases(con: duckdb.DuckDBPyConnection, split: str, fit_parts: tuple[str, ...], info: DatasetInfo) -> Biases:
+    """Mean and damped biases of the ratings in ``fit_parts`` only (never the test part)."""
+    fit = ("SELECT user_idx, movie_idx, rating FROM split_ratings WHERE split = $split "
+           "AND list_contains($parts, part)")
+    params = {"split": split, "parts": list(fit_parts)}
+    mean = con.execute(f"SELECT avg(rating) FROM ({fit})", params).fetchall()[0][0]
+    movies = con.execute(
+        f"SELECT movie_idx, sum(rating - $mean) / (count(*) + {MOVIE_DAMPING}) AS b FROM ({fit}) GROUP BY 1",
+        params | {"mean": mean}).fetchnumpy()
+    users = con.execute(
+        f"""WITH movie_bias AS (SELECT movie_idx, sum(rating - $mean) / (count(*) + {MOVIE_DAMPING}) AS b
+                                FROM ({fit}) GROUP BY 1)
+            SELECT user_idx, sum(rating - $mean - b) / (count(*) + {USER_DAMPING}) AS b
+            FROM ({fit}) JOIN movie_bias USING (movie_idx) GROUP BY 1""",
+        params | {"mean": mean}).fetchnumpy()
+
+    def dense(table: dict[str, np.ndarray], column: str, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        values, known = torch.zeros(size), torch.zeros(size, dtype=torch.bool)
+        where = torch.from_numpy(table[column].astype(np.int64))
+        values[where] = torch.from_numpy(np.asarray(table["b"], dtype=np.float32))
+        known[where] = True
+        return values, known
+
+    user_bias, _ = dense(users, "user_idx", info.n_users)
+    movie_bias, movie_known = dense(movies, "movie_idx", info.n_movies)
+    return Biases(float(mean), user_bias, movie_bias, movie_known)
+
+
+def _movie_rows(con: duckdb.DuckDBPyConnection, config: TrainConfig, info: DatasetInfo, fit_parts: tuple[str, ...],
+                device: torch.device) -> Iterator[tuple[torch.Tensor, Csr]]:
+    """The training matrix's movie rows in blocks (movie_idx, ratings), for a model that reads them."""
+    for movies, matrices in stream_rows(con, config.split, fit_parts, info.n_users, eval_rows(info.n_users), by="movie"):
+        yield movies.to(device), merge_parts({part: m.to(device) for part, m in matrices.items()}, fit_parts)
+
+
+def mean_rmse(con: duckdb.DuckDBPyConnection, split: str, parts: tuple[str, ...], mean: float) -> float | None:
+    """The RMSE of predicting ``mean`` for every rating of ``parts``: the audit's baseline."""
+    value = con.execute("SELECT sqrt(avg((rating - $mean) ^ 2)) FROM split_ratings WHERE split = $split "
+                        "AND list_contains($parts, part)", {"mean": mean, "split": split, "parts": list(parts)}
+                        ).fetchall()[0][0]
+    return None if value is None else float(value)
+
+
+def _numpy(values: torch.Tensor) -> np.ndarray:
+    return values.cpu().numpy()

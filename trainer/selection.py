@@ -1,0 +1,48 @@
+"""Model selection on the validation slice: early stopping, learning-rate drops and the best epoch's weights."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from trainer.config import TrainConfig
+
+LR_DROP = 0.1  # the learning rate's factor each time validation RMSE stalls (config.lr_drops)
+MIN_IMPROVEMENT = 1e-4  # in validation RMSE, to count as progress for patience
+
+
+@dataclass
+class Best:
+    """Early stopping and the best epoch so far, as judged on the validation slice."""
+
+    epoch: int | None = None
+    rmse: float = math.inf
+    weights: dict[str, torch.Tensor] | None = None
+    stopped: bool = False
+    # Patience counts from the last real improvement (or learning-rate drop): at a low rate, gains of
+    # 1e-5 an epoch would otherwise keep a run going for nothing.
+    waiting_since: int = 0
+    waiting_rmse: float = math.inf
+    drops: int = 0
+
+    def update(self, epoch: int, rmse: float, model: torch.nn.Module, config: TrainConfig) -> bool:
+        """Record a validation score; True when the learning rate should drop now."""
+        if rmse < self.rmse:
+            self.epoch, self.rmse = epoch, rmse
+            if config.select_best:
+                self.weights = {name: t.detach().clone() for name, t in model.state_dict().items()}
+        if rmse < self.waiting_rmse - MIN_IMPROVEMENT:
+            self.waiting_since, self.waiting_rmse = epoch, rmse
+        elif config.patience and epoch - self.waiting_since >= config.patience:
+            if self.drops < config.lr_drops:
+                self.drops, self.waiting_since, self.waiting_rmse = self.drops + 1, epoch, self.rmse
+                return True
+            self.stopped = True
+        return False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "rmse": self.rmse, "weights": self.weights, "stopped": self.stopped,
+                "waiting_since": self.waiting_since, "waiting_rmse": self.waiting_rmse, "drops": self.drops}
