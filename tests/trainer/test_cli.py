@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import duckdb
 import torch
@@ -105,3 +106,36 @@ def test_help_answers_without_importing_torch() -> None:
     done = subprocess.run([sys.executable, "-c", "import sys, trainer.cli; print('torch' in sys.modules)"],
                           capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_typer_trainer_run_and_python_m_trainer_run_are_trainer_run(warehouse, tmp_path) -> None:
+    """`typer trainer run ...` from the repository root (the form users were promised), `python -m trainer run
+    ...` and the installed `trainer run ...`: same options, output, exit codes and results."""
+    root = Path(__file__).resolve().parents[2]
+    installed = Path(sys.executable).parent / "trainer"
+    forms = {"typer": [sys.executable, "-m", "typer", "trainer", "run"], "module": [sys.executable, "-m", "trainer", "run"]}
+    if installed.exists():  # absent when the checkout is used from PYTHONPATH, uninstalled
+        forms["installed"] = [str(installed), "run"]
+
+    def outcome(form: list[str], *args: str, copy: str = "") -> tuple[int, str]:
+        target = warehouse
+        if copy:
+            target = tmp_path / f"{copy}.duckdb"
+            target.write_bytes(warehouse.read_bytes())
+        done = subprocess.run([*form, *args, "--warehouse", str(target), "--runs-dir", str(tmp_path / "runs")],
+                              cwd=root, capture_output=True, text=True)
+        return done.returncode, done.stdout + done.stderr
+
+    for name, form in forms.items():
+        code, output = outcome(form, "--help")
+        assert code == 0 and "--learning-rate" in output and "--publish-anyway" in output, (name, output)
+        code, output = outcome(form, "--model", "typo")
+        assert code == 2 and "'i-autorec'" in output, (name, output)
+        code, output = outcome(form, "--split", "nope")
+        assert code == 1 and "unknown split 'nope'" in output, (name, output)
+    results = {}
+    for name, form in forms.items():
+        code, output = outcome(form, "--epochs", "3", "--threads", "1", copy=name)
+        assert code == 0, (name, output)
+        results[name] = [line.split(":", 1)[1].split(";")[0] for line in output.splitlines() if "test RMSE" in line]
+    assert len({tuple(lines) for lines in results.values()}) == 1, results  # the same metrics from each form
