@@ -33,7 +33,17 @@ def run_once(input_dir: Path, workdir: Path, code: Path = REPO) -> dict[str, flo
     """One `etl build` of the code in ``code`` in a child process; its wall time, recorded build time,
     peak RSS and sizes."""
     warehouse = workdir / "warehouse.duckdb"
-    command = [sys.executable, "-m", "etl", "build", "--input", str(input_dir), "--warehouse", str(warehouse), "--quiet"]
+    command = [
+        sys.executable,
+        "-m",
+        "etl",
+        "build",
+        "--input",
+        str(input_dir),
+        "--warehouse",
+        str(warehouse),
+        "--quiet",
+    ]
     environment = os.environ | {"PYTHONPATH": str(code)}  # ahead of the installed (editable) package
     with (workdir / "stderr.txt").open("w+") as stderr:
         started = time.perf_counter()
@@ -92,14 +102,18 @@ def main() -> None:
                 with tempfile.TemporaryDirectory(prefix="etl-bench-") as workdir:
                     run = run_once(input_dir, Path(workdir), code)
                 runs[name].append(run)
-                print(f"{n:>3}  {name:<14}  {run['wall']:>7.2f}  {run['etl']:>7.2f}  {run['rss_mib']:>12.0f}  "
-                      f"{run['warehouse_mib']:>13.1f}")
+                print(
+                    f"{n:>3}  {name:<14}  {run['wall']:>7.2f}  {run['etl']:>7.2f}  {run['rss_mib']:>12.0f}  "
+                    f"{run['warehouse_mib']:>13.1f}"
+                )
 
     for name, done in runs.items():
         walls = [run["wall"] for run in done]
         print(f"\n{name}: {done[0]['layout']}, {done[0]['ratings']:,} ratings, {len(done)} runs")
         print(f"median wall time        {statistics.median(walls):.2f} s  (min {min(walls):.2f}, max {max(walls):.2f})")
-        print(f"median ETL build time   {statistics.median(run['etl'] for run in done):.2f} s  (as recorded in etl_runs)")
+        print(
+            f"median ETL build time   {statistics.median(run['etl'] for run in done):.2f} s  (as recorded in etl_runs)"
+        )
         print(f"max peak RSS            {max(run['rss_mib'] for run in done):.0f} MiB")
     if args.baseline:
         medians = {name: statistics.median(run["wall"] for run in done) for name, done in runs.items()}

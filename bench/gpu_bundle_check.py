@@ -34,9 +34,9 @@ try:
     from packaging.requirements import Requirement
     from packaging.version import InvalidVersion, Version
 except ImportError:  # pragma: no cover - an interpreter without packaging still has pip's copy
-    from pip._vendor.packaging.markers import Marker  # type: ignore[no-redef]
-    from pip._vendor.packaging.requirements import Requirement  # type: ignore[no-redef]
-    from pip._vendor.packaging.version import InvalidVersion, Version  # type: ignore[no-redef]
+    from pip._vendor.packaging.markers import Marker  # type: ignore[assignment]
+    from pip._vendor.packaging.requirements import Requirement  # type: ignore[assignment]
+    from pip._vendor.packaging.version import InvalidVersion, Version  # type: ignore[assignment]
 
 ROOT = Path(__file__).resolve().parents[1]
 CONSTRAINTS = ROOT / "constraints.txt"
@@ -48,7 +48,7 @@ MAX_MB = 60.0
 # Pins that neither the image holds nor the bundle carries, on purpose, with the reason.
 LEFT_OUT = {
     "polars": "too big to carry (its runtime wheel is about 54 MB of the 64 MiB a device call carries); "
-              "only `etl generate` needs it, and the one test that reads through Polars skips without it",
+    "only `etl generate` needs it, and the one test that reads through Polars skips without it",
     "polars-runtime-32": "polars's runtime: left out with polars",
 }
 
@@ -136,25 +136,35 @@ def installable(wheel: Wheel, python_version: str) -> bool:
     """Whether CPython `python_version` on Linux x86-64 can install this wheel (by its filename's tags)."""
     major, minor = (int(part) for part in python_version.split(".")[:2])
     pythons, abis, platforms = (tag.split(".") for tag in wheel.tags)
-    platform_ok = any(p == "any" or (p.startswith(("manylinux", "linux_")) and p.endswith("_x86_64"))
-                      for p in platforms)
+    platform_ok = any(
+        p == "any" or (p.startswith(("manylinux", "linux_")) and p.endswith("_x86_64")) for p in platforms
+    )
     python_ok = False
     for tag in pythons:
         stable = re.fullmatch(r"cp(\d)(\d+)", tag)
-        if tag in ("py3", f"py{major}", f"py{major}{minor}", f"cp{major}{minor}"):
-            python_ok = True
-        elif "abi3" in abis and stable and int(stable[1]) == major and int(stable[2]) <= minor:
+        plain = tag in ("py3", f"py{major}", f"py{major}{minor}", f"cp{major}{minor}")
+        stable_abi = "abi3" in abis and stable and int(stable[1]) == major and int(stable[2]) <= minor
+        if plain or stable_abi:
             python_ok = True
     return platform_ok and python_ok
 
 
 def target_environment(python_version: str) -> dict[str, str]:
     """The marker environment of the GPU machine's python3 (CPython on Linux x86-64)."""
-    return {"python_version": python_version, "python_full_version": f"{python_version}.0",
-            "sys_platform": "linux", "platform_system": "Linux", "platform_machine": "x86_64",
-            "os_name": "posix", "implementation_name": "cpython", "platform_python_implementation": "CPython",
-            "platform_release": "", "platform_version": "", "implementation_version": f"{python_version}.0",
-            "extra": ""}
+    return {
+        "python_version": python_version,
+        "python_full_version": f"{python_version}.0",
+        "sys_platform": "linux",
+        "platform_system": "Linux",
+        "platform_machine": "x86_64",
+        "os_name": "posix",
+        "implementation_name": "cpython",
+        "platform_python_implementation": "CPython",
+        "platform_release": "",
+        "platform_version": "",
+        "implementation_version": f"{python_version}.0",
+        "extra": "",
+    }
 
 
 def applies(requirement: Requirement, environment: dict[str, str] | None) -> bool:
@@ -184,8 +194,11 @@ def check_bundle(constraints: Path, image_list: Path, bundle: Path, python_versi
     pins = read_pins(constraints)
     image = read_image(image_list)
     wheel_dir = bundle / "whl"
-    wheels = [w for w in (read_wheel(p) for p in sorted(wheel_dir.glob("*.whl"))) if w is not None] \
-        if wheel_dir.is_dir() else []
+    wheels = (
+        [w for w in (read_wheel(p) for p in sorted(wheel_dir.glob("*.whl"))) if w is not None]
+        if wheel_dir.is_dir()
+        else []
+    )
     if not wheel_dir.is_dir():
         report.errors.append(f"{wheel_dir} is missing: run bench/gpu_bundle.sh")
     by_key: dict[str, list[Wheel]] = {}
@@ -213,8 +226,10 @@ def check_bundle(constraints: Path, image_list: Path, bundle: Path, python_versi
 
     for key, held in sorted(by_key.items()):
         if len(held) > 1:
-            report.errors.append(f"{key}: {len(held)} wheels ({', '.join(w.path.name for w in held)}); "
-                                 "two versions of one package stop the whole install")
+            report.errors.append(
+                f"{key}: {len(held)} wheels ({', '.join(w.path.name for w in held)}); "
+                "two versions of one package stop the whole install"
+            )
         for wheel in held:
             if key not in pinned:
                 report.errors.append(f"{wheel.path.name}: not pinned in {constraints.name}")
@@ -233,27 +248,36 @@ def check_bundle(constraints: Path, image_list: Path, bundle: Path, python_versi
             spec = str(requirement.specifier)
             if need in by_key:
                 if not any(satisfies(w.version, requirement) for w in by_key[need]):
-                    report.errors.append(f"{wheel.name} {wheel.version} needs {requirement.name}{spec}; the bundle "
-                                         f"has {', '.join(w.version for w in by_key[need])}")
+                    report.errors.append(
+                        f"{wheel.name} {wheel.version} needs {requirement.name}{spec}; the bundle "
+                        f"has {', '.join(w.version for w in by_key[need])}"
+                    )
             elif need in image:
                 known = image[need]
                 if known is not None:
                     if not satisfies(known, requirement):
-                        report.errors.append(f"{wheel.name} {wheel.version} needs {requirement.name}{spec}; the image "
-                                             f"has {known}: bundle it")
+                        report.errors.append(
+                            f"{wheel.name} {wheel.version} needs {requirement.name}{spec}; the image "
+                            f"has {known}: bundle it"
+                        )
                 elif spec:
-                    report.unverified.append(f"{wheel.name} {wheel.version} needs {requirement.name}{spec}; the image's "
-                                             "version is not known here")
+                    report.unverified.append(
+                        f"{wheel.name} {wheel.version} needs {requirement.name}{spec}; the image's "
+                        "version is not known here"
+                    )
             else:
-                report.errors.append(f"{wheel.name} {wheel.version} needs {requirement.name}{spec}, which neither the "
-                                     "image list nor the bundle holds")
+                report.errors.append(
+                    f"{wheel.name} {wheel.version} needs {requirement.name}{spec}, which neither the "
+                    "image list nor the bundle holds"
+                )
 
     if bundle.is_dir():
         size = sum(p.stat().st_size for p in bundle.rglob("*") if p.is_file()) / 2**20
         report.lines.append(f"  {bundle.name}: {size:.1f} MiB in all ({len(wheels)} wheels), limit {max_mb:g} MiB")
         if size > max_mb:
-            report.errors.append(f"{bundle}: {size:.1f} MiB, over the {max_mb:g} MiB a device call can carry "
-                                 "beside the checkout")
+            report.errors.append(
+                f"{bundle}: {size:.1f} MiB, over the {max_mb:g} MiB a device call can carry beside the checkout"
+            )
     return report
 
 
@@ -283,8 +307,10 @@ def check_installed(constraints: Path, image_list: Path) -> Report:
             except importlib.metadata.PackageNotFoundError:
                 have = None
             if have is None or not satisfies(have, requirement):
-                problem = (f"{dist.metadata['Name']} {version} needs {requirement.name}{requirement.specifier}, "
-                           f"installed: {have or 'none'}")
+                problem = (
+                    f"{dist.metadata['Name']} {version} needs {requirement.name}{requirement.specifier}, "
+                    f"installed: {have or 'none'}"
+                )
                 # A clash inside the image is the image's; one that a bundled package has is ours to fix.
                 (report.unverified if pin.key in image else report.errors).append(problem)
     return report
@@ -293,16 +319,27 @@ def check_installed(constraints: Path, image_list: Path) -> Report:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--constraints", type=Path, default=CONSTRAINTS, help="The pins (default: constraints.txt).")
-    parser.add_argument("--image", type=Path, default=IMAGE,
-                        help="The packages the GPU image holds (default: bench/gpu_image_packages.txt).")
-    parser.add_argument("--bundle", type=Path, default=BUNDLE, help="The bundle folder, wheels in its whl/ (default: .gpu).")
+    parser.add_argument(
+        "--image",
+        type=Path,
+        default=IMAGE,
+        help="The packages the GPU image holds (default: bench/gpu_image_packages.txt).",
+    )
+    parser.add_argument(
+        "--bundle", type=Path, default=BUNDLE, help="The bundle folder, wheels in its whl/ (default: .gpu)."
+    )
     parser.add_argument("--python-version", default="3.12", help="The GPU machine's Python (default 3.12).")
-    parser.add_argument("--max-mb", type=float, default=MAX_MB, help=f"The bundle's size limit in MiB (default {MAX_MB:g}).")
+    parser.add_argument(
+        "--max-mb", type=float, default=MAX_MB, help=f"The bundle's size limit in MiB (default {MAX_MB:g})."
+    )
     parser.add_argument("--strict", action="store_true", help="Unverified requirements are errors too.")
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--print-pins", action="store_true", help="Print the pins the bundle must carry, and stop.")
-    mode.add_argument("--installed", action="store_true",
-                      help="Check the running interpreter instead: each pin's installed version, and their needs.")
+    mode.add_argument(
+        "--installed",
+        action="store_true",
+        help="Check the running interpreter instead: each pin's installed version, and their needs.",
+    )
     args = parser.parse_args(argv)
 
     if args.print_pins:
@@ -313,8 +350,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Python {sys.version.split()[0]}: pinned version, running version, where")
         report = check_installed(args.constraints, args.image)
     else:
-        print(f"{args.bundle / 'whl'} for CPython {args.python_version}, against {args.constraints.name} and "
-              f"{args.image.name}:")
+        print(
+            f"{args.bundle / 'whl'} for CPython {args.python_version}, against {args.constraints.name} and "
+            f"{args.image.name}:"
+        )
         report = check_bundle(args.constraints, args.image, args.bundle, args.python_version, args.max_mb)
     print("\n".join(report.lines))
     for line in report.unverified:

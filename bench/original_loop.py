@@ -90,9 +90,18 @@ def main() -> None:
                 error = model(training_set[user].unsqueeze(0))[0][rated] - test_set[user][rated]
                 user_rmse.append(float(error.square().mean().sqrt()))
                 squared, count = squared + float(error.square().sum()), count + int(rated.sum())
-    print(json.dumps({"train_s": train_seconds, "epochs": args.epochs, "last_train_loss": float(train_loss / steps),
-                      "user_rmse": float(np.mean(user_rmse)),
-                      "rmse": (squared / count) ** 0.5, "threads": torch.get_num_threads()}))
+    print(
+        json.dumps(
+            {
+                "train_s": train_seconds,
+                "epochs": args.epochs,
+                "last_train_loss": float(train_loss / steps),
+                "user_rmse": float(np.mean(user_rmse)),
+                "rmse": (squared / count) ** 0.5,
+                "threads": torch.get_num_threads(),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

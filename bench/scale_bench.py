@@ -46,11 +46,30 @@ def measure(command: list[str], log: Path) -> tuple[float, float]:
 def steps(ratings: int, movies: int, folder: Path, train_args: list[str]) -> dict[str, list[str]]:
     data, warehouse = folder / "data", folder / "warehouse.duckdb"
     return {
-        "generate": [str(BIN / "etl"), "generate", "--output", str(data), "--ratings", str(ratings),
-                     "--movies", str(movies), "--seed", "0"],
+        "generate": [
+            str(BIN / "etl"),
+            "generate",
+            "--output",
+            str(data),
+            "--ratings",
+            str(ratings),
+            "--movies",
+            str(movies),
+            "--seed",
+            "0",
+        ],
         "etl build": [str(BIN / "etl"), "build", "--input", str(data), "--warehouse", str(warehouse)],
-        "train 1 epoch": [str(BIN / "trainer"), "run", "--warehouse", str(warehouse), "--epochs", "1",
-                          "--runs-dir", str(folder / "runs"), *train_args],
+        "train 1 epoch": [
+            str(BIN / "trainer"),
+            "run",
+            "--warehouse",
+            str(warehouse),
+            "--epochs",
+            "1",
+            "--runs-dir",
+            str(folder / "runs"),
+            *train_args,
+        ],
     }
 
 
@@ -66,7 +85,8 @@ def main() -> None:
     root = Path(args.workdir or tempfile.mkdtemp(prefix="scale-bench-"))
     root.mkdir(parents=True, exist_ok=True)
 
-    print(f"machine  {platform.machine()}, {os.cpu_count()} CPUs, {os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') / 2**30:.0f} GiB; "
+    memory_gib = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30
+    print(f"machine  {platform.machine()}, {os.cpu_count()} CPUs, {memory_gib:.0f} GiB; "
           f"Python {platform.python_version()}; files in {root}")  # fmt: skip
     print(f"\n{'ratings':>12}  {'step':<14}  {'wall s':>8}  {'us/rating':>9}  {'peak RSS MiB':>12}", flush=True)
     rows = []
@@ -85,8 +105,13 @@ def main() -> None:
     for step in dict.fromkeys(step for _, step, _, _ in rows):
         runs = [(ratings, wall) for ratings, s, wall, _ in rows if s == step]
         base_ratings, base_wall = runs[0]
-        print(f"  {step:<14}  " + "  ".join(
-            f"{ratings / base_ratings:.0f}x ratings: {wall / base_wall / (ratings / base_ratings):.2f}" for ratings, wall in runs[1:]))
+        print(
+            f"  {step:<14}  "
+            + "  ".join(
+                f"{ratings / base_ratings:.0f}x ratings: {wall / base_wall / (ratings / base_ratings):.2f}"
+                for ratings, wall in runs[1:]
+            )
+        )
     peak = max(rows, key=lambda row: row[3])
     verdict = "under" if peak[3] < PEAK_TARGET_MIB else "OVER"
     print(f"highest peak RSS: {peak[3]:,.0f} MiB ({peak[1]}, {peak[0]:,} ratings): {verdict} the 6 GiB target")

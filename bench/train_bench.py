@@ -46,49 +46,75 @@ def train(warehouse: Path, runs: Path, *args: str) -> dict:
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - started
-    stderr = process.stderr.read()
+    stderr = process.stderr.read() if process.stderr else ""
     if os.waitstatus_to_exitcode(status) != 0:
         sys.exit(f"{' '.join(command)} failed:\n{stderr}")
     con = duckdb.connect(str(warehouse), read_only=True)
-    row = con.execute(
-        "SELECT train_seconds, test_rmse, test_user_rmse, test_mae, device FROM latest_run"
-    ).fetchall()[0]
+    row = con.execute("SELECT train_seconds, test_rmse, test_user_rmse, test_mae, device FROM latest_run").fetchall()[0]
     con.close()
-    return {"args": " ".join(args), "process_s": wall, "peak_rss_mb": usage.ru_maxrss / 1024,
-            "train_s": row[0], "rmse": row[1], "user_rmse": row[2], "mae": row[3], "device": row[4]}
+    return {
+        "args": " ".join(args),
+        "process_s": wall,
+        "peak_rss_mb": usage.ru_maxrss / 1024,
+        "train_s": row[0],
+        "rmse": row[1],
+        "user_rmse": row[2],
+        "mae": row[3],
+        "device": row[4],
+    }
 
 
 def original_loop(data_dir: Path, threads: int) -> dict:
     """bench/original_loop.py on ml-100k u1, in a process of its own (with ``threads`` torch threads when not 0)."""
     env = {**os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
-    done = subprocess.run([sys.executable, str(ROOT / "bench" / "original_loop.py"), str(data_dir / "ml-100k")],
-                          capture_output=True, text=True, env=env)
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "original_loop.py"), str(data_dir / "ml-100k")],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     if done.returncode != 0:
         sys.exit(f"bench/original_loop.py failed:\n{done.stderr}")
     return json.loads(done.stdout.splitlines()[-1])
 
 
 def show(label: str, r: dict) -> None:
-    print(f"{label:<34} train {r['train_s']:8.2f} s  process {r['process_s']:7.2f} s  "
-          f"peak {r['peak_rss_mb']:6.0f} MB  RMSE {r['rmse']:.4f}  per-user RMSE {r['user_rmse']:.4f}  "
-          f"MAE {r['mae']:.4f}  [{r['device']}]", flush=True)
+    print(
+        f"{label:<34} train {r['train_s']:8.2f} s  process {r['process_s']:7.2f} s  "
+        f"peak {r['peak_rss_mb']:6.0f} MB  RMSE {r['rmse']:.4f}  per-user RMSE {r['user_rmse']:.4f}  "
+        f"MAE {r['mae']:.4f}  [{r['device']}]",
+        flush=True,
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--repeat", type=int, default=7,
-                        help="Runs of each default configuration (medians are quoted); with the notebook loops, a "
-                             "third of them run between and after those.")
-    parser.add_argument("--skip-notebook", action="store_true",
-                        help="Do not run the (slow) notebook preset, nor the original loop.")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=7,
+        help="Runs of each default configuration (medians are quoted); with the notebook loops, a "
+        "third of them run between and after those.",
+    )
+    parser.add_argument(
+        "--skip-notebook", action="store_true", help="Do not run the (slow) notebook preset, nor the original loop."
+    )
     parser.add_argument("--skip-ml1m", action="store_true", help="Do not run ml-1m.")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda.")
-    parser.add_argument("--threads", type=int, default=0,
-                        help="CPU threads for every run, notebook and default alike (default 0: torch's default, one "
-                             "per core; on a machine busy with other work, 1 is often faster).")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="CPU threads for every run, notebook and default alike (default 0: torch's default, one "
+        "per core; on a machine busy with other work, 1 is often faster).",
+    )
     parser.add_argument("--json", type=Path, help="Also write the figures to this JSON file.")
-    parser.add_argument("--data-dir", type=Path, default=SHARED,
-                        help="The folder holding ml-100k and ml-1m (default: ../shared/data beside the repository).")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=SHARED,
+        help="The folder holding ml-100k and ml-1m (default: ../shared/data beside the repository).",
+    )
     args = parser.parse_args()
     if not (args.data_dir / "ml-100k").is_dir():
         sys.exit(f"{args.data_dir / 'ml-100k'} is missing: the benchmark needs the MovieLens copies (--data-dir)")
@@ -98,8 +124,11 @@ def main() -> None:
         folder = Path(tmp)
         ml100k = build(args.data_dir, "ml-100k", folder)
         device = ["--device", args.device, "--threads", str(args.threads)]
-        print(f"ml-100k split u1 (943 users x 1,682 movies, 80,000 training ratings), 200 epochs, "
-              f"{args.threads or 'default'} CPU thread(s)", flush=True)
+        print(
+            f"ml-100k split u1 (943 users x 1,682 movies, 80,000 training ratings), 200 epochs, "
+            f"{args.threads or 'default'} CPU thread(s)",
+            flush=True,
+        )
 
         def run_defaults(count: int) -> list[dict]:
             runs = [train(ml100k, folder / "runs", "--split", "u1", *device) for _ in range(count)]
@@ -118,23 +147,42 @@ def main() -> None:
             figures["ml-100k notebook"] = notebook
             defaults += run_defaults(args.repeat // 3)
             original = original_loop(args.data_dir, args.threads)
-            print(f"{'original notebook loop':<34} train {original['train_s']:8.2f} s  {'':38}RMSE {original['rmse']:.4f}  "
-                  f"per-user RMSE {original['user_rmse']:.4f}  (bench/original_loop.py)", flush=True)
+            print(
+                f"{'original notebook loop':<34} train {original['train_s']:8.2f} s  {'':38}"
+                f"RMSE {original['rmse']:.4f}  "
+                f"per-user RMSE {original['user_rmse']:.4f}  (bench/original_loop.py)",
+                flush=True,
+            )
             figures["ml-100k original loop"] = original
             defaults += run_defaults(args.repeat // 3)
-        default = {key: statistics.median([d[key] for d in defaults])
-                   for key in ("train_s", "process_s", "peak_rss_mb", "rmse", "user_rmse", "mae")}
+        default = {
+            key: statistics.median([d[key] for d in defaults])
+            for key in ("train_s", "process_s", "peak_rss_mb", "rmse", "user_rmse", "mae")
+        }
         figures["ml-100k default (median)"] = default
-        print(f"default, median of {len(defaults)}: training {default['train_s']:.2f} s, process {default['process_s']:.2f} s")
+        print(
+            f"default, median of {len(defaults)}: training {default['train_s']:.2f} s, "
+            f"process {default['process_s']:.2f} s"
+        )
         if not args.skip_notebook:
             for name, reference in (("the notebook preset's", notebook), ("the original notebook's", original)):
                 print(f"\nagainst {name} training loop ({reference['train_s']:.1f} s):")
-                print(f"  speed-up, default training loop: {reference['train_s'] / default['train_s']:6.1f}x (target 100x)")
-                print(f"  speed-up, whole default process: {reference['train_s'] / default['process_s']:6.1f}x (target 30x)")
-                print(f"  accuracy, default minus it: RMSE {default['rmse'] - reference['rmse']:+.4f}, per-user RMSE "
-                      f"{default['user_rmse'] - reference['user_rmse']:+.4f} (negative is better)")
-            print(f"(against the original's documented 120 s: training {120 / default['train_s']:.1f}x, "
-                  f"whole process {120 / default['process_s']:.1f}x)")
+                print(
+                    f"  speed-up, default training loop: {reference['train_s'] / default['train_s']:6.1f}x "
+                    "(target 100x)"
+                )
+                print(
+                    f"  speed-up, whole default process: {reference['train_s'] / default['process_s']:6.1f}x "
+                    "(target 30x)"
+                )
+                print(
+                    f"  accuracy, default minus it: RMSE {default['rmse'] - reference['rmse']:+.4f}, per-user RMSE "
+                    f"{default['user_rmse'] - reference['user_rmse']:+.4f} (negative is better)"
+                )
+            print(
+                f"(against the original's documented 120 s: training {120 / default['train_s']:.1f}x, "
+                f"whole process {120 / default['process_s']:.1f}x)"
+            )
 
         if not args.skip_ml1m and (args.data_dir / "ml-1m").is_dir():
             ml1m = build(args.data_dir, "ml-1m", folder)

@@ -20,10 +20,27 @@ from etl.build import EtlOptions, build_warehouse
 SHARED_DATA = Path(__file__).parents[1].parent / "shared" / "data"
 
 # The 19 genres of ml-100k's u.genre, in flag order.
-GENRES_100K = (
-    "unknown Action Adventure Animation Children's Comedy Crime Documentary Drama Fantasy Film-Noir "
-    "Horror Musical Mystery Romance Sci-Fi Thriller War Western"
-).split()
+GENRES_100K = [
+    "unknown",
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children's",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Film-Noir",
+    "Horror",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
+]
 
 # (movie_id, title, genres): a title with é (latin-1 0xE9 in the official files), one with a comma and
 # quotes (CSV quoting), one with no genres.
@@ -257,7 +274,9 @@ def small_disk(tmp_path: Path) -> Iterator[Callable[..., Path]]:
 # A small warehouse for trainer and warehouse tests: generated ml-1m-layout files with a low-rank taste structure.
 
 
-def write_movielens_1m(folder: Path, n_users: int = 60, n_movies: int = 40, density: float = 0.35, seed: int = 7) -> Path:
+def write_movielens_1m(
+    folder: Path, n_users: int = 60, n_movies: int = 40, density: float = 0.35, seed: int = 7
+) -> Path:
     """ratings.dat / movies.dat / users.dat whose ratings follow 2 latent factors plus noise."""
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
@@ -271,8 +290,10 @@ def write_movielens_1m(folder: Path, n_users: int = 60, n_movies: int = 40, dens
             lines.append(f"{user + 1}::{movie + 1}::{int(scores[user, movie])}::{978300000 + len(lines)}")
     (folder / "ratings.dat").write_text("\n".join(lines) + "\n")
     (folder / "movies.dat").write_bytes(
-        "\n".join(f"{m + 1}::Movie {m + 1} ({1990 + m % 10})::{'Comedy' if m % 2 else 'Drama|War'}"
-                  for m in range(n_movies)).encode("latin-1") + b"\n"
+        "\n".join(
+            f"{m + 1}::Movie {m + 1} ({1990 + m % 10})::{'Comedy' if m % 2 else 'Drama|War'}" for m in range(n_movies)
+        ).encode("latin-1")
+        + b"\n"
     )
     (folder / "users.dat").write_text(
         "\n".join(f"{u + 1}::{'MF'[u % 2]}::25::{u % 21}::0{u:04d}" for u in range(n_users)) + "\n"

@@ -25,8 +25,22 @@ def wheel(tmp_path_factory) -> Path:
         if path.is_file():
             (source / name.decode()).parent.mkdir(parents=True, exist_ok=True)
             (source / name.decode()).write_bytes(path.read_bytes())
-    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                           "--wheel-dir", str(out), str(source)], capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--wheel-dir",
+            str(out),
+            str(source),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
     (built,) = out.glob("movielens_ae-*.whl")
     return built
@@ -44,13 +58,32 @@ def test_the_wheel_holds_every_sql_file(wheel) -> None:
 def test_the_installed_commands_work_from_an_empty_folder(wheel, tmp_path, make_movielens_1m) -> None:
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    site = Path(subprocess.run([venv / "bin" / "python", "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-                               capture_output=True, text=True, check=True).stdout.strip())
+    site = Path(
+        subprocess.run(
+            [venv / "bin" / "python", "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    )
     # The dependencies come from this environment's site-packages as a plain path (its .pth files, the
     # checkout's editable install among them, are not processed); the project itself only from the wheel.
     (site / "dependencies.pth").write_text(sysconfig.get_path("purelib") + "\n")
-    done = subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install",
-                           "--quiet", "--no-deps", str(wheel)], capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "--python",
+            str(venv / "bin" / "python"),
+            "install",
+            "--quiet",
+            "--no-deps",
+            str(wheel),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
     data = make_movielens_1m(tmp_path / "ml-small")
     empty = tmp_path / "empty"
@@ -61,11 +94,23 @@ def test_the_installed_commands_work_from_an_empty_folder(wheel, tmp_path, make_
 
     where = command("python", "-c", "import warehouse.sql as s, etl; print(s.SQL_DIR, etl.__file__)").stdout
     assert str(ROOT) not in where and str(venv) in where  # the installed copy, not the checkout
-    for args in [("etl", "build", "--input", str(data), "--warehouse", "w.duckdb"),
-                 ("etl", "export", "--output", "features"),
-                 ("trainer", "run", "--warehouse", "w.duckdb", "--epochs", "200", "--publish-anyway"),
-                 ("trainer", "run", "--features", "features", "--warehouse", "absent.duckdb", "--epochs", "2",
-                  "--runs-dir", "staged")]:
+    for args in [
+        ("etl", "build", "--input", str(data), "--warehouse", "w.duckdb"),
+        ("etl", "export", "--output", "features"),
+        ("trainer", "run", "--warehouse", "w.duckdb", "--epochs", "200", "--publish-anyway"),
+        (
+            "trainer",
+            "run",
+            "--features",
+            "features",
+            "--warehouse",
+            "absent.duckdb",
+            "--epochs",
+            "2",
+            "--runs-dir",
+            "staged",
+        ),
+    ]:
         done = command(*args)
         assert done.returncode == 0, (args, done.stderr)
     (staged,) = (empty / "staged").iterdir()
@@ -78,7 +123,19 @@ def test_the_installed_commands_work_from_an_empty_folder(wheel, tmp_path, make_
     assert (empty / "reports" / f"learning-curve-{run_id}.png").exists()
     shared = ROOT.parent / "shared" / "data" / "ml-100k"
     if shared.is_dir():  # the bench builds its own warehouses, with the installed ETL
-        done = command("trainer", "bench", "--data-dir", str(shared.parent), "--datasets", "ml-100k", "--models",
-                       "global-mean", "--warehouse", "bench.duckdb", "--markdown", "bench.md")
+        done = command(
+            "trainer",
+            "bench",
+            "--data-dir",
+            str(shared.parent),
+            "--datasets",
+            "ml-100k",
+            "--models",
+            "global-mean",
+            "--warehouse",
+            "bench.duckdb",
+            "--markdown",
+            "bench.md",
+        )
         assert done.returncode == 0, done.stderr
         assert "global-mean" in (empty / "bench.md").read_text()

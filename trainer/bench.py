@@ -16,7 +16,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +31,16 @@ from warehouse.results import publish_bench
 
 
 def bench(
-    data_dir: Path, work_dir: Path, results_warehouse: Path, markdown: Path, *,
-    models: tuple[str, ...] = BENCH_MODELS, datasets: tuple[str, ...] = tuple(PROTOCOLS), n_seeds: int | None = None,
-    max_epochs: int | None = None, log: Callable[[str], None] = lambda message: None,
+    data_dir: Path,
+    work_dir: Path,
+    results_warehouse: Path,
+    markdown: Path,
+    *,
+    models: tuple[str, ...] = BENCH_MODELS,
+    datasets: tuple[str, ...] = tuple(PROTOCOLS),
+    n_seeds: int | None = None,
+    max_epochs: int | None = None,
+    log: Callable[[str], None] = lambda message: None,
 ) -> list[dict[str, Any]]:
     """Run every model on every data set's protocol; returns the rows written to bench_results."""
     for name in datasets:
@@ -41,7 +48,7 @@ def bench(
             raise TrainerError(f"no benchmark protocol for data set {name!r}: choose from {', '.join(PROTOCOLS)}")
         if not (data_dir / name).is_dir():
             raise TrainerError(f"{data_dir / name}: no such folder (the MovieLens {name} files)")
-    bench_id = f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+    bench_id = f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
     threads = torch.get_num_threads()  # CPU timings depend on it (see README "Accuracy")
     cpu_threads = f", {threads} thread{'s' if threads > 1 else ''}"
     rows: list[dict[str, Any]] = []
@@ -52,24 +59,45 @@ def bench(
             warehouse = work_dir / f"{name}-seed{seed}.duckdb"
             _build_warehouse(data_dir / name, warehouse, seed)
             for model in models:
-                config = resolve({**protocol.settings.get(model, {}), "model": model, "warehouse": str(warehouse),
-                                  "split": protocol.split, "seed": seed, "runs_dir": str(work_dir / "runs"),
-                                  "top_n": 0})
+                config = resolve(
+                    {
+                        **protocol.settings.get(model, {}),
+                        "model": model,
+                        "warehouse": str(warehouse),
+                        "split": protocol.split,
+                        "seed": seed,
+                        "runs_dir": str(work_dir / "runs"),
+                        "top_n": 0,
+                    }
+                )
                 if max_epochs:
                     config = replace(config, epochs=min(config.epochs, max_epochs))
                 summary = run(config)
                 m = summary.metrics
-                rows.append({
-                    "bench_id": bench_id, "finished_at": datetime.now(timezone.utc).replace(tzinfo=None),
-                    "model": model, "dataset": name, "protocol": protocol.description, "split": protocol.split,
-                    "seed": seed, "run_id": summary.run_id, "test_rmse": m["rmse"], "test_mae": m["mae"],
-                    "validation_rmse": summary.validation_rmse, "best_epoch": summary.best_epoch,
-                    "epochs_run": len(summary.history), "train_seconds": summary.train_seconds,
-                    "device": summary.device + (cpu_threads if summary.device.startswith("cpu") else ""),
-                    "config": json.dumps(config.to_dict(), sort_keys=True),
-                })
-                log(f"{name} seed {seed} {model}: test RMSE {m['rmse']:.4f}, MAE {m['mae']:.4f}, "
-                    f"best epoch {summary.best_epoch}/{len(summary.history)}, {summary.train_seconds:.1f} s")
+                rows.append(
+                    {
+                        "bench_id": bench_id,
+                        "finished_at": datetime.now(UTC).replace(tzinfo=None),
+                        "model": model,
+                        "dataset": name,
+                        "protocol": protocol.description,
+                        "split": protocol.split,
+                        "seed": seed,
+                        "run_id": summary.run_id,
+                        "test_rmse": m["rmse"],
+                        "test_mae": m["mae"],
+                        "validation_rmse": summary.validation_rmse,
+                        "best_epoch": summary.best_epoch,
+                        "epochs_run": len(summary.history),
+                        "train_seconds": summary.train_seconds,
+                        "device": summary.device + (cpu_threads if summary.device.startswith("cpu") else ""),
+                        "config": json.dumps(config.to_dict(), sort_keys=True),
+                    }
+                )
+                log(
+                    f"{name} seed {seed} {model}: test RMSE {m['rmse']:.4f}, MAE {m['mae']:.4f}, "
+                    f"best epoch {summary.best_epoch}/{len(summary.history)}, {summary.train_seconds:.1f} s"
+                )
     publish_bench(rows, results_warehouse)
     markdown.parent.mkdir(parents=True, exist_ok=True)
     markdown.write_text(markdown_table(latest_summary(results_warehouse)))
@@ -78,8 +106,19 @@ def bench(
 
 def _build_warehouse(data: Path, warehouse: Path, split_seed: int) -> None:
     """Run the ETL as its own command: the trainer never imports the ETL's code (docs/development.md)."""
-    command = [sys.executable, "-m", "etl", "build", "--quiet", "--input", str(data), "--warehouse", str(warehouse),
-               "--seed", str(split_seed)]
+    command = [
+        sys.executable,
+        "-m",
+        "etl",
+        "build",
+        "--quiet",
+        "--input",
+        str(data),
+        "--warehouse",
+        str(warehouse),
+        "--seed",
+        str(split_seed),
+    ]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode:
         raise TrainerError(f"the ETL failed on {data}: {done.stderr.strip()}")
@@ -107,11 +146,15 @@ def markdown_table(summary: list[dict[str, Any]]) -> str:
     def figure(s: dict[str, Any], key: str) -> str:
         return f"{s[key]:.4f} ± {s[key + '_std']:.4f}" if s["n_seeds"] > 1 else f"{s[key]:.4f}"
 
-    lines = ["| model | data set | protocol | RMSE | MAE | train time (per seed) | device | regenerate with |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| model | data set | protocol | RMSE | MAE | train time (per seed) | device | regenerate with |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for s in summary:
         seeds = f", {s['n_seeds']} seeds" if s["n_seeds"] > 1 else ""
-        lines.append(f"| {s['model']} | {s['dataset']} | {s['protocol']}{seeds} | {figure(s, 'rmse')} | "
-                     f"{figure(s, 'mae')} | {s['train_seconds']:.1f} s | {s['device']} | "
-                     f"`trainer bench --datasets {s['dataset']} --models {s['model']}` |")
+        lines.append(
+            f"| {s['model']} | {s['dataset']} | {s['protocol']}{seeds} | {figure(s, 'rmse')} | "
+            f"{figure(s, 'mae')} | {s['train_seconds']:.1f} s | {s['device']} | "
+            f"`trainer bench --datasets {s['dataset']} --models {s['model']}` |"
+        )
     return "\n".join(lines) + "\n"

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
-from pathlib import Path
 from collections.abc import Callable
-import inspect
+from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, get_args
 
 import typer
@@ -30,7 +30,8 @@ DEFAULTS = TrainConfig()
 @app.callback()
 def main(
     version: Annotated[
-        bool, typer.Option("--version", callback=print_version("trainer"), is_eager=True, help="Print the version and exit.")
+        bool,
+        typer.Option("--version", callback=print_version("trainer"), is_eager=True, help="Print the version and exit."),
     ] = False,
 ) -> None:
     """Train autoencoders on the warehouse's rating matrices and write predictions back for analysts."""
@@ -47,11 +48,15 @@ def _option(name: str, spec: Setting, kind: Any, default: Any) -> inspect.Parame
     cli_type: Any = Literal[allowed] if allowed else (str if name == "hidden" else _plain(kind))
     shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
     option = typer.Option(
-        *spec.flags, help=spec.help, envvar=spec.envvar, callback=_checker(name),
+        *spec.flags,
+        help=spec.help,
+        envvar=spec.envvar,
+        callback=_checker(name),
         show_default=str(shown) if default is not None else False,
     )
-    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None,
-                             annotation=Annotated[Optional[cli_type], option])
+    return inspect.Parameter(
+        name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[Optional[cli_type], option]
+    )
 
 
 def _plain(kind: Any) -> Any:
@@ -77,7 +82,8 @@ def _checker(name: str) -> Callable[[Any], Any]:
 
 
 def run_command(*, config_file: Optional[Path], resume: Optional[Path], **given: Any) -> None:
-    """Train a model on one split of the warehouse, score it on the held-out ratings, audit the results, and write runs, per-epoch metrics and predictions into the warehouse."""
+    """Train a model on one split of the warehouse, score it on the held-out ratings, audit the results, and
+    write runs, per-epoch metrics and predictions into the warehouse."""
     from trainer.train import run as train_run  # torch is imported only by the commands that train
 
     try:
@@ -94,12 +100,16 @@ def run_command(*, config_file: Optional[Path], resume: Optional[Path], **given:
     if published is None:
         outcome = f"Results are staged in {summary.run_dir} (trainer publish writes them)."
     elif published.promoted:
-        outcome = ("Promoted: analysts now see it in recommendations, latest_predictions and latest_run"
-                   + ("" if published.audit_passed else f", published anyway despite its audit ({published.audit_reason})")
-                   + ". SELECT * FROM run_metrics; SELECT * FROM recommendations;")
+        outcome = (
+            "Promoted: analysts now see it in recommendations, latest_predictions and latest_run"
+            + ("" if published.audit_passed else f", published anyway despite its audit ({published.audit_reason})")
+            + ". SELECT * FROM run_metrics; SELECT * FROM recommendations;"
+        )
     else:
-        outcome = (f"Not promoted: the audit failed ({published.audit_reason}). The run is recorded in runs "
-                   "(SELECT * FROM run_metrics); analysts keep the last run that passed.")
+        outcome = (
+            f"Not promoted: the audit failed ({published.audit_reason}). The run is recorded in runs "
+            "(SELECT * FROM run_metrics); analysts keep the last run that passed."
+        )
     _log(
         f"run {summary.run_id}: test RMSE {m['rmse']:.4f}, MAE {m['mae']:.4f}, mean per-user RMSE "
         f"{m['user_rmse']:.4f} on {m['n']:,} ratings ({m['n_cold_start']:,} cold start); trained in "
@@ -107,17 +117,47 @@ def run_command(*, config_file: Optional[Path], resume: Optional[Path], **given:
     )
 
 
-run_command.__signature__ = inspect.Signature([  # type: ignore[attr-defined]
-    inspect.Parameter("config_file", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
-        Optional[Path], typer.Option("--config", show_default=False, help=(
-            "A TOML file of settings (the options' names with underscores); options given on the command line "
-            "override it."))]),
-    inspect.Parameter("resume", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[
-        Optional[Path], typer.Option(show_default=False, help=(
-            "Continue the interrupted run in this folder (e.g. runs/20261128-101500-ab12) from its last checkpoint, "
-            "with the settings and warehouse it started with (only --device, --threads and --lock-wait apply)."))]),
-    *(_option(name, spec, kind, default) for name, (spec, kind, default) in settings().items() if not spec.internal),
-])
+run_command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+    [
+        inspect.Parameter(
+            "config_file",
+            inspect.Parameter.KEYWORD_ONLY,
+            default=None,
+            annotation=Annotated[
+                Optional[Path],
+                typer.Option(
+                    "--config",
+                    show_default=False,
+                    help=(
+                        "A TOML file of settings (the options' names with underscores); options given on the "
+                        "command line override it."
+                    ),
+                ),
+            ],
+        ),
+        inspect.Parameter(
+            "resume",
+            inspect.Parameter.KEYWORD_ONLY,
+            default=None,
+            annotation=Annotated[
+                Optional[Path],
+                typer.Option(
+                    show_default=False,
+                    help=(
+                        "Continue the interrupted run in this folder (e.g. runs/20261128-101500-ab12) from its "
+                        "last checkpoint, with the settings and warehouse it started with (only --device, "
+                        "--threads and --lock-wait apply)."
+                    ),
+                ),
+            ],
+        ),
+        *(
+            _option(name, spec, kind, default)
+            for name, (spec, kind, default) in settings().items()
+            if not spec.internal
+        ),
+    ]
+)
 app.command("run")(run_command)
 # `typer trainer run ...` (typer's own `run`, on the app it finds in the trainer package) and `trainer run ...`
 # are the same command: this one-command app is what trainer/__init__.py exposes to typer.
@@ -127,22 +167,71 @@ run_app.command("run")(run_command)
 
 @app.command("bench")
 def bench_command(
-    data_dir: Annotated[Path, typer.Option(help="The folder holding the MovieLens data sets, one sub-folder per data set (ml-100k, ml-1m), as unpacked from GroupLens.")] = Path("data"),
-    models: Annotated[str, typer.Option(help="Comma-separated models to run, each with its preset settings.")] = ",".join(BENCH_MODELS),
-    datasets: Annotated[str, typer.Option(help=f"Comma-separated data sets, each run with its protocol: {'; '.join(f'{k}: {p.description}, {len(p.seeds)} seed(s)' for k, p in PROTOCOLS.items())}.")] = ",".join(PROTOCOLS),
-    seeds: Annotated[Optional[int], typer.Option(min=1, help="Run only the first N seeds of each protocol (default: all of them), e.g. 1 for a quick look.", show_default=False)] = None,
-    epochs: Annotated[Optional[int], typer.Option(min=1, help="Train no model for more than this many epochs (default: each preset's own number), for a quick smoke run; such figures are not the benchmark's.", show_default=False)] = None,
-    work_dir: Annotated[Path, typer.Option(help="Where the bench builds one warehouse per data set and seed, and keeps the runs' folders.")] = Path("bench-runs"),
-    warehouse: Annotated[Path, typer.Option(envvar="WAREHOUSE", help="The warehouse the results table (bench_results, and the view bench_summary) is written into.")] = Path(DEFAULTS.warehouse),
-    markdown: Annotated[Path, typer.Option(help="Where to write the results as a Markdown table.")] = Path("docs/bench-results.md"),
+    data_dir: Annotated[
+        Path,
+        typer.Option(
+            help="The folder holding the MovieLens data sets, one sub-folder per data set (ml-100k, ml-1m), "
+            "as unpacked from GroupLens."
+        ),
+    ] = Path("data"),
+    models: Annotated[
+        str, typer.Option(help="Comma-separated models to run, each with its preset settings.")
+    ] = ",".join(BENCH_MODELS),
+    datasets: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated data sets, each run with its protocol: "
+            + "; ".join(f"{k}: {p.description}, {len(p.seeds)} seed(s)" for k, p in PROTOCOLS.items())
+            + "."
+        ),
+    ] = ",".join(PROTOCOLS),
+    seeds: Annotated[
+        Optional[int],
+        typer.Option(
+            min=1,
+            help="Run only the first N seeds of each protocol (default: all of them), e.g. 1 for a quick look.",
+            show_default=False,
+        ),
+    ] = None,
+    epochs: Annotated[
+        Optional[int],
+        typer.Option(
+            min=1,
+            help="Train no model for more than this many epochs (default: each preset's own number), for a "
+            "quick smoke run; such figures are not the benchmark's.",
+            show_default=False,
+        ),
+    ] = None,
+    work_dir: Annotated[
+        Path,
+        typer.Option(help="Where the bench builds one warehouse per data set and seed, and keeps the runs' folders."),
+    ] = Path("bench-runs"),
+    warehouse: Annotated[
+        Path,
+        typer.Option(
+            envvar="WAREHOUSE",
+            help="The warehouse the results table (bench_results, and the view bench_summary) is written into.",
+        ),
+    ] = Path(DEFAULTS.warehouse),
+    markdown: Annotated[Path, typer.Option(help="Where to write the results as a Markdown table.")] = Path(
+        "docs/bench-results.md"
+    ),
 ) -> None:
-    """Run the published protocols end to end (ml-100k u1; ml-1m random 90/10 over 5 seeds) for each model, and write the results table into the warehouse and as Markdown."""
+    """Run the published protocols end to end (ml-100k u1; ml-1m random 90/10 over 5 seeds) for each model,
+    and write the results table into the warehouse and as Markdown."""
     from trainer.bench import bench  # imports torch
 
     try:
         bench(
-            data_dir, work_dir, warehouse, markdown, models=_names(models), datasets=_names(datasets),
-            n_seeds=seeds, max_epochs=epochs, log=_log,
+            data_dir,
+            work_dir,
+            warehouse,
+            markdown,
+            models=_names(models),
+            datasets=_names(datasets),
+            n_seeds=seeds,
+            max_epochs=epochs,
+            log=_log,
         )
     except WarehouseError as error:
         _fail(error)
@@ -152,9 +241,22 @@ def bench_command(
 
 @app.command("report")
 def report_command(
-    run_id: Annotated[str, typer.Argument(help="The run whose learning curve to draw (SELECT run_id FROM run_metrics lists them).", show_default=False)],
-    warehouse: Annotated[Path, typer.Option(envvar="WAREHOUSE", help="The warehouse holding the run.")] = Path(DEFAULTS.warehouse),
-    bench_warehouse: Annotated[Optional[Path], typer.Option(help="The warehouse holding bench_results, for the model comparison chart. Default: the run's warehouse.", show_default=False)] = None,
+    run_id: Annotated[
+        str,
+        typer.Argument(
+            help="The run whose learning curve to draw (SELECT run_id FROM run_metrics lists them).", show_default=False
+        ),
+    ],
+    warehouse: Annotated[Path, typer.Option(envvar="WAREHOUSE", help="The warehouse holding the run.")] = Path(
+        DEFAULTS.warehouse
+    ),
+    bench_warehouse: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="The warehouse holding bench_results, for the model comparison chart. Default: the run's warehouse.",
+            show_default=False,
+        ),
+    ] = None,
     out_dir: Annotated[Path, typer.Option(help="Where to write the PNG files.")] = Path("reports"),
 ) -> None:
     """Draw a run's learning curve (train and validation RMSE per epoch) and the latest bench's model comparison, as PNG files."""
@@ -172,10 +274,26 @@ def report_command(
 
 @app.command()
 def publish(
-    run_dir: Annotated[Path, typer.Argument(help="The run folder whose staged results to write (printed by the run that could not write them).", show_default=False)],
-    warehouse: Annotated[Path, typer.Option(envvar="WAREHOUSE", help="The warehouse to write them into.")] = Path(DEFAULTS.warehouse),
-    lock_wait: Annotated[float, typer.Option(min=0, help="Seconds to wait for another writer of the warehouse.")] = DEFAULTS.lock_wait_seconds,
-    publish_anyway: Annotated[bool, typer.Option("--publish-anyway", help="Serve the run's results even if they fail the audit; the override is recorded in runs.")] = False,
+    run_dir: Annotated[
+        Path,
+        typer.Argument(
+            help="The run folder whose staged results to write (printed by the run that could not write them).",
+            show_default=False,
+        ),
+    ],
+    warehouse: Annotated[Path, typer.Option(envvar="WAREHOUSE", help="The warehouse to write them into.")] = Path(
+        DEFAULTS.warehouse
+    ),
+    lock_wait: Annotated[
+        float, typer.Option(min=0, help="Seconds to wait for another writer of the warehouse.")
+    ] = DEFAULTS.lock_wait_seconds,
+    publish_anyway: Annotated[
+        bool,
+        typer.Option(
+            "--publish-anyway",
+            help="Serve the run's results even if they fail the audit; the override is recorded in runs.",
+        ),
+    ] = False,
 ) -> None:
     """Write a finished run's staged results into the warehouse, audited (after a run that could not write them)."""
     try:
@@ -195,7 +313,9 @@ def _widths(text: str | None) -> tuple[int, ...] | None:
     try:
         return tuple(int(width) for width in text.split(","))
     except ValueError:
-        raise typer.BadParameter(f"--hidden takes comma-separated whole numbers, like 500 or 20,10,20, not {text!r}") from None
+        raise typer.BadParameter(
+            f"--hidden takes comma-separated whole numbers, like 500 or 20,10,20, not {text!r}"
+        ) from None
 
 
 def _log(message: str) -> None:
@@ -210,12 +330,16 @@ class _EpochReporter:
         self.progress: Progress | None = None
         if sys.stderr.isatty():
             self.progress = Progress(
-                TextColumn("epoch"), MofNCompleteColumn(), BarColumn(), TextColumn("{task.fields[losses]}"),
-                TimeRemainingColumn(), transient=False,
+                TextColumn("epoch"),
+                MofNCompleteColumn(),
+                BarColumn(),
+                TextColumn("{task.fields[losses]}"),
+                TimeRemainingColumn(),
+                transient=False,
             )
             self.task = self.progress.add_task("train", total=epochs, losses="")
 
-    def __enter__(self) -> "_EpochReporter":
+    def __enter__(self) -> _EpochReporter:
         if self.progress:
             self.progress.start()
         return self

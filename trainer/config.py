@@ -55,19 +55,45 @@ PRESETS: dict[str, dict[str, Any]] = {
     # DeepRecommender's design (user rows): n-512-512-1024-512-512-n, SELU, dropout 0.8 on the code,
     # dense re-feeding. Adam instead of its SGD with momentum (this trainer's SGD has no momentum).
     "deep-ae": {
-        "hidden": (512, 512, 1024, 512, 512), "activation": "selu", "dropout": 0.8, "refeed": True,
-        "optimizer": "adam", "learning_rate": 1e-3, "weight_decay": 0.0, "l2": 0.0, "batch_size": 128,
-        "epochs": 100, "eval_every": 1, "patience": 10, "lr_drops": 0, "fixed_batches": False,
+        "hidden": (512, 512, 1024, 512, 512),
+        "activation": "selu",
+        "dropout": 0.8,
+        "refeed": True,
+        "optimizer": "adam",
+        "learning_rate": 1e-3,
+        "weight_decay": 0.0,
+        "l2": 0.0,
+        "batch_size": 128,
+        "epochs": 100,
+        "eval_every": 1,
+        "patience": 10,
+        "lr_drops": 0,
+        "fixed_batches": False,
     },
     # Baselines. The global mean starts at its own value (the training mean): one epoch of SGD leaves it.
     "global-mean": {"optimizer": "sgd", "learning_rate": 0.1, "weight_decay": 0.0, "epochs": 1, "eval_every": 1},
     "biases": {
-        "optimizer": "adam", "learning_rate": 0.05, "weight_decay": 0.0, "l2": 5.0, "batch_size": 100_000,
-        "epochs": 200, "eval_every": 1, "patience": 10, "lr_drops": 0,
+        "optimizer": "adam",
+        "learning_rate": 0.05,
+        "weight_decay": 0.0,
+        "l2": 5.0,
+        "batch_size": 100_000,
+        "epochs": 200,
+        "eval_every": 1,
+        "patience": 10,
+        "lr_drops": 0,
     },
     "mf": {
-        "hidden": (50,), "optimizer": "adam", "learning_rate": 0.03, "weight_decay": 0.0, "l2": 30.0,
-        "batch_size": 100_000, "epochs": 300, "eval_every": 1, "patience": 10, "lr_drops": 0,
+        "hidden": (50,),
+        "optimizer": "adam",
+        "learning_rate": 0.03,
+        "weight_decay": 0.0,
+        "l2": 30.0,
+        "batch_size": 100_000,
+        "epochs": 300,
+        "eval_every": 1,
+        "patience": 10,
+        "lr_drops": 0,
     },
 }
 
@@ -101,32 +127,47 @@ Device = Literal["auto", "cpu", "cuda"]
 class TrainConfig:
     # what to train on
     warehouse: str = setting(
-        "warehouse.duckdb", "The DuckDB warehouse built by `make etl`; it is only read until the results are "
-        "written.", envvar="WAREHOUSE")
+        "warehouse.duckdb",
+        "The DuckDB warehouse built by `make etl`; it is only read until the results are written.",
+        envvar="WAREHOUSE",
+    )
     features: str | None = setting(
-        None, "Read the rating matrices from this folder of Parquet files, written by `etl export`, instead of the "
-        "warehouse (the results are still written into --warehouse when it exists, else kept in the run folder).")
+        None,
+        "Read the rating matrices from this folder of Parquet files, written by `etl export`, instead of the "
+        "warehouse (the results are still written into --warehouse when it exists, else kept in the run folder).",
+    )
     split: str = setting(
-        "random", "The split to train and test on, by name, as listed in the warehouse's `splits` table (random, "
-        "temporal, and u1..u5 for ml-100k).")
+        "random",
+        "The split to train and test on, by name, as listed in the warehouse's `splits` table (random, "
+        "temporal, and u1..u5 for ml-100k).",
+    )
     validation: bool = setting(
-        True, "Hold the split's validation slice out of training, to score every --eval-every epochs and select "
-        "the best epoch on (--validation), or train on the whole training side (--no-validation).")
+        True,
+        "Hold the split's validation slice out of training, to score every --eval-every epochs and select "
+        "the best epoch on (--validation), or train on the whole training side (--no-validation).",
+    )
     # the model (see trainer/models.py)
     model: str = setting(
-        "autoencoder", "The model preset. 'autoencoder' is the seed design tuned for batched training; 'notebook' "
+        "autoencoder",
+        "The model preset. 'autoencoder' is the seed design tuned for batched training; 'notebook' "
         "reproduces the original notebook exactly (one user per step, its optimiser and quirks); 'i-autorec' is "
         "the item-based autoencoder of Sedhain et al. 2015; 'deep-ae' is DeepRecommender's design; 'global-mean', "
         "'biases' (damped user and movie biases) and 'mf' (biased matrix factorisation) are baselines. Each preset "
-        "carries its chosen settings (docs/training.md); options override them.", choices=())
+        "carries its chosen settings (docs/training.md); options override them.",
+        choices=(),
+    )
     hidden: tuple[int, ...] = setting(
-        (20, 10, 20), "Hidden layer widths, comma-separated (e.g. 500 or 20,10,20); for mf, the number of factors.")
+        (20, 10, 20), "Hidden layer widths, comma-separated (e.g. 500 or 20,10,20); for mf, the number of factors."
+    )
     activation: Activation = setting("sigmoid", "The autoencoders' hidden activation.")
     dropout: float = setting(
-        0.0, "Dropout on the autoencoders' code (the middle hidden layer) while training.", minimum=0, below=1)
+        0.0, "Dropout on the autoencoders' code (the middle hidden layer) while training.", minimum=0, below=1
+    )
     refeed: bool = setting(
-        False, "DeepRecommender's dense re-feeding: after each step, train again on the (dense) reconstruction "
-        "as an example of its own.")
+        False,
+        "DeepRecommender's dense re-feeding: after each step, train again on the (dense) reconstruction "
+        "as an example of its own.",
+    )
     # optimisation. The notebook's RMSprop(lr=0.01, weight_decay=0.5) only survived because it never zeroed its
     # gradients; with correct batched gradients weight decay 0.5 collapses every output to the mean. Tuned on
     # the validation slices of ml-100k u1 and ml-1m random, with patience and lr_drops (docs/training.md).
@@ -138,68 +179,102 @@ class TrainConfig:
     # The loop averages the error over the batch's ratings, so it adds l2/2 * ||W||^2 / (number of training
     # ratings): the same minimiser whatever the batch size. Unlike weight_decay, biases can be left out.
     l2: float = setting(
-        0.0, "L2 penalty on the model's weights, as the lambda of a sum-of-squared-errors objective (I-AutoRec's "
-        "units), whatever the batch size.", minimum=0)
+        0.0,
+        "L2 penalty on the model's weights, as the lambda of a sum-of-squared-errors objective (I-AutoRec's "
+        "units), whatever the batch size.",
+        minimum=0,
+    )
     # model selection on the validation slice (never the test part)
     patience: int = setting(
-        20, "Stop when validation RMSE has not improved for this many epochs (0: train every epoch).", minimum=0)
+        20, "Stop when validation RMSE has not improved for this many epochs (0: train every epoch).", minimum=0
+    )
     select_best: bool = setting(
-        True, "Score the test set with the weights of the epoch that did best on the validation slice "
-        "(--select-best), or with the last epoch's (--last-epoch).", flags=("--select-best/--last-epoch",))
+        True,
+        "Score the test set with the weights of the epoch that did best on the validation slice "
+        "(--select-best), or with the last epoch's (--last-epoch).",
+        flags=("--select-best/--last-epoch",),
+    )
     lr_drops: int = setting(
-        1, "Before stopping early, divide the learning rate by 10 this many times, each time validation RMSE has "
-        "not improved for --patience epochs.", minimum=0)
+        1,
+        "Before stopping early, divide the learning rate by 10 this many times, each time validation RMSE has "
+        "not improved for --patience epochs.",
+        minimum=0,
+    )
     shuffle: bool = setting(True, "Take the rows in a new random order every epoch (--no-shuffle: in user order).")
     fixed_batches: bool = setting(
-        True, "With a cached matrix, deal the rows into batches once per run and take those batches in a new order "
+        True,
+        "With a cached matrix, deal the rows into batches once per run and take those batches in a new order "
         "each epoch (--fixed-batches; a batch's sparse structure is built once), or deal them anew every epoch "
-        "(--no-fixed-batches).")
+        "(--no-fixed-batches).",
+    )
     seed: int = setting(
-        0, "Seeds the weights and the order of rows: the same seed on the same data gives the same run on a CPU.")
+        0, "Seeds the weights and the order of rows: the same seed on the same data gives the same run on a CPU."
+    )
     loss: Loss = setting(
-        "observed", "'observed': the mean squared error over the observed ratings; 'all_movies': the notebook's "
-        "MSELoss over every movie, unobserved outputs zeroed (the same minimiser, another scale).")
+        "observed",
+        "'observed': the mean squared error over the observed ratings; 'all_movies': the notebook's "
+        "MSELoss over every movie, unobserved outputs zeroed (the same minimiser, another scale).",
+    )
     # predictions
     clip: bool = setting(True, "Clip predictions to the data set's rating scale.")
     cold_start_fallback: bool = setting(
-        True, "Predict a test rating whose user or movie has no training rating by the damped user and movie "
-        "biases.")
+        True, "Predict a test rating whose user or movie has no training rating by the damped user and movie biases."
+    )
     top_n: int = setting(20, "How many recommendations to write per user, among movies they never rated.", minimum=0)
     full_matrix: bool = setting(
-        False, "Also write a prediction for every (user, movie) pair; refused when that would exceed 50 million "
-        "rows.", flags=("--full-matrix",))
+        False,
+        "Also write a prediction for every (user, movie) pair; refused when that would exceed 50 million rows.",
+        flags=("--full-matrix",),
+    )
     publish_anyway: bool = setting(
-        False, "Serve the run's results even if they fail the audit (non-finite or out-of-scale predictions, "
+        False,
+        "Serve the run's results even if they fail the audit (non-finite or out-of-scale predictions, "
         "users left without recommendations, a validation RMSE worse than predicting the training mean); the "
-        "override is recorded in runs.", flags=("--publish-anyway",))
+        "override is recorded in runs.",
+        flags=("--publish-anyway",),
+    )
     # the notebook's quirks, reproduced by the "notebook" preset only
     accumulate_gradients: bool = setting(False, internal="the notebook preset's quirk: never zero the gradients")
     drop_first_rating: bool = setting(
-        False, internal="the notebook preset's quirk: pandas read_csv without header=None ate each file's first line")
+        False, internal="the notebook preset's quirk: pandas read_csv without header=None ate each file's first line"
+    )
     # machinery
     device: Device = setting("auto", "Where to train: auto (a CUDA GPU when there is one, else the CPU), cpu or cuda.")
     threads: int = setting(
-        0, "CPU threads for torch's arithmetic; 0 keeps torch's default, one per core. On a machine whose cores "
-        "other work is also using, 1 can be several times faster.", minimum=0)
+        0,
+        "CPU threads for torch's arithmetic; 0 keeps torch's default, one per core. On a machine whose cores "
+        "other work is also using, 1 can be several times faster.",
+        minimum=0,
+    )
     cache_budget_mb: int = setting(
-        2048, "Keep the training matrix in memory (on the GPU when training there) when it fits in this many MB; "
-        "otherwise stream it from DuckDB every epoch.", above=0)
-    eval_every: int = setting(5, "Epochs between validation scores (the learning curve; chances to select an "
-                                 "epoch).", minimum=1)
+        2048,
+        "Keep the training matrix in memory (on the GPU when training there) when it fits in this many MB; "
+        "otherwise stream it from DuckDB every epoch.",
+        above=0,
+    )
+    eval_every: int = setting(
+        5, "Epochs between validation scores (the learning curve; chances to select an epoch).", minimum=1
+    )
     # By the clock, not by epochs: a small data set's epoch takes milliseconds, an epoch at ml-32m's size minutes.
     checkpoint_seconds: float = setting(
-        60.0, "Write a checkpoint (for --resume) once this many seconds of training have passed since the last "
-        "one, and after the last epoch; 0 writes one after every epoch.", minimum=0)
+        60.0,
+        "Write a checkpoint (for --resume) once this many seconds of training have passed since the last "
+        "one, and after the last epoch; 0 writes one after every epoch.",
+        minimum=0,
+    )
     runs_dir: str = setting(
-        "runs", "Where each run keeps its checkpoint and staged results, in a folder named after the run.")
+        "runs", "Where each run keeps its checkpoint and staged results, in a folder named after the run."
+    )
     lock_wait_seconds: float = setting(
-        30.0, "Seconds to wait for another writer of the warehouse before giving up (the results are kept and can "
-        "be written later with `trainer publish`).", flags=("--lock-wait",), minimum=0)
+        30.0,
+        "Seconds to wait for another writer of the warehouse before giving up (the results are kept and can "
+        "be written later with `trainer publish`).",
+        flags=("--lock-wait",),
+        minimum=0,
+    )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
 
 
 def settings() -> dict[str, tuple[Setting, Any, Any]]:
@@ -227,8 +302,11 @@ def problem(name: str, value: Any) -> str | None:
         return f"must be one of {', '.join(allowed)}, not {value!r}"
     if isinstance(value, float) and not math.isfinite(value):
         return f"must be a finite number, not {value}"
-    bounds = [(spec.minimum, lambda v, b: v >= b, "at least"), (spec.above, lambda v, b: v > b, "above"),
-              (spec.below, lambda v, b: v < b, "below")]
+    bounds = [
+        (spec.minimum, lambda v, b: v >= b, "at least"),
+        (spec.above, lambda v, b: v > b, "above"),
+        (spec.below, lambda v, b: v < b, "below"),
+    ]
     for bound, holds, words in bounds:
         if bound is not None and not holds(value, bound):
             return f"must be {words} {bound:g}, not {value}"

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import numpy as np
@@ -27,6 +28,9 @@ from trainer.config import TrainConfig
 from trainer.errors import TrainerError
 from trainer.sparse import SparseBlock, entry_rows
 from warehouse.connect import open_for_reading
+
+if TYPE_CHECKING:  # models.py reads Csr from here
+    from trainer.models import Model
 
 PARTS = ("train", "validation", "test")
 EVAL_ROWS = 4096  # rows per forward pass when scoring and predicting ...
@@ -52,7 +56,9 @@ class DatasetInfo:
 
 def open_warehouse(path: Path, lock_wait_seconds: float) -> duckdb.DuckDBPyConnection:
     """A read-only connection to a warehouse holding what training reads."""
-    return open_for_reading(path, lock_wait_seconds, needs=("dataset", "splits", "user_matrix", "user_index", "movie_index"))
+    return open_for_reading(
+        path, lock_wait_seconds, needs=("dataset", "splits", "user_matrix", "user_index", "movie_index")
+    )
 
 
 def dataset_info(con: duckdb.DuckDBPyConnection) -> DatasetInfo:
@@ -237,10 +243,15 @@ def stream_rows(
 
 
 def load_rows(
-    con: duckdb.DuckDBPyConnection, split: str, parts: tuple[str, ...], n_cols: int, by: str = "user",
+    con: duckdb.DuckDBPyConnection,
+    split: str,
+    parts: tuple[str, ...],
+    n_cols: int,
+    by: str = "user",
     shard: tuple[int, int] | None = None,
 ) -> tuple[torch.Tensor, dict[str, Csr]]:
-    """Every user (or movie) row of a split (or of a shard), in index order, as one CSR per part (for the device cache)."""
+    """Every user (or movie) row of a split (or of a shard), in index order, as one CSR per part (for the
+    device cache)."""
     batches = list(stream_rows(con, split, parts, n_cols, batch_rows=65536, by=by, shard=shard))
     users = torch.cat([users for users, _ in batches])
     return users, {p: Csr.concat([m[p] for _, m in batches]) for p in parts}
@@ -267,10 +278,12 @@ def shard_ratings(
     _columns(parts, by)  # checks the part names, which are spliced below
     table, key, col = ORIENTATIONS[by]
     lengths = " + ".join(f"len({p}_{col})" for p in parts)
-    return int(con.execute(
-        f"SELECT coalesce(sum({lengths}), 0) FROM {table} WHERE split = ? AND {key} % ? = ?",
-        [split, shard[1], shard[0]],
-    ).fetchall()[0][0])
+    return int(
+        con.execute(
+            f"SELECT coalesce(sum({lengths}), 0) FROM {table} WHERE split = ? AND {key} % ? = ?",
+            [split, shard[1], shard[0]],
+        ).fetchall()[0][0]
+    )
 
 
 def _prefetch(items: Iterator, depth: int = 2) -> Iterator:
@@ -330,8 +343,14 @@ class TrainingData:
     """
 
     def __init__(
-        self, con: duckdb.DuckDBPyConnection, config: TrainConfig, info: DatasetInfo,
-        fit_parts: tuple[str, ...], device: torch.device, rows: str = "user", sparse: bool = True,
+        self,
+        con: duckdb.DuckDBPyConnection,
+        config: TrainConfig,
+        info: DatasetInfo,
+        fit_parts: tuple[str, ...],
+        device: torch.device,
+        rows: str = "user",
+        sparse: bool = True,
         ctx: distributed.Context = distributed.Context(),
     ) -> None:
         self.con, self.config, self.info, self.fit_parts, self.device = con, config, info, fit_parts, device
@@ -371,10 +390,12 @@ class TrainingData:
             if not self.sparse and info.n_users * info.n_movies * 4 <= budget:
                 self.dense = self.fit.to_dense()
             # Rows with nothing to learn from make no batch (the notebook skipped such users too).
-            counts = self.fit.offsets[::self.batch_size].tolist() + [int(self.fit.offsets[-1])]
-            self._ranges = [(start, min(start + self.batch_size, self.fit.n_rows))
-                            for start, first, last in zip(range(0, self.fit.n_rows, self.batch_size), counts, counts[1:])
-                            if last > first]
+            counts = self.fit.offsets[:: self.batch_size].tolist() + [int(self.fit.offsets[-1])]
+            self._ranges = [
+                (start, min(start + self.batch_size, self.fit.n_rows))
+                for start, first, last in zip(range(0, self.fit.n_rows, self.batch_size), counts, counts[1:])
+                if last > first
+            ]
 
     def _fit_matrix(self, index: torch.Tensor, matrices: dict[str, Csr]) -> Csr:
         fit = merge_parts(matrices, self.fit_parts)
@@ -384,17 +405,26 @@ class TrainingData:
         config = self.config
         if not self.cached:
             seed = config.seed * 1_000_003 + epoch if config.shuffle else None
-            for index, matrices in stream_rows(self.con, config.split, self.fit_parts, self.n_cols,
-                                               self.batch_size, shuffle_seed=seed, by=self.rows, shard=self.ctx.shard):
+            for index, matrices in stream_rows(
+                self.con,
+                config.split,
+                self.fit_parts,
+                self.n_cols,
+                self.batch_size,
+                shuffle_seed=seed,
+                by=self.rows,
+                shard=self.ctx.shard,
+            ):
                 rows = self._fit_matrix(index, matrices).to(self.device, non_blocking=True)
                 if rows.cols.numel():
                     yield Batch(self._inputs(rows), index.to(self.device, non_blocking=True), rows)
             return
         generator = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
+        assert self.fit is not None
         if config.shuffle and not config.fixed_batches:
             yield from self._dealt_batches(torch.randperm(self.fit.n_rows, generator=generator).to(self.device))
             return
-        order = range(len(self._ranges))
+        order: list[int] = list(range(len(self._ranges)))
         if config.shuffle:
             order = torch.randperm(len(self._ranges), generator=generator).tolist()
         for i in order:
@@ -433,10 +463,10 @@ class TrainingData:
         return dense if dense is not None else rows.to_dense()
 
     @torch.no_grad()
-    def validation_rmse(self, model: torch.nn.Module) -> float:
+    def validation_rmse(self, model: Model) -> float:
         """Global RMSE on the validation slice, predictions clipped as they will be at the end."""
         model.eval()
-        squared, count = 0.0, 0
+        squared, count = 0.0, 0.0
         for inputs, index, targets in self._validation_blocks():
             predicted = model.predict_at(inputs, index, targets.block())
             if self.config.clip:
@@ -449,8 +479,15 @@ class TrainingData:
     def _validation_blocks(self) -> Iterator[tuple[torch.Tensor | SparseBlock, torch.Tensor, Csr]]:
         """(inputs, their row indexes, validation targets) for blocks of rows, from the cache or streamed."""
         if not self.cached:
-            for index, matrices in stream_rows(self.con, self.config.split, self.fit_parts + ("validation",),
-                                               self.n_cols, eval_rows(self.n_cols), by=self.rows, shard=self.ctx.shard):
+            for index, matrices in stream_rows(
+                self.con,
+                self.config.split,
+                self.fit_parts + ("validation",),
+                self.n_cols,
+                eval_rows(self.n_cols),
+                by=self.rows,
+                shard=self.ctx.shard,
+            ):
                 fit = self._fit_matrix(index, matrices).to(self.device)
                 yield self._inputs(fit), index.to(self.device), matrices["validation"].to(self.device)
             return
@@ -459,4 +496,8 @@ class TrainingData:
         for start in range(0, self.fit.n_rows, block):
             end = min(start + block, self.fit.n_rows)
             dense = self.dense[start:end] if self.dense is not None else None
-            yield self._inputs(self.fit.slice(start, end), dense), self.index[start:end], self.validation.slice(start, end)
+            yield (
+                self._inputs(self.fit.slice(start, end), dense),
+                self.index[start:end],
+                self.validation.slice(start, end),
+            )

@@ -69,7 +69,7 @@ def wrap(model: torch.nn.Module, context: Context, device: torch.device) -> torc
     return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
-def joined(model: torch.nn.Module, context: Context, batches: Iterator[T]) -> Iterator[T]:
+def joined(model: Any, context: Context, batches: Iterator[T]) -> Iterator[T]:
     """The batches, under DDP's join: shards differ in size, so ranks run out of batches at different
     steps, and join lets the ones that finished shadow the others' gradient exchanges instead of hanging."""
     if not context.active:

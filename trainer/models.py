@@ -7,8 +7,8 @@ its line in BUILDERS below.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import Protocol
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, Protocol, cast
 
 import torch
 from torch import nn
@@ -52,11 +52,28 @@ class Model(Protocol):
         rows (movie_idx, ratings) in blocks, for a model that reads them."""
         ...
 
+    # and what the loop uses of nn.Module
+    def parameters(self, recurse: bool = True) -> Iterator[nn.Parameter]: ...
+    def state_dict(self) -> dict[str, Any]: ...
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False) -> Any: ...
+    def train(self, mode: bool = True) -> Any: ...
+    def eval(self) -> Any: ...
+    def to(self, device: torch.device) -> Any: ...
+
 
 ACTIVATIONS = {"sigmoid": nn.Sigmoid, "selu": nn.SELU}
 
 
-class AutoEncoder(nn.Module):
+class UserRows:
+    """A model of user rows: it scores a block of users from their own training ratings."""
+
+    rows = "user"
+
+    def user_scorer(self, movie_rows: Callable[[], Iterable[tuple[torch.Tensor, Csr]]]) -> UserScorer:
+        return lambda fit, users: self(fit.to_dense(), users)  # type: ignore[operator]  # (an nn.Module's __call__)
+
+
+class AutoEncoder(UserRows, nn.Module):
     """A ratings row (n_cols wide) -> hidden layers -> the same row back, identity output.
 
     With user rows and hidden=(20, 10, 20), sigmoid, this is the notebook's stacked autoencoder (its
@@ -66,7 +83,6 @@ class AutoEncoder(nn.Module):
     (Kuchaiev & Ginsburg 2017).
     """
 
-    rows = "user"
     dense_on_gpu = True  # the sparse kernels are the CPU's (docs/gpu.md)
 
     def __init__(self, n_cols: int, hidden: tuple[int, ...], activation: str = "sigmoid", dropout: float = 0.0) -> None:
@@ -81,24 +97,35 @@ class AutoEncoder(nn.Module):
         # The first weight is stored transposed (column-major): the sparse input product reads it as
         # columns x units and its gradient comes out that way, so neither is copied into the other layout
         # every step (a third of that layer's time at u1's size). Dense products take either layout.
-        layers[0].weight = nn.Parameter(layers[0].weight.detach().t().contiguous().t())
+        first = layers[0]
+        assert isinstance(first, nn.Linear)
+        first.weight = nn.Parameter(first.weight.detach().t().contiguous().t())
         self.net = nn.Sequential(*layers)
+
+    @property
+    def output(self) -> nn.Linear:
+        """The output layer: linear, so a row's outputs are its code (encode) times its weights."""
+        layer = self.net[-1]
+        assert isinstance(layer, nn.Linear)
+        return layer
 
     def forward(self, inputs: torch.Tensor | SparseBlock, index: torch.Tensor | None = None) -> torch.Tensor:
         if isinstance(inputs, SparseBlock):
             return self.predict_at(inputs, index, inputs)
         return self.net(inputs)
 
-    def predict_at(self, inputs: torch.Tensor | SparseBlock, index: torch.Tensor | None, at: SparseBlock) -> torch.Tensor:
+    def predict_at(
+        self, inputs: torch.Tensor | SparseBlock, index: torch.Tensor | None, at: SparseBlock
+    ) -> torch.Tensor:
         """The outputs at ``at``'s entries, in its order, without computing the rest of the rows x cols
         output: scoring a few held-out ratings, or training on the observed ones, costs a fraction of a
         full forward pass."""
-        output = self.net[-1]
-        return linear_at_observed(at, self.encode(inputs), output.weight, output.bias)
+        return linear_at_observed(at, self.encode(inputs), self.output.weight, self.output.bias)
 
     def encode(self, inputs: torch.Tensor | SparseBlock) -> torch.Tensor:
         """The last hidden layer of each row: the output layer is linear, so this is all a row's outputs need."""
         first, *hidden, _ = self.net  # (slicing the Sequential would build a new module every call)
+        assert isinstance(first, nn.Linear)
         code = sparse_linear(inputs, first.weight, first.bias) if isinstance(inputs, SparseBlock) else first(inputs)
         for layer in hidden:
             code = layer(code)
@@ -106,15 +133,11 @@ class AutoEncoder(nn.Module):
 
     def decode_columns(self, code: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
         """forward(inputs)[:, cols] from encode(inputs): the outputs of a few columns for every row."""
-        output = self.net[-1]
-        return code @ output.weight.index_select(0, cols).T + output.bias.index_select(0, cols)
+        return code @ self.output.weight.index_select(0, cols).T + self.output.bias.index_select(0, cols)
 
     def regularised(self) -> list[torch.Tensor]:
         """The weight matrices (I-AutoRec's L2 term leaves the biases out)."""
         return [layer.weight for layer in self.net if isinstance(layer, nn.Linear)]
-
-    def user_scorer(self, movie_rows: Callable[[], Iterable[tuple[torch.Tensor, Csr]]]) -> UserScorer:
-        return lambda fit, users: self(fit.to_dense(), users)
 
 
 class ItemAutoEncoder(AutoEncoder):
@@ -122,8 +145,9 @@ class ItemAutoEncoder(AutoEncoder):
 
     rows = "movie"
 
-    def __init__(self, n_users: int, n_movies: int, hidden: tuple[int, ...], activation: str = "sigmoid",
-                 dropout: float = 0.0) -> None:
+    def __init__(
+        self, n_users: int, n_movies: int, hidden: tuple[int, ...], activation: str = "sigmoid", dropout: float = 0.0
+    ) -> None:
         super().__init__(n_users, hidden, activation, dropout)
         self.n_movies = n_movies
 
@@ -132,14 +156,13 @@ class ItemAutoEncoder(AutoEncoder):
         """A block of users' scores are every movie's code (last hidden layer, from its training row) times
         those users' output weights: movies x hidden units are kept, where the scores themselves would be
         movies x users (15 GB at ml-20m)."""
-        last = self.net[-1]
-        codes = torch.zeros(self.n_movies, last.in_features, device=last.weight.device)
+        codes = torch.zeros(self.n_movies, self.output.in_features, device=self.output.weight.device)
         for movies, fit in movie_rows():
             codes[movies] = self.encode(fit.to_dense())
         return lambda fit, users: self.decode_columns(codes, users).T.contiguous()
 
 
-class MatrixFactorisation(nn.Module):
+class MatrixFactorisation(UserRows, nn.Module):
     """The baselines: rating = mean + user bias + movie bias + user factors . movie factors.
 
     ``biases=False, factors=0`` is the global mean; ``factors=0`` the user+movie biases (the L2
@@ -148,7 +171,6 @@ class MatrixFactorisation(nn.Module):
     The mean starts at the training ratings' mean, so the global mean needs no training at all.
     """
 
-    rows = "user"
     dense_on_gpu = False  # its outputs at the observed ratings are one sampled product on any device
 
     def __init__(self, n_users: int, n_movies: int, mean: float, factors: int = 0, biases: bool = True) -> None:
@@ -165,21 +187,22 @@ class MatrixFactorisation(nn.Module):
         if isinstance(inputs, SparseBlock):
             return self.predict_at(inputs, index, inputs)
         out = self.mean.expand(index.numel(), self.n_movies)
-        if self.user_bias is not None:
+        if self.user_bias is not None and self.movie_bias is not None:
             out = out + self.user_bias[index, None] + self.movie_bias[None, :]
-        if self.user_factors is not None:
+        if self.user_factors is not None and self.movie_factors is not None:
             out = out + self.user_factors[index] @ self.movie_factors.T
         return out
 
-    def predict_at(self, inputs: torch.Tensor | SparseBlock | None, index: torch.Tensor, at: SparseBlock) -> torch.Tensor:
+    def predict_at(
+        self, inputs: torch.Tensor | SparseBlock | None, index: torch.Tensor, at: SparseBlock
+    ) -> torch.Tensor:
         users, cols = index[at.row_ids()], at.cols
         out = self.mean.expand(cols.numel())
         if self.user_bias is not None:
             out = out + self.user_bias[users]
-        if self.user_factors is not None:
+        if self.user_factors is not None and self.movie_factors is not None:
             # The block's users' factors times the movies' at the block's cells, plus the movie biases: one
-            # sampled product (a gather of both factor rows per rating, then a sum, trained ml-1m in 35.9 s, this
-            # in 2.8 s).
+            # sampled product (gathering both factor rows per rating, then a sum, was an order of magnitude slower).
             movie_bias = self.movie_bias if self.movie_bias is not None else torch.zeros_like(self.movie_factors[:, 0])
             out = out + linear_at_observed(at, self.user_factors[index], self.movie_factors, movie_bias)
         elif self.movie_bias is not None:
@@ -188,9 +211,6 @@ class MatrixFactorisation(nn.Module):
 
     def regularised(self) -> list[torch.Tensor]:
         return [p for name, p in self.named_parameters() if name != "mean"]
-
-    def user_scorer(self, movie_rows: Callable[[], Iterable[tuple[torch.Tensor, Csr]]]) -> UserScorer:
-        return lambda fit, users: self(fit.to_dense(), users)
 
 
 Builder = Callable[[TrainConfig, int, int, float], nn.Module]
@@ -206,8 +226,8 @@ BUILDERS: dict[str, Builder] = {
 }
 
 
-def build_model(config: TrainConfig, n_users: int, n_movies: int, mean: float) -> nn.Module:
+def build_model(config: TrainConfig, n_users: int, n_movies: int, mean: float) -> Model:
     """The network ``config.model`` names."""
     if config.model not in BUILDERS:
         raise TrainerError(f"unknown model {config.model!r}: choose one of {', '.join(PRESETS)}")
-    return BUILDERS[config.model](config, n_users, n_movies, mean)
+    return cast(Model, BUILDERS[config.model](config, n_users, n_movies, mean))

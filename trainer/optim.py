@@ -56,14 +56,15 @@ class Optimizer:
     def _grads(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """The parameters that have a gradient, and their gradients with weight decay (L2) added: the flat
         parameters and one flat gradient when every parameter has one."""
-        if self._all_flat():
+        grads: list[torch.Tensor]
+        if self.flat is not None and self._all_flat():
             params = [self.flat]
-            grads = [torch.cat([_in_order(p.grad, order) for p, order in zip(self.params, self._orders)])]
+            grads = [torch.cat([_in_order(_grad(p), order) for p, order in zip(self.params, self._orders)])]
         else:
             params = [p for p in self.params if p.grad is not None]
-            grads = [p.grad for p in params]
+            grads = [_grad(p) for p in params]
         if self.defaults.get("weight_decay", 0.0):
-            grads = torch._foreach_add(grads, params, alpha=self.defaults["weight_decay"])
+            grads = list(torch._foreach_add(grads, params, alpha=self.defaults["weight_decay"]))
         return params, grads
 
     def _state(self, name: str) -> list[torch.Tensor]:
@@ -77,7 +78,8 @@ class Optimizer:
         return self.state[name]
 
     def _buffers(self, name: str) -> list[torch.Tensor]:
-        """The state ``name`` aligned with _grads(): the flat buffer, or those of the parameters that have a gradient."""
+        """The state ``name`` aligned with _grads(): the flat buffer, or those of the parameters that have a
+        gradient."""
         buffers = self._state(name)
         if self._all_flat():
             return [self._flat_state[name]]
@@ -111,8 +113,9 @@ class RMSprop(Optimizer):
 
 
 class Adam(Optimizer):
-    def __init__(self, params, lr: float, weight_decay: float = 0.0, beta1: float = 0.9, beta2: float = 0.999,
-                 eps: float = 1e-8):
+    def __init__(
+        self, params, lr: float, weight_decay: float = 0.0, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8
+    ):
         super().__init__(params, lr=lr, weight_decay=weight_decay, beta1=beta1, beta2=beta2, eps=eps)
 
     def _update(self, params: list[torch.Tensor], grads: list[torch.Tensor]) -> None:
@@ -151,13 +154,19 @@ def _flatten(params: list[torch.Tensor]) -> torch.Tensor | None:
     return flat
 
 
+def _grad(p: torch.Tensor) -> torch.Tensor:
+    assert p.grad is not None, "a parameter without a gradient"
+    return p.grad
+
+
 def _memory_order(like: torch.Tensor) -> list[int]:
     """``like``'s dimensions from the outermost in memory to the innermost (a transposed weight's reversed)."""
-    return sorted(range(like.dim()), key=lambda d: -like.stride(d))
+    return sorted(range(like.dim()), key=lambda d: -like.stride()[d])
 
 
 def _in_order(t: torch.Tensor, order: list[int] | None) -> torch.Tensor:
-    """``t`` flattened with its dimensions taken in ``order`` (a parameter's :func:`_memory_order`; None: as they are)."""
+    """``t`` flattened with its dimensions taken in ``order`` (a parameter's :func:`_memory_order`; None: as
+    they are)."""
     return t.reshape(-1) if order is None else t.permute(order).reshape(-1)
 
 

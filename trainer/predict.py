@@ -24,8 +24,14 @@ from warehouse.results import prediction_table
 
 @torch.no_grad()
 def predict(
-    con: duckdb.DuckDBPyConnection, config: TrainConfig, info: DatasetInfo, fit_parts: tuple[str, ...],
-    model: Model, device: torch.device, run_id: str, fallback: Biases,
+    con: duckdb.DuckDBPyConnection,
+    config: TrainConfig,
+    info: DatasetInfo,
+    fit_parts: tuple[str, ...],
+    model: Model,
+    device: torch.device,
+    run_id: str,
+    fallback: Biases,
 ) -> tuple[pa.Table, dict[str, float]]:
     """Score every held-out test rating and rank each user's unseen movies, in one streamed pass of user rows.
 
@@ -70,16 +76,31 @@ def predict(
         test_predicted.append(predicted.cpu())
         test_actual.append(test.vals.cpu())
         cold_total += int(cold.sum())
-        tables.append(prediction_table(run_id, "test", user_ids[users[rows].cpu().numpy()],
-                                       movie_ids[cols.cpu().numpy()], _numpy(predicted), _numpy(test.vals),
-                                       cold=_numpy(cold)))
+        tables.append(
+            prediction_table(
+                run_id,
+                "test",
+                user_ids[users[rows].cpu().numpy()],
+                movie_ids[cols.cpu().numpy()],
+                _numpy(predicted),
+                _numpy(test.vals),
+                cold=_numpy(cold),
+            )
+        )
 
         # every (user, movie) pair, on request
         if config.full_matrix:
             all_rows = torch.arange(users.numel(), device=device).repeat_interleave(info.n_movies)
             all_cols = torch.arange(info.n_movies, device=device).repeat(users.numel())
-            tables.append(prediction_table(run_id, "matrix", user_ids[users[all_rows].cpu().numpy()],
-                                           movie_ids[all_cols.cpu().numpy()], _numpy(scores.flatten())))
+            tables.append(
+                prediction_table(
+                    run_id,
+                    "matrix",
+                    user_ids[users[all_rows].cpu().numpy()],
+                    movie_ids[all_cols.cpu().numpy()],
+                    _numpy(scores.flatten()),
+                )
+            )
 
         # top-N among movies the user never rated (in any part)
         if config.top_n:
@@ -90,9 +111,16 @@ def predict(
             keep = torch.isfinite(best).flatten()
             rows = torch.arange(users.numel(), device=device).repeat_interleave(n)[keep]
             ranks = torch.arange(1, n + 1, device=device).repeat(users.numel())[keep]
-            tables.append(prediction_table(run_id, "top_n", user_ids[users[rows].cpu().numpy()],
-                                           movie_ids[best_cols.flatten()[keep].cpu().numpy()],
-                                           _numpy(best.flatten()[keep]), rank=_numpy(ranks)))
+            tables.append(
+                prediction_table(
+                    run_id,
+                    "top_n",
+                    user_ids[users[rows].cpu().numpy()],
+                    movie_ids[best_cols.flatten()[keep].cpu().numpy()],
+                    _numpy(best.flatten()[keep]),
+                    rank=_numpy(ranks),
+                )
+            )
 
     metrics = rating_metrics(torch.cat(test_users), torch.cat(test_predicted), torch.cat(test_actual))
     metrics["n_cold_start"] = cold_total
@@ -121,19 +149,20 @@ MOVIE_DAMPING, USER_DAMPING = 25, 10
 
 def fit_biases(con: duckdb.DuckDBPyConnection, split: str, fit_parts: tuple[str, ...], info: DatasetInfo) -> Biases:
     """Mean and damped biases of the ratings in ``fit_parts`` only (never the test part)."""
-    fit = ("SELECT user_idx, movie_idx, rating FROM split_ratings WHERE split = $split "
-           "AND list_contains($parts, part)")
+    fit = "SELECT user_idx, movie_idx, rating FROM split_ratings WHERE split = $split AND list_contains($parts, part)"
     params = {"split": split, "parts": list(fit_parts)}
     mean = con.execute(f"SELECT avg(rating) FROM ({fit})", params).fetchall()[0][0]
     movies = con.execute(
         f"SELECT movie_idx, sum(rating - $mean) / (count(*) + {MOVIE_DAMPING}) AS b FROM ({fit}) GROUP BY 1",
-        params | {"mean": mean}).fetchnumpy()
+        params | {"mean": mean},
+    ).fetchnumpy()
     users = con.execute(
         f"""WITH movie_bias AS (SELECT movie_idx, sum(rating - $mean) / (count(*) + {MOVIE_DAMPING}) AS b
                                 FROM ({fit}) GROUP BY 1)
             SELECT user_idx, sum(rating - $mean - b) / (count(*) + {USER_DAMPING}) AS b
             FROM ({fit}) JOIN movie_bias USING (movie_idx) GROUP BY 1""",
-        params | {"mean": mean}).fetchnumpy()
+        params | {"mean": mean},
+    ).fetchnumpy()
 
     def dense(table: dict[str, np.ndarray], column: str, size: int) -> tuple[torch.Tensor, torch.Tensor]:
         values, known = torch.zeros(size), torch.zeros(size, dtype=torch.bool)
@@ -147,18 +176,27 @@ def fit_biases(con: duckdb.DuckDBPyConnection, split: str, fit_parts: tuple[str,
     return Biases(float(mean), user_bias, movie_bias, movie_known)
 
 
-def _movie_rows(con: duckdb.DuckDBPyConnection, config: TrainConfig, info: DatasetInfo, fit_parts: tuple[str, ...],
-                device: torch.device) -> Iterator[tuple[torch.Tensor, Csr]]:
+def _movie_rows(
+    con: duckdb.DuckDBPyConnection,
+    config: TrainConfig,
+    info: DatasetInfo,
+    fit_parts: tuple[str, ...],
+    device: torch.device,
+) -> Iterator[tuple[torch.Tensor, Csr]]:
     """The training matrix's movie rows in blocks (movie_idx, ratings), for a model that reads them."""
-    for movies, matrices in stream_rows(con, config.split, fit_parts, info.n_users, eval_rows(info.n_users), by="movie"):
+    for movies, matrices in stream_rows(
+        con, config.split, fit_parts, info.n_users, eval_rows(info.n_users), by="movie"
+    ):
         yield movies.to(device), merge_parts({part: m.to(device) for part, m in matrices.items()}, fit_parts)
 
 
 def mean_rmse(con: duckdb.DuckDBPyConnection, split: str, parts: tuple[str, ...], mean: float) -> float | None:
     """The RMSE of predicting ``mean`` for every rating of ``parts``: the audit's baseline."""
-    value = con.execute("SELECT sqrt(avg((rating - $mean) ^ 2)) FROM split_ratings WHERE split = $split "
-                        "AND list_contains($parts, part)", {"mean": mean, "split": split, "parts": list(parts)}
-                        ).fetchall()[0][0]
+    value = con.execute(
+        "SELECT sqrt(avg((rating - $mean) ^ 2)) FROM split_ratings WHERE split = $split "
+        "AND list_contains($parts, part)",
+        {"mean": mean, "split": split, "parts": list(parts)},
+    ).fetchall()[0][0]
     return None if value is None else float(value)
 
 

@@ -47,12 +47,17 @@ def _read(warehouse: Path, query: str, params: list | None = None) -> list[tuple
 
 
 def learning_curve(run_id: str, warehouse: Path, path: Path) -> Path:
-    run = _read(warehouse, "SELECT model, dataset_name, split, best_epoch, test_rmse FROM runs WHERE run_id = ?", [run_id])
+    run = _read(
+        warehouse, "SELECT model, dataset_name, split, best_epoch, test_rmse FROM runs WHERE run_id = ?", [run_id]
+    )
     if not run:
         raise TrainerError(f"{warehouse} has no run {run_id!r}: SELECT run_id FROM run_metrics lists them")
     model, dataset, split, best_epoch, test_rmse = run[0]
-    epochs = _read(warehouse, "SELECT epoch, train_rmse, validation_rmse FROM epoch_metrics WHERE run_id = ? "
-                              "ORDER BY epoch", [run_id])
+    epochs = _read(
+        warehouse,
+        "SELECT epoch, train_rmse, validation_rmse FROM epoch_metrics WHERE run_id = ? ORDER BY epoch",
+        [run_id],
+    )
     figure, axes = plt.subplots(figsize=(7, 4.2), dpi=100)
     axes.plot([e[0] for e in epochs], [e[1] for e in epochs], label="train RMSE", color="tab:blue")
     scored = [(e[0], e[2]) for e in epochs if e[2] is not None]
@@ -63,8 +68,9 @@ def learning_curve(run_id: str, warehouse: Path, path: Path) -> Path:
     values = [e[1] for e in epochs] + [rmse for _, rmse in scored]
     low = min(values)
     axes.set_ylim(low - 0.02, min(max(values), low + 0.6) + 0.02)  # the first epochs' large errors cut off
-    axes.set(xlabel="epoch", ylabel="RMSE (stars)",
-             title=f"{model} on {dataset} split {split}: test RMSE {test_rmse:.4f}")
+    axes.set(
+        xlabel="epoch", ylabel="RMSE (stars)", title=f"{model} on {dataset} split {split}: test RMSE {test_rmse:.4f}"
+    )
     axes.grid(alpha=0.3)
     axes.legend()
     figure.tight_layout()
@@ -77,14 +83,15 @@ def model_comparison(warehouse: Path, path: Path) -> Path | None:
     """Bars of each model's latest bench figures, mean test RMSE (error bars: std over seeds), per data set."""
     if not _read(warehouse, "SELECT 1 FROM bench_results LIMIT 1"):
         return None
-    rows = [(s["dataset"], s["protocol"], s["model"], s["rmse"], s["rmse_std"], s["n_seeds"])
-            for s in reversed(latest_summary(warehouse))]  # best at the top of each chart
+    rows = [
+        (s["dataset"], s["protocol"], s["model"], s["rmse"], s["rmse_std"], s["n_seeds"])
+        for s in reversed(latest_summary(warehouse))
+    ]  # best at the top of each chart
     datasets = sorted({r[0] for r in rows})
     figure, panels = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 3.8), dpi=100, squeeze=False)
     for axes, dataset in zip(panels[0], datasets):
         mine = [r for r in rows if r[0] == dataset]
-        axes.barh([r[2] for r in mine], [r[3] for r in mine], xerr=[r[4] for r in mine], color="tab:blue",
-                  capsize=3)
+        axes.barh([r[2] for r in mine], [r[3] for r in mine], xerr=[r[4] for r in mine], color="tab:blue", capsize=3)
         for i, r in enumerate(mine):
             axes.text(r[3] + r[4] + 0.003, i, f"{r[3]:.4f}", va="center", fontsize=8)
         for (name, rmse), style in zip(PUBLISHED.get(dataset, {}).items(), (":", "--", "-.")):

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from trainer.config import TrainConfig
+from trainer.models import Model
 
 LR_DROP = 0.1  # the learning rate's factor each time validation RMSE stalls (config.lr_drops)
 MIN_IMPROVEMENT = 1e-4  # in validation RMSE, to count as progress for patience
@@ -28,7 +29,7 @@ class Best:
     waiting_rmse: float = math.inf
     drops: int = 0
 
-    def update(self, epoch: int, rmse: float, model: torch.nn.Module, config: TrainConfig) -> bool:
+    def update(self, epoch: int, rmse: float, model: Model, config: TrainConfig) -> bool:
         """Record a validation score; True when the learning rate should drop now."""
         if rmse < self.rmse:
             self.epoch, self.rmse = epoch, rmse
@@ -44,5 +45,12 @@ class Best:
         return False
 
     def to_dict(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "rmse": self.rmse, "weights": self.weights, "stopped": self.stopped,
-                "waiting_since": self.waiting_since, "waiting_rmse": self.waiting_rmse, "drops": self.drops}
+        return {
+            "epoch": self.epoch,
+            "rmse": self.rmse,
+            "weights": self.weights,
+            "stopped": self.stopped,
+            "waiting_since": self.waiting_since,
+            "waiting_rmse": self.waiting_rmse,
+            "drops": self.drops,
+        }

@@ -22,8 +22,9 @@ warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta 
 
 def entry_rows(offsets: torch.Tensor, n_entries: int) -> torch.Tensor:
     """The row of each of the ``n_entries`` stored entries of a CSR matrix with these row offsets (its COO rows)."""
-    return torch.repeat_interleave(torch.arange(offsets.numel() - 1, device=offsets.device), offsets.diff().long(),
-                                   output_size=n_entries)
+    return torch.repeat_interleave(
+        torch.arange(offsets.numel() - 1, device=offsets.device), offsets.diff().long(), output_size=n_entries
+    )
 
 
 class SparseBlock:
@@ -47,7 +48,9 @@ class SparseBlock:
             if "matrix" not in self._with_ratings:
                 self._with_ratings["matrix"] = self.matrix(self.vals)
             return self._with_ratings["matrix"]
-        return torch.sparse_csr_tensor(self.offsets, self.cols, values, (self.n_rows, self.n_cols), check_invariants=False)
+        return torch.sparse_csr_tensor(
+            self.offsets, self.cols, values, (self.n_rows, self.n_cols), check_invariants=False
+        )
 
     def transposed(self, values: torch.Tensor | None = None) -> torch.Tensor:
         """The block's transpose (columns x rows) as a CSR tensor, holding ``values`` as :meth:`matrix` does."""
@@ -63,8 +66,9 @@ class SparseBlock:
             rows = self.row_ids().index_select(0, order).to(torch.int32)
             self._transpose = (offsets.to(torch.int32), rows, order)
         offsets, rows, order = self._transpose
-        return torch.sparse_csr_tensor(offsets, rows, values.index_select(0, order), (self.n_cols, self.n_rows),
-                                       check_invariants=False)
+        return torch.sparse_csr_tensor(
+            offsets, rows, values.index_select(0, order), (self.n_cols, self.n_rows), check_invariants=False
+        )
 
 
 def sparse_linear(block: SparseBlock, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
@@ -73,7 +77,9 @@ def sparse_linear(block: SparseBlock, weight: torch.Tensor, bias: torch.Tensor) 
     return _SparseLinear.apply(block, weight, bias)
 
 
-def linear_at_observed(block: SparseBlock, inputs: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+def linear_at_observed(
+    block: SparseBlock, inputs: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
+) -> torch.Tensor:
     """``nn.functional.linear(inputs, weight, bias)`` at the block's observed entries only, in its order:
     row ``r`` of ``inputs`` is the block's row ``r``, output column ``c`` its column ``c``."""
     return _LinearAtObserved.apply(block, inputs, weight, bias)
@@ -95,22 +101,27 @@ class _SparseLinear(torch.autograd.Function):
 
 class _LinearAtObserved(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, block: SparseBlock, inputs: torch.Tensor, weight: torch.Tensor,
-                bias: torch.Tensor) -> torch.Tensor:
+    def forward(
+        ctx: Any, block: SparseBlock, inputs: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
+    ) -> torch.Tensor:
         ctx.block = block
         ctx.save_for_backward(inputs, weight)
         products = torch.sparse.sampled_addmm(block.matrix(), inputs, weight.t(), beta=0.0)
         return products.values() + bias.index_select(0, block.cols)
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[None, torch.Tensor | None, torch.Tensor | None,
-                                                        torch.Tensor | None]:
+    def backward(
+        ctx: Any, grad: torch.Tensor
+    ) -> tuple[None, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
         block: SparseBlock = ctx.block
         inputs, weight = ctx.saved_tensors
         grad_inputs = block.matrix(grad) @ weight if ctx.needs_input_grad[1] else None
         by_column = block.transposed(grad) if ctx.needs_input_grad[2] or ctx.needs_input_grad[3] else None
-        grad_weight = by_column @ inputs if ctx.needs_input_grad[2] else None
+        grad_weight = by_column @ inputs if by_column is not None and ctx.needs_input_grad[2] else None
         # Each column's sum, as a sparse product with ones: 2x faster than an index_add_ of the gradient.
-        grad_bias = (by_column @ torch.ones(block.n_rows, dtype=grad.dtype, device=grad.device)
-                     if ctx.needs_input_grad[3] else None)
+        grad_bias = (
+            by_column @ torch.ones(block.n_rows, dtype=grad.dtype, device=grad.device)
+            if by_column is not None and ctx.needs_input_grad[3]
+            else None
+        )
         return None, grad_inputs, grad_weight, grad_bias

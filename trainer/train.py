@@ -14,9 +14,9 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -24,7 +24,7 @@ from trainer import checkpoint, distributed
 from trainer.config import TrainConfig, from_dict
 from trainer.data import TrainingData, check_split, dataset_info, dense_output, open_warehouse
 from trainer.errors import TrainerError
-from trainer.models import build_model
+from trainer.models import Model, build_model
 from trainer.optim import OPTIMIZERS
 from trainer.predict import fit_biases, mean_rmse, predict
 from trainer.selection import LR_DROP, Best
@@ -56,7 +56,7 @@ def pick_device(name: str) -> torch.device:
     return torch.device("cpu")
 
 
-def diverged(epoch: int, train_rmse: float, model: torch.nn.Module, config: TrainConfig) -> TrainerError | None:
+def diverged(epoch: int, train_rmse: float, model: Model, config: TrainConfig) -> TrainerError | None:
     """The error that stops a run whose loss or weights are no longer finite (None while they are)."""
     if math.isfinite(train_rmse) and all(bool(torch.isfinite(p).all()) for p in model.parameters()):
         return None
@@ -82,8 +82,14 @@ def run(
     log, on_epoch = (log, on_epoch) if ctx.is_main else (lambda message: None, lambda metrics: None)
     state = checkpoint.load(resume_dir, device) if resume_dir else None
     if state:  # a resumed run continues with the configuration it started with, machine settings aside
-        config = from_dict({**state["config"], "device": config.device, "lock_wait_seconds": config.lock_wait_seconds,
-                            "threads": config.threads})
+        config = from_dict(
+            {
+                **state["config"],
+                "device": config.device,
+                "lock_wait_seconds": config.lock_wait_seconds,
+                "threads": config.threads,
+            }
+        )
     if config.threads:
         torch.set_num_threads(config.threads)
     run_id = state["run_id"] if state else distributed.broadcast(ctx, _new_run_id())
@@ -94,30 +100,48 @@ def run(
         raise TrainerError(f"{run_dir}: cannot create the run's folder: {error}") from error
     started_at = state["started_at"] if state else _utc_now()
     warehouse = Path(config.warehouse)
-    con = open_features(Path(config.features)) if config.features else open_warehouse(warehouse, config.lock_wait_seconds)
+    con = (
+        open_features(Path(config.features)) if config.features else open_warehouse(warehouse, config.lock_wait_seconds)
+    )
     try:
         info = dataset_info(con)
         if state and state["fingerprint"] != info.fingerprint:
-            raise TrainerError(f"{warehouse} holds other data than run {run_id} was trained on (the ETL ran "
-                               "again on other files); start a new run instead of resuming")
+            raise TrainerError(
+                f"{warehouse} holds other data than run {run_id} was trained on (the ETL ran "
+                "again on other files); start a new run instead of resuming"
+            )
         check_split(con, config.split)
         if config.full_matrix and info.n_users * info.n_movies > FULL_MATRIX_LIMIT:
-            raise TrainerError(f"--full-matrix would write {info.n_users * info.n_movies:,} predictions "
-                               f"(limit {FULL_MATRIX_LIMIT:,}); use the top-N recommendations instead")
+            raise TrainerError(
+                f"--full-matrix would write {info.n_users * info.n_movies:,} predictions "
+                f"(limit {FULL_MATRIX_LIMIT:,}); use the top-N recommendations instead"
+            )
         fit_parts = ("train",) if config.validation else ("train", "validation")
         fallback = fit_biases(con, config.split, fit_parts, info)
 
         # -- model, optimiser and batches (restored from the checkpoint when resuming)
         torch.manual_seed(config.seed)
-        model = build_model(config, info.n_users, info.n_movies, fallback.mean).to(device)
-        optimizer = OPTIMIZERS[config.optimizer](model.parameters(), lr=config.learning_rate,
-                                                 weight_decay=config.weight_decay)
-        data = TrainingData(con, config, info, fit_parts, device, rows=model.rows, ctx=ctx,
-                            sparse=not dense_output(config, device, model.dense_on_gpu))
-        log(f"{info.name} split {config.split}: {info.n_users:,} users x {info.n_movies:,} movies, {model.rows} rows, "
+        model = build_model(config, info.n_users, info.n_movies, fallback.mean)
+        model.to(device)
+        optimizer = OPTIMIZERS[config.optimizer](
+            model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+        )
+        data = TrainingData(
+            con,
+            config,
+            info,
+            fit_parts,
+            device,
+            rows=model.rows,
+            ctx=ctx,
+            sparse=not dense_output(config, device, model.dense_on_gpu),
+        )
+        log(
+            f"{info.name} split {config.split}: {info.n_users:,} users x {info.n_movies:,} movies, {model.rows} rows, "
             f"training on {'+'.join(fit_parts)}, "
-            + ("matrix cached on " + device.type if data.cached else "streaming from DuckDB every epoch"))
-        trained = distributed.wrap(model, ctx, device)  # the model itself when not under torchrun
+            + ("matrix cached on " + device.type if data.cached else "streaming from DuckDB every epoch")
+        )
+        trained = distributed.wrap(cast(torch.nn.Module, model), ctx, device)  # the model itself without torchrun
         history: list[dict[str, Any]] = []
         start_epoch, train_seconds, best = 0, 0.0, Best()
         if state:
@@ -164,10 +188,13 @@ def run(
                 squared_error += batch_error.detach()
                 n_ratings += batch.targets.numel()  # a number: no tensor op a step
             squared, count = distributed.all_sum(ctx, device, squared_error.item(), n_ratings)
-            metrics: dict[str, Any] = {"epoch": epoch, "train_rmse": math.sqrt(squared / max(count, 1.0)),
-                                       "validation_rmse": None}
-            if error := diverged(epoch, metrics["train_rmse"], model, config):
-                raise error
+            metrics: dict[str, Any] = {
+                "epoch": epoch,
+                "train_rmse": math.sqrt(squared / max(count, 1.0)),
+                "validation_rmse": None,
+            }
+            if failure := diverged(epoch, metrics["train_rmse"], model, config):
+                raise failure
             if config.validation and (epoch % config.eval_every == 0 or epoch == config.epochs):
                 metrics["validation_rmse"] = data.validation_rmse(model)
                 if best.update(epoch, metrics["validation_rmse"], model, config):
@@ -180,16 +207,26 @@ def run(
             due = train_seconds - checkpointed_at >= config.checkpoint_seconds
             if ctx.is_main and (due or epoch == config.epochs or best.stopped):
                 checkpointed_at = train_seconds
-                checkpoint.save(run_dir, {
-                    "run_id": run_id, "started_at": started_at, "config": config.to_dict(), "epoch": epoch,
-                    "model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": checkpoint.rng_states(),
-                    "history": history, "train_seconds": train_seconds, "fingerprint": info.fingerprint,
-                    "best": best.to_dict(),
-                })
+                checkpoint.save(
+                    run_dir,
+                    {
+                        "run_id": run_id,
+                        "started_at": started_at,
+                        "config": config.to_dict(),
+                        "epoch": epoch,
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "rng": checkpoint.rng_states(),
+                        "history": history,
+                        "train_seconds": train_seconds,
+                        "fingerprint": info.fingerprint,
+                        "best": best.to_dict(),
+                    },
+                )
 
         # -- model selection: the weights of the epoch that scored best on the validation slice
         selected = config.select_best and best.weights is not None
-        if selected:
+        if best.weights is not None and config.select_best:
             model.load_state_dict(best.weights)
             log(f"selected epoch {best.epoch} (validation RMSE {best.rmse:.4f}) of {len(history)}")
         if not ctx.is_main:  # under torchrun, rank 0 alone predicts and publishes
@@ -209,36 +246,64 @@ def run(
     scored_epoch = best.epoch if selected else len(history)
     scored_validation = best.rmse if selected else last_validation
     run_row = {
-        "run_id": run_id, "started_at": started_at, "finished_at": _utc_now(), "model": config.model,
-        "split": config.split, "seed": config.seed, "dataset_name": info.name,
-        "dataset_fingerprint": info.fingerprint, "device": _device_name(device), "epochs": config.epochs,
-        "train_seconds": train_seconds, "wall_seconds": time.perf_counter() - wall_start,
-        "validation_rmse": scored_validation, "epochs_run": len(history), "best_epoch": scored_epoch,
-        "test_rmse": scores["rmse"], "test_mae": scores["mae"], "test_user_rmse": scores["user_rmse"],
-        "n_test": scores["n"], "n_cold_start": scores["n_cold_start"],
-        "n_parameters": sum(p.numel() for p in model.parameters()), "torch_version": torch.__version__,
-        "run_dir": str(run_dir.resolve()), "config": json.dumps(config.to_dict(), sort_keys=True),
-        "audit_slice": audit_slice, "baseline_rmse": baseline,
+        "run_id": run_id,
+        "started_at": started_at,
+        "finished_at": _utc_now(),
+        "model": config.model,
+        "split": config.split,
+        "seed": config.seed,
+        "dataset_name": info.name,
+        "dataset_fingerprint": info.fingerprint,
+        "device": _device_name(device),
+        "epochs": config.epochs,
+        "train_seconds": train_seconds,
+        "wall_seconds": time.perf_counter() - wall_start,
+        "validation_rmse": scored_validation,
+        "epochs_run": len(history),
+        "best_epoch": scored_epoch,
+        "test_rmse": scores["rmse"],
+        "test_mae": scores["mae"],
+        "test_user_rmse": scores["user_rmse"],
+        "n_test": scores["n"],
+        "n_cold_start": scores["n_cold_start"],
+        "n_parameters": sum(p.numel() for p in model.parameters()),
+        "torch_version": torch.__version__,
+        "run_dir": str(run_dir.resolve()),
+        "config": json.dumps(config.to_dict(), sort_keys=True),
+        "audit_slice": audit_slice,
+        "baseline_rmse": baseline,
         "audit_rmse": scored_validation if config.validation else history[-1]["train_rmse"],
     }
     results.stage(run_dir, run_row, results.epoch_table(run_id, history), predictions)
     published = None
     if config.features and not warehouse.exists():  # a trainer given only the Parquet features
-        log(f"no warehouse at {warehouse}: the results stay in {run_dir}; write them into one with "
-            f"trainer publish {run_dir} --warehouse PATH")
+        log(
+            f"no warehouse at {warehouse}: the results stay in {run_dir}; write them into one with "
+            f"trainer publish {run_dir} --warehouse PATH"
+        )
     else:
         published = results.publish(run_dir, warehouse, config.lock_wait_seconds, config.publish_anyway)
     distributed.teardown(ctx)
-    return RunSummary(run_id, run_dir, scores, train_seconds, run_row["wall_seconds"], history, scored_epoch,
-                      scored_validation, run_row["device"], published)
+    return RunSummary(
+        run_id,
+        run_dir,
+        scores,
+        train_seconds,
+        run_row["wall_seconds"],
+        history,
+        scored_epoch,
+        scored_validation,
+        run_row["device"],
+        published,
+    )
 
 
 def _new_run_id() -> str:
-    return f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+    return f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
 
 def _utc_now() -> str:
-    return datetime.now(timezone.utc).replace(tzinfo=None).isoformat(timespec="microseconds")
+    return datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="microseconds")
 
 
 def _device_name(device: torch.device) -> str:

@@ -54,8 +54,8 @@ def carry_over(
             except duckdb.Error as error:
                 raise _cannot_keep(warehouse, kind, name, error) from error
         if len(waiting) == len(pending):
-            kind, name, _, error = waiting[0]
-            raise _cannot_keep(warehouse, kind, name, error) from error
+            kind, name, _, stuck = waiting[0]
+            raise _cannot_keep(warehouse, kind, name, stuck) from stuck
         pending = [(kind, name, sql) for kind, name, sql, _ in waiting]
     con.execute(f"DETACH {PREVIOUS}")
 

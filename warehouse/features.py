@@ -28,7 +28,9 @@ TABLES: dict[str, str | None] = {
 def open_features(folder: Path) -> duckdb.DuckDBPyConnection:
     """An in-memory connection with a view per exported table, named as in the warehouse."""
     if not folder.is_dir():
-        raise WarehouseError(f"{folder}: no such folder of Parquet features. Write it with: etl export --output {folder}")
+        raise WarehouseError(
+            f"{folder}: no such folder of Parquet features. Write it with: etl export --output {folder}"
+        )
     con = duckdb.connect()
     for table, partition in TABLES.items():
         path = folder / table if partition else folder / f"{table}.parquet"
@@ -36,7 +38,8 @@ def open_features(folder: Path) -> duckdb.DuckDBPyConnection:
             con.close()
             raise WarehouseError(f"{folder}: {path.name} is missing; this is not a folder written by `etl export`")
         if partition:
-            source = f"read_parquet({_quote(str(path / '**' / '*.parquet'))}, hive_partitioning = true, hive_types = {{'{partition}': VARCHAR}})"
+            files = _quote(str(path / "**" / "*.parquet"))
+            source = f"read_parquet({files}, hive_partitioning = true, hive_types = {{'{partition}': VARCHAR}})"
         else:
             source = f"read_parquet({_quote(str(path))})"
         con.execute(f"CREATE VIEW {table} AS SELECT * FROM {source}")

@@ -33,35 +33,65 @@ BENCH_TABLE, BENCH_VIEW = "bench_results", "bench_summary"  # written by `traine
 RUN_FILE = "run.json"
 PUBLISHED_MARKER = "published"
 
-PREDICTION_SCHEMA = pa.schema([
-    ("run_id", pa.string()), ("kind", pa.string()), ("user_id", pa.int32()), ("movie_id", pa.int32()),
-    ("rank", pa.int32()), ("predicted_rating", pa.float32()), ("actual_rating", pa.float32()),
-    ("cold_start", pa.bool_()),
-])
-EPOCH_SCHEMA = pa.schema([("run_id", pa.string()), ("epoch", pa.int32()), ("train_rmse", pa.float64()),
-                          ("validation_rmse", pa.float64()), ("seconds", pa.float64())])
+PREDICTION_SCHEMA = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("kind", pa.string()),
+        ("user_id", pa.int32()),
+        ("movie_id", pa.int32()),
+        ("rank", pa.int32()),
+        ("predicted_rating", pa.float32()),
+        ("actual_rating", pa.float32()),
+        ("cold_start", pa.bool_()),
+    ]
+)
+EPOCH_SCHEMA = pa.schema(
+    [
+        ("run_id", pa.string()),
+        ("epoch", pa.int32()),
+        ("train_rmse", pa.float64()),
+        ("validation_rmse", pa.float64()),
+        ("seconds", pa.float64()),
+    ]
+)
 
 
-def prediction_table(run_id: str, kind: str, user_ids: np.ndarray, movie_ids: np.ndarray, predicted: np.ndarray,
-                     actual: np.ndarray | None = None, rank: np.ndarray | None = None,
-                     cold: np.ndarray | None = None) -> pa.Table:
+def prediction_table(
+    run_id: str,
+    kind: str,
+    user_ids: np.ndarray,
+    movie_ids: np.ndarray,
+    predicted: np.ndarray,
+    actual: np.ndarray | None = None,
+    rank: np.ndarray | None = None,
+    cold: np.ndarray | None = None,
+) -> pa.Table:
     """Rows of `predictions` (sql/results/predictions.sql says what each kind holds)."""
     n = len(user_ids)
 
     def column(values: np.ndarray | None, kind: pa.DataType) -> pa.Array:
         return pa.nulls(n, kind) if values is None else pa.array(values, kind)
 
-    return pa.Table.from_arrays([
-        pa.array(np.full(n, run_id), pa.string()), pa.array(np.full(n, kind), pa.string()),
-        pa.array(user_ids, pa.int32()), pa.array(movie_ids, pa.int32()), column(rank, pa.int32()),
-        pa.array(predicted, pa.float32()), column(actual, pa.float32()), column(cold, pa.bool_()),
-    ], schema=PREDICTION_SCHEMA)
+    return pa.Table.from_arrays(
+        [
+            pa.array(np.full(n, run_id), pa.string()),
+            pa.array(np.full(n, kind), pa.string()),
+            pa.array(user_ids, pa.int32()),
+            pa.array(movie_ids, pa.int32()),
+            column(rank, pa.int32()),
+            pa.array(predicted, pa.float32()),
+            column(actual, pa.float32()),
+            column(cold, pa.bool_()),
+        ],
+        schema=PREDICTION_SCHEMA,
+    )
 
 
 def epoch_table(run_id: str, history: list[dict[str, Any]]) -> pa.Table:
     """Rows of `epoch_metrics`: the run's learning curve."""
-    return pa.Table.from_pylist([{"run_id": run_id, **{key: h[key] for key in EPOCH_SCHEMA.names[1:]}}
-                                 for h in history], schema=EPOCH_SCHEMA)
+    return pa.Table.from_pylist(
+        [{"run_id": run_id, **{key: h[key] for key in EPOCH_SCHEMA.names[1:]}} for h in history], schema=EPOCH_SCHEMA
+    )
 
 
 def stage(run_dir: Path, run: dict[str, Any], epochs: pa.Table, predictions: pa.Table) -> None:
@@ -91,8 +121,9 @@ class Published:
     audit_reason: str  # why the audit failed; empty when it passed
 
 
-def publish(run_dir: Path, warehouse: Path, lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS,
-            publish_anyway: bool = False) -> Published:
+def publish(
+    run_dir: Path, warehouse: Path, lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS, publish_anyway: bool = False
+) -> Published:
     """Write a staged run into the warehouse, audit it, and promote it to the serving views if it passed
     (or ``publish_anyway``)."""
     run_file = run_dir / RUN_FILE
@@ -105,8 +136,10 @@ def publish(run_dir: Path, warehouse: Path, lock_wait_seconds: float = DEFAULT_L
             _write_run(con, run_dir, run)
             reasons = audit(con, run)
             promoted = not reasons or publish_anyway
-            con.execute("UPDATE runs SET audit_passed = ?, audit_reason = ?, promoted = ? WHERE run_id = ?",
-                        [not reasons, "; ".join(reasons) or None, promoted, run["run_id"]])
+            con.execute(
+                "UPDATE runs SET audit_passed = ?, audit_reason = ?, promoted = ? WHERE run_id = ?",
+                [not reasons, "; ".join(reasons) or None, promoted, run["run_id"]],
+            )
     except (WarehouseError, duckdb.Error, OSError) as error:  # locked, or a full disk: the warehouse is as it was
         raise _kept(run_dir, warehouse, error) from error
     (run_dir / PUBLISHED_MARKER).touch()
@@ -125,8 +158,9 @@ def _write_run(con: duckdb.DuckDBPyConnection, run_dir: Path, run: dict[str, Any
     for table in RESULT_TABLES:
         con.execute(f"DELETE FROM {table} WHERE run_id = ?", [run["run_id"]])
     # Column names come from a file: allow only the runs table's own columns.
-    known = {row[0] for row in con.execute(
-        "SELECT column_name FROM duckdb_columns() WHERE table_name = 'runs'").fetchall()}
+    known = {
+        row[0] for row in con.execute("SELECT column_name FROM duckdb_columns() WHERE table_name = 'runs'").fetchall()
+    }
     if not set(run) <= known:
         raise WarehouseError(f"{run_dir / RUN_FILE}: unexpected fields {sorted(set(run) - known)}")
     columns = ", ".join(run)
@@ -147,22 +181,28 @@ def audit(con: duckdb.DuckDBPyConnection, run: dict[str, Any]) -> list[str]:
     low, high = scale[0] if scale else (-math.inf, math.inf)
     bad = con.execute(
         "SELECT count(*) FROM predictions WHERE run_id = ? AND (NOT isfinite(predicted_rating) "
-        "OR predicted_rating < ? OR predicted_rating > ?)", [run_id, low, high]).fetchall()[0][0]
+        "OR predicted_rating < ? OR predicted_rating > ?)",
+        [run_id, low, high],
+    ).fetchall()[0][0]
     if bad:
         reasons.append(f"{bad:,} predictions are not finite or lie outside the rating scale {low:g}..{high:g}")
     if json.loads(run.get("config") or "{}").get("top_n") and _has(con, "ratings") and _has(con, "movie_index"):
         # Users with a movie left to recommend (they have not rated every movie) but no recommendation.
-        missing = con.execute("""
+        missing = con.execute(
+            """
             SELECT count(*) FROM (SELECT user_id, count(*) AS rated FROM ratings GROUP BY user_id)
             WHERE rated < (SELECT count(*) FROM movie_index)
               AND user_id NOT IN (SELECT user_id FROM predictions WHERE run_id = ? AND kind = 'top_n')""",
-            [run_id]).fetchall()[0][0]
+            [run_id],
+        ).fetchall()[0][0]
         if missing:
             reasons.append(f"{missing:,} users with movies left to recommend got no recommendations")
     model, baseline = run.get("audit_rmse"), run.get("baseline_rmse")
     if model is not None and baseline is not None and not model <= baseline:
-        reasons.append(f"{run.get('audit_slice', 'validation')} RMSE {model:.4f} is worse than predicting the "
-                       f"training mean ({baseline:.4f})")
+        reasons.append(
+            f"{run.get('audit_slice', 'validation')} RMSE {model:.4f} is worse than predicting the "
+            f"training mean ({baseline:.4f})"
+        )
     return reasons
 
 
@@ -170,8 +210,9 @@ def _has(con: duckdb.DuckDBPyConnection, table: str) -> bool:
     return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [table]).fetchall()[0][0])
 
 
-def publish_bench(rows: list[dict[str, Any]], warehouse: Path, lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS
-                  ) -> None:
+def publish_bench(
+    rows: list[dict[str, Any]], warehouse: Path, lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS
+) -> None:
     """Append `trainer bench` rows to bench_results (and refresh bench_summary)."""
     bench_rows = pa.Table.from_pylist(rows)  # noqa: F841 (DuckDB reads it by name in the query below)
     with rewriting(warehouse, lock_wait_seconds) as con:

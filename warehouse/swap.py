@@ -34,10 +34,11 @@ STORAGE_VERSIONS: tuple[str, ...] = get_args(StorageVersion)
 DEFAULT_STORAGE_VERSION: StorageVersion = "v1.2.0"
 
 
-def new_file(path: Path, storage_version: StorageVersion = DEFAULT_STORAGE_VERSION, memory_limit_mb: int | None = None
-             ) -> duckdb.DuckDBPyConnection:
+def new_file(
+    path: Path, storage_version: StorageVersion = DEFAULT_STORAGE_VERSION, memory_limit_mb: int | None = None
+) -> duckdb.DuckDBPyConnection:
     """A read-write connection to a new database file (its storage format stays with the file)."""
-    config = {"storage_compatibility_version": storage_version}
+    config: dict[str, str | bool | int | float | list[str]] = {"storage_compatibility_version": storage_version}
     if memory_limit_mb:
         config["memory_limit"] = f"{memory_limit_mb}MB"
     return duckdb.connect(str(path), config=config)
@@ -75,8 +76,11 @@ def writer_lock(warehouse: Path, lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SE
 
 
 @contextlib.contextmanager
-def rewriting(warehouse: Path, lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS,
-              storage_version: StorageVersion = DEFAULT_STORAGE_VERSION) -> Iterator[duckdb.DuckDBPyConnection]:
+def rewriting(
+    warehouse: Path,
+    lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS,
+    storage_version: StorageVersion = DEFAULT_STORAGE_VERSION,
+) -> Iterator[duckdb.DuckDBPyConnection]:
     """A read-write connection to a copy of the warehouse (a new file when there is none yet), swapped in
     when the block ends without an error; otherwise the warehouse is left exactly as it was."""
     with writer_lock(warehouse, lock_wait_seconds):

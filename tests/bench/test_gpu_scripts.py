@@ -21,16 +21,26 @@ bundle_check = importlib.util.module_from_spec(spec)
 sys.modules[spec.name] = bundle_check  # dataclasses look their module up there
 spec.loader.exec_module(bundle_check)
 
-needs_bash = pytest.mark.skipif(shutil.which("bash") is None or shutil.which("timeout") is None,
-                                reason="needs bash and coreutils' timeout")
+needs_bash = pytest.mark.skipif(
+    shutil.which("bash") is None or shutil.which("timeout") is None, reason="needs bash and coreutils' timeout"
+)
 
 
 def wheel(folder: Path, name: str, version: str, requires: tuple[str, ...] = (), tags: str = "py3-none-any") -> Path:
     """A wheel file with just enough in it: its METADATA's name, version and Requires-Dist lines."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{name}-{version}-{tags}.whl"
-    metadata = "\n".join(["Metadata-Version: 2.1", f"Name: {name}", f"Version: {version}",
-                          *(f"Requires-Dist: {line}" for line in requires)]) + "\n"
+    metadata = (
+        "\n".join(
+            [
+                "Metadata-Version: 2.1",
+                f"Name: {name}",
+                f"Version: {version}",
+                *(f"Requires-Dist: {line}" for line in requires),
+            ]
+        )
+        + "\n"
+    )
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr(f"{name}-{version}.dist-info/METADATA", metadata)
     return path
@@ -48,14 +58,29 @@ def lists(tmp_path: Path) -> tuple[Path, Path]:
 
 def check(lists: tuple[Path, Path], bundle: Path, *extra: str) -> int:
     constraints, image = lists
-    return bundle_check.main(["--constraints", str(constraints), "--image", str(image), "--bundle", str(bundle),
-                              "--python-version", "3.12", *extra])
+    return bundle_check.main(
+        [
+            "--constraints",
+            str(constraints),
+            "--image",
+            str(image),
+            "--bundle",
+            str(bundle),
+            "--python-version",
+            "3.12",
+            *extra,
+        ]
+    )
 
 
 def test_a_complete_bundle_passes(lists, tmp_path, capsys) -> None:
     bundle = tmp_path / "bundle"
-    wheel(bundle / "whl", "beta_pkg", "2.0", ("gamma>=3", 'colorama; platform_system == "Windows"',
-                                               "pytest; extra == 'dev'"))
+    wheel(
+        bundle / "whl",
+        "beta_pkg",
+        "2.0",
+        ("gamma>=3", 'colorama; platform_system == "Windows"', "pytest; extra == 'dev'"),
+    )
     wheel(bundle / "whl", "gamma", "3.0", tags="cp312-cp312-manylinux_2_17_x86_64.manylinux2014_x86_64")
     assert check(lists, bundle) == 0
     report = capsys.readouterr().out
@@ -117,8 +142,20 @@ def test_the_real_lists_bundle_what_the_image_lacks() -> None:
     image = bundle_check.read_image(ROOT / "bench" / "gpu_image_packages.txt")
     assert set(image) <= {pin.key for pin in pins}, "the image list names a package constraints.txt does not pin"
     bundled = {pin.key for pin in bundle_check.bundle_pins(pins, image)}
-    assert {"duckdb", "duckdb-engine", "sqlalchemy", "greenlet", "typer", "pydantic", "pydantic-core",
-            "typing-extensions", "annotated-types", "typing-inspection", "shellingham", "annotated-doc"} <= bundled
+    assert {
+        "duckdb",
+        "duckdb-engine",
+        "sqlalchemy",
+        "greenlet",
+        "typer",
+        "pydantic",
+        "pydantic-core",
+        "typing-extensions",
+        "annotated-types",
+        "typing-inspection",
+        "shellingham",
+        "annotated-doc",
+    } <= bundled
     assert not bundled & {"torch", "numpy", "pyarrow", "polars", "polars-runtime-32"}
     assert bundled | set(image) | set(bundle_check.LEFT_OUT) == {pin.key for pin in pins}
 
@@ -170,8 +207,10 @@ def test_every_step_passing_exits_zero_and_unknown_steps_are_refused(tmp_path) -
 def test_the_epoch_medians_leave_epoch_one_out(tmp_path) -> None:
     out = tmp_path / "out"
     out.mkdir()
-    lines = [f"epoch {n}/6  train RMSE 0.9{n}  ({seconds:.3f} s)" for n, seconds in
-             enumerate([2.5, 0.040, 0.050, 0.060, 0.070, 0.300], 1)]
+    lines = [
+        f"epoch {n}/6  train RMSE 0.9{n}  ({seconds:.3f} s)"
+        for n, seconds in enumerate([2.5, 0.040, 0.050, 0.060, 0.070, 0.300], 1)
+    ]
     (out / "train-cached.log").write_text("\n".join(["reading", *lines, "epoch 4: validation RMSE stalled"]) + "\n")
     (out / "train-streamed.log").write_text("Traceback: it broke\n")
     done = run_check(tmp_path, GPU_CHECK_STEPS="epochs")
@@ -185,10 +224,15 @@ def test_the_epoch_medians_leave_epoch_one_out(tmp_path) -> None:
 @needs_bash
 def test_a_step_over_its_time_limit_is_stopped_and_the_next_runs(tmp_path) -> None:
     slow = tmp_path / "slow-python"
-    slow.write_text(f"#!/bin/sh\nsleep 30\nexec {sys.executable} \"$@\"\n")
+    slow.write_text(f'#!/bin/sh\nsleep 30\nexec {sys.executable} "$@"\n')
     slow.chmod(0o755)
-    done = run_check(tmp_path, PYTHON=str(slow), GPU_CHECK_STEP_TIMEOUT="1", GPU_CHECK_STEPS="etl epochs",
-                     GPU_CHECK_FAIL_STEP="epochs")
+    done = run_check(
+        tmp_path,
+        PYTHON=str(slow),
+        GPU_CHECK_STEP_TIMEOUT="1",
+        GPU_CHECK_STEPS="etl epochs",
+        GPU_CHECK_FAIL_STEP="epochs",
+    )
     assert done.returncode == 1
     rows = summary_rows(tmp_path / "out")
     assert rows["etl"][:2] == ["timeout", "124"]

@@ -8,9 +8,9 @@ import duckdb
 import pytest
 import sqlalchemy
 
-from warehouse.sql import SQL_DIR
 from trainer.config import resolve
 from trainer.train import run
+from warehouse.sql import SQL_DIR
 
 EXAMPLES = sorted((SQL_DIR / "examples").glob("*.sql"))
 
@@ -26,8 +26,12 @@ def trained(small_warehouse, tmp_path_factory) -> Path:
 
 
 def test_there_are_examples() -> None:
-    assert {p.name for p in EXAMPLES} >= {"user_top10.sql", "overrated_movies.sql", "error_by_genre.sql",
-                                         "error_by_user_activity.sql"}
+    assert {p.name for p in EXAMPLES} >= {
+        "user_top10.sql",
+        "overrated_movies.sql",
+        "error_by_genre.sql",
+        "error_by_user_activity.sql",
+    }
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)

@@ -48,8 +48,9 @@ def warehouse(served, tmp_path) -> Path:
 
 def test_a_nan_learning_rate_is_refused_before_any_work(warehouse, tmp_path) -> None:
     before = query(warehouse, SERVED)
-    result = CliRunner().invoke(app, ["run", "--warehouse", str(warehouse), "--runs-dir", str(tmp_path / "r"),
-                                      "--learning-rate", "nan"])
+    result = CliRunner().invoke(
+        app, ["run", "--warehouse", str(warehouse), "--runs-dir", str(tmp_path / "r"), "--learning-rate", "nan"]
+    )
     assert result.exit_code == 2 and "--learning-rate" in result.output and "finite" in result.output
     assert not (tmp_path / "r").exists()
     assert query(warehouse, SERVED) == before
@@ -57,8 +58,9 @@ def test_a_nan_learning_rate_is_refused_before_any_work(warehouse, tmp_path) -> 
 
 def test_a_diverging_run_stops_keeps_its_last_good_checkpoint_and_publishes_nothing(warehouse, tmp_path) -> None:
     before, runs_before = query(warehouse, SERVED), query(warehouse, "SELECT run_id FROM runs")
-    huge = settings(warehouse, tmp_path / "r", model="mf", optimizer="sgd", learning_rate=1e6, epochs=5,
-                    checkpoint_seconds=0)
+    huge = settings(
+        warehouse, tmp_path / "r", model="mf", optimizer="sgd", learning_rate=1e6, epochs=5, checkpoint_seconds=0
+    )
     with pytest.raises(TrainerError, match=r"training diverged at epoch (\d+).*Nothing was published") as raised:
         run(huge)
     assert "--learning-rate" in str(raised.value)
@@ -74,9 +76,24 @@ def test_a_diverging_run_stops_keeps_its_last_good_checkpoint_and_publishes_noth
 
 
 def test_the_cli_exits_non_zero_on_divergence(warehouse, tmp_path) -> None:
-    result = CliRunner().invoke(app, ["run", "--warehouse", str(warehouse), "--runs-dir", str(tmp_path / "r"),
-                                      "--model", "mf", "--optimizer", "sgd", "--learning-rate", "1e6",
-                                      "--epochs", "5"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "run",
+            "--warehouse",
+            str(warehouse),
+            "--runs-dir",
+            str(tmp_path / "r"),
+            "--model",
+            "mf",
+            "--optimizer",
+            "sgd",
+            "--learning-rate",
+            "1e6",
+            "--epochs",
+            "5",
+        ],
+    )
     assert result.exit_code == 1 and "training diverged at epoch" in result.output
 
 
@@ -87,8 +104,10 @@ def test_a_weak_run_is_recorded_but_not_served(warehouse, tmp_path) -> None:
     assert "worse than predicting the training mean" in weak.published.audit_reason
     assert query(warehouse, SERVED) == before  # row for row
     audit, reason, served, baseline, validation = query(
-        warehouse, f"SELECT audit, audit_reason, served, baseline_rmse, validation_rmse FROM run_metrics "
-                   f"WHERE run_id = '{weak.run_id}'")[0]
+        warehouse,
+        f"SELECT audit, audit_reason, served, baseline_rmse, validation_rmse FROM run_metrics "
+        f"WHERE run_id = '{weak.run_id}'",
+    )[0]
     assert (audit, served) == ("failed", False) and validation > baseline and "training mean" in reason
     assert query(warehouse, "SELECT run_id FROM latest_run") != [(weak.run_id,)]
     assert [row[0] for row in query(warehouse, Path("sql/examples/failed_runs.sql").read_text())] == [weak.run_id]
@@ -97,8 +116,20 @@ def test_a_weak_run_is_recorded_but_not_served(warehouse, tmp_path) -> None:
 def test_a_huge_learning_rate_never_reaches_the_analysts(warehouse, tmp_path) -> None:
     """The issue's case: lr 1000 stays finite here but is far worse than the mean, so the audit stops it."""
     before = query(warehouse, SERVED)
-    result = CliRunner().invoke(app, ["run", "--warehouse", str(warehouse), "--runs-dir", str(tmp_path / "r"),
-                                      "--learning-rate", "1000", "--epochs", "3"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "run",
+            "--warehouse",
+            str(warehouse),
+            "--runs-dir",
+            str(tmp_path / "r"),
+            "--learning-rate",
+            "1000",
+            "--epochs",
+            "3",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "Not promoted: the audit failed" in result.output
     assert query(warehouse, SERVED) == before
@@ -109,7 +140,8 @@ def test_publish_anyway_serves_a_failing_run_and_records_the_override(warehouse,
     assert weak.published.promoted and not weak.published.audit_passed
     assert query(warehouse, "SELECT run_id FROM latest_run") == [(weak.run_id,)]
     assert query(warehouse, f"SELECT audit FROM run_metrics WHERE run_id = '{weak.run_id}'") == [
-        ("failed, published anyway",)]
+        ("failed, published anyway",)
+    ]
 
 
 def test_unclipped_predictions_outside_the_scale_fail_the_audit(warehouse, tmp_path) -> None:

@@ -7,11 +7,28 @@ from trainer.cli import app
 def test_bench_runs_each_model_on_each_seed_and_writes_table_and_markdown(tmp_path, make_movielens_1m) -> None:
     make_movielens_1m(tmp_path / "data" / "ml-1m")
     results, markdown = tmp_path / "results.duckdb", tmp_path / "docs" / "bench.md"
-    outcome = CliRunner().invoke(app, [
-        "bench", "--data-dir", str(tmp_path / "data"), "--datasets", "ml-1m", "--models", "global-mean,biases",
-        "--seeds", "2", "--epochs", "3", "--work-dir", str(tmp_path / "work"), "--warehouse", str(results),
-        "--markdown", str(markdown),
-    ])
+    outcome = CliRunner().invoke(
+        app,
+        [
+            "bench",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--datasets",
+            "ml-1m",
+            "--models",
+            "global-mean,biases",
+            "--seeds",
+            "2",
+            "--epochs",
+            "3",
+            "--work-dir",
+            str(tmp_path / "work"),
+            "--warehouse",
+            str(results),
+            "--markdown",
+            str(markdown),
+        ],
+    )
     assert outcome.exit_code == 0, outcome.output
     con = duckdb.connect(str(results), read_only=True)
     rows = con.execute("SELECT model, seed, test_rmse, best_epoch FROM bench_results ORDER BY model, seed").fetchall()

@@ -22,8 +22,18 @@ def invoke(*args: str):
 def test_help_explains_every_option() -> None:
     result = invoke("run", "--help")
     assert result.exit_code == 0
-    for option in ("--warehouse", "--split", "--model", "--epochs", "--batch-size", "--learning-rate",
-                   "--seed", "--device", "--config", "--resume"):
+    for option in (
+        "--warehouse",
+        "--split",
+        "--model",
+        "--epochs",
+        "--batch-size",
+        "--learning-rate",
+        "--seed",
+        "--device",
+        "--config",
+        "--resume",
+    ):
         assert option in result.output
     assert invoke("--help").exit_code == 0
     assert invoke("--version").exit_code == 0
@@ -32,17 +42,18 @@ def test_help_explains_every_option() -> None:
 def test_run_end_to_end_prints_the_metrics(warehouse, tmp_path) -> None:
     threads = torch.get_num_threads()
     try:
-        result = invoke("run", "--warehouse", str(warehouse), "--epochs", "3", "--runs-dir", str(tmp_path / "r"),
-                        "--threads", "1")
+        result = invoke(
+            "run", "--warehouse", str(warehouse), "--epochs", "3", "--runs-dir", str(tmp_path / "r"), "--threads", "1"
+        )
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(threads)
     assert result.exit_code == 0, result.output
     assert "epoch 3/3" in result.output and "test RMSE" in result.output
     con = duckdb.connect(str(warehouse), read_only=True)
-    assert con.execute("SELECT epochs, split, model, json_extract(config, '$.threads')::INTEGER FROM runs").fetchall() == [
-        (3, "random", "autoencoder", 1)
-    ]
+    assert con.execute(
+        "SELECT epochs, split, model, json_extract(config, '$.threads')::INTEGER FROM runs"
+    ).fetchall() == [(3, "random", "autoencoder", 1)]
 
 
 def test_missing_warehouse_says_run_make_etl(tmp_path) -> None:
@@ -64,11 +75,14 @@ def test_unknown_model_and_bad_values(warehouse) -> None:
     result = invoke("run", "--warehouse", str(warehouse), "--epochs", "0")
     assert result.exit_code == 2 and "must be at least 1, not 0" in result.output
     assert invoke("run", "--epochs", "three").exit_code == 2
-    for option, value, reason in [("--learning-rate", "nan", "must be a finite number"),
-                                  ("--learning-rate", "inf", "must be a finite number"),
-                                  ("--learning-rate", "0", "must be above 0"),
-                                  ("--weight-decay", "-1", "must be at least 0"), ("--l2", "nan", "finite"),
-                                  ("--dropout", "1.5", "must be below 1")]:
+    for option, value, reason in [
+        ("--learning-rate", "nan", "must be a finite number"),
+        ("--learning-rate", "inf", "must be a finite number"),
+        ("--learning-rate", "0", "must be above 0"),
+        ("--weight-decay", "-1", "must be at least 0"),
+        ("--l2", "nan", "finite"),
+        ("--dropout", "1.5", "must be below 1"),
+    ]:
         result = invoke("run", "--warehouse", str(warehouse), option, value)
         assert result.exit_code == 2 and option in result.output and reason in result.output, result.output
 
@@ -95,16 +109,23 @@ def test_the_installed_command_exits_with_the_apps_code_and_its_output_flushed(w
     missing = tmp_path / "nothing.duckdb"
     done = subprocess.run([*command, "run", "--warehouse", str(missing)], capture_output=True, text=True)
     assert done.returncode == 1 and "make etl" in done.stderr
-    done = subprocess.run([*command, "run", "--warehouse", str(warehouse), "--epochs", "2",
-                           "--runs-dir", str(tmp_path / "r")], capture_output=True, text=True)
+    done = subprocess.run(
+        [*command, "run", "--warehouse", str(warehouse), "--epochs", "2", "--runs-dir", str(tmp_path / "r")],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
     assert "epoch 2/2" in done.stderr and "test RMSE" in done.stderr
 
 
 def test_help_answers_without_importing_torch() -> None:
     # torch takes 1.3 s or more to import here: the commands that train import it, `trainer --help` need not.
-    done = subprocess.run([sys.executable, "-c", "import sys, trainer.cli; print('torch' in sys.modules)"],
-                          capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys, trainer.cli; print('torch' in sys.modules)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert done.stdout.strip() == "False"
 
 
@@ -113,7 +134,10 @@ def test_typer_trainer_run_and_python_m_trainer_run_are_trainer_run(warehouse, t
     ...` and the installed `trainer run ...`: same options, output, exit codes and results."""
     root = Path(__file__).resolve().parents[2]
     installed = Path(sys.executable).parent / "trainer"
-    forms = {"typer": [sys.executable, "-m", "typer", "trainer", "run"], "module": [sys.executable, "-m", "trainer", "run"]}
+    forms = {
+        "typer": [sys.executable, "-m", "typer", "trainer", "run"],
+        "module": [sys.executable, "-m", "trainer", "run"],
+    }
     if installed.exists():  # absent when the checkout is used from PYTHONPATH, uninstalled
         forms["installed"] = [str(installed), "run"]
 
@@ -122,8 +146,12 @@ def test_typer_trainer_run_and_python_m_trainer_run_are_trainer_run(warehouse, t
         if copy:
             target = tmp_path / f"{copy}.duckdb"
             target.write_bytes(warehouse.read_bytes())
-        done = subprocess.run([*form, *args, "--warehouse", str(target), "--runs-dir", str(tmp_path / "runs")],
-                              cwd=root, capture_output=True, text=True)
+        done = subprocess.run(
+            [*form, *args, "--warehouse", str(target), "--runs-dir", str(tmp_path / "runs")],
+            cwd=root,
+            capture_output=True,
+            text=True,
+        )
         return done.returncode, done.stdout + done.stderr
 
     for name, form in forms.items():

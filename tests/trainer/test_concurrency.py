@@ -14,10 +14,10 @@ import duckdb
 import pytest
 from typer.testing import CliRunner
 
-from warehouse import results
 from trainer.cli import app
 from trainer.config import resolve
 from trainer.train import run
+from warehouse import results
 
 # An analyst's loop: open read-only (retrying while a writer holds the file, as any client must), check
 # that every run visible is whole, close, pause. Prints "ready" after its first read; at the end, a report.
@@ -68,7 +68,9 @@ def test_analysts_reading_during_training_and_publishing_never_see_part_of_a_run
             assert analyst.stdout.readline().strip() == "ready"
         started = time.time()
         # Each epoch pauses, so that training lasts a second however fast the machine: every analyst reads in it.
-        first = run(settings(warehouse, tmp_path, epochs=20, lock_wait_seconds=60.0), on_epoch=lambda m: time.sleep(0.05))
+        first = run(
+            settings(warehouse, tmp_path, epochs=20, lock_wait_seconds=60.0), on_epoch=lambda m: time.sleep(0.05)
+        )
         trained = time.time()
         # More moments for a reader to catch a write half done: republishing replaces the run's rows.
         for _ in range(2):
@@ -90,7 +92,10 @@ def test_analysts_reading_during_training_and_publishing_never_see_part_of_a_run
 def test_several_analysts_holding_the_warehouse_make_the_writer_give_up_and_keep_its_results(
     warehouse, tmp_path
 ) -> None:
-    hold = "import duckdb, sys, time; con = duckdb.connect(sys.argv[1], read_only=True); print('open', flush=True); time.sleep(120)"
+    hold = (
+        "import duckdb, sys, time; con = duckdb.connect(sys.argv[1], read_only=True); print('open', flush=True); "
+        "time.sleep(120)"
+    )
     holders = [subprocess.Popen([sys.executable, "-c", hold, str(warehouse)], stdout=subprocess.PIPE, text=True)
                for _ in range(3)]  # fmt: skip
     try:

@@ -7,7 +7,12 @@ from trainer.errors import TrainerError
 def test_defaults_are_the_seed_model() -> None:
     config = resolve({})
     assert (config.model, config.hidden, config.optimizer, config.epochs, config.split) == (
-        "autoencoder", (20, 10, 20), "rmsprop", 200, "random")
+        "autoencoder",
+        (20, 10, 20),
+        "rmsprop",
+        200,
+        "random",
+    )
 
 
 def test_notebook_preset_carries_the_original_settings() -> None:

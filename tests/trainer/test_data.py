@@ -77,8 +77,11 @@ def test_stream_rows_shuffles_by_seed(small_warehouse) -> None:
     n_movies = con.execute("SELECT n_movies FROM dataset").fetchall()[0][0]
 
     def order(seed: int) -> list[int]:
-        return [u for users, _ in stream_rows(con, "random", ("train",), n_movies, 16, shuffle_seed=seed)
-                for u in users.tolist()]
+        return [
+            u
+            for users, _ in stream_rows(con, "random", ("train",), n_movies, 16, shuffle_seed=seed)
+            for u in users.tolist()
+        ]
 
     assert order(1) == order(1)
     assert order(1) != order(2)
@@ -139,8 +142,11 @@ def test_every_epoch_takes_each_training_rating_once(small_warehouse, fixed) -> 
     con = duckdb.connect(str(small_warehouse), read_only=True)
     config = resolve({"batch_size": 3, "fixed_batches": fixed})
     data = TrainingData(con, config, dataset_info(con), ("train",), torch.device("cpu"))
-    expected = sorted(con.execute(
-        "SELECT user_idx, movie_idx, rating FROM split_ratings WHERE split = 'random' AND part = 'train'").fetchall())
+    expected = sorted(
+        con.execute(
+            "SELECT user_idx, movie_idx, rating FROM split_ratings WHERE split = 'random' AND part = 'train'"
+        ).fetchall()
+    )
 
     def epoch(n: int) -> tuple[list[tuple], list[frozenset]]:
         ratings, batches = [], []

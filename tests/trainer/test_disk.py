@@ -40,10 +40,14 @@ def failed_plainly(result, *phrases: str) -> None:
 
 def test_warehouse_disk_full_then_publish(warehouse, tmp_path, small_disk) -> None:
     # Room for the warehouse and a little, not for every (user, movie) prediction.
-    disk = small_disk(warehouse.stat().st_size + 16 * 1024, fill=lambda point: shutil.copyfile(warehouse, point / "w.duckdb"))
+    disk = small_disk(
+        warehouse.stat().st_size + 16 * 1024, fill=lambda point: shutil.copyfile(warehouse, point / "w.duckdb")
+    )
     full = disk / "w.duckdb"
     result = train(full, tmp_path / "runs", "--full-matrix")
-    failed_plainly(result, "could not write the results", "No space left on device", "Nothing is lost", "trainer publish")
+    failed_plainly(
+        result, "could not write the results", "No space left on device", "Nothing is lost", "trainer publish"
+    )
     assert runs(full) == []  # opens, and holds none of the run
     (run_dir,) = (tmp_path / "runs").iterdir()
     remount(disk, f"size={4 * warehouse.stat().st_size}")

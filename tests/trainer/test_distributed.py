@@ -26,8 +26,19 @@ def test_two_process_torchrun_matches_one_process(warehouse, tmp_path, query):
     single = run(resolve({"warehouse": str(warehouse), "runs_dir": str(tmp_path / "single"), **SETTINGS}))
     flags = [item for name, value in SETTINGS.items() for item in (f"--{name.replace('_', '-')}", str(value))]
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-        "-m", "trainer", "run", "--warehouse", str(warehouse), "--runs-dir", str(tmp_path / "ddp"), *flags,
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "trainer",
+        "run",
+        "--warehouse",
+        str(warehouse),
+        "--runs-dir",
+        str(tmp_path / "ddp"),
+        *flags,
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
@@ -41,7 +52,7 @@ def test_two_process_torchrun_matches_one_process(warehouse, tmp_path, query):
     assert ddp_curve == pytest.approx([h["train_rmse"] for h in single.history], abs=TOLERANCE)
     rows = query(warehouse, "SELECT run_id, test_rmse, n_test FROM runs ORDER BY started_at")
     assert len(rows) == 2
-    (_, ddp_rmse, ddp_n), = [row for row in rows if row[0] != single.run_id]
+    ((_, ddp_rmse, ddp_n),) = [row for row in rows if row[0] != single.run_id]
     assert ddp_n == single.metrics["n"]  # every test rating scored once
     print(f"test RMSE: one process {single.metrics['rmse']:.4f}, two {ddp_rmse:.4f}")
     assert abs(ddp_rmse - single.metrics["rmse"]) < TOLERANCE

@@ -69,7 +69,9 @@ def test_paths_are_bound(warehouse, tmp_path) -> None:
     hostile.parent.mkdir()
     shutil.copyfile(warehouse, hostile)
     runs_dir = tmp_path / PAYLOAD / "runs"
-    result = trainer("run", "--warehouse", str(hostile), "--runs-dir", str(runs_dir), "--epochs", "2", "--device", "cpu")
+    result = trainer(
+        "run", "--warehouse", str(hostile), "--runs-dir", str(runs_dir), "--epochs", "2", "--device", "cpu"
+    )
     assert result.exit_code == 0, result.output
     (run_dir,) = runs_dir.iterdir()
     assert "pwned" not in tables(hostile)
@@ -112,7 +114,9 @@ def test_a_malicious_pickle_is_refused_by_resume(warehouse, tmp_path) -> None:
     run_dir = tmp_path / "runs" / "forged"
     run_dir.mkdir(parents=True)
     (run_dir / checkpoint.FILE_NAME).write_bytes(pickle.dumps({"model": Exploit(), "config": {}}, protocol=2))
-    refused(trainer("run", "--resume", str(run_dir), "--device", "cpu"), "not a checkpoint this trainer can load safely")
+    refused(
+        trainer("run", "--resume", str(run_dir), "--device", "cpu"), "not a checkpoint this trainer can load safely"
+    )
     assert not marker.exists()
 
 

@@ -14,16 +14,17 @@ from typer.testing import CliRunner
 
 from trainer.cli import app
 from trainer.config import resolve
-from trainer.errors import TrainerError
-from warehouse.errors import WarehouseError
 from trainer.train import run
+from warehouse.errors import WarehouseError
 
 
 @contextmanager
 def held(warehouse, read_only: bool) -> Iterator[subprocess.Popen]:
     """Another process holding the warehouse open (an analyst's session) for the duration."""
-    code = (f"import duckdb, sys, time; con = duckdb.connect({str(warehouse)!r}, read_only={read_only}); "
-            "print('open', flush=True); time.sleep(120)")
+    code = (
+        f"import duckdb, sys, time; con = duckdb.connect({str(warehouse)!r}, read_only={read_only}); "
+        "print('open', flush=True); time.sleep(120)"
+    )
     holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "open"
@@ -40,12 +41,14 @@ def settings(warehouse, tmp_path, **overrides):
 def test_a_reader_held_open_neither_blocks_the_run_nor_loses_its_snapshot(warehouse, tmp_path) -> None:
     """An analyst's read-only session open across a run: the run publishes without waiting for it, the
     session keeps reading the snapshot it opened, and a session opened afterwards sees the run."""
-    code = (f"import duckdb, sys; con = duckdb.connect({str(warehouse)!r}, read_only=True)\n"
-            "runs = \"SELECT count(*) FROM duckdb_tables() WHERE table_name = 'runs'\"\n"
-            "print(con.execute(runs).fetchall()[0][0], flush=True)\n"
-            "sys.stdin.readline()\n"
-            "print(con.execute(runs).fetchall()[0][0], con.execute('SELECT count(*) FROM ratings').fetchall()[0][0],"
-            " flush=True)\n")
+    code = (
+        f"import duckdb, sys; con = duckdb.connect({str(warehouse)!r}, read_only=True)\n"
+        "runs = \"SELECT count(*) FROM duckdb_tables() WHERE table_name = 'runs'\"\n"
+        "print(con.execute(runs).fetchall()[0][0], flush=True)\n"
+        "sys.stdin.readline()\n"
+        "print(con.execute(runs).fetchall()[0][0], con.execute('SELECT count(*) FROM ratings').fetchall()[0][0],"
+        " flush=True)\n"
+    )
     reader = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert reader.stdout.readline().strip() == "0"

@@ -12,8 +12,9 @@ N_USERS, N_MOVIES = 6, 7
 @pytest.mark.parametrize("model", ["autoencoder", "notebook", "i-autorec", "deep-ae", "global-mean", "biases", "mf"])
 def test_predict_at_equals_the_full_output_at_those_cells(model: str) -> None:
     torch.manual_seed(0)
-    net = build_model(resolve({"model": model, "hidden": (4, 2, 4) if "autoencoder" in model else None}),
-                      N_USERS, N_MOVIES, mean=3.5)
+    net = build_model(
+        resolve({"model": model, "hidden": (4, 2, 4) if "autoencoder" in model else None}), N_USERS, N_MOVIES, mean=3.5
+    )
     net.eval()  # no dropout
     with torch.no_grad():  # make the baselines' biases non-zero, so the test sees them
         for p in net.parameters():

@@ -17,7 +17,10 @@ CASES = [
 
 def params(seed: int) -> list[torch.Tensor]:
     generator = torch.Generator().manual_seed(seed)
-    return [torch.randn(4, 3, generator=generator, requires_grad=True), torch.randn(3, generator=generator, requires_grad=True)]
+    return [
+        torch.randn(4, 3, generator=generator, requires_grad=True),
+        torch.randn(3, generator=generator, requires_grad=True),
+    ]
 
 
 @pytest.mark.parametrize("ours, theirs, settings", CASES, ids=lambda c: getattr(c, "__name__", ""))
@@ -63,8 +66,11 @@ def test_a_transposed_parameter_keeps_its_layout_and_gets_the_same_updates(ours,
     # scramble it.
     def make() -> list[torch.Tensor]:
         generator = torch.Generator().manual_seed(0)
-        return [torch.randn(3, 4, generator=generator).t().requires_grad_(), torch.randn(4, generator=generator,
-                                                                                          requires_grad=True)]
+        return [
+            torch.randn(3, 4, generator=generator).t().requires_grad_(),
+            torch.randn(4, generator=generator, requires_grad=True),
+        ]
+
     a, b = make(), make()
     opt_a, opt_b = ours(a, **settings), theirs(b, **settings)
     assert a[0].stride() == (1, 4) and a[0].data_ptr() == opt_a.flat.data_ptr()

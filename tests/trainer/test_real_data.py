@@ -28,8 +28,18 @@ def test_default_beats_the_notebook_on_u1(shared_data, tmp_path) -> None:
 def test_i_autorec_beats_the_baselines_on_u1(shared_data, tmp_path) -> None:
     warehouse = tmp_path / "ml-100k.duckdb"
     build_warehouse(shared_data("ml-100k"), warehouse, EtlOptions(split_seed=0))
-    summary = run(resolve({"warehouse": str(warehouse), "split": "u1", "model": "i-autorec", "l2": 100.0,
-                           "runs_dir": str(tmp_path / "runs"), "top_n": 0}))
+    summary = run(
+        resolve(
+            {
+                "warehouse": str(warehouse),
+                "split": "u1",
+                "model": "i-autorec",
+                "l2": 100.0,
+                "runs_dir": str(tmp_path / "runs"),
+                "top_n": 0,
+            }
+        )
+    )
     assert summary.metrics["n"] == 20_000
     # 0.9027 when measured (README "Accuracy"); biased MF gets 0.935, damped biases 0.954
     assert summary.metrics["rmse"] < 0.91

@@ -2,32 +2,54 @@ from datetime import datetime
 
 from typer.testing import CliRunner
 
-from warehouse.results import publish_bench
 from trainer.cli import app
 from trainer.config import resolve
 from trainer.train import run
+from warehouse.results import publish_bench
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def test_report_draws_the_learning_curve_and_the_bench_comparison(warehouse, tmp_path) -> None:
-    summary = run(resolve({"warehouse": str(warehouse), "runs_dir": str(tmp_path / "runs"), "epochs": 4,
-                           "eval_every": 1, "top_n": 0}))
-    outcome = CliRunner().invoke(app, ["report", summary.run_id, "--warehouse", str(warehouse),
-                                       "--out-dir", str(tmp_path / "out")])
+    summary = run(
+        resolve(
+            {"warehouse": str(warehouse), "runs_dir": str(tmp_path / "runs"), "epochs": 4, "eval_every": 1, "top_n": 0}
+        )
+    )
+    outcome = CliRunner().invoke(
+        app, ["report", summary.run_id, "--warehouse", str(warehouse), "--out-dir", str(tmp_path / "out")]
+    )
     assert outcome.exit_code == 0, outcome.output
     assert (tmp_path / "out" / f"learning-curve-{summary.run_id}.png").read_bytes().startswith(PNG)
     assert "no model comparison chart" in outcome.output
 
     # bench rows as `trainer bench` writes them (tests/trainer/test_bench.py runs the real thing)
-    rows = [{"bench_id": "b1", "finished_at": datetime(2026, 1, 1), "model": model, "dataset": "ml-1m",
-             "protocol": "random 90/10", "split": "random", "seed": seed, "run_id": f"r{seed}", "test_rmse": rmse,
-             "test_mae": rmse * 0.8, "validation_rmse": rmse, "best_epoch": 1, "epochs_run": 1,
-             "train_seconds": 1.0, "device": "cpu", "config": "{}"}
-            for model, rmse in (("biases", 0.9), ("i-autorec", 0.84)) for seed in (1, 2)]
+    rows = [
+        {
+            "bench_id": "b1",
+            "finished_at": datetime(2026, 1, 1),
+            "model": model,
+            "dataset": "ml-1m",
+            "protocol": "random 90/10",
+            "split": "random",
+            "seed": seed,
+            "run_id": f"r{seed}",
+            "test_rmse": rmse,
+            "test_mae": rmse * 0.8,
+            "validation_rmse": rmse,
+            "best_epoch": 1,
+            "epochs_run": 1,
+            "train_seconds": 1.0,
+            "device": "cpu",
+            "config": "{}",
+        }
+        for model, rmse in (("biases", 0.9), ("i-autorec", 0.84))
+        for seed in (1, 2)
+    ]
     publish_bench(rows, warehouse)
-    outcome = CliRunner().invoke(app, ["report", summary.run_id, "--warehouse", str(warehouse),
-                                       "--out-dir", str(tmp_path / "out")])
+    outcome = CliRunner().invoke(
+        app, ["report", summary.run_id, "--warehouse", str(warehouse), "--out-dir", str(tmp_path / "out")]
+    )
     assert outcome.exit_code == 0, outcome.output
     assert (tmp_path / "out" / "model-comparison.png").read_bytes().startswith(PNG)
 

@@ -24,12 +24,15 @@ def corrupt_test_ratings(warehouse) -> None:
     con.close()
 
 
-@pytest.mark.parametrize("model, overrides", [
-    ("i-autorec", {"hidden": (32,), "epochs": 15, "learning_rate": 0.01, "patience": 4, "batch_size": 16}),
-    ("autoencoder", {"epochs": 15, "learning_rate": 0.05, "eval_every": 1, "patience": 4}),
-    ("mf", {"hidden": (4,), "epochs": 15, "patience": 4}),
-    ("deep-ae", {"hidden": (16, 8, 16), "epochs": 6, "batch_size": 16}),  # dropout and re-feeding too
-])
+@pytest.mark.parametrize(
+    "model, overrides",
+    [
+        ("i-autorec", {"hidden": (32,), "epochs": 15, "learning_rate": 0.01, "patience": 4, "batch_size": 16}),
+        ("autoencoder", {"epochs": 15, "learning_rate": 0.05, "eval_every": 1, "patience": 4}),
+        ("mf", {"hidden": (4,), "epochs": 15, "patience": 4}),
+        ("deep-ae", {"hidden": (16, 8, 16), "epochs": 6, "batch_size": 16}),  # dropout and re-feeding too
+    ],
+)
 def test_corrupted_test_ratings_change_nothing_before_the_test_is_scored(
     model, overrides, small_warehouse, tmp_path
 ) -> None:
@@ -40,7 +43,9 @@ def test_corrupted_test_ratings_change_nothing_before_the_test_is_scored(
     a = run(config(clean, tmp_path, model=model, **overrides))
     b = run(config(corrupt, tmp_path, model=model, **overrides))
 
-    curve = lambda summary: [(h["epoch"], h["train_rmse"], h["validation_rmse"]) for h in summary.history]
+    def curve(summary):
+        return [(h["epoch"], h["train_rmse"], h["validation_rmse"]) for h in summary.history]
+
     assert curve(a) == curve(b)  # the same learning curve, epoch for epoch
     assert (a.best_epoch, a.validation_rmse) == (b.best_epoch, b.validation_rmse)  # the same epoch selected
     saved_a, saved_b = (checkpoint.load(s.run_dir, torch.device("cpu")) for s in (a, b))
@@ -51,15 +56,29 @@ def test_corrupted_test_ratings_change_nothing_before_the_test_is_scored(
 
 def test_early_stopping_scores_the_epoch_best_on_validation(warehouse, tmp_path) -> None:
     # A learning rate too high for the data: validation RMSE soon stops improving.
-    summary = run(config(warehouse, tmp_path, model="i-autorec", hidden=(32,), epochs=200, learning_rate=0.05,
-                         patience=3, lr_drops=0, batch_size=16))
+    summary = run(
+        config(
+            warehouse,
+            tmp_path,
+            model="i-autorec",
+            hidden=(32,),
+            epochs=200,
+            learning_rate=0.05,
+            patience=3,
+            lr_drops=0,
+            batch_size=16,
+        )
+    )
     scored = [(h["validation_rmse"], h["epoch"]) for h in summary.history]
     best_rmse, best_epoch = min(scored)
     assert (summary.best_epoch, summary.validation_rmse) == (best_epoch, best_rmse)
     assert len(summary.history) == best_epoch + 3 < 200  # stopped `patience` epochs after the best
     con = duckdb.connect(str(warehouse), read_only=True)
     assert con.execute("SELECT best_epoch, epochs_run, validation_rmse FROM runs").fetchall()[0] == (
-        best_epoch, len(summary.history), pytest.approx(best_rmse))
+        best_epoch,
+        len(summary.history),
+        pytest.approx(best_rmse),
+    )
 
 
 def test_a_stall_drops_the_learning_rate_before_it_stops_the_run() -> None:

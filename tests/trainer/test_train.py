@@ -12,8 +12,15 @@ from trainer.train import run
 
 
 def config(warehouse, tmp_path, **overrides):
-    return resolve({"warehouse": str(warehouse), "runs_dir": str(tmp_path / "runs"), "epochs": 12,
-                    "learning_rate": 0.05, **overrides})
+    return resolve(
+        {
+            "warehouse": str(warehouse),
+            "runs_dir": str(tmp_path / "runs"),
+            "epochs": 12,
+            "learning_rate": 0.05,
+            **overrides,
+        }
+    )
 
 
 def test_run_writes_runs_metrics_and_predictions_within_the_scale(warehouse, tmp_path) -> None:
@@ -28,15 +35,24 @@ def test_run_writes_runs_metrics_and_predictions_within_the_scale(warehouse, tmp
     n_users = con.execute("SELECT n_users FROM dataset").fetchall()[0][0]
     assert 0 < kinds["top_n"] <= 5 * n_users
     low, high = con.execute("SELECT min(predicted_rating), max(predicted_rating) FROM predictions").fetchall()[0]
-    assert 1.0 <= low and high <= 5.0
+    assert low >= 1.0 and high <= 5.0
     # predictions carry MovieLens ids, and top-N never recommends a movie the user rated
-    assert con.execute("SELECT count(*) FROM predictions p ANTI JOIN ratings r USING (user_id, movie_id) "
-                       "WHERE kind = 'test'").fetchall()[0][0] == 0
-    assert con.execute("SELECT count(*) FROM predictions p SEMI JOIN ratings r USING (user_id, movie_id) "
-                       "WHERE kind = 'top_n'").fetchall()[0][0] == 0
+    assert (
+        con.execute(
+            "SELECT count(*) FROM predictions p ANTI JOIN ratings r USING (user_id, movie_id) WHERE kind = 'test'"
+        ).fetchall()[0][0]
+        == 0
+    )
+    assert (
+        con.execute(
+            "SELECT count(*) FROM predictions p SEMI JOIN ratings r USING (user_id, movie_id) WHERE kind = 'top_n'"
+        ).fetchall()[0][0]
+        == 0
+    )
     # test metrics in the runs table match the stored predictions
-    recomputed = con.execute("SELECT sqrt(avg((predicted_rating - actual_rating) ^ 2)) FROM predictions "
-                             "WHERE kind = 'test'").fetchall()[0][0]
+    recomputed = con.execute(
+        "SELECT sqrt(avg((predicted_rating - actual_rating) ^ 2)) FROM predictions WHERE kind = 'test'"
+    ).fetchall()[0][0]
     assert recomputed == pytest.approx(test_rmse, rel=1e-5)
 
 
@@ -46,7 +62,9 @@ def test_views_answer_for_analysts(warehouse, tmp_path) -> None:
     con = duckdb.connect(str(warehouse), read_only=True)
     assert con.execute("SELECT run_id FROM latest_run").fetchall()[0][0] == second.run_id
     assert con.execute("SELECT count(*) FROM run_metrics").fetchall()[0][0] == 2  # earlier runs stay
-    row = con.execute("SELECT user_id, rank, title, year, genres FROM recommendations ORDER BY user_id, rank LIMIT 1").fetchall()[0]
+    row = con.execute(
+        "SELECT user_id, rank, title, year, genres FROM recommendations ORDER BY user_id, rank LIMIT 1"
+    ).fetchall()[0]
     assert row[1] == 1 and row[2].startswith("Movie ") and isinstance(row[4], list)
     assert con.execute("SELECT count(*) FROM latest_predictions WHERE title IS NULL").fetchall()[0][0] == 0
 
@@ -121,7 +139,6 @@ def test_a_checkpoint_that_is_not_plain_data_is_refused(tmp_path) -> None:
     assert not marker.exists()
 
 
-
 def test_resuming_on_other_data_is_refused(warehouse, tmp_path, make_movielens_1m) -> None:
     from etl.build import EtlOptions, build_warehouse
     from trainer.errors import TrainerError
@@ -131,4 +148,3 @@ def test_resuming_on_other_data_is_refused(warehouse, tmp_path, make_movielens_1
     build_warehouse(other, warehouse, EtlOptions())  # the ETL rebuilds the same warehouse file
     with pytest.raises(TrainerError, match="other data"):
         run(config(warehouse, tmp_path), resume_dir=summary.run_dir)
-

@@ -26,8 +26,12 @@ def duckdb_cli(tmp_path_factory) -> Path:
     venv = tmp_path_factory.mktemp("duckdb-cli") / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     try:
-        done = subprocess.run([sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install",
-                               "--quiet", DUCKDB_CLI], capture_output=True, text=True, timeout=300)
+        done = subprocess.run(
+            [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "--quiet", DUCKDB_CLI],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     except subprocess.TimeoutExpired:
         pytest.skip(f"installing {DUCKDB_CLI} from the package index timed out")
     if done.returncode:
@@ -64,8 +68,13 @@ def test_every_example_query_runs_in_the_duckdb_1x_cli(duckdb_cli, trained, exam
 def test_a_cli_session_held_open_across_a_run_keeps_its_snapshot(duckdb_cli, trained, tmp_path) -> None:
     warehouse = tmp_path / "warehouse.duckdb"
     shutil.copyfile(trained, warehouse)
-    session = subprocess.Popen([str(duckdb_cli), "-readonly", "-csv", str(warehouse)], stdin=subprocess.PIPE,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    session = subprocess.Popen(
+        [str(duckdb_cli), "-readonly", "-csv", str(warehouse)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
     def ask(name: str) -> str:
         """The session's answer, through a file (its stdout is buffered while it waits for more input)."""
@@ -81,8 +90,9 @@ def test_a_cli_session_held_open_across_a_run_keeps_its_snapshot(duckdb_cli, tra
     try:
         assert ask("before.csv") == "1"
         started = time.monotonic()
-        summary = run(resolve({"warehouse": str(warehouse), "runs_dir": str(tmp_path / "runs"),
-                               "lock_wait_seconds": 0}))
+        summary = run(
+            resolve({"warehouse": str(warehouse), "runs_dir": str(tmp_path / "runs"), "lock_wait_seconds": 0})
+        )
         assert summary.published and time.monotonic() - started < 60
         assert ask("after.csv") == "1"  # the snapshot it opened
     finally:

@@ -27,8 +27,10 @@ def staged_runs(warehouse: Path, tmp_path: Path, n: int) -> list[Path]:
     """n finished runs whose results are staged but not yet written (trained on a copy of the warehouse)."""
     scratch = tmp_path / "scratch.duckdb"
     shutil.copyfile(warehouse, scratch)
-    return [run(resolve({"warehouse": str(scratch), "runs_dir": str(tmp_path / "runs"), "epochs": 2, "seed": seed})
-                ).run_dir for seed in range(n)]
+    return [
+        run(resolve({"warehouse": str(scratch), "runs_dir": str(tmp_path / "runs"), "epochs": 2, "seed": seed})).run_dir
+        for seed in range(n)
+    ]
 
 
 def test_two_writers_at_once_take_turns_and_both_results_stay(warehouse, tmp_path) -> None:
