@@ -259,7 +259,8 @@ def report_command(
     ] = None,
     out_dir: Annotated[Path, typer.Option(help="Where to write the PNG files.")] = Path("reports"),
 ) -> None:
-    """Draw a run's learning curve (train and validation RMSE per epoch) and the latest bench's model comparison, as PNG files."""
+    """Draw a run's learning curve (train and validation RMSE per epoch) and the latest bench's model
+    comparison, as PNG files."""
     from trainer.report import report  # matplotlib is imported only by this command
 
     try:
