@@ -252,6 +252,13 @@ class TrainConfig:
         "otherwise stream it from DuckDB every epoch.",
         above=0,
     )
+    dense_cache_mb: int = setting(
+        2048,
+        "On the dense path (the notebook preset's loss, re-feeding, autoencoders on a GPU), also keep a dense "
+        "users x movies copy of a cached training matrix on the device when it fits in this many MB; otherwise "
+        "each batch's dense rows are built from the sparse matrix.",
+        minimum=0,
+    )
     eval_every: int = setting(
         5, "Epochs between validation scores (the learning curve; chances to select an epoch).", minimum=1
     )

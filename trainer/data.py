@@ -120,8 +120,8 @@ class Csr:
         return SparseBlock(self.offsets, self.cols, self.vals, self.n_cols)
 
     def to(self, device: torch.device, non_blocking: bool = False) -> Csr:
-        if device.type == "cuda" and self.offsets.device.type == "cpu":
-            # Pinned host memory lets the copy overlap with compute.
+        if non_blocking and device.type == "cuda" and self.offsets.device.type == "cpu":
+            # Pinned host memory lets an asynchronous copy overlap with compute; a blocking copy gains nothing.
             tensors = [t.pin_memory() for t in (self.offsets, self.cols, self.vals)]
         else:
             tensors = [self.offsets, self.cols, self.vals]
@@ -387,7 +387,7 @@ class TrainingData:
                 validation = validation.select(order) if validation is not None else None
             self.fit, self.index = fit.to(device), index.to(device)
             self.validation = validation.to(device) if validation is not None else None
-            if not self.sparse and info.n_users * info.n_movies * 4 <= budget:
+            if not self.sparse and info.n_users * info.n_movies * 4 <= config.dense_cache_mb * 2**20:
                 self.dense = self.fit.to_dense()
             # Rows with nothing to learn from make no batch (the notebook skipped such users too).
             counts = self.fit.offsets[:: self.batch_size].tolist() + [int(self.fit.offsets[-1])]

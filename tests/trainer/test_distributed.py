@@ -58,6 +58,47 @@ def test_two_process_torchrun_matches_one_process(warehouse, tmp_path, query):
     assert abs(ddp_rmse - single.metrics["rmse"]) < TOLERANCE
 
 
+@pytest.mark.slow
+def test_deep_ae_re_feeding_keeps_the_ranks_identical(warehouse, tmp_path):
+    """Re-feeding is a second forward and backward pass a step: it must go through DDP too, or its gradients
+    are never averaged and the ranks' copies of the model drift apart."""
+    script = tmp_path / "ranks.py"
+    script.write_text(
+        "import sys, torch\n"
+        "from trainer import distributed\n"
+        "from trainer.config import resolve\n"
+        "from trainer.train import run\n"
+        "seen = {}\n"
+        "original = distributed.setup\n"
+        "def setup(device):\n"
+        "    context, device = original(device)\n"
+        "    seen['rank'] = context.rank\n"
+        "    return context, device\n"
+        "distributed.setup = setup\n"
+        "from trainer import selection\n"  # each rank saves its weights at every validation, i.e. every epoch
+        "update = selection.Best.update\n"
+        "def record(self, epoch, rmse, model, config):\n"
+        "    weights = {k: v.clone() for k, v in model.state_dict().items()}\n"
+        "    torch.save(weights, f'{sys.argv[2]}/rank{seen[\"rank\"]}-{epoch}.pt')\n"
+        "    return update(self, epoch, rmse, model, config)\n"
+        "selection.Best.update = record\n"
+        "run(resolve({'warehouse': sys.argv[1], 'runs_dir': sys.argv[2] + '/runs', 'model': 'deep-ae',"
+        " 'hidden': (8, 4, 8), 'epochs': 3, 'batch_size': 16, 'device': 'cpu', 'publish_anyway': True}))\n"
+    )
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
+               str(warehouse), str(tmp_path)]  # fmt: skip
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    import torch
+
+    for epoch in (1, 2, 3):
+        first, second = (torch.load(tmp_path / f"rank{rank}-{epoch}.pt") for rank in (0, 1))
+        for name in first:
+            assert torch.equal(first[name], second[name]), (epoch, name)
+
+
 def test_without_torchrun_everything_is_single_process(monkeypatch):
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     import torch

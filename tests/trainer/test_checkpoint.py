@@ -1,0 +1,39 @@
+"""A checkpoint carries every random generator a run draws from, the GPUs' included, and restores them."""
+
+from __future__ import annotations
+
+import torch
+
+from trainer import checkpoint
+
+
+def test_the_cpu_generator_comes_back() -> None:
+    torch.manual_seed(3)
+    states = checkpoint.rng_states()
+    expected = torch.rand(4)
+    torch.rand(10)  # the run goes on drawing
+    checkpoint.restore_rng(states)
+    assert torch.equal(torch.rand(4), expected)
+
+
+def test_each_gpus_generator_is_saved_and_restored(monkeypatch, tmp_path) -> None:
+    """With CUDA present (mocked: this test runs on any machine), the checkpoint holds every device's state and
+    a resume sets them back, after torch.manual_seed has reset them."""
+    gpus = [torch.tensor([1, 2], dtype=torch.uint8), torch.tensor([3, 4], dtype=torch.uint8)]
+    restored: list[list[torch.Tensor]] = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: [state.clone() for state in gpus])
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", restored.append)
+    checkpoint.save(tmp_path, {"rng": checkpoint.rng_states()})
+    states = checkpoint.load(tmp_path, torch.device("cpu"))["rng"]
+    assert [state.tolist() for state in states["cuda"]] == [[1, 2], [3, 4]]
+    checkpoint.restore_rng(states)
+    assert [[state.tolist() for state in call] for call in restored] == [[[1, 2], [3, 4]]]
+
+
+def test_a_checkpoint_with_the_cpu_generator_alone_still_resumes() -> None:
+    torch.manual_seed(5)
+    state = torch.get_rng_state()
+    expected = torch.rand(3)
+    checkpoint.restore_rng(state)  # the layout of checkpoints written before the GPUs' states were kept
+    assert torch.equal(torch.rand(3), expected)
