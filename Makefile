@@ -7,7 +7,7 @@ WAREHOUSE     ?= warehouse.duckdb
 SPLIT         ?= random
 TRAIN_ARGS    ?=
 
-.PHONY: all install etl train run test test-fast bench-etl bench-train bench-scale gpu-check clean
+.PHONY: all install etl train run test test-fast lint bench-etl bench-train bench-scale gpu-check clean
 
 # The main job, end to end: install, data (downloaded if missing), ETL, training, predictions.
 all run: etl train
@@ -25,9 +25,14 @@ etl: install
 train: install
 	$(BIN)/trainer run --warehouse $(WAREHOUSE) --split $(SPLIT) $(TRAIN_ARGS)
 
-# Every test, the slow end-to-end ones on ../shared/data included (they skip when it is absent).
-test: install
+# Lint and types, then every test, the slow end-to-end ones on ../shared/data included (they skip when it is absent).
+test: lint
 	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 # Unit tests only: seconds.
 test-fast: install

@@ -1,7 +1,8 @@
 """Scale benchmark: synthetic MovieLens data at about 1 M, 10 M and 32 M ratings, each step a child process.
 
-For each size: `etl generate` writes an ml-32m-like CSV folder, `etl build` loads it, and `trainer run
---epochs 1` trains one epoch of the default model, scores the test ratings and writes every user's top-N.
+For each size: `etl generate` writes an ml-32m-like CSV folder, `etl build` loads it, `trainer run
+--epochs 1` trains one epoch of the default model, scores the test ratings and writes every user's top-N,
+and `trainer publish` writes that run's results into the warehouse once more, alone.
 Each step runs as its own process, so its wall time and peak resident memory (os.wait4's ru_maxrss, that
 child alone) are its own. The catalogue is ml-32m's 87,585 movies at every size and the users grow with
 the ratings (one per 160), so the figures show how each step grows with the data; per-rating costs are
@@ -70,6 +71,9 @@ def steps(ratings: int, movies: int, folder: Path, train_args: list[str]) -> dic
             str(folder / "runs"),
             *train_args,
         ],
+        # Writing the run's results into the warehouse once more (idempotent): a copy of the warehouse file,
+        # the run's rows and their audit written into it, and the swap (warehouse/swap.py).
+        "publish": ["sh", "-c", f'exec "{BIN / "trainer"}" publish "{folder / "runs"}"/* --warehouse "{warehouse}"'],
     }
 
 
