@@ -20,10 +20,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
+from revisions import checkout
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_INPUT = REPO.parent / "shared" / "data" / "ml-1m"
@@ -64,18 +64,6 @@ def run_once(input_dir: Path, workdir: Path, code: Path = REPO) -> dict[str, flo
         "layout": layout,
         "ratings": n_ratings,
     }
-
-
-@contextlib.contextmanager
-def checkout(revision: str) -> Iterator[Path]:
-    """A temporary git worktree of ``revision``, removed afterwards."""
-    with tempfile.TemporaryDirectory(prefix="etl-bench-baseline-") as folder:
-        tree = Path(folder) / "tree"
-        subprocess.run(["git", "worktree", "add", "--quiet", "--detach", str(tree), revision], cwd=REPO, check=True)
-        try:
-            yield tree
-        finally:
-            subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=REPO, check=True)
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ Figures are compared as ratios measured in this one run, because these machines 
     python bench/train_bench.py --skip-notebook      # the default runs only (neither notebook loop)
     python bench/train_bench.py --device cuda        # the GPU path, on a CUDA machine
     python bench/train_bench.py --data-dir DIR       # ml-100k and ml-1m from DIR, not ../shared/data
+    python bench/train_bench.py --baseline REV       # the default on u1, alternating with revision REV's
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import time
 from pathlib import Path
 
 import duckdb
+from revisions import checkout
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
@@ -39,18 +41,22 @@ def build(data_dir: Path, dataset: str, folder: Path) -> Path:
     return warehouse
 
 
-def train(warehouse: Path, runs: Path, *args: str) -> dict:
-    """One `trainer run` process: its wall time, peak RSS, and the row it wrote to `runs`."""
+def train(warehouse: Path, runs: Path, *args: str, code: Path = ROOT) -> dict:
+    """One `trainer run` process of the code in ``code``: its wall time, peak RSS, and the row it wrote to `runs`."""
     command = [*TRAINER, "run", "--warehouse", str(warehouse), "--runs-dir", str(runs), *args]
+    environment = os.environ | {"PYTHONPATH": str(code)}  # ahead of the installed (editable) package
     started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=environment)
     _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - started
     stderr = process.stderr.read() if process.stderr else ""
     if os.waitstatus_to_exitcode(status) != 0:
         sys.exit(f"{' '.join(command)} failed:\n{stderr}")
     con = duckdb.connect(str(warehouse), read_only=True)
-    row = con.execute("SELECT train_seconds, test_rmse, test_user_rmse, test_mae, device FROM latest_run").fetchall()[0]
+    # The run just written, whether or not its audit let it into the serving views.
+    row = con.execute(
+        "SELECT train_seconds, test_rmse, test_user_rmse, test_mae, device FROM runs ORDER BY finished_at DESC LIMIT 1"
+    ).fetchall()[0]
     con.close()
     return {
         "args": " ".join(args),
@@ -87,6 +93,27 @@ def show(label: str, r: dict) -> None:
     )
 
 
+def compare(revision: str, warehouse: Path, folder: Path, device: list[str], repeat: int) -> None:
+    """The default on u1, this checkout's runs alternating with ``revision``'s, each on its own copy of the
+    warehouse; the medians and their ratios."""
+    with checkout(revision) as tree:
+        codes = {"this checkout": ROOT, revision: tree}
+        copies = {name: folder / f"{i}.duckdb" for i, name in enumerate(codes)}
+        runs: dict[str, list[dict]] = {name: [] for name in codes}
+        for copy in copies.values():
+            copy.write_bytes(warehouse.read_bytes())
+        for _ in range(repeat):
+            for name, code in codes.items():
+                runs[name].append(train(copies[name], folder / "runs", "--split", "u1", *device, code=code))
+                show(name, runs[name][-1])
+    medians = {name: {key: statistics.median(r[key] for r in done) for key in ("train_s", "process_s")}
+               for name, done in runs.items()}  # fmt: skip
+    for key, label in (("train_s", "training loop"), ("process_s", "whole process")):
+        ratio = medians["this checkout"][key] / medians[revision][key]
+        ours, theirs = medians["this checkout"][key], medians[revision][key]
+        print(f"{label}: this checkout {ours:.2f} s, {revision} {theirs:.2f} s (medians of {repeat}): {ratio:.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
@@ -110,6 +137,11 @@ def main() -> None:
     )
     parser.add_argument("--json", type=Path, help="Also write the figures to this JSON file.")
     parser.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="Only time the default on u1, alternating with the code of git revision REV, and print the ratios.",
+    )
+    parser.add_argument(
         "--data-dir",
         type=Path,
         default=SHARED,
@@ -129,6 +161,10 @@ def main() -> None:
             f"{args.threads or 'default'} CPU thread(s)",
             flush=True,
         )
+
+        if args.baseline:
+            compare(args.baseline, ml100k, folder, device, args.repeat)
+            return
 
         def run_defaults(count: int) -> list[dict]:
             runs = [train(ml100k, folder / "runs", "--split", "u1", *device) for _ in range(count)]
