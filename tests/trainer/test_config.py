@@ -63,3 +63,29 @@ def test_round_trip_through_a_checkpoint_dict() -> None:
     config = resolve({"model": "notebook", "epochs": 3})
     assert from_dict(config.to_dict()) == config
     assert from_dict({**TrainConfig().to_dict(), "hidden": [4, 2]}).hidden == (4, 2)
+
+
+def test_every_setting_is_an_option_of_trainer_run_or_deliberately_internal() -> None:
+    """The options are generated from TrainConfig: each field is one (with the dataclass's default shown, and
+    a choice's values), or says why it is not."""
+    from typing import get_args
+
+    import typer
+
+    from trainer.cli import app
+    from trainer.config import choices, settings
+
+    command = typer.main.get_command(app).commands["run"]  # type: ignore[attr-defined]
+    options = {param.name: param for param in command.params}
+    assert set(options) - set(settings()) == {"config_file", "resume"}
+    for name, (spec, kind, default) in settings().items():
+        if spec.internal:
+            assert name not in options and len(spec.internal) > 20, name  # a reason, not a flag
+            continue
+        option = options[name]
+        shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+        assert option.show_default == (str(shown) if default is not None else False), name
+        assert option.help == spec.help and option.help.endswith("."), name
+        assert option.default is None  # not given: the preset's value applies
+        if choices(kind, spec):  # a Literal of exactly the choices: listed in --help, a typo exits 2
+            assert get_args(option.type_descriptor.annotation) == choices(kind, spec), name
