@@ -22,10 +22,10 @@ import torch
 
 from trainer import checkpoint, distributed
 from trainer.config import TrainConfig, from_dict
-from trainer.data import TrainingData, check_split, dataset_info, dense_output, open_warehouse
+from trainer.data import DatasetInfo, TrainingData, check_split, dataset_info, dense_output, open_warehouse
 from trainer.errors import TrainerError
 from trainer.models import Model, build_model
-from trainer.optim import OPTIMIZERS
+from trainer.optim import OPTIMIZERS, Optimizer
 from trainer.predict import fit_biases, mean_rmse, predict
 from trainer.selection import LR_DROP, Best
 from warehouse import results
@@ -68,6 +68,51 @@ def diverged(epoch: int, train_rmse: float, model: Model, config: TrainConfig) -
     )
 
 
+def _resumed(config: TrainConfig, state: dict[str, Any] | None) -> TrainConfig:
+    """A resumed run continues with the configuration it started with, machine settings aside."""
+    if not state:
+        return config
+    machine = {"device": config.device, "lock_wait_seconds": config.lock_wait_seconds, "threads": config.threads}
+    return from_dict({**state["config"], **machine})
+
+
+def _run_folder(
+    config: TrainConfig, state: dict[str, Any] | None, resume_dir: Path | None, ctx: distributed.Context
+) -> tuple[str, Path, str]:
+    """The run's id, its folder (created before training: a read-only or full disk is said at once) and start."""
+    run_id = state["run_id"] if state else distributed.broadcast(ctx, _new_run_id())
+    run_dir = resume_dir or Path(config.runs_dir) / run_id
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise TrainerError(f"{run_dir}: cannot create the run's folder: {error}") from error
+    return run_id, run_dir, state["started_at"] if state else _utc_now()
+
+
+def _check(con: Any, config: TrainConfig, info: DatasetInfo, state: dict[str, Any] | None) -> None:
+    """Refuse, before training, what the warehouse cannot give this run."""
+    if state and state["fingerprint"] != info.fingerprint:
+        raise TrainerError(f"{config.warehouse} holds other data than run {state['run_id']} was trained on (the "
+                           "ETL ran again on other files); start a new run instead of resuming")  # fmt: skip
+    check_split(con, config.split)
+    if config.full_matrix and info.n_users * info.n_movies > FULL_MATRIX_LIMIT:
+        raise TrainerError(f"--full-matrix would write {info.n_users * info.n_movies:,} predictions "
+                           f"(limit {FULL_MATRIX_LIMIT:,}); use the top-N recommendations instead")  # fmt: skip
+
+
+def _restored(
+    state: dict[str, Any] | None, model: Model, optimizer: Optimizer
+) -> tuple[list[dict[str, Any]], int, float, Best]:
+    """The learning curve, last epoch, training seconds and selection state so far: none for a new run; a
+    resumed run's from its checkpoint, with its weights, optimiser and random generators restored."""
+    if not state:
+        return [], 0, 0.0, Best()
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    checkpoint.restore_rng(state["rng"])
+    return state["history"], state["epoch"], state["train_seconds"], Best(**state.get("best", {}))
+
+
 def run(
     config: TrainConfig,
     *,
@@ -81,41 +126,16 @@ def run(
     ctx, device = distributed.setup(pick_device(config.device))
     log, on_epoch = (log, on_epoch) if ctx.is_main else (lambda message: None, lambda metrics: None)
     state = checkpoint.load(resume_dir, device) if resume_dir else None
-    if state:  # a resumed run continues with the configuration it started with, machine settings aside
-        config = from_dict(
-            {
-                **state["config"],
-                "device": config.device,
-                "lock_wait_seconds": config.lock_wait_seconds,
-                "threads": config.threads,
-            }
-        )
+    config = _resumed(config, state)
     if config.threads:
         torch.set_num_threads(config.threads)
-    run_id = state["run_id"] if state else distributed.broadcast(ctx, _new_run_id())
-    run_dir = resume_dir or Path(config.runs_dir) / run_id
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:  # a read-only or full disk: say so before training, not after
-        raise TrainerError(f"{run_dir}: cannot create the run's folder: {error}") from error
-    started_at = state["started_at"] if state else _utc_now()
+    run_id, run_dir, started_at = _run_folder(config, state, resume_dir, ctx)
     warehouse = Path(config.warehouse)
-    con = (
-        open_features(Path(config.features)) if config.features else open_warehouse(warehouse, config.lock_wait_seconds)
-    )
+    features = Path(config.features) if config.features else None
+    con = open_features(features) if features else open_warehouse(warehouse, config.lock_wait_seconds)
     try:
         info = dataset_info(con)
-        if state and state["fingerprint"] != info.fingerprint:
-            raise TrainerError(
-                f"{warehouse} holds other data than run {run_id} was trained on (the ETL ran "
-                "again on other files); start a new run instead of resuming"
-            )
-        check_split(con, config.split)
-        if config.full_matrix and info.n_users * info.n_movies > FULL_MATRIX_LIMIT:
-            raise TrainerError(
-                f"--full-matrix would write {info.n_users * info.n_movies:,} predictions "
-                f"(limit {FULL_MATRIX_LIMIT:,}); use the top-N recommendations instead"
-            )
+        _check(con, config, info, state)
         fit_parts = ("train",) if config.validation else ("train", "validation")
         fallback = fit_biases(con, config.split, fit_parts, info)
 
@@ -123,33 +143,16 @@ def run(
         torch.manual_seed(config.seed)
         model = build_model(config, info.n_users, info.n_movies, fallback.mean)
         model.to(device)
-        optimizer = OPTIMIZERS[config.optimizer](
-            model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
-        )
-        data = TrainingData(
-            con,
-            config,
-            info,
-            fit_parts,
-            device,
-            rows=model.rows,
-            ctx=ctx,
-            sparse=not dense_output(config, device, model.dense_on_gpu),
-        )
-        log(
-            f"{info.name} split {config.split}: {info.n_users:,} users x {info.n_movies:,} movies, {model.rows} rows, "
+        optimizer = OPTIMIZERS[config.optimizer](model.parameters(), lr=config.learning_rate,
+                                                 weight_decay=config.weight_decay)  # fmt: skip
+        sparse = not dense_output(config, device, model.dense_on_gpu)
+        data = TrainingData(con, config, info, fit_parts, device, rows=model.rows, sparse=sparse, ctx=ctx)
+        log(f"{info.name} split {config.split}: {info.n_users:,} users x {info.n_movies:,} movies, {model.rows} rows, "
             f"training on {'+'.join(fit_parts)}, "
-            + ("matrix cached on " + device.type if data.cached else "streaming from DuckDB every epoch")
-        )
+            + ("matrix cached on " + device.type if data.cached else "streaming from DuckDB every epoch"))  # fmt: skip
         trained = distributed.wrap(cast(torch.nn.Module, model), ctx, device)  # the model itself without torchrun
-        history: list[dict[str, Any]] = []
-        start_epoch, train_seconds, best = 0, 0.0, Best()
+        history, start_epoch, train_seconds, best = _restored(state, model, optimizer)
         if state:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            checkpoint.restore_rng(state["rng"])
-            history, start_epoch, train_seconds = state["history"], state["epoch"], state["train_seconds"]
-            best = Best(**state.get("best", {}))
             log(f"resuming {run_id} after epoch {start_epoch}")
         checkpointed_at = train_seconds  # of training, when the last checkpoint was written
         # The L2 penalty in the units of a sum-of-squares objective, over the mean error's denominator.
@@ -166,7 +169,7 @@ def run(
             for batch in distributed.joined(trained, ctx, data.batches(epoch)):
                 outputs = trained(batch.inputs, batch.index)
                 # The sparse path's outputs are at the observed ratings; the dense path's the whole rows x columns.
-                predicted = outputs if data.sparse else outputs.reshape(-1).index_select(0, batch.positions)
+                predicted = outputs if sparse else outputs.reshape(-1).index_select(0, batch.positions)
                 batch_error = torch.nn.functional.mse_loss(predicted, batch.targets, reduction="sum")
                 # "observed": mean over the observed ratings; "all_movies": the notebook's MSELoss over every
                 # movie with unobserved outputs zeroed (the dense path). Same minimiser, another gradient scale.
@@ -188,11 +191,8 @@ def run(
                 squared_error += batch_error.detach()
                 n_ratings += batch.targets.numel()  # a number: no tensor op a step
             squared, count = distributed.all_sum(ctx, device, squared_error.item(), n_ratings)
-            metrics: dict[str, Any] = {
-                "epoch": epoch,
-                "train_rmse": math.sqrt(squared / max(count, 1.0)),
-                "validation_rmse": None,
-            }
+            metrics: dict[str, Any] = {"epoch": epoch, "train_rmse": math.sqrt(squared / max(count, 1.0)),
+                                       "validation_rmse": None}  # fmt: skip
             if failure := diverged(epoch, metrics["train_rmse"], model, config):
                 raise failure
             if config.validation and (epoch % config.eval_every == 0 or epoch == config.epochs):
@@ -207,25 +207,14 @@ def run(
             due = train_seconds - checkpointed_at >= config.checkpoint_seconds
             if ctx.is_main and (due or epoch == config.epochs or best.stopped):
                 checkpointed_at = train_seconds
-                checkpoint.save(
-                    run_dir,
-                    {
-                        "run_id": run_id,
-                        "started_at": started_at,
-                        "config": config.to_dict(),
-                        "epoch": epoch,
-                        "model": model.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "rng": checkpoint.rng_states(),
-                        "history": history,
-                        "train_seconds": train_seconds,
-                        "fingerprint": info.fingerprint,
-                        "best": best.to_dict(),
-                    },
-                )
+                checkpoint.save(run_dir, {
+                    "run_id": run_id, "started_at": started_at, "config": config.to_dict(), "epoch": epoch,
+                    "model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": checkpoint.rng_states(),
+                    "history": history, "train_seconds": train_seconds, "fingerprint": info.fingerprint,
+                    "best": best.to_dict(),
+                })  # fmt: skip
 
         # -- model selection: the weights of the epoch that scored best on the validation slice
-        selected = config.select_best and best.weights is not None
         if best.weights is not None and config.select_best:
             model.load_state_dict(best.weights)
             log(f"selected epoch {best.epoch} (validation RMSE {best.rmse:.4f}) of {len(history)}")
@@ -235,67 +224,48 @@ def run(
 
         # -- predict: score the test part (read here for the first time) and rank each user's unseen movies
         predictions, scores = predict(con, config, info, fit_parts, model, device, run_id, fallback)
-        # the audit's figures: the scored model against predicting the training mean, on validation when held out
-        audit_slice = "validation" if config.validation else "train"
+        # the audit's baseline: predicting the training mean, on the validation slice when it is held out
         baseline = mean_rmse(con, config.split, ("validation",) if config.validation else fit_parts, fallback.mean)
     finally:
         con.close()
 
     # -- stage the results in the run's folder, then audit and publish them
-    last_validation = next((h["validation_rmse"] for h in reversed(history) if h["validation_rmse"] is not None), None)
-    scored_epoch = best.epoch if selected else len(history)
-    scored_validation = best.rmse if selected else last_validation
-    run_row = {
-        "run_id": run_id,
-        "started_at": started_at,
-        "finished_at": _utc_now(),
-        "model": config.model,
-        "split": config.split,
-        "seed": config.seed,
-        "dataset_name": info.name,
-        "dataset_fingerprint": info.fingerprint,
-        "device": _device_name(device),
-        "epochs": config.epochs,
-        "train_seconds": train_seconds,
-        "wall_seconds": time.perf_counter() - wall_start,
-        "validation_rmse": scored_validation,
-        "epochs_run": len(history),
-        "best_epoch": scored_epoch,
-        "test_rmse": scores["rmse"],
-        "test_mae": scores["mae"],
-        "test_user_rmse": scores["user_rmse"],
-        "n_test": scores["n"],
-        "n_cold_start": scores["n_cold_start"],
-        "n_parameters": sum(p.numel() for p in model.parameters()),
-        "torch_version": torch.__version__,
-        "run_dir": str(run_dir.resolve()),
-        "config": json.dumps(config.to_dict(), sort_keys=True),
-        "audit_slice": audit_slice,
-        "baseline_rmse": baseline,
-        "audit_rmse": scored_validation if config.validation else history[-1]["train_rmse"],
-    }
-    results.stage(run_dir, run_row, results.epoch_table(run_id, history), predictions)
+    row = _run_row(run_id, started_at, config, info, device, model, history, best, scores, baseline, run_dir)
+    row |= {"train_seconds": train_seconds, "wall_seconds": time.perf_counter() - wall_start}
+    results.stage(run_dir, row, results.epoch_table(run_id, history), predictions)
     published = None
     if config.features and not warehouse.exists():  # a trainer given only the Parquet features
-        log(
-            f"no warehouse at {warehouse}: the results stay in {run_dir}; write them into one with "
-            f"trainer publish {run_dir} --warehouse PATH"
-        )
+        log(f"no warehouse at {warehouse}: the results stay in {run_dir}; write them into one with "
+            f"trainer publish {run_dir} --warehouse PATH")  # fmt: skip
     else:
         published = results.publish(run_dir, warehouse, config.lock_wait_seconds, config.publish_anyway)
     distributed.teardown(ctx)
-    return RunSummary(
-        run_id,
-        run_dir,
-        scores,
-        train_seconds,
-        run_row["wall_seconds"],
-        history,
-        scored_epoch,
-        scored_validation,
-        run_row["device"],
-        published,
-    )
+    return RunSummary(run_id, run_dir, scores, train_seconds, row["wall_seconds"], history, row["best_epoch"],
+                      row["validation_rmse"], row["device"], published)  # fmt: skip
+
+
+def _run_row(
+    run_id: str, started_at: str, config: TrainConfig, info: DatasetInfo, device: torch.device, model: Model,
+    history: list[dict[str, Any]], best: Best, scores: dict[str, float], baseline: float | None, run_dir: Path,
+) -> dict[str, Any]:  # fmt: skip
+    """The run's row of `runs` (sql/results/runs.sql), timings aside."""
+    selected = config.select_best and best.weights is not None
+    last_validation = next((h["validation_rmse"] for h in reversed(history) if h["validation_rmse"] is not None), None)
+    validation = best.rmse if selected else last_validation
+    return {
+        "run_id": run_id, "started_at": started_at, "finished_at": _utc_now(), "model": config.model,
+        "split": config.split, "seed": config.seed, "dataset_name": info.name,
+        "dataset_fingerprint": info.fingerprint, "device": _device_name(device), "epochs": config.epochs,
+        "validation_rmse": validation, "epochs_run": len(history),
+        "best_epoch": best.epoch if selected else len(history),
+        "test_rmse": scores["rmse"], "test_mae": scores["mae"], "test_user_rmse": scores["user_rmse"],
+        "n_test": scores["n"], "n_cold_start": scores["n_cold_start"],
+        "n_parameters": sum(p.numel() for p in model.parameters()), "torch_version": torch.__version__,
+        "run_dir": str(run_dir.resolve()), "config": json.dumps(config.to_dict(), sort_keys=True),
+        # the audit's figures: the scored model on validation when held out (else on training), and the baseline
+        "audit_slice": "validation" if config.validation else "train", "baseline_rmse": baseline,
+        "audit_rmse": validation if config.validation else history[-1]["train_rmse"],
+    }  # fmt: skip
 
 
 def _new_run_id() -> str:
