@@ -8,6 +8,7 @@ keeps no ATTACH from one session to the next, so a view over another file would 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -47,8 +48,9 @@ def carry_over(
         waiting = []
         for kind, name, sql in pending:
             try:
+                started = time.perf_counter()
                 _keep(con, kind, name, sql)
-                log(f"  kept {kind} {name} from the previous warehouse")
+                log(f"  kept {kind} {name} from the previous warehouse  {time.perf_counter() - started:.2f} s")
             except duckdb.CatalogException as error:
                 waiting.append((kind, name, sql, error))
             except duckdb.Error as error:
