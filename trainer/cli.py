@@ -99,17 +99,8 @@ def run_command(*, config_file: Optional[Path], resume: Optional[Path], **given:
     m, published = summary.metrics, summary.published
     if published is None:
         outcome = f"Results are staged in {summary.run_dir} (trainer publish writes them)."
-    elif published.promoted:
-        outcome = (
-            "Promoted: analysts now see it in recommendations, latest_predictions and latest_run"
-            + ("" if published.audit_passed else f", published anyway despite its audit ({published.audit_reason})")
-            + ". SELECT * FROM run_metrics; SELECT * FROM recommendations;"
-        )
     else:
-        outcome = (
-            f"Not promoted: the audit failed ({published.audit_reason}). The run is recorded in runs "
-            "(SELECT * FROM run_metrics); analysts keep the last run that passed."
-        )
+        outcome = _outcome(published)
     _log(
         f"run {summary.run_id}: test RMSE {m['rmse']:.4f}, MAE {m['mae']:.4f}, mean per-user RMSE "
         f"{m['user_rmse']:.4f} on {m['n']:,} ratings ({m['n_cold_start']:,} cold start); trained in "
@@ -301,7 +292,7 @@ def publish(
         published = results.publish(run_dir, warehouse, lock_wait, publish_anyway)
     except WarehouseError as error:
         _fail(error)
-    _log(f"run {published.run_id}: results written to {warehouse}")
+    _log(f"run {published.run_id}: results written to {warehouse}. {_outcome(published)}")
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -317,6 +308,16 @@ def _widths(text: str | None) -> tuple[int, ...] | None:
         raise typer.BadParameter(
             f"--hidden takes comma-separated whole numbers, like 500 or 20,10,20, not {text!r}"
         ) from None
+
+
+def _outcome(published: results.Published) -> str:
+    """Whether a published run was promoted to the analysts' views, and if not, why."""
+    if not published.promoted:
+        return (f"Not promoted: the audit failed ({published.audit_reason}). The run is recorded in runs "
+                "(SELECT * FROM run_metrics); analysts keep the last run that passed.")  # fmt: skip
+    anyway = "" if published.audit_passed else f", published anyway despite its audit ({published.audit_reason})"
+    return (f"Promoted: analysts now see it in recommendations, latest_predictions and latest_run{anyway}. "
+            "SELECT * FROM run_metrics; SELECT * FROM recommendations;")  # fmt: skip
 
 
 def _log(message: str) -> None:
