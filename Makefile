@@ -34,7 +34,7 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-# Unit tests only: seconds.
+# Unit tests only (-m 'not slow').
 test-fast: install
 	$(BIN)/python -m pytest -m 'not slow'
 
@@ -44,7 +44,7 @@ bench-etl: install
 bench-train: install
 	$(BIN)/python bench/train_bench.py
 
-# Synthetic 1 M, 10 M and 32 M ratings: ETL and one epoch each, wall time and peak RSS per step (most of an hour).
+# Synthetic 1 M, 10 M and 32 M ratings: ETL, one epoch and publishing each, wall time and peak RSS per step.
 bench-scale: install
 	$(BIN)/python bench/scale_bench.py
 

@@ -8,7 +8,7 @@ child alone) are its own. The catalogue is ml-32m's 87,585 movies at every size 
 the ratings (one per 160), so the figures show how each step grows with the data; per-rating costs are
 printed alongside. Acceptance: each step's peak under 6 GB at 32 M.
 
-    python bench/scale_bench.py                                # 1 M, 10 M, 32 M (most of an hour on 2 cores)
+    python bench/scale_bench.py                                # 1 M, 10 M, 32 M
     python bench/scale_bench.py --sizes 1000000,10000000       # a quicker look
     python bench/scale_bench.py --workdir /big/disk --keep     # keep the files (32 M: about 3 GB)
     python bench/scale_bench.py --train-args='--cache-budget-mb 64'   # the trainer streaming every epoch

@@ -49,7 +49,7 @@ def bench(
         if not (data_dir / name).is_dir():
             raise TrainerError(f"{data_dir / name}: no such folder (the MovieLens {name} files)")
     bench_id = f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
-    threads = torch.get_num_threads()  # CPU timings depend on it (see README "Accuracy")
+    threads = torch.get_num_threads()  # CPU timings depend on it (see docs/accuracy.md)
     cpu_threads = f", {threads} thread{'s' if threads > 1 else ''}"
     rows: list[dict[str, Any]] = []
     work_dir.mkdir(parents=True, exist_ok=True)

@@ -120,8 +120,9 @@ run_command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
                     "--config",
                     show_default=False,
                     help=(
-                        "A TOML file of settings (the options' names with underscores); options given on the "
-                        "command line override it."
+                        "A TOML file of settings, named as the fields of TrainConfig (the options' names with "
+                        "underscores; lock_wait_seconds for --lock-wait); options given on the command line "
+                        "override it."
                     ),
                 ),
             ],
@@ -283,13 +284,14 @@ def publish(
         bool,
         typer.Option(
             "--publish-anyway",
-            help="Serve the run's results even if they fail the audit; the override is recorded in runs.",
+            help="Serve the run's results even if they fail the audit; the override is recorded in runs. Without "
+            "it, as the run was started (trainer run --publish-anyway).",
         ),
     ] = False,
 ) -> None:
     """Write a finished run's staged results into the warehouse, audited (after a run that could not write them)."""
     try:
-        published = results.publish(run_dir, warehouse, lock_wait, publish_anyway)
+        published = results.publish(run_dir, warehouse, lock_wait, publish_anyway or None)
     except WarehouseError as error:
         _fail(error)
     _log(f"run {published.run_id}: results written to {warehouse}. {_outcome(published)}")
@@ -363,11 +365,11 @@ class _EpochReporter:
 def entry_point() -> None:
     """The installed `trainer` command (and `python -m trainer`): the app, then an immediate exit.
 
-    Python's teardown of a process that has imported torch takes about 0.35 s here, a tenth of a whole
-    ml-100k run (README "Benchmarks"), and only frees memory the OS takes back anyway. Every command has
+    Python's teardown of a process that has imported torch is a noticeable share of a whole ml-100k run
+    (docs/benchmarks.md), and only frees memory the OS takes back anyway. Every command has
     closed what it wrote (warehouse, checkpoints, staged results) before it returns. os._exit also skips
     atexit handlers, so a profiler should run the app itself through typer's runner:
-    python -m cProfile -o run.prof -m typer trainer.cli run run --warehouse ...
+    python -m cProfile -o run.prof -m typer trainer run --warehouse ...
     """
     try:
         app(prog_name="trainer")

@@ -38,7 +38,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     # I-AutoRec: movie rows, n_users -> 500 sigmoid -> n_users identity, L2 on the weights. Adam
     # instead of the paper's L-BFGS/Rprop, then one tenth of the rate once validation stalls; settings
-    # chosen on ml-1m random's validation slice (README "Accuracy"; ml-100k takes l2 100, see bench.py).
+    # chosen on ml-1m random's validation slice (docs/accuracy.md; ml-100k takes l2 100, see bench.py).
     "i-autorec": {
         "hidden": (500,),
         "optimizer": "adam",
@@ -224,14 +224,12 @@ class TrainConfig:
     full_matrix: bool = setting(
         False,
         "Also write a prediction for every (user, movie) pair; refused when that would exceed 50 million rows.",
-        flags=("--full-matrix",),
     )
     publish_anyway: bool = setting(
         False,
         "Serve the run's results even if they fail the audit (non-finite or out-of-scale predictions, "
         "users left without recommendations, a validation RMSE worse than predicting the training mean); the "
         "override is recorded in runs.",
-        flags=("--publish-anyway",),
     )
     # the notebook's quirks, reproduced by the "notebook" preset only
     accumulate_gradients: bool = setting(False, internal="the notebook preset's quirk: never zero the gradients")
@@ -359,6 +357,28 @@ def _read_config_file(path: Path) -> dict[str, Any]:
     unknown = sorted(set(values) - set(known))
     if unknown:
         raise TrainerError(f"{path}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    kinds = {name: kind for name, (_, kind, _) in settings().items()}
+    for name, value in values.items():
+        if not _is_a(value, kinds[name]):
+            raise TrainerError(f"{path}: {name} = {value!r} is not {_described(kinds[name])}")
     if "hidden" in values:
         values["hidden"] = tuple(values["hidden"])
     return values
+
+
+def _is_a(value: Any, kind: Any) -> bool:
+    """Whether a TOML value has a setting's type (a whole number passes for a float; a list for a tuple)."""
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if getattr(kind, "__origin__", None) is tuple:
+        return isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+    return isinstance(value, str)  # str, str | None, and the Literal choices (checked by validate)
+
+
+def _described(kind: Any) -> str:
+    names = {bool: "true or false", int: "a whole number", float: "a number"}
+    return names.get(kind, "a list of whole numbers" if getattr(kind, "__origin__", None) is tuple else "a string")

@@ -1,7 +1,7 @@
 """RMSprop, Adam and SGD, with torch.optim's exact update rules and state_dict layout.
 
-Why not torch.optim: its first use imports TorchDynamo (measured 1.3 s here, a third of a whole
-ml-100k run). These follow torch.optim's single-tensor algorithms step for step (tests compare them),
+Why not torch.optim: its first use imports TorchDynamo, a large share of a whole ml-100k run's time
+(docs/benchmarks.md). These follow torch.optim's single-tensor algorithms step for step (tests compare them),
 updating all parameters at once: as one flat tensor (see Optimizer), or with torch's multi-tensor
 (_foreach) kernels when some parameter has no gradient.
 """
@@ -19,7 +19,7 @@ class Optimizer:
     The parameters (and each per-parameter state buffer) are made views of one flat tensor, each keeping
     its memory layout, so that a step where every parameter has a gradient updates that one tensor: on the
     CPU torch's _foreach_ kernels loop over their tensors, and the seed model's 8 parameters made 48 small
-    ops a step (its optimiser step took 212 us so, 179 us flat, at u1's size).
+    ops a step, a measurable part of a step at u1's size.
     """
 
     defaults: dict[str, float]

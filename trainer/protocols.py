@@ -1,7 +1,7 @@
 """The published protocols `trainer bench` runs, and the models it compares (trainer/bench.py runs them).
 
 Kept apart from the bench itself, which imports torch, so that the CLI can describe them in its help
-without that import (1.3 s here).
+without that import (torch takes seconds to import).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from trainer.bench import latest_summary  # noqa: E402
 from trainer.errors import TrainerError  # noqa: E402
 from warehouse.connect import connect  # noqa: E402
 
-# Published RMSE on the same protocols (anchors: README "Accuracy"), drawn as reference lines.
+# Published RMSE on the same protocols (anchors: docs/accuracy.md), drawn as reference lines.
 PUBLISHED = {
     "ml-100k": {"GLocal-K (epoch chosen on test)": 0.8889, "GC-MC": 0.905},
     "ml-1m": {"GLocal-K (epoch chosen on test)": 0.8227, "I-AutoRec (paper)": 0.831, "BiasedMF (AutoRec paper)": 0.845},

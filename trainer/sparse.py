@@ -4,7 +4,7 @@ A user row of ml-100k holds 5 % of the movies, and the loss only reads the outpu
 ratings. So the input layer needs only the observed inputs, and the output layer only the outputs at
 the observed ratings: both are sparse-dense products over the block's ratings instead of dense products
 over its rows x movies. On this project's CPU they made the seed model's training step about 2x faster
-(README "Benchmarks"). The weight gradients need the block's transpose; a block that is trained on
+(docs/benchmarks.md). The weight gradients need the block's transpose; a block that is trained on
 every epoch builds it once.
 """
 

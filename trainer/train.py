@@ -235,8 +235,8 @@ def run(
     results.stage(run_dir, row, results.epoch_table(run_id, history), predictions)
     published = None
     if config.features and not warehouse.exists():  # a trainer given only the Parquet features
-        log(f"no warehouse at {warehouse}: the results stay in {run_dir}; write them into one with "
-            f"trainer publish {run_dir} --warehouse PATH")  # fmt: skip
+        log(f"no warehouse at {warehouse}: the results stay in {run_dir}; write them into a warehouse the ETL "
+            f"built from the same files with: trainer publish {run_dir} --warehouse PATH")  # fmt: skip
     else:
         published = results.publish(run_dir, warehouse, config.lock_wait_seconds, config.publish_anyway)
     distributed.teardown(ctx)
@@ -264,7 +264,7 @@ def _run_row(
         "run_dir": str(run_dir.resolve()), "config": json.dumps(config.to_dict(), sort_keys=True),
         # the audit's figures: the scored model on validation when held out (else on training), and the baseline
         "audit_slice": "validation" if config.validation else "train", "baseline_rmse": baseline,
-        "audit_rmse": validation if config.validation else history[-1]["train_rmse"],
+        "audit_rmse": validation if config.validation else scores["fit_rmse"],
     }  # fmt: skip
 
 

@@ -14,7 +14,8 @@ DEFAULT_LOCK_WAIT_SECONDS = 30.0
 
 
 def is_lock_error(error: Exception) -> bool:
-    return isinstance(error, duckdb.IOException) and "lock" in str(error).lower()
+    text = str(error)
+    return isinstance(error, duckdb.IOException) and ("Could not set lock" in text or "Conflicting lock" in text)
 
 
 def lock_holder(error: Exception) -> str:

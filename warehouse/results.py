@@ -98,7 +98,7 @@ def stage(run_dir: Path, run: dict[str, Any], epochs: pa.Table, predictions: pa.
     """Write the run's row, learning curve and predictions into its folder."""
     (run_dir / RUN_FILE).unlink(missing_ok=True)  # restaging: the old marker must not vouch for new files
     try:
-        # Written by DuckDB: importing pyarrow.parquet would add a quarter of a second to every run.
+        # Written by DuckDB: importing pyarrow.parquet would add to every run's start-up.
         scratch = duckdb.connect()
         scratch.from_arrow(epochs).write_parquet(str(run_dir / "epoch_metrics.parquet"))
         scratch.from_arrow(predictions).write_parquet(str(run_dir / "predictions.parquet"))
@@ -122,16 +122,22 @@ class Published:
 
 
 def publish(
-    run_dir: Path, warehouse: Path, lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS, publish_anyway: bool = False
+    run_dir: Path,
+    warehouse: Path,
+    lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS,
+    publish_anyway: bool | None = None,
 ) -> Published:
     """Write a staged run into the warehouse, audit it, and promote it to the serving views if it passed
-    (or ``publish_anyway``)."""
-    run_file = run_dir / RUN_FILE
-    if not run_file.exists():
-        raise WarehouseError(f"{run_dir}: no staged results ({RUN_FILE} is missing); the run did not finish")
-    run = json.loads(run_file.read_text())
+    (or ``publish_anyway``; None: as the run was configured)."""
+    run = _staged_run(run_dir)
+    if publish_anyway is None:
+        publish_anyway = bool(json.loads(run.get("config") or "{}").get("publish_anyway"))
+    if not warehouse.exists():
+        raise WarehouseError(f"{warehouse}: no warehouse here to publish run {run['run_id']} into. Build it from "
+                             f"the same MovieLens files first: etl build --warehouse {warehouse}")  # fmt: skip
     try:
         with rewriting(warehouse, lock_wait_seconds) as con:
+            _check_data(con, warehouse, run)
             create_results(con)
             _write_run(con, run_dir, run)
             reasons = audit(con, run)
@@ -140,10 +146,38 @@ def publish(
                 "UPDATE runs SET audit_passed = ?, audit_reason = ?, promoted = ? WHERE run_id = ?",
                 [not reasons, "; ".join(reasons) or None, promoted, run["run_id"]],
             )
-    except (WarehouseError, duckdb.Error, OSError) as error:  # locked, or a full disk: the warehouse is as it was
-        raise _kept(run_dir, warehouse, error) from error
+    except (WarehouseError, duckdb.Error, OSError) as error:  # the warehouse is as it was
+        raise WarehouseError(
+            f"could not write the results: {error}\nNothing is lost: the results are kept in {run_dir}. Once that "
+            f"is put right, write them with:\n    trainer publish {run_dir} --warehouse {warehouse}"
+        ) from error
     (run_dir / PUBLISHED_MARKER).touch()
     return Published(run["run_id"], promoted, not reasons, "; ".join(reasons))
+
+
+def _staged_run(run_dir: Path) -> dict[str, Any]:
+    run_file = run_dir / RUN_FILE
+    if not run_file.exists():
+        raise WarehouseError(f"{run_dir}: no staged results ({RUN_FILE} is missing); the run did not finish")
+    try:
+        run = json.loads(run_file.read_text())
+    except (OSError, ValueError) as error:
+        raise WarehouseError(f"{run_file}: not a staged run this trainer can read ({error})") from error
+    if not isinstance(run, dict) or "run_id" not in run:
+        raise WarehouseError(f"{run_file}: not a staged run this trainer can read (no run_id)")
+    return run
+
+
+def _check_data(con: duckdb.DuckDBPyConnection, warehouse: Path, run: dict[str, Any]) -> None:
+    """A run is published only into a warehouse the ETL built from the files it was trained on."""
+    if not all(_has(con, table) for table in ("dataset", "movies", "ratings", "movie_index")):
+        raise WarehouseError(f"{warehouse} was not built by the ETL: build it from the files run {run['run_id']} "
+                             "was trained on (etl build), then publish")  # fmt: skip
+    ((fingerprint,),) = con.execute("SELECT fingerprint FROM dataset").fetchall()
+    if run.get("dataset_fingerprint") and run["dataset_fingerprint"] != fingerprint:
+        raise WarehouseError(f"{warehouse} holds other data than run {run['run_id']} was trained on (the ETL "
+                             "ran on other files since): its predictions would be served against the wrong "
+                             "ratings")  # fmt: skip
 
 
 def create_results(con: duckdb.DuckDBPyConnection) -> None:
@@ -177,8 +211,7 @@ def audit(con: duckdb.DuckDBPyConnection, run: dict[str, Any]) -> list[str]:
         value = run.get(name)
         if value is not None and not math.isfinite(value):
             reasons.append(f"{name} is {value}")
-    scale = con.execute("SELECT rating_min, rating_max FROM dataset").fetchall() if _has(con, "dataset") else []
-    low, high = scale[0] if scale else (-math.inf, math.inf)
+    ((low, high),) = con.execute("SELECT rating_min, rating_max FROM dataset").fetchall()
     bad = con.execute(
         "SELECT count(*) FROM predictions WHERE run_id = ? AND (NOT isfinite(predicted_rating) "
         "OR predicted_rating < ? OR predicted_rating > ?)",
@@ -186,7 +219,7 @@ def audit(con: duckdb.DuckDBPyConnection, run: dict[str, Any]) -> list[str]:
     ).fetchall()[0][0]
     if bad:
         reasons.append(f"{bad:,} predictions are not finite or lie outside the rating scale {low:g}..{high:g}")
-    if json.loads(run.get("config") or "{}").get("top_n") and _has(con, "ratings") and _has(con, "movie_index"):
+    if json.loads(run.get("config") or "{}").get("top_n"):
         # Users with a movie left to recommend (they have not rated every movie) but no recommendation.
         missing = con.execute(
             """
@@ -197,12 +230,11 @@ def audit(con: duckdb.DuckDBPyConnection, run: dict[str, Any]) -> list[str]:
         ).fetchall()[0][0]
         if missing:
             reasons.append(f"{missing:,} users with movies left to recommend got no recommendations")
-    model, baseline = run.get("audit_rmse"), run.get("baseline_rmse")
-    if model is not None and baseline is not None and not model <= baseline:
-        reasons.append(
-            f"{run.get('audit_slice', 'validation')} RMSE {model:.4f} is worse than predicting the "
-            f"training mean ({baseline:.4f})"
-        )
+    model, baseline, where = run.get("audit_rmse"), run.get("baseline_rmse"), run.get("audit_slice", "validation")
+    if model is None or baseline is None:
+        reasons.append(f"no {where} RMSE to compare with predicting the training mean")
+    elif not model <= baseline:  # a NaN fails too
+        reasons.append(f"{where} RMSE {model:.4f} is worse than predicting the training mean ({baseline:.4f})")
     return reasons
 
 
@@ -219,10 +251,3 @@ def publish_bench(
         con.execute(read(RESULTS_DIR / f"{BENCH_TABLE}.sql"))
         con.execute(f"INSERT INTO {BENCH_TABLE} BY NAME SELECT * FROM bench_rows")
         con.execute(read(VIEWS_DIR / f"{BENCH_VIEW}.sql"))
-
-
-def _kept(run_dir: Path, warehouse: Path, error: Exception) -> WarehouseError:
-    return WarehouseError(
-        f"could not write the results: {error}\nNothing is lost: the results are kept in {run_dir}. "
-        f"Write them once the warehouse is free with:\n    trainer publish {run_dir} --warehouse {warehouse}"
-    )

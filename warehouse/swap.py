@@ -83,38 +83,36 @@ def rewriting(
 ) -> Iterator[duckdb.DuckDBPyConnection]:
     """A read-write connection to a copy of the warehouse (a new file when there is none yet), swapped in
     when the block ends without an error; otherwise the warehouse is left exactly as it was."""
-    with writer_lock(warehouse, lock_wait_seconds):
+    warehouse = warehouse.resolve()  # a link's target is what is replaced, under its own folder's lock
+    with writer_lock(warehouse, lock_wait_seconds), contextlib.ExitStack() as stack:
+        remove_stale(warehouse)
         side = side_file(warehouse, "writing")
+        stack.callback(remove, side)  # nothing once the side file has been swapped in
         if warehouse.exists():
-            _copy(warehouse, side, lock_wait_seconds)
+            # Held until the swap: no DuckDB writer (an analyst's read-write session) can open the warehouse
+            # meanwhile and write what the swap would then discard.
+            reader = connect(warehouse, read_only=True, lock_wait_seconds=lock_wait_seconds)
+            stack.callback(reader.close)
+            _copy(warehouse, side)
             con = duckdb.connect(str(side))
         else:
             con = new_file(side, storage_version)
-        try:
-            yield con
-            con.execute("CHECKPOINT")
-            con.close()
-            swap_in(side, warehouse)
-        except BaseException:
-            con.close()
-            remove(side)
-            raise
+        stack.callback(con.close)
+        yield con
+        con.execute("CHECKPOINT")
+        con.close()
+        swap_in(side, warehouse)
 
 
-def _copy(warehouse: Path, side: Path, lock_wait_seconds: float) -> None:
-    """Copy the warehouse file while holding a read-only DuckDB connection to it: no DuckDB writer (an
-    analyst's read-write CLI session, say) can change it mid-copy."""
-    reader = connect(warehouse, read_only=True, lock_wait_seconds=lock_wait_seconds)
+def _copy(warehouse: Path, side: Path) -> None:
+    """Copy the warehouse file, and the WAL a writer that crashed left beside it (part of the data)."""
     try:
         shutil.copyfile(warehouse, side)
-        wal = warehouse.with_name(warehouse.name + ".wal")  # left by a writer that crashed: part of the data
+        wal = warehouse.with_name(warehouse.name + ".wal")
         if wal.exists():
             shutil.copyfile(wal, side.with_name(side.name + ".wal"))
     except OSError as error:
-        remove(side)
         raise WarehouseError(f"{warehouse}: cannot copy it to write a new version beside it: {error}") from error
-    finally:
-        reader.close()
 
 
 def side_file(warehouse: Path, purpose: str) -> Path:

@@ -1,5 +1,6 @@
 -- runs: one row per training run that wrote its results; key: run_id. Written by `trainer run`
--- (or `trainer publish`) in one transaction with the run's epoch_metrics and predictions.
+-- (or `trainer publish`) together with the run's epoch_metrics and predictions, into a new version of the
+-- warehouse that is swapped in whole (warehouse/swap.py): readers see all of a run or none of it.
 CREATE TABLE IF NOT EXISTS runs (
     run_id               VARCHAR PRIMARY KEY,
     started_at           TIMESTAMP,

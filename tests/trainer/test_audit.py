@@ -150,3 +150,62 @@ def test_unclipped_predictions_outside_the_scale_fail_the_audit(warehouse, tmp_p
     assert not wild.published.promoted
     assert "outside the rating scale" in wild.published.audit_reason
     assert query(warehouse, SERVED) == before
+
+
+def restaged(run_dir: Path, tmp_path: Path, run_id: str, predictions_sql: str) -> Path:
+    """A copy of a staged run under another id, its predictions rewritten by ``predictions_sql`` (over p)."""
+    import json
+
+    copy = tmp_path / run_id
+    shutil.copytree(run_dir, copy)
+    run = json.loads((copy / "run.json").read_text()) | {"run_id": run_id}
+    (copy / "run.json").write_text(json.dumps(run))
+    with duckdb.connect() as con:
+        con.execute(f"CREATE TABLE p AS SELECT * REPLACE ('{run_id}' AS run_id) FROM read_parquet(?)",
+                    [str(run_dir / "predictions.parquet")])  # fmt: skip
+        con.execute(f"COPY ({predictions_sql}) TO '{copy / 'predictions.parquet'}' (FORMAT parquet)")
+    return copy
+
+
+def test_users_left_without_recommendations_fail_the_audit(warehouse, tmp_path) -> None:
+    from warehouse import results
+
+    good = run(settings(warehouse, tmp_path / "r"))
+    assert good.published.audit_passed
+    before = query(warehouse, SERVED)
+    (user,) = query(warehouse, "SELECT min(user_id) FROM ratings")[0]
+    holed = restaged(
+        good.run_dir, tmp_path, "holed", f"SELECT * FROM p WHERE NOT (kind = 'top_n' AND user_id = {user})"
+    )
+    published = results.publish(holed, warehouse)
+    assert not published.promoted and "1 users with movies left to recommend got no recommendations" in (
+        published.audit_reason
+    )
+    assert query(warehouse, SERVED) == before
+
+
+def test_a_nan_recommendation_fails_the_audit(warehouse, tmp_path) -> None:
+    from warehouse import results
+
+    good = run(settings(warehouse, tmp_path / "r"))
+    nan_first = ("SELECT * REPLACE (CASE WHEN kind = 'top_n' AND rank = 1 THEN 'nan'::FLOAT ELSE predicted_rating "
+                 "END AS predicted_rating) FROM p")  # fmt: skip
+    poisoned = restaged(good.run_dir, tmp_path, "poisoned", nan_first)
+    published = results.publish(poisoned, warehouse)
+    assert not published.promoted and "not finite" in published.audit_reason
+
+
+def test_a_run_is_published_only_into_a_warehouse_built_from_its_data(warehouse, tmp_path, make_movielens_1m) -> None:
+    from etl.build import build_warehouse
+    from warehouse import results
+    from warehouse.errors import WarehouseError
+
+    staged = run(settings(warehouse, tmp_path / "r", epochs=2)).run_dir
+    with pytest.raises(WarehouseError, match="no warehouse here"):
+        results.publish(staged, tmp_path / "absent.duckdb")
+    other = tmp_path / "other.duckdb"
+    build_warehouse(make_movielens_1m(tmp_path / "other-files", n_users=30, seed=11), other)
+    before = other.read_bytes()
+    with pytest.raises(WarehouseError, match="holds other data than run .* was trained on"):
+        results.publish(staged, other)
+    assert other.read_bytes() == before

@@ -119,7 +119,7 @@ def test_the_installed_command_exits_with_the_apps_code_and_its_output_flushed(w
 
 
 def test_help_answers_without_importing_torch() -> None:
-    # torch takes 1.3 s or more to import here: the commands that train import it, `trainer --help` need not.
+    # torch takes seconds to import: the commands that train import it, `trainer --help` need not.
     done = subprocess.run(
         [sys.executable, "-c", "import sys, trainer.cli; print('torch' in sys.modules)"],
         capture_output=True,

@@ -89,3 +89,13 @@ def test_every_setting_is_an_option_of_trainer_run_or_deliberately_internal() ->
         assert option.default is None  # not given: the preset's value applies
         if choices(kind, spec):  # a Literal of exactly the choices: listed in --help, a typo exits 2
             assert get_args(option.type_descriptor.annotation) == choices(kind, spec), name
+
+
+def test_config_file_values_of_the_wrong_type_are_refused_naming_the_file(tmp_path) -> None:
+    bad = tmp_path / "bad.toml"
+    for text, message in [('epochs = "3"\n', "epochs = '3' is not a whole number"),
+                          ('hidden = [8, "x"]\n', r"hidden = \[8, 'x'\] is not a list of whole numbers"),
+                          ("validation = 1\n", "validation = 1 is not true or false")]:  # fmt: skip
+        bad.write_text(text)
+        with pytest.raises(TrainerError, match=f"bad.toml: {message}"):
+            resolve({}, bad)

@@ -43,7 +43,7 @@ PUBLISH_POINTS = {
     ),
     # Results staged in the run folder, the warehouse not yet opened for writing.
     "staged": ('stop_around("warehouse.results", "publish", "before")\n', "before"),
-    # Inside the write transaction: runs and epoch_metrics inserted, predictions not yet.
+    # Mid-write, in the copy of the warehouse: runs and epoch_metrics inserted, predictions not yet.
     "mid-transaction": (
         "import duckdb\n"
         "import warehouse.swap as swap\n"

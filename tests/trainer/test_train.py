@@ -120,6 +120,16 @@ def test_full_matrix_on_request(warehouse, tmp_path) -> None:
     con = duckdb.connect(str(warehouse), read_only=True)
     n_users, n_movies = con.execute("SELECT n_users, n_movies FROM dataset").fetchall()[0]
     assert con.execute("SELECT count(*) FROM predictions WHERE kind = 'matrix'").fetchall()[0][0] == n_users * n_movies
+    # every pair's prediction, rated cells included, is the model's score: finite, in scale, the same as the
+    # test prediction of that pair (where the cold-start fallback did not replace it)
+    low, high = con.execute("SELECT min(predicted_rating), max(predicted_rating) FROM predictions "
+                            "WHERE kind = 'matrix'").fetchall()[0]  # fmt: skip
+    assert low >= 1.0 and high <= 5.0
+    differ = con.execute("""
+        SELECT count(*) FROM predictions AS t JOIN predictions AS m USING (run_id, user_id, movie_id)
+        WHERE t.kind = 'test' AND m.kind = 'matrix' AND NOT t.cold_start AND t.predicted_rating <> m.predicted_rating
+    """).fetchall()[0][0]
+    assert differ == 0
 
 
 def test_a_checkpoint_that_is_not_plain_data_is_refused(tmp_path) -> None:

@@ -4,6 +4,8 @@ writers take turns, none loses another's results, and readers never block them."
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -80,3 +82,36 @@ def test_a_failed_write_leaves_the_warehouse_untouched_and_no_side_file(warehous
         con.execute("SELECT * FROM no_such_table")
     assert warehouse.read_bytes() == before
     assert [p.name for p in warehouse.parent.iterdir()] == ["warehouse.duckdb"]
+
+
+def storage_version(path: Path) -> str:
+    with duckdb.connect() as con:
+        con.execute("ATTACH ? AS w (READ_ONLY)", [str(path)])
+        return con.execute(
+            "SELECT tags['storage_version'] FROM duckdb_databases() WHERE database_name = 'w'"
+        ).fetchall()[0][0]
+
+
+def test_the_warehouse_keeps_the_format_duckdb_1x_reads_through_rebuilds_and_publishing(warehouse, tmp_path) -> None:
+    """Without the network (tests/warehouse/test_duckdb_cli.py opens it with the 1.x CLI itself)."""
+    assert storage_version(warehouse) == "v1.2.0+"
+    (staged,) = staged_runs(warehouse, tmp_path, 1)
+    results.publish(staged, warehouse)
+    assert storage_version(warehouse) == "v1.2.0+"
+
+
+def test_the_newest_format_on_request(make_movielens_1m, tmp_path) -> None:
+    from etl.build import EtlOptions
+
+    newest = tmp_path / "newest.duckdb"
+    build_warehouse(make_movielens_1m(tmp_path / "files"), newest, EtlOptions(storage_version="latest"))
+    assert storage_version(newest) != "v1.2.0+"
+
+
+def test_a_killed_publishers_copy_is_removed_by_the_next_writer(warehouse, tmp_path) -> None:
+    (staged,) = staged_runs(warehouse, tmp_path, 1)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    leftover = warehouse.with_name(f"{warehouse.name}.writing-{dead.stdout.strip()}")
+    shutil.copyfile(warehouse, leftover)  # what a publisher killed mid-write leaves
+    results.publish(staged, warehouse)
+    assert not leftover.exists()
