@@ -22,11 +22,12 @@ from typing import Any
 
 import torch
 
-from trainer.config import resolve
+from trainer.config import PRESETS, resolve
 from trainer.errors import TrainerError
 from trainer.protocols import BENCH_MODELS, PROTOCOLS
 from trainer.train import run
 from warehouse.connect import connect
+from warehouse.errors import WarehouseError
 from warehouse.results import publish_bench
 
 
@@ -43,6 +44,9 @@ def bench(
     log: Callable[[str], None] = lambda message: None,
 ) -> list[dict[str, Any]]:
     """Run every model on every data set's protocol; returns the rows written to bench_results."""
+    unknown = [model for model in models if model not in PRESETS]
+    if unknown or not models:
+        raise TrainerError(f"--models takes model names from {', '.join(PRESETS)}, not {', '.join(unknown) or 'none'}")
     for name in datasets:
         if name not in PROTOCOLS:
             raise TrainerError(f"no benchmark protocol for data set {name!r}: choose from {', '.join(PROTOCOLS)}")
@@ -98,7 +102,14 @@ def bench(
                     f"{name} seed {seed} {model}: test RMSE {m['rmse']:.4f}, MAE {m['mae']:.4f}, "
                     f"best epoch {summary.best_epoch}/{len(summary.history)}, {summary.train_seconds:.1f} s"
                 )
-    publish_bench(rows, results_warehouse)
+    # Kept beside the runs first: a warehouse that cannot be written now must not cost the bench's hours.
+    kept = work_dir / f"bench-{bench_id}.json"
+    kept.write_text(json.dumps(rows, indent=1, default=str))
+    try:
+        publish_bench(rows, results_warehouse)
+    except WarehouseError as error:
+        raise TrainerError(f"could not write the bench results into {results_warehouse}: {error}\n"
+                           f"They are kept in {kept}.") from error  # fmt: skip
     markdown.parent.mkdir(parents=True, exist_ok=True)
     markdown.write_text(markdown_table(latest_summary(results_warehouse)))
     return rows
