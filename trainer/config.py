@@ -70,6 +70,23 @@ PRESETS: dict[str, dict[str, Any]] = {
         "lr_drops": 0,
         "fixed_batches": False,
     },
+    # Sparse FC's kernelised autoencoder (item rows, 500-500 sigmoid, W ⊙ K layers), with its paper's penalties
+    # for ml-1m in this trainer's units (lambda_2 60 and lambda_s 0.013, doubled). Adam, as for I-AutoRec,
+    # instead of the paper's full-batch L-BFGS. Not yet tuned on the validation slice (docs/training.md).
+    "kernel-ae": {
+        "hidden": (500, 500),
+        "optimizer": "adam",
+        "learning_rate": 1e-3,
+        "weight_decay": 0.0,
+        "l2": 120.0,
+        "kernel_l2": 0.026,
+        "batch_size": 256,
+        "epochs": 200,
+        "eval_every": 1,
+        "patience": 6,
+        "lr_drops": 1,
+        "fixed_batches": False,
+    },
     # Baselines. The global mean starts at its own value (the training mean): one epoch of SGD leaves it.
     "global-mean": {"optimizer": "sgd", "learning_rate": 0.1, "weight_decay": 0.0, "epochs": 1, "eval_every": 1},
     "biases": {
@@ -182,6 +199,12 @@ class TrainConfig:
         0.0,
         "L2 penalty on the model's weights, as the lambda of a sum-of-squared-errors objective (I-AutoRec's "
         "units), whatever the batch size.",
+        minimum=0,
+    )
+    kernel_l2: float = setting(
+        0.0,
+        "kernel-ae only: the L2 penalty on its layers' kernel values K, in --l2's units (Sparse FC's "
+        "lambda_s, doubled: the objective here is a sum of squared errors, not half of one).",
         minimum=0,
     )
     # model selection on the validation slice (never the test part)

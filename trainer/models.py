@@ -7,6 +7,7 @@ its line in BUILDERS below.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Protocol, cast
 
@@ -85,29 +86,35 @@ class AutoEncoder(UserRows, nn.Module):
 
     dense_on_gpu = True  # the sparse kernels are the CPU's (docs/gpu.md)
 
-    def __init__(self, n_cols: int, hidden: tuple[int, ...], activation: str = "sigmoid", dropout: float = 0.0) -> None:
+    def __init__(
+        self,
+        n_cols: int,
+        hidden: tuple[int, ...],
+        activation: str = "sigmoid",
+        dropout: float = 0.0,
+        linear: Callable[[int, int], nn.Module] = nn.Linear,
+    ) -> None:
         super().__init__()
         widths = (n_cols, *hidden)
         layers: list[nn.Module] = []
         for i, (width_in, width_out) in enumerate(zip(widths, widths[1:])):
-            layers += [nn.Linear(width_in, width_out), ACTIVATIONS[activation]()]
+            layers += [linear(width_in, width_out), ACTIVATIONS[activation]()]
             if dropout and i == len(hidden) // 2:
                 layers.append(nn.Dropout(dropout))
-        layers.append(nn.Linear(widths[-1], n_cols))
+        layers.append(linear(widths[-1], n_cols))
         # The first weight is stored transposed (column-major): the sparse input product reads it as
         # columns x units and its gradient comes out that way, so neither is copied into the other layout
         # every step (a third of that layer's time at u1's size). Dense products take either layout.
         first = layers[0]
-        assert isinstance(first, nn.Linear)
-        first.weight = nn.Parameter(first.weight.detach().t().contiguous().t())
+        if isinstance(first, nn.Linear):
+            first.weight = nn.Parameter(first.weight.detach().t().contiguous().t())
         self.net = nn.Sequential(*layers)
 
     @property
-    def output(self) -> nn.Linear:
-        """The output layer: linear, so a row's outputs are its code (encode) times its weights."""
-        layer = self.net[-1]
-        assert isinstance(layer, nn.Linear)
-        return layer
+    def output(self) -> Any:
+        """The output layer (an nn.Linear or a KernelLinear): linear, so a row's outputs are its code
+        (encode) times its weight."""
+        return self.net[-1]
 
     def forward(self, inputs: torch.Tensor | SparseBlock, index: torch.Tensor | None = None) -> torch.Tensor:
         if isinstance(inputs, SparseBlock):
@@ -125,8 +132,8 @@ class AutoEncoder(UserRows, nn.Module):
     def encode(self, inputs: torch.Tensor | SparseBlock) -> torch.Tensor:
         """The last hidden layer of each row: the output layer is linear, so this is all a row's outputs need."""
         first, *hidden, _ = self.net  # (slicing the Sequential would build a new module every call)
-        assert isinstance(first, nn.Linear)
-        code = sparse_linear(inputs, first.weight, first.bias) if isinstance(inputs, SparseBlock) else first(inputs)
+        layer: Any = first  # an nn.Linear or a KernelLinear: both have a weight and a bias
+        code = sparse_linear(inputs, layer.weight, layer.bias) if isinstance(inputs, SparseBlock) else first(inputs)
         for layer in hidden:
             code = layer(code)
         return code
@@ -140,15 +147,51 @@ class AutoEncoder(UserRows, nn.Module):
         return [layer.weight for layer in self.net if isinstance(layer, nn.Linear)]
 
 
+class KernelLinear(nn.Module):
+    """A linear layer whose weight is W ⊙ K(U, V), after Sparse FC (Muller et al., 2020).
+
+    Each input unit i and output unit j has a vector (u_i, v_j) in R^dim, and K_ij = max(0, 1 - |u_i - v_j|^2),
+    a compact-support "hat" kernel. The vectors start near 0, so the layer starts dense, and it grows
+    sparse as training moves them apart (the kernel's penalty, --kernel-l2, pulls towards that).
+    """
+
+    def __init__(self, in_features: int, out_features: int, dim: int = 5) -> None:
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        dense = nn.Linear(in_features, out_features)  # its initial weight and bias
+        self.raw_weight = nn.Parameter(dense.weight.detach().clone())
+        self.bias = nn.Parameter(dense.bias.detach().clone())
+        self.u = nn.Parameter(nn.init.trunc_normal_(torch.empty(in_features, dim), std=1e-3))
+        self.v = nn.Parameter(nn.init.trunc_normal_(torch.empty(out_features, dim), std=1e-3))
+
+    def kernel(self) -> torch.Tensor:
+        """K (out x in): 1 - the squared distance of each (output, input) pair of vectors, at least 0."""
+        squared = self.v.square().sum(1, keepdim=True) + self.u.square().sum(1) - 2 * self.v @ self.u.T
+        return (1 - squared).clamp(min=0)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.raw_weight * self.kernel()
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return nn.functional.linear(inputs, self.weight, self.bias)
+
+
 class ItemAutoEncoder(AutoEncoder):
     """The autoencoder on movie rows (I-AutoRec): each movie's ratings by every user, encoded and decoded."""
 
     rows = "movie"
 
     def __init__(
-        self, n_users: int, n_movies: int, hidden: tuple[int, ...], activation: str = "sigmoid", dropout: float = 0.0
+        self,
+        n_users: int,
+        n_movies: int,
+        hidden: tuple[int, ...],
+        activation: str = "sigmoid",
+        dropout: float = 0.0,
+        linear: Callable[[int, int], nn.Module] = nn.Linear,
     ) -> None:
-        super().__init__(n_users, hidden, activation, dropout)
+        super().__init__(n_users, hidden, activation, dropout, linear)
         self.n_movies = n_movies
 
     @torch.no_grad()
@@ -160,6 +203,23 @@ class ItemAutoEncoder(AutoEncoder):
         for movies, fit in movie_rows():
             codes[movies] = self.encode(fit.to_dense())
         return lambda fit, users: self.decode_columns(codes, users).T.contiguous()
+
+
+class KernelAutoEncoder(ItemAutoEncoder):
+    """I-AutoRec's shape with kernelised layers (Sparse FC): every weight is W ⊙ K(U, V) (KernelLinear).
+
+    The penalty is l2 on W plus kernel_l2 on K, both in --l2's units: regularised() returns K scaled by
+    sqrt(kernel_l2 / l2), so that the loop's one l2 term gives both.
+    """
+
+    def __init__(self, n_users: int, n_movies: int, hidden: tuple[int, ...], l2: float, kernel_l2: float,
+                 activation: str = "sigmoid") -> None:  # fmt: skip
+        super().__init__(n_users, n_movies, hidden, activation, linear=KernelLinear)
+        self.kernel_scale = math.sqrt(kernel_l2 / l2) if l2 else 0.0
+
+    def regularised(self) -> list[torch.Tensor]:
+        layers = [layer for layer in self.net if isinstance(layer, KernelLinear)]
+        return [layer.raw_weight for layer in layers] + [layer.kernel() * self.kernel_scale for layer in layers]
 
 
 class MatrixFactorisation(UserRows, nn.Module):
@@ -223,6 +283,7 @@ BUILDERS: dict[str, Builder] = {
     "global-mean": lambda c, users, movies, mean: MatrixFactorisation(users, movies, mean, factors=0, biases=False),
     "biases": lambda c, users, movies, mean: MatrixFactorisation(users, movies, mean, factors=0),
     "mf": lambda c, users, movies, mean: MatrixFactorisation(users, movies, mean, factors=c.hidden[0]),
+    "kernel-ae": lambda c, users, movies, mean: KernelAutoEncoder(users, movies, c.hidden, c.l2, c.kernel_l2),
 }
 
 

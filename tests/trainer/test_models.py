@@ -79,3 +79,27 @@ def test_deep_ae_drops_out_its_code_only_while_training() -> None:
 def test_dropout_must_leave_something() -> None:
     with pytest.raises(TrainerError, match="dropout must be below 1, not 1.0"):
         resolve({"model": "deep-ae", "dropout": 1.0})
+
+
+def test_the_kernel_layer_is_the_hat_kernel_times_the_weight() -> None:
+    from trainer.models import KernelLinear
+
+    layer = KernelLinear(3, 2, dim=2)
+    with torch.no_grad():
+        layer.u.copy_(torch.tensor([[0.0, 0.0], [0.5, 0.0], [2.0, 0.0]]))
+        layer.v.copy_(torch.tensor([[0.0, 0.0], [0.0, 0.5]]))
+    expected = torch.tensor([[1.0, 0.75, 0.0], [0.75, 0.5, 0.0]])  # max(0, 1 - |u - v|^2); the far unit is cut off
+    torch.testing.assert_close(layer.kernel(), expected)
+    torch.testing.assert_close(layer.weight, layer.raw_weight * expected)
+    x = torch.randn(4, 3)
+    torch.testing.assert_close(layer(x), x @ (layer.raw_weight * expected).T + layer.bias)
+
+
+def test_kernel_ae_penalises_w_at_l2_and_k_at_kernel_l2() -> None:
+    net = build_model(resolve({"model": "kernel-ae", "hidden": (4, 3), "l2": 8.0, "kernel_l2": 2.0}), 5, 7, 3.5)
+    layers = [m for m in net.net if hasattr(m, "kernel")]
+    penalty = 8.0 * sum(t.square().sum() for t in net.regularised())
+    expected = 8.0 * sum(m.raw_weight.square().sum() for m in layers) + 2.0 * sum(
+        m.kernel().square().sum() for m in layers
+    )
+    torch.testing.assert_close(penalty, expected)

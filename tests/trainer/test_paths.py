@@ -17,7 +17,7 @@ CUDA, CPU = torch.device("cuda"), torch.device("cpu")
 @pytest.mark.parametrize(
     "model, on_cuda, on_cpu",
     [("mf", False, False), ("biases", False, False), ("global-mean", False, False), ("autoencoder", True, False),
-     ("i-autorec", True, False), ("notebook", True, True), ("deep-ae", True, True)],
+     ("i-autorec", True, False), ("kernel-ae", True, False), ("notebook", True, True), ("deep-ae", True, True)],
 )  # fmt: skip
 def test_the_path_each_model_trains_on(model, on_cuda, on_cpu) -> None:
     config = resolve({"model": model, "hidden": (4,) if model in ("mf", "i-autorec") else None})

@@ -55,10 +55,10 @@ def test_sparse_products_and_their_gradients_equal_the_dense_ones() -> None:
         torch.testing.assert_close(sparse_grad, dense_grad)
 
 
-@pytest.mark.parametrize("model", ["autoencoder", "i-autorec", "deep-ae", "mf", "biases"])
+@pytest.mark.parametrize("model", ["autoencoder", "i-autorec", "deep-ae", "mf", "biases", "kernel-ae"])
 def test_training_from_the_sparse_block_takes_the_dense_outputs_gradient(model: str) -> None:
     torch.manual_seed(0)
-    net = build_model(resolve({"model": model, "hidden": None}), 5, 8, mean=3.5)
+    net = build_model(resolve({"model": model, "hidden": (6, 4) if model == "kernel-ae" else None}), 5, 8, mean=3.5)
     net.eval()  # no dropout
     n_rows, n_cols = (8, 5) if net.rows == "movie" else (5, 8)
     dense, index = ratings(n_rows, n_cols, seed=1), torch.arange(n_rows)
