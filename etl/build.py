@@ -12,23 +12,36 @@ from __future__ import annotations
 
 import hashlib
 import json
+import queue
+import threading
 import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 
+from etl.column_tests import ColumnTest, key_of, run_test
+from etl.dag import Stage, macros_for, plan, runs_apart
 from etl.errors import EtlError
 from etl.layouts import Layout, check_latin1_text, detect_encoding, detect_layout, detect_newline
-from etl.models import models_for, table_name
+from etl.models import Model, models_for, table_name
 from warehouse.carry_over import carry_over
 from warehouse.connect import DEFAULT_LOCK_WAIT_SECONDS
-from warehouse.sql import ETL_DIR, SQL_DIR
-from warehouse.swap import DEFAULT_STORAGE_VERSION, StorageVersion, new_file, remove, remove_stale, side_file, swap_in, writer_lock
+from warehouse.sql import ETL_DIR
+from warehouse.swap import (
+    DEFAULT_STORAGE_VERSION,
+    StorageVersion,
+    new_file,
+    remove,
+    remove_stale,
+    side_file,
+    swap_in,
+    writer_lock,
+)
 
 META_MODELS = [ETL_DIR / "meta" / "etl_runs.sql", ETL_DIR / "meta" / "etl_run_files.sql"]
 DELIMITER_LABELS = {"\t": "a tab", "::": "::", ",": ","}
@@ -73,7 +86,7 @@ def build_warehouse(
 ) -> EtlReport:
     """Load the MovieLens files in ``input_dir`` into ``warehouse`` (created or replaced)."""
     started = time.perf_counter()
-    started_at = datetime.now(timezone.utc).replace(tzinfo=None)
+    started_at = datetime.now(UTC).replace(tzinfo=None)
     layout = detect_layout(input_dir)
     inputs = [_inspect(role, path) for role, path in layout.files.items()]
     log(f"{input_dir}: {layout.name} layout, " + ", ".join(f"{f.path.name} ({f.bytes:,} bytes)" for f in inputs))
@@ -83,28 +96,38 @@ def build_warehouse(
     remove_stale(warehouse)
     building = side_file(warehouse, "building")
     report = EtlReport(warehouse=warehouse, layout=layout.name)
+    models = models_for(layout)
+    stages = plan(models)  # before the new file: a wrong declaration stops the build with nothing to undo
     try:
         con = new_file(building, options.storage_version, options.memory_limit_mb)
     except duckdb.Error as error:  # a read-only folder or file system, a full disk
         raise EtlError(f"{warehouse}: cannot create the new warehouse beside it: {error}") from error
+    workers = _Workers(con, lambda cursor: _set_variables(cursor, input_dir, layout, inputs, options))
     try:
         _set_variables(con, input_dir, layout, inputs, options)
-        models = models_for(layout)
-        for stage in _stages(models):
-            seconds = _run_stage(con, stage, models, input_dir,
-                                 lambda cursor: _set_variables(cursor, input_dir, layout, inputs, options))
-            for model, took in zip(stage, seconds):
-                if model.parent.name in ("core", "splits", "features") and not _is_view(con, table_name(model)):
-                    rows = con.execute(f'SELECT count(*) FROM "{table_name(model)}"').fetchall()[0][0]
-                    report.row_counts[table_name(model)] = rows
-                    log(f"  {table_name(model):<20} {rows:>12,} rows  {took:6.2f} s")
+        built: set[str] = set()
+        for stage in stages:
+            seconds = _run_stage(con, stage, models, input_dir, workers)
+            for built_model in stage.models:
+                name, took = table_name(built_model), seconds[built_model.name]
+                if built_model.path.parent.name in ("core", "splits", "features") and not _is_view(con, name):
+                    rows = con.execute(f'SELECT count(*) FROM "{name}"').fetchall()[0][0]
+                    report.row_counts[name] = rows
+                    log(f"  {name:<20} {rows:>12,} rows  {took:6.2f} s")
                 else:
-                    log(f"  {table_name(model):<20} {'':>17} {took:6.2f} s")
-                if table_name(model) == "rejected_rows":
-                    # Fail fast, before the splits and matrices: on ml-32m those take most of the time.
-                    report.rejected = _check_rejections(con, layout, options.max_bad_rows)
-                    if report.row_counts["ratings"] == 0:
-                        raise EtlError(f"{layout.files['ratings']}: no ratings to load")
+                    log(f"  {name:<20} {'':>17} {took:6.2f} s")
+            workers.check()
+            names = {model.name for model in stage.models}
+            built |= names
+            # Fail fast, before the splits and matrices: on ml-32m those take most of the time.
+            if "rejected_rows" in names:
+                report.rejected = _check_rejections(con, layout, options.max_bad_rows)
+            # After the bad rows, which say why there are none.
+            just_built = {"rejected_rows", "ratings"} & names
+            if just_built and {"rejected_rows", "ratings"} <= built and report.row_counts["ratings"] == 0:
+                raise EtlError(f"{layout.files['ratings']}: no ratings to load")
+        workers.finish()
+        workers.close()
         with writer_lock(warehouse, options.lock_wait_seconds):
             carry_over(con, warehouse, options.lock_wait_seconds, log)
             for model in META_MODELS:
@@ -115,6 +138,7 @@ def build_warehouse(
             con.close()
             swap_in(building, warehouse)
     except BaseException as error:
+        workers.close()
         con.close()
         remove(building)
         if isinstance(error, (duckdb.Error, OSError)):  # a full disk at the checkpoint, say: no traceback
@@ -123,45 +147,132 @@ def build_warehouse(
     return report
 
 
-def _stages(models: list[Path]) -> list[list[Path]]:
-    """The models in run order, one stage each, except that the features/ models (the matrices) form one
-    stage: each reads only the splits, and each alone keeps about one core busy (list sorts over few,
-    long rows), so they are built side by side."""
-    stages: list[list[Path]] = []
-    for model in models:
-        if stages and model.parent.name == "features" and stages[-1][0].parent.name == "features":
-            stages[-1].append(model)
-        else:
-            stages.append([model])
-    return stages
+class _Workers:
+    """The connections (cursors) that work beside the build's own: model workers, and the column tests.
+
+    A model worker is opened when a stage first needs it and kept until the build ends: the variables are
+    set on it once, and a macro file is run on it once, before the first model there that reads it (macros
+    are TEMP: each connection has its own).
+
+    The tests of stored tables run on a connection of their own, one after another in the background,
+    each as soon as the stage that makes it ready starts: nothing waits for a test, so it takes the cores
+    that the models leave idle, and only the end of the build waits for them all. The first failure stops
+    them; the build raises it after the stage it happened in."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, set_variables: Callable[[duckdb.DuckDBPyConnection], None]):
+        self._con = con
+        self._set_variables = set_variables
+        self._cursors: list[tuple[duckdb.DuckDBPyConnection, set[str]]] = []
+        self._tests: queue.SimpleQueue[tuple[Model, ColumnTest] | None] = queue.SimpleQueue()
+        self._tester: threading.Thread | None = None
+        self._tester_connection: duckdb.DuckDBPyConnection | None = None
+        self._failure: BaseException | None = None
+        self._cancelled = False
+
+    def get(self, n: int) -> tuple[duckdb.DuckDBPyConnection, set[str]]:
+        """Model worker ``n`` and the names of the macro files run on it."""
+        while len(self._cursors) <= n:
+            cursor = self._con.cursor()
+            self._set_variables(cursor)
+            self._cursors.append((cursor, set()))
+        return self._cursors[n]
+
+    def test(self, tests: list[tuple[Model, ColumnTest]]) -> None:
+        """Queue column tests of stored tables (they run in the order queued)."""
+        if self._tester is None and tests:
+            self._tester_connection = self._con.cursor()
+            self._tester = threading.Thread(target=self._run_tests, args=(self._tester_connection,), daemon=True)
+            self._tester.start()
+        for item in tests:
+            self._tests.put(item)
+
+    def _run_tests(self, cursor: duckdb.DuckDBPyConnection) -> None:
+        with cursor:
+            while (item := self._tests.get()) is not None:
+                if self._failure is None and not self._cancelled:
+                    model, test = item
+                    try:
+                        run_test(cursor, model.file, table_name(model), test, key_of(model.tests))
+                    except BaseException as error:  # raised in the build's thread by check()
+                        if not self._cancelled:  # an interrupted test is no failure
+                            self._failure = error
+
+    def check(self) -> None:
+        """Raise the first test failure, if there was one."""
+        if self._failure is not None:
+            raise self._failure
+
+    def finish(self) -> None:
+        """Wait for the queued tests, then raise the first failure."""
+        self._stop_tester()
+        self.check()
+
+    def close(self) -> None:
+        """Stop the tests (the one running is interrupted), and close the connections."""
+        self._cancelled = True
+        if self._tester is not None and self._tester_connection is not None:
+            self._tester_connection.interrupt()
+        self._stop_tester()
+        for cursor, _ in self._cursors:
+            cursor.close()
+        self._cursors.clear()
+
+    def _stop_tester(self) -> None:
+        if self._tester is not None:
+            self._tests.put(None)
+            self._tester.join()
+            self._tester = None
 
 
 def _run_stage(
-    con: duckdb.DuckDBPyConnection, stage: list[Path], models: list[Path], input_dir: Path,
-    set_variables: Callable[[duckdb.DuckDBPyConnection], None],
-) -> list[float]:
-    """Run a stage's models, side by side when there are several; the seconds each took."""
-    if len(stage) == 1:
-        return [_run_model(con, stage[0], input_dir)]
+    con: duckdb.DuckDBPyConnection, stage: Stage, models: list[Model], input_dir: Path, workers: _Workers
+) -> dict[str, float]:
+    """Run a stage's models, side by side where they can be, and its column tests; the seconds each model took.
 
-    def run_on_own_connection(model: Path) -> float:
-        # A cursor is a connection of its own: the variables and TEMP macros are set on it again.
-        with con.cursor() as cursor:
-            set_variables(cursor)
-            for macro in (m for m in models if m.parent.name == "macros"):
-                cursor.execute(macro.read_text())
-            return _run_model(cursor, model, input_dir)
+    The build's connection runs, one after another, the models that build or read TEMP tables and views
+    (only it sees those) and the first of the others, then the tests of TEMP tables. Each further model runs
+    on a worker of its own: DuckDB releases the GIL while it works, and a query that keeps only a few cores
+    busy (the matrices' list sorts over few, long rows) leaves the others to the rest of the stage. The
+    tests of stored tables go to the background (_Workers)."""
+    workers.test([(m, test) for m, test in stage.tests if not m.builds_temp])
+    apart = [m for m in stage.models if runs_apart(m, models)]
+    on_build = [m for m in stage.models if m not in apart] + apart[:1]
+    apart = apart[1:]
+    tests_on_build = [(m, test) for m, test in stage.tests if m.builds_temp]
+    seconds: dict[str, float] = {}
 
-    with ThreadPoolExecutor(len(stage)) as pool:  # DuckDB releases the GIL while it works
-        return list(pool.map(run_on_own_connection, stage))
+    def on_build_connection() -> None:
+        for model in on_build:
+            seconds[model.name] = _run_model(con, model, input_dir)
+        for model, test in tests_on_build:
+            run_test(con, model.file, table_name(model), test, key_of(model.tests))
+
+    def on_worker(n: int, model: Model) -> None:
+        cursor, macros_run = workers.get(n)
+        for macro in macros_for(model, models):
+            if macro.name not in macros_run:
+                _run_model(cursor, macro, input_dir)
+                macros_run.add(macro.name)
+        seconds[model.name] = _run_model(cursor, model, input_dir)
+
+    if not apart:
+        on_build_connection()
+        return seconds
+    for n in range(len(apart)):
+        workers.get(n)  # opened here, not in the threads: the variables are set on one connection at a time
+    with ThreadPoolExecutor(1 + len(apart)) as pool:  # DuckDB releases the GIL while it works
+        tasks = [pool.submit(on_build_connection), *(pool.submit(on_worker, n, m) for n, m in enumerate(apart))]
+    for task in tasks:
+        task.result()  # the first failure, in the order above
+    return seconds
 
 
-def _run_model(con: duckdb.DuckDBPyConnection, model: Path, input_dir: Path) -> float:
+def _run_model(con: duckdb.DuckDBPyConnection, model: Model, input_dir: Path) -> float:
     started = time.perf_counter()
     try:
-        con.execute(model.read_text())
+        con.execute(model.sql)
     except duckdb.Error as error:
-        raise EtlError(f"sql/{model.relative_to(SQL_DIR)} failed on {input_dir}: {error}") from error
+        raise EtlError(f"{model.file} failed on {input_dir}: {error}") from error
     return time.perf_counter() - started
 
 
@@ -256,9 +367,18 @@ def _record_run(
     con.execute(
         "INSERT INTO etl_runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
-            run_id, started_at, datetime.now(timezone.utc).replace(tzinfo=None), report.seconds,
-            str(input_dir.resolve()), layout.name, json.dumps(asdict(options)),
-            counts["ratings"], counts["movies"], counts["users"], report.rejected, duckdb.__version__,
+            run_id,
+            started_at,
+            datetime.now(UTC).replace(tzinfo=None),
+            report.seconds,
+            str(input_dir.resolve()),
+            layout.name,
+            json.dumps(asdict(options)),
+            counts["ratings"],
+            counts["movies"],
+            counts["users"],
+            report.rejected,
+            duckdb.__version__,
         ],
     )
     for f in inputs:

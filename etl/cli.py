@@ -9,7 +9,6 @@ import typer
 
 from etl.build import EtlOptions, build_warehouse
 from etl.datasets import KNOWN_DATASETS, SyntheticLayout
-from etl.errors import EtlError
 from etl.export import export_features
 from warehouse.errors import WarehouseError
 from warehouse.swap import DEFAULT_STORAGE_VERSION, StorageVersion
@@ -25,7 +24,8 @@ app = typer.Typer(
 @app.callback()
 def main(
     version: Annotated[
-        bool, typer.Option("--version", callback=print_version("etl"), is_eager=True, help="Print the version and exit.")
+        bool,
+        typer.Option("--version", callback=print_version("etl"), is_eager=True, help="Print the version and exit."),
     ] = False,
 ) -> None:
     """Load MovieLens files into the DuckDB warehouse: validate, split, and build the rating matrices."""
@@ -68,7 +68,9 @@ def build(
     seed: Annotated[int, typer.Option(help="The seed of the random split and of every validation slice.")] = 42,
     test_fraction: Annotated[
         float,
-        typer.Option(callback=_fraction, help="The share of ratings held out for testing by the random and temporal splits."),
+        typer.Option(
+            callback=_fraction, help="The share of ratings held out for testing by the random and temporal splits."
+        ),
     ] = 0.1,
     validation_fraction: Annotated[
         float,
@@ -137,12 +139,44 @@ def build(
 
 @app.command()
 def generate(
-    output: Annotated[Path, typer.Option("--output", help="The folder to write the MovieLens files into (created if missing; files of the same names are replaced).")],
-    ratings: Annotated[int, typer.Option(min=1, help="How many ratings to write (e.g. 32000000 for an ml-32m-sized set).")],
-    users: Annotated[Optional[int], typer.Option(min=1, help="How many users (each rates 20 or more movies). Default: one per 160 ratings, as in ml-32m.", show_default=False)] = None,
-    movies: Annotated[Optional[int], typer.Option(min=1, help="How many movies in the catalogue. Default: 1.1 x ratings^0.65, which gives about ml-100k's catalogue at 100,000 ratings and ml-32m's at 32 M.", show_default=False)] = None,
-    layout: Annotated[SyntheticLayout, typer.Option(help="The file layout. csv writes ratings.csv and movies.csv in half stars (ml-32m); dat writes ratings.dat, movies.dat and users.dat in whole stars, latin-1 (ml-1m).")] = "csv",
-    seed: Annotated[int, typer.Option(help="The seed: the same options and seed always write byte-identical files.")] = 0,
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output",
+            help="The folder to write the MovieLens files into (created if missing; files of the same names are "
+            "replaced).",
+        ),
+    ],
+    ratings: Annotated[
+        int, typer.Option(min=1, help="How many ratings to write (e.g. 32000000 for an ml-32m-sized set).")
+    ],
+    users: Annotated[
+        Optional[int],
+        typer.Option(
+            min=1,
+            help="How many users (each rates 20 or more movies). Default: one per 160 ratings, as in ml-32m.",
+            show_default=False,
+        ),
+    ] = None,
+    movies: Annotated[
+        Optional[int],
+        typer.Option(
+            min=1,
+            help="How many movies in the catalogue. Default: 1.1 x ratings^0.65, which gives about ml-100k's "
+            "catalogue at 100,000 ratings and ml-32m's at 32 M.",
+            show_default=False,
+        ),
+    ] = None,
+    layout: Annotated[
+        SyntheticLayout,
+        typer.Option(
+            help="The file layout. csv writes ratings.csv and movies.csv in half stars (ml-32m); dat writes "
+            "ratings.dat, movies.dat and users.dat in whole stars, latin-1 (ml-1m)."
+        ),
+    ] = "csv",
+    seed: Annotated[
+        int, typer.Option(help="The seed: the same options and seed always write byte-identical files.")
+    ] = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
 ) -> None:
     """Write synthetic MovieLens files of any size with the real data's shape, for scale tests."""
@@ -151,25 +185,39 @@ def generate(
         if not quiet:
             typer.echo(message, err=True)
 
-    from etl.generate import GenerateOptions, generate as generate_files  # numpy and polars: 0.2 s to import
+    from etl.generate import GenerateOptions  # numpy and polars: 0.2 s to import
+    from etl.generate import generate as generate_files
 
     try:
         report = generate_files(GenerateOptions(ratings, users, movies, layout, seed), output, log=log)
     except WarehouseError as error:
         typer.echo(f"etl: error: {error}", err=True)
         raise typer.Exit(1) from error
-    log(f"{report.folder}: {report.n_ratings:,} ratings, {report.n_users:,} users, {report.n_movies:,} movies; "
-        + ", ".join(f"{name} ({size:,} bytes)" for name, size in report.files.items()))
+    log(
+        f"{report.folder}: {report.n_ratings:,} ratings, {report.n_users:,} users, {report.n_movies:,} movies; "
+        + ", ".join(f"{name} ({size:,} bytes)" for name, size in report.files.items())
+    )
 
 
 @app.command()
 def export(
-    output: Annotated[Path, typer.Option("--output", help="The folder to write the Parquet files into; replaced whole once every file is written.")],
-    warehouse: Annotated[Path, typer.Option(envvar="WAREHOUSE", help="The DuckDB warehouse built by `etl build`; it is only read.")] = Path("warehouse.duckdb"),
-    lock_wait: Annotated[float, typer.Option(min=0, help="Seconds to wait for another process to release the warehouse before giving up.")] = 30.0,
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output", help="The folder to write the Parquet files into; replaced whole once every file is written."
+        ),
+    ],
+    warehouse: Annotated[
+        Path, typer.Option(envvar="WAREHOUSE", help="The DuckDB warehouse built by `etl build`; it is only read.")
+    ] = Path("warehouse.duckdb"),
+    lock_wait: Annotated[
+        float,
+        typer.Option(min=0, help="Seconds to wait for another process to release the warehouse before giving up."),
+    ] = 30.0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
 ) -> None:
-    """Write the feature tables (user and movie matrices, splits, indexes, dataset, movies) as Parquet, the per-split tables hive-partitioned by split, for other engines and for `trainer run --features`."""
+    """Write the feature tables (user and movie matrices, splits, indexes, dataset, movies) as Parquet, the
+    per-split tables hive-partitioned by split, for other engines and for `trainer run --features`."""
     try:
         rows = export_features(warehouse, output, lock_wait)
     except WarehouseError as error:

@@ -12,13 +12,14 @@ import os
 import shutil
 from pathlib import Path
 
-import duckdb
-
 from etl.errors import EtlError
 from warehouse.connect import DEFAULT_LOCK_WAIT_SECONDS, connect
 from warehouse.features import TABLES
 
-def export_features(warehouse: Path, output: Path, lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS) -> dict[str, int]:
+
+def export_features(
+    warehouse: Path, output: Path, lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS
+) -> dict[str, int]:
     """Write TABLES of ``warehouse`` under ``output`` (replaced whole, only once every file is written).
 
     Returns the rows written per table.

@@ -39,16 +39,82 @@ HALF_STAR_SHARES = {0.5: 0.0137, 1.0: 0.0279, 1.5: 0.0178, 2.0: 0.0749, 2.5: 0.0
                     3.5: 0.1304, 4.0: 0.2660, 4.5: 0.0848, 5.0: 0.1306}  # fmt: skip
 WHOLE_STAR_SHARES = {1.0: 0.0562, 2.0: 0.1075, 3.0: 0.2612, 4.0: 0.3489, 5.0: 0.2262}
 
-GENRES = ("Action Adventure Animation Children Comedy Crime Documentary Drama Fantasy Film-Noir Horror IMAX "
-          "Musical Mystery Romance Sci-Fi Thriller War Western").split()  # fmt: skip
+GENRES = [
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Film-Noir",
+    "Horror",
+    "IMAX",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
+]
 # How common each genre is (roughly ml-32m's counts of movies per genre): Drama and Comedy lead.
 GENRE_WEIGHTS = np.array([9, 6, 4, 4, 23, 6, 6, 34, 4, 1, 8, 0.3, 2, 3, 10, 4, 12, 2, 1], dtype=np.float64)
 # Title words; a few accented (latin-1 in .dat files) and a few titles carry commas or quotes, which
 # the CSV layout must quote and the ETL must parse.
-ADJECTIVES = ("Silent Last Dark Broken Golden Hidden Lost Wild Crimson Frozen Secret Little Burning Electric "
-              "Lonely Eternal Midnight Savage Bitter Distant Amélie's Señor Café").split()  # fmt: skip
-NOUNS = ("River Kingdom Summer Road Garden Dream Storm Mirror City Heart Stranger Empire Island Shadow Promise "
-         "Harbor Machine Frontier Night Letter Dance Fortune Château Naïve").split()  # fmt: skip
+ADJECTIVES = [
+    "Silent",
+    "Last",
+    "Dark",
+    "Broken",
+    "Golden",
+    "Hidden",
+    "Lost",
+    "Wild",
+    "Crimson",
+    "Frozen",
+    "Secret",
+    "Little",
+    "Burning",
+    "Electric",
+    "Lonely",
+    "Eternal",
+    "Midnight",
+    "Savage",
+    "Bitter",
+    "Distant",
+    "Amélie's",
+    "Señor",
+    "Café",
+]
+NOUNS = [
+    "River",
+    "Kingdom",
+    "Summer",
+    "Road",
+    "Garden",
+    "Dream",
+    "Storm",
+    "Mirror",
+    "City",
+    "Heart",
+    "Stranger",
+    "Empire",
+    "Island",
+    "Shadow",
+    "Promise",
+    "Harbor",
+    "Machine",
+    "Frontier",
+    "Night",
+    "Letter",
+    "Dance",
+    "Fortune",
+    "Château",
+    "Naïve",
+]
 AGES = np.array([1, 18, 25, 35, 45, 50, 56])  # ml-1m's age bracket codes
 AGE_SHARES = np.array([0.037, 0.183, 0.347, 0.197, 0.091, 0.082, 0.063])
 
@@ -86,7 +152,9 @@ class GenerateReport:
     n_movies: int
 
 
-def generate(options: GenerateOptions, folder: Path, log: Callable[[str], None] = lambda message: None) -> GenerateReport:
+def generate(
+    options: GenerateOptions, folder: Path, log: Callable[[str], None] = lambda message: None
+) -> GenerateReport:
     """Write a synthetic MovieLens folder; files appear only once complete (written aside, then renamed)."""
     _check(options)
     folder.mkdir(parents=True, exist_ok=True)
@@ -118,13 +186,17 @@ def _check(options: GenerateOptions) -> None:
     if options.layout not in SYNTHETIC_LAYOUTS:
         raise EtlError(f"layout must be one of {', '.join(SYNTHETIC_LAYOUTS)}, not {options.layout!r}")
     if options.n_movies < 3 * MIN_USER_RATINGS:
-        raise EtlError(f"at least {3 * MIN_USER_RATINGS} movies are needed (each user rates {MIN_USER_RATINGS} "
-                       f"or more, at most a third of the catalogue), not {options.n_movies}")
+        raise EtlError(
+            f"at least {3 * MIN_USER_RATINGS} movies are needed (each user rates {MIN_USER_RATINGS} "
+            f"or more, at most a third of the catalogue), not {options.n_movies}"
+        )
     low, high = options.n_users * MIN_USER_RATINGS, options.n_users * options.max_user_ratings
     if not low <= options.ratings <= high:
-        raise EtlError(f"{options.ratings:,} ratings cannot be spread over {options.n_users:,} users with "
-                       f"{MIN_USER_RATINGS} to {options.max_user_ratings:,} ratings each "
-                       f"({low:,} to {high:,} ratings): change --users or --movies")
+        raise EtlError(
+            f"{options.ratings:,} ratings cannot be spread over {options.n_users:,} users with "
+            f"{MIN_USER_RATINGS} to {options.max_user_ratings:,} ratings each "
+            f"({low:,} to {high:,} ratings): change --users or --movies"
+        )
 
 
 @dataclass
@@ -170,8 +242,12 @@ class _World:
     def score(self, rng: np.random.Generator, users: np.ndarray, movies: np.ndarray) -> np.ndarray:
         """A latent liking of each (user, movie): biases, shared tastes and noise."""
         taste = np.einsum("ij,ij->i", self.user_taste[users], self.movie_taste[movies]) / math.sqrt(LATENT_DIM)
-        return (0.45 * self.user_bias[users] + 0.55 * self.movie_bias[movies] + 0.5 * taste
-                + 0.5 * rng.standard_normal(users.size))
+        return (
+            0.45 * self.user_bias[users]
+            + 0.55 * self.movie_bias[movies]
+            + 0.5 * taste
+            + 0.5 * rng.standard_normal(users.size)
+        )
 
 
 def _user_counts(rng: np.random.Generator, options: GenerateOptions) -> np.ndarray:
@@ -204,9 +280,14 @@ def _rating_blocks(options: GenerateOptions, world: _World) -> Iterator[pl.DataF
         span = np.minimum(rng.exponential(365 * 86400, end - start), LAST_SECOND - first)
         local = users - start
         when = first[local] + (rng.random(users.size) * span[local]).astype(np.int64)
-        yield pl.DataFrame({
-            "userId": users + 1, "movieId": world.movie_ids[movies], "rating": rating, "timestamp": when,
-        })
+        yield pl.DataFrame(
+            {
+                "userId": users + 1,
+                "movieId": world.movie_ids[movies],
+                "rating": rating,
+                "timestamp": when,
+            }
+        )
 
 
 def _sample_movies(rng: np.random.Generator, counts: np.ndarray, cdf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -260,8 +341,9 @@ def _write_ratings(block: pl.DataFrame, f, csv: bool) -> None:
         # Half stars written as ml-32m writes them: 4.0, 3.5.
         block.with_columns(pl.col("rating").round(1)).write_csv(f, include_header=False, float_precision=1)
     else:
-        line = pl.concat_str([pl.col("userId"), pl.col("movieId"), pl.col("rating").cast(pl.Int64),
-                              pl.col("timestamp")], separator="::")
+        line = pl.concat_str(
+            [pl.col("userId"), pl.col("movieId"), pl.col("rating").cast(pl.Int64), pl.col("timestamp")], separator="::"
+        )
         block.select(line).write_csv(f, include_header=False, quote_style="never")
 
 
@@ -310,13 +392,23 @@ def _write_users(options: GenerateOptions, world: _World, path: Path) -> None:
     """users.dat: UserID::Gender::Age::Occupation::Zip-code, with ml-1m's codes and proportions."""
     rng = np.random.default_rng([options.seed, 3])
     n = options.n_users
-    frame = pl.DataFrame({
-        "user": np.arange(1, n + 1),
-        "gender": np.where(rng.random(n) < 0.717, "M", "F"),
-        "age": rng.choice(AGES, n, p=AGE_SHARES / AGE_SHARES.sum()),
-        "occupation": rng.integers(0, 21, n),
-        "zip": rng.integers(0, 100_000, n),
-    })
-    line = pl.concat_str([pl.col("user"), pl.col("gender"), pl.col("age"), pl.col("occupation"),
-                          pl.col("zip").cast(pl.String).str.zfill(5)], separator="::")
+    frame = pl.DataFrame(
+        {
+            "user": np.arange(1, n + 1),
+            "gender": np.where(rng.random(n) < 0.717, "M", "F"),
+            "age": rng.choice(AGES, n, p=AGE_SHARES / AGE_SHARES.sum()),
+            "occupation": rng.integers(0, 21, n),
+            "zip": rng.integers(0, 100_000, n),
+        }
+    )
+    line = pl.concat_str(
+        [
+            pl.col("user"),
+            pl.col("gender"),
+            pl.col("age"),
+            pl.col("occupation"),
+            pl.col("zip").cast(pl.String).str.zfill(5),
+        ],
+        separator="::",
+    )
     frame.select(line).write_csv(path, include_header=False, quote_style="never")

@@ -95,11 +95,14 @@ def detect_newline(path: Path) -> str:
                 consistent = b"\r" not in chunk  # one memchr: the common case costs next to nothing
             if not consistent:
                 odd = _ODD_ENDING[bool(crlf)].search(chunk)
+                assert odd is not None, "a chunk that is not consistent holds an odd ending"
                 convention = "CR LF" if crlf else "LF"
                 found = "a lone CR" if odd.group() == b"\r" else ("an LF ending" if crlf else "a CR LF ending")
-                raise EtlError(f"{path}, line {_line_at(path, offset + odd.start())}: {found} where the file's "
-                               f"lines end with {convention} (mixed line endings are not read reliably); convert "
-                               "the file to one convention")
+                raise EtlError(
+                    f"{path}, line {_line_at(path, offset + odd.start())}: {found} where the file's "
+                    f"lines end with {convention} (mixed line endings are not read reliably); convert "
+                    "the file to one convention"
+                )
             offset += len(chunk)
     return r"\r\n" if crlf else r"\n"
 

@@ -14,8 +14,8 @@ import pytest
 
 from etl import build as build_module
 from etl.build import EtlOptions, build_warehouse
-from warehouse.errors import WarehouseError
 from etl.errors import EtlError
+from warehouse.errors import WarehouseError
 from warehouse.sql import SQL_DIR
 
 RUN_TABLES = {"etl_runs", "etl_run_files"}  # they record times and ids: excluded from determinism checks
@@ -48,7 +48,9 @@ def previous(movielens, tmp_path) -> tuple[Path, Path]:
             "rmse DOUBLE CHECK (rmse >= 0))"
         )
         con.execute("INSERT INTO runs (model, rmse) VALUES ('autorec', 0.91), ('mf', 0.87)")
-        con.execute("CREATE TABLE predictions (run_id INTEGER REFERENCES runs (run_id), user_id INTEGER, movie_id INTEGER, rating FLOAT)")
+        con.execute(
+            "CREATE TABLE predictions (run_id INTEGER REFERENCES runs (run_id), user_id INTEGER, movie_id INTEGER, rating FLOAT)"
+        )
         con.execute("INSERT INTO predictions VALUES (1, 1, 2, 3.5), (2, 1, 2, 3.75)")
         con.execute("CREATE INDEX predictions_user ON predictions (user_id)")
         # As an analyst might: a table and views, one on top of another created before it.
@@ -90,7 +92,10 @@ def test_rebuild_keeps_other_tables_and_views(previous, query):
     folder, warehouse = previous
     build_warehouse(folder, warehouse)
 
-    assert query(warehouse, "SELECT run_id, model, rmse FROM runs ORDER BY run_id") == [(1, "autorec", 0.91), (2, "mf", 0.87)]
+    assert query(warehouse, "SELECT run_id, model, rmse FROM runs ORDER BY run_id") == [
+        (1, "autorec", 0.91),
+        (2, "mf", 0.87),
+    ]
     assert query(warehouse, "SELECT * FROM predictions ORDER BY run_id") == [(1, 1, 2, 3.5), (2, 1, 2, 3.75)]
     assert query(warehouse, "SELECT * FROM zz_notes") == [("Heat is underrated",)]
     assert query(warehouse, "SELECT * FROM best_model") == [("mf",)]
@@ -146,7 +151,9 @@ def test_broken_view_stops_the_rebuild_and_says_which(previous):
         con.execute("CREATE VIEW scratch_view AS SELECT x FROM scratch")
         con.execute("DROP TABLE scratch")  # DuckDB allows it; the view is left dangling
     before = sha256(warehouse)
-    with pytest.raises(WarehouseError, match=f"^{warehouse}: cannot keep the view scratch_view of the existing warehouse"):
+    with pytest.raises(
+        WarehouseError, match=f"^{warehouse}: cannot keep the view scratch_view of the existing warehouse"
+    ):
         build_warehouse(folder, warehouse)
     assert sha256(warehouse) == before
     assert leftovers(warehouse.parent) == []
@@ -165,7 +172,9 @@ def test_run_history_accumulates(movielens, tmp_path, query):
     assert query(warehouse, "SELECT DISTINCT layout, n_ratings, n_movies, n_users, n_rejected FROM etl_runs") == [
         ("ml-1m", 12, 5, 5, 0)
     ]
-    files = query(warehouse, "SELECT DISTINCT role, file, bytes, sha256, encoding, newline FROM etl_run_files ORDER BY role")
+    files = query(
+        warehouse, "SELECT DISTINCT role, file, bytes, sha256, encoding, newline FROM etl_run_files ORDER BY role"
+    )
     assert files == [
         (role, str(folder / name), (folder / name).stat().st_size, sha256(folder / name), encoding, r"\n")
         # users.dat is plain ASCII, so it decodes as UTF-8; ratings are always read as latin-1.
@@ -174,7 +183,8 @@ def test_run_history_accumulates(movielens, tmp_path, query):
     ]  # fmt: skip
     # Carried over from run to run, etl_runs keeps its key.
     assert query(
-        warehouse, "SELECT count(*) FROM duckdb_constraints() WHERE table_name = 'etl_runs' AND constraint_type = 'PRIMARY KEY'"
+        warehouse,
+        "SELECT count(*) FROM duckdb_constraints() WHERE table_name = 'etl_runs' AND constraint_type = 'PRIMARY KEY'",
     ) == [(1,)]
     # A failed run is not recorded.
     break_ratings(folder)
@@ -203,7 +213,9 @@ def etl_tables(warehouse: Path) -> dict[str, list[tuple]]:
     """Every table the ETL builds, all rows, sorted by all columns."""
     with duckdb.connect(str(warehouse), read_only=True) as con:
         names = [row[0] for row in con.sql("SELECT table_name FROM duckdb_tables() ORDER BY 1").fetchall()]
-        return {name: con.sql(f'SELECT * FROM "{name}" ORDER BY ALL').fetchall() for name in names if name not in RUN_TABLES}
+        return {
+            name: con.sql(f'SELECT * FROM "{name}" ORDER BY ALL').fetchall() for name in names if name not in RUN_TABLES
+        }
 
 
 @pytest.fixture(scope="module")
@@ -238,7 +250,9 @@ def test_line_numbers_hold_across_a_large_file_read_on_every_core(tmp_path, quer
     """ratings_lines numbers a line by its stored position; a 12 MB file is read in several chunks at once,
     and each rating must still name its own line, blank lines counted."""
     n_users, n_movies = 1000, 500
-    lines = [f"{u}::{m}::{1 + (u * m) % 5}::9{u:04d}{m:04d}" for u in range(1, n_users + 1) for m in range(1, n_movies + 1)]
+    lines = [
+        f"{u}::{m}::{1 + (u * m) % 5}::9{u:04d}{m:04d}" for u in range(1, n_users + 1) for m in range(1, n_movies + 1)
+    ]
     for at in (1, 123_457, 250_001, 377_777):  # blank lines in several of DuckDB's 8 MB reading chunks
         lines.insert(at, "")
     folder = tmp_path / "ml-1m"

@@ -154,7 +154,9 @@ def test_the_rest_loads(all_bad_lines, query, layout):
         if line_no not in rejected and not line.startswith("userId"):
             user, movie, rating, _ = line.split(delimiter)
             expected.append((int(user), int(movie), float(rating), line_no))
-    assert query(warehouse, "SELECT user_id, movie_id, rating, source_line FROM ratings ORDER BY source_line") == expected
+    assert (
+        query(warehouse, "SELECT user_id, movie_id, rating, source_line FROM ratings ORDER BY source_line") == expected
+    )
     assert query(warehouse, "SELECT count(*) FROM movies") == [(5,)]
 
 

@@ -32,14 +32,20 @@ def test_build(movielens, tmp_path, query):
     assert result.exit_code == 0, result.output
     assert f"{warehouse}: 12 ratings, 5 users, 5 movies, 0 rejected rows, in " in result.output
     assert query(warehouse, "SELECT options FROM etl_runs") == [
-        ('{"max_bad_rows": 0, "split_seed": 7, "test_fraction": 0.2, "validation_fraction": 0.1, "lock_wait_seconds": 30.0, '
-         '"memory_limit_mb": 512, "storage_version": "v1.2.0"}',)
+        (
+            '{"max_bad_rows": 0, "split_seed": 7, "test_fraction": 0.2, "validation_fraction": 0.1, "lock_wait_seconds": 30.0, '
+            '"memory_limit_mb": 512, "storage_version": "v1.2.0"}',
+        )
     ]
-    assert query(warehouse, "SELECT description FROM splits WHERE split = 'random'") == [("seeded random 20.0% test (seed 7)",)]
+    assert query(warehouse, "SELECT description FROM splits WHERE split = 'random'") == [
+        ("seeded random 20.0% test (seed 7)",)
+    ]
 
 
 def test_quiet_build_prints_nothing(movielens, tmp_path):
-    result = runner.invoke(app, ["build", "--input", str(movielens("ml-latest")), "--warehouse", str(tmp_path / "w.duckdb"), "-q"])
+    result = runner.invoke(
+        app, ["build", "--input", str(movielens("ml-latest")), "--warehouse", str(tmp_path / "w.duckdb"), "-q"]
+    )
     assert (result.exit_code, result.output) == (0, "")
 
 
@@ -75,7 +81,9 @@ def test_bad_row_is_one_plain_error(movielens, tmp_path):
      ("--max-bad-rows", "-1"), ("--seed", "abc"), ("--lock-wait", "-5"), ("--test-fraction", "a tenth")],
 )  # fmt: skip
 def test_bad_option_values(movielens, tmp_path, option, value):
-    result = runner.invoke(app, ["build", "--input", str(tmp_path), "--warehouse", str(tmp_path / "w.duckdb"), option, value])
+    result = runner.invoke(
+        app, ["build", "--input", str(tmp_path), "--warehouse", str(tmp_path / "w.duckdb"), option, value]
+    )
     assert result.exit_code == 2, result.output
     assert option in result.output
     assert "Traceback" not in result.output
@@ -92,5 +100,7 @@ def test_module_entry_point_exit_status(tmp_path):
     )
     assert result.returncode == 1
     assert result.stdout == ""
-    assert result.stderr == f"etl: error: {tmp_path}: not a MovieLens folder: found none of u.data (ml-100k), " \
-                            "ratings.dat (ml-1m, ml-10m) or ratings.csv (ml-latest, ml-20m, ml-25m, ml-32m)\n"
+    assert (
+        result.stderr == f"etl: error: {tmp_path}: not a MovieLens folder: found none of u.data (ml-100k), "
+        "ratings.dat (ml-1m, ml-10m) or ratings.csv (ml-latest, ml-20m, ml-25m, ml-32m)\n"
+    )

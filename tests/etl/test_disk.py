@@ -54,14 +54,27 @@ def test_read_only_file_system(previous, small_disk):
                       read_only=True)  # fmt: skip
     warehouse = disk / "w.duckdb"
     before = sha256(warehouse)
-    with pytest.raises(EtlError, match=rf"^{warehouse}: cannot create the new warehouse beside it: .*Read-only file system"):
+    with pytest.raises(
+        EtlError, match=rf"^{warehouse}: cannot create the new warehouse beside it: .*Read-only file system"
+    ):
         build_warehouse(folder, warehouse)
     assert sha256(warehouse) == before
 
 
 def etl_build_process(folder: Path, warehouse: Path, *, prefix: tuple[str, ...] = (), preexec_fn=None):
     """`etl build` in a child process (for limits set on that process alone)."""
-    command = [*prefix, sys.executable, "-m", "etl", "build", "--input", str(folder), "--warehouse", str(warehouse), "-q"]
+    command = [
+        *prefix,
+        sys.executable,
+        "-m",
+        "etl",
+        "build",
+        "--input",
+        str(folder),
+        "--warehouse",
+        str(warehouse),
+        "-q",
+    ]
     return subprocess.run(command, capture_output=True, text=True, preexec_fn=preexec_fn)
 
 

@@ -128,9 +128,7 @@ def test_checksum_mismatch_unpacks_nothing(served: tuple[Path, str], data_dir: P
 
 
 @pytest.mark.parametrize("evil_kind", ["dotdot", "absolute"])
-def test_escaping_member_is_refused(
-    served: tuple[Path, str], data_dir: Path, tmp_path: Path, evil_kind: str
-) -> None:
+def test_escaping_member_is_refused(served: tuple[Path, str], data_dir: Path, tmp_path: Path, evil_kind: str) -> None:
     root, url = served
     evil = "../evil" if evil_kind == "dotdot" else str(tmp_path / "abs-evil")
     # A good member first: a refusal must come before anything at all is written.

@@ -7,8 +7,8 @@ from typer.testing import CliRunner
 
 from etl.cli import app
 from etl.errors import EtlError
-from warehouse.errors import WarehouseError
 from etl.export import export_features
+from warehouse.errors import WarehouseError
 from warehouse.features import TABLES, open_features
 
 
@@ -23,8 +23,14 @@ def test_export_round_trips_every_table(warehouse, tmp_path, query):
     assert sorted(p.name for p in (output / "user_matrix").iterdir()) == ["split=random", "split=temporal"]
     con = open_features(output)
     for table in TABLES:
-        columns = ", ".join(name for (name,) in query(
-            warehouse, "SELECT column_name FROM duckdb_columns() WHERE table_name = ? ORDER BY column_index", [table]))
+        columns = ", ".join(
+            name
+            for (name,) in query(
+                warehouse,
+                "SELECT column_name FROM duckdb_columns() WHERE table_name = ? ORDER BY column_index",
+                [table],
+            )
+        )
         original = query(warehouse, f"SELECT {columns} FROM {table} ORDER BY ALL")
         assert con.execute(f"SELECT {columns} FROM {table} ORDER BY ALL").fetchall() == original, table
         assert rows[table] == len(original)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -87,8 +86,22 @@ def _field(lines, sep, data, i, value):
 
 
 def _huge_number(lines, sep, data, i):
-    huge = data.draw(st.sampled_from([b"2147483648", b"9" * 20, b"1" + b"0" * 40, b"1e308", b"-1e309", b"inf",
-                                      b"9223372036854775808", b"4.0000000000000000001", b"0x10", b"1_000"]))
+    huge = data.draw(
+        st.sampled_from(
+            [
+                b"2147483648",
+                b"9" * 20,
+                b"1" + b"0" * 40,
+                b"1e308",
+                b"-1e309",
+                b"inf",
+                b"9223372036854775808",
+                b"4.0000000000000000001",
+                b"0x10",
+                b"1_000",
+            ]
+        )
+    )
     _field(lines, sep, data, i, lambda _: huge)
 
 
@@ -137,8 +150,13 @@ def sha256(path: Path) -> str:
 
 
 @pytest.mark.slow
-@settings(max_examples=500, deadline=None, derandomize=True, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=500,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 @given(data=st.data())
 def test_corrupt_input_loads_cleanly_or_fails_clearly(originals, data):
     layout = data.draw(st.sampled_from(sorted(LAYOUTS)), label="layout")

@@ -51,10 +51,13 @@ def test_generated_folder_passes_strict_etl(tmp_path, query, layout, expected_la
     assert per_user[0] >= 20 and per_user[1] <= report.n_movies // 3
     assert per_user[1] > 4 * 160  # a long tail of busy users, not everyone at the mean
     # Long-tailed popularity: the busiest tenth of the movies holds far more than a tenth of the ratings.
-    top_share = query(warehouse, """
+    top_share = query(
+        warehouse,
+        """
         SELECT sum(n) FILTER (WHERE rank <= (SELECT count(*) FROM movies) / 10) / sum(n)
         FROM (SELECT count(*) AS n, row_number() OVER (ORDER BY count(*) DESC) AS rank FROM ratings GROUP BY movie_id)
-    """)[0][0]
+    """,
+    )[0][0]
     assert top_share > 0.3
     shares = dict(query(warehouse, "SELECT rating, count(*) / sum(count(*)) OVER () FROM ratings GROUP BY rating"))
     assert sorted(shares) == stars
@@ -63,7 +66,9 @@ def test_generated_folder_passes_strict_etl(tmp_path, query, layout, expected_la
         assert shares[star] == pytest.approx(share, abs=0.01)
     assert query(warehouse, "SELECT count(*) FROM movies WHERE year IS NULL OR len(genres) > 3") == [(0,)]
     assert query(warehouse, "SELECT count(*) FROM movies WHERE title LIKE '%é%'")[0][0] > 0  # latin-1 read right
-    assert query(warehouse, "SELECT min(rated_at) >= '1996-01-01', max(rated_at) < '2023-10-14' FROM ratings") == [(True, True)]
+    assert query(warehouse, "SELECT min(rated_at) >= '1996-01-01', max(rated_at) < '2023-10-14' FROM ratings") == [
+        (True, True)
+    ]
 
 
 def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path):
@@ -91,6 +96,8 @@ def test_cli_generate(tmp_path):
     assert "5,000 ratings, 31 users, 600 movies" in result.output
     assert sum(1 for _ in (tmp_path / "g" / "ratings.dat").open()) == 5000
 
-    result = CliRunner().invoke(app, ["generate", "--output", str(tmp_path / "h"), "--ratings", "10", "--layout", "xml"])
+    result = CliRunner().invoke(
+        app, ["generate", "--output", str(tmp_path / "h"), "--ratings", "10", "--layout", "xml"]
+    )
     assert result.exit_code == 2  # a usage error, naming the choices
     assert "'xml' is not one of 'csv', 'dat'" in result.output

@@ -52,7 +52,9 @@ def test_input_folder_from_the_environment(movielens, tmp_path):
     hostile = folder.parent / PAYLOAD
     folder.rename(hostile)
     warehouse = tmp_path / f"{PAYLOAD}.duckdb"
-    result = CliRunner().invoke(app, ["build", "--quiet"], env={"MOVIELENS_DIR": str(hostile), "WAREHOUSE": str(warehouse)})
+    result = CliRunner().invoke(
+        app, ["build", "--quiet"], env={"MOVIELENS_DIR": str(hostile), "WAREHOUSE": str(warehouse)}
+    )
     assert result.exit_code == 0, result.output
     assert_untouched(warehouse)
 
@@ -67,7 +69,9 @@ def test_warehouse_path_named_like_sql(movielens, tmp_path):
     assert sorted(p.name for p in warehouse.parent.iterdir()) == [warehouse.name]
 
 
-@pytest.mark.parametrize("option", ["--max-bad-rows", "--seed", "--test-fraction", "--validation-fraction", "--lock-wait"])
+@pytest.mark.parametrize(
+    "option", ["--max-bad-rows", "--seed", "--test-fraction", "--validation-fraction", "--lock-wait"]
+)
 def test_numeric_options_refuse_text(movielens, tmp_path, option):
     result = etl("--input", str(movielens("ml-1m")), "--warehouse", str(tmp_path / "w.duckdb"), option, f"1; {PAYLOAD}")
     assert result.exit_code == 2 and "Invalid value" in result.output

@@ -38,7 +38,7 @@ def test_detect_encoding_and_newline(tmp_path):
     latin1 = tmp_path / "latin1.dat"
     latin1.write_bytes(f"3::{MISERABLES}::Drama\n".encode("latin-1"))
     utf8 = tmp_path / "utf8.dat"
-    utf8.write_bytes(f"3::{MISERABLES}::Drama\r\n".encode("utf-8"))
+    utf8.write_bytes(f"3::{MISERABLES}::Drama\r\n".encode())
     assert (detect_encoding(latin1), detect_newline(latin1)) == ("latin-1", r"\n")
     assert (detect_encoding(utf8), detect_newline(utf8)) == ("utf-8", r"\r\n")
 
@@ -67,9 +67,9 @@ def test_layout_loads(default_build, query):
     }
     scale = (1.0, 5.0, 1.0) if layout in ("ml-100k", "ml-1m") else (0.5, 5.0, 0.5)
     expected_layout = "ml-latest" if layout == "ml-latest" else layout
-    assert query(warehouse, "SELECT layout, rating_min, rating_max, rating_step, n_ratings, n_users, n_movies FROM dataset") == [
-        (expected_layout, *scale, 12, 4, 5)
-    ]
+    assert query(
+        warehouse, "SELECT layout, rating_min, rating_max, rating_step, n_ratings, n_users, n_movies FROM dataset"
+    ) == [(expected_layout, *scale, 12, 4, 5)]
     assert query(warehouse, "SELECT count(*) FROM rejected_rows") == [(0,)]
 
 
@@ -143,7 +143,11 @@ def test_years(movielens, etl_build, query):
     ]
     warehouse = etl_build(movielens("ml-latest", movies=movies))
     assert {m: year for m, (_, year, _) in movies_by_id(query, warehouse).items()} == {
-        1: 2006, 2: 1995, 3: 1995, 4: None, 5: 1995
+        1: 2006,
+        2: 1995,
+        3: 1995,
+        4: None,
+        5: 1995,
     }
 
 

@@ -43,7 +43,9 @@ def test_ml_1m(built, query):
         ("ml-1m", 1.0, 5.0, 1.0, 6_040, 3_650)
     ]
     # movies.dat is latin-1: both titles with é come out right.
-    assert query(warehouse, "SELECT movie_id, title, year, genres FROM movies WHERE title LIKE 'Mis_rables%' ORDER BY 1") == [
+    assert query(
+        warehouse, "SELECT movie_id, title, year, genres FROM movies WHERE title LIKE 'Mis_rables%' ORDER BY 1"
+    ) == [
         (73, "Misérables, Les (1995)", 1995, ["Drama", "Musical"]),
         (1873, "Misérables, Les (1998)", 1998, ["Drama"]),
     ]

@@ -40,7 +40,12 @@ def medium(movielens, etl_build) -> Path:
 
 
 def test_indexes_are_dense_from_zero_in_id_order(small, query):
-    assert query(small, "SELECT user_id, user_idx FROM user_index ORDER BY user_idx") == [(5, 0), (12, 1), (40, 2), (99, 3)]
+    assert query(small, "SELECT user_id, user_idx FROM user_index ORDER BY user_idx") == [
+        (5, 0),
+        (12, 1),
+        (40, 2),
+        (99, 3),
+    ]
     # Movie 40 was never rated: it is in movies, not in movie_index.
     assert query(small, "SELECT movie_id, movie_idx FROM movie_index ORDER BY movie_idx") == [
         (3, 0), (7, 1), (10, 2), (25, 3), (1000, 4)
@@ -53,7 +58,9 @@ def test_indexes_and_matrices_do_not_depend_on_file_order(movielens, etl_build, 
     random.Random(5).shuffle(shuffled)
     other = etl_build(movielens("ml-10m", ratings=shuffled, movies=MOVIES[::-1]), validation_fraction=0.3)
     for table in ("user_index", "movie_index", "user_matrix", "movie_matrix"):
-        assert query(other, f"SELECT * FROM {table} ORDER BY ALL") == query(small, f"SELECT * FROM {table} ORDER BY ALL")
+        assert query(other, f"SELECT * FROM {table} ORDER BY ALL") == query(
+            small, f"SELECT * FROM {table} ORDER BY ALL"
+        )
 
 
 def expected_rows(query, warehouse: Path, row_key: str, col_key: str) -> dict[tuple, tuple]:
@@ -88,7 +95,9 @@ def test_matrices_hold_exactly_the_split_ratings(request, query, fixture, table,
 @pytest.mark.parametrize("table, col", [("user_matrix", "movie_idx"), ("movie_matrix", "user_idx")])
 def test_empty_parts_are_empty_lists_not_null(medium, query, table, col):
     columns = [f"{part}_{col}" for part in PARTS] + [f"{part}_rating" for part in PARTS]
-    assert query(medium, f"SELECT count(*) FROM {table} WHERE " + " OR ".join(f"{c} IS NULL" for c in columns)) == [(0,)]
+    assert query(medium, f"SELECT count(*) FROM {table} WHERE " + " OR ".join(f"{c} IS NULL" for c in columns)) == [
+        (0,)
+    ]
     # ... and there are empty ones: a user with one rating has an empty part in every split.
     for part in PARTS:
         assert query(medium, f"SELECT count(*) > 0 FROM {table} WHERE len({part}_{col}) = 0") == [(True,)], part

@@ -1,4 +1,7 @@
 -- dataset: what was loaded, in one row: the layout, the rating scale the trainer clips to, sizes.
+-- depends_on: ratings, user_index, movie_index
+-- test: not_null(layout, fingerprint)
+-- test: accepted_values(layout, 'ml-100k', 'ml-1m', 'ml-10m', 'ml-latest')
 CREATE OR REPLACE TABLE dataset AS
 SELECT
     getvariable('dataset_name')              AS name,

@@ -1,6 +1,9 @@
 -- movies: the catalogue. grain: one row per movie; key: movie_id.
 -- year comes from the title's trailing "(1995)" (ml-latest has ranges such as "(2006–2007)": the first
 -- year), else from u.item's release date; genres is a list, empty for "(no genres listed)".
+-- depends_on: int_movies_checked
+-- test: unique(movie_id)
+-- test: not_null(movie_id, title, genres)
 CREATE OR REPLACE TABLE movies AS
 SELECT
     movie_id,

@@ -2,6 +2,10 @@
 -- as in I-AutoRec). Each part is a pair of aligned lists, user indexes ascending.
 -- grain: one row per (split, movie); key: (split, movie_idx). Movies with nothing in a part get empty lists.
 -- Built by matrix_rows (macros/matrix_rows.sql), as user_matrix is.
+-- depends_on: matrix_rows
+-- test: unique(split, movie_idx)
+-- test: not_null(split, movie_idx)
+-- test: relationships(movie_idx, movie_index.movie_idx)
 CREATE OR REPLACE TABLE movie_matrix AS
 SELECT
     split,

@@ -3,6 +3,10 @@
 -- Never a wide PIVOT: at ml-32m that would be 200,948 × 87,585 cells.
 -- grain: one row per (split, user); key: (split, user_idx). Users with nothing in a part get empty lists.
 -- Built by matrix_rows (macros/matrix_rows.sql), which sorts each user's ratings once for all splits.
+-- depends_on: matrix_rows
+-- test: unique(split, user_idx)
+-- test: not_null(split, user_idx)
+-- test: relationships(user_idx, user_index.user_idx)
 CREATE OR REPLACE TABLE user_matrix AS
 SELECT
     split,

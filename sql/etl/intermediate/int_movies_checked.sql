@@ -1,5 +1,6 @@
 -- int_movies_checked: each staged movie line with the reason it is rejected (NULL when it is good).
 -- grain: one row per staged line, header excluded; key: line_no.
+-- depends_on: stg_movies
 CREATE OR REPLACE TEMP TABLE int_movies_checked AS
 WITH staged AS (
     SELECT

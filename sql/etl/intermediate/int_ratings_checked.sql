@@ -2,6 +2,7 @@
 -- Checks run in order; a line reports the first that fails. A rating must name a movie (and, where the
 -- data set has a users file, a user) that loaded cleanly.
 -- grain: one row per staged line, header excluded; key: line_no.
+-- depends_on: stg_ratings, int_movies_checked, int_users_checked
 CREATE OR REPLACE TEMP TABLE int_ratings_checked AS
 WITH staged AS (
     SELECT

@@ -1,5 +1,6 @@
 -- int_users_checked: each staged user line with the reason it is rejected (NULL when it is good).
 -- grain: one row per staged line, header excluded; key: line_no.
+-- depends_on: stg_users
 CREATE OR REPLACE TEMP TABLE int_users_checked AS
 WITH staged AS (
     SELECT

@@ -4,6 +4,7 @@
 -- Per part, a pair of aligned lists (column indexes ascending, their ratings): empty when the part is.
 -- Created after the splits: a table macro names its tables when it is created. (The parameters are
 -- named apart from the columns: a macro substitutes its arguments wherever a parameter's name appears.)
+-- depends_on: rating_splits, splits, split_parts
 CREATE OR REPLACE TEMP MACRO matrix_rows(row_key, column_key) AS TABLE
 WITH row_cells AS (
     SELECT row_key AS row_idx, list_sort(list(pack_cell(column_key, rating, random, temporal, u1, u2, u3, u4, u5))) AS cells

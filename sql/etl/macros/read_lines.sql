@@ -1,4 +1,5 @@
 -- Reading a text file line by line, keeping each line's number: error messages and rejected_rows report it.
+-- depends_on:
 
 -- file_lines(file_path, line_ending, text_encoding): every line of a text file, in file order, as (line).
 -- The delimiter is a 4-byte control sequence that no MovieLens line holds, so each line arrives whole and

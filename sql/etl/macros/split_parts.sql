@@ -1,4 +1,5 @@
 -- Macros shared by the split and matrix models.
+-- depends_on:
 
 -- rating_part: the part of a split a rating is in. An ENUM reads as text ('test') and is stored in a byte:
 -- writing rating_splits' part columns as text took 15 % longer on ml-1m. (IF NOT EXISTS: the macro files run

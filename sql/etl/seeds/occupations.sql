@@ -1,4 +1,7 @@
 -- occupations: the ml-1m README's occupation codes. grain: one row per code; key: occupation_code.
+-- depends_on:
+-- test: unique(occupation_code)
+-- test: not_null(occupation_code, occupation)
 CREATE OR REPLACE TEMP TABLE occupations AS
 SELECT * FROM (VALUES
     (0, 'other'), (1, 'academic/educator'), (2, 'artist'), (3, 'clerical/admin'),

@@ -11,6 +11,15 @@
 -- train + validation together are the whole training side (u1's train + validation = u1.base).
 -- Wide, one column per split, rather than a row per (split, rating): half the rows to write on ml-1m and a
 -- third on ml-100k. split_ratings is the long form, as a view.
+-- depends_on: ratings, user_index, movie_index, split_parts
+-- test: not_null(user_idx, movie_idx, random, temporal)
+-- test: accepted_values(random, 'train', 'validation', 'test')
+-- test: accepted_values(temporal, 'train', 'validation', 'test')
+-- test: accepted_values(u1, 'train', 'validation', 'test')
+-- test: accepted_values(u2, 'train', 'validation', 'test')
+-- test: accepted_values(u3, 'train', 'validation', 'test')
+-- test: accepted_values(u4, 'train', 'validation', 'test')
+-- test: accepted_values(u5, 'train', 'validation', 'test')
 CREATE OR REPLACE TABLE rating_splits AS
 WITH indexed AS (
     SELECT r.user_id, r.movie_id, u.user_idx, m.movie_idx, r.rating, r.rated_at, r.source_line

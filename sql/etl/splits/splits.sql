@@ -1,6 +1,10 @@
 -- splits: the catalogue of splits the trainer can be pointed at (trainer run --split NAME).
 -- grain: one row per split; key: split. Counted in one pass over rating_splits, a column per split (five
 -- times faster than grouping its long form, split_ratings); a split the data set lacks counts nothing.
+-- depends_on: rating_splits
+-- test: unique(split)
+-- test: not_null(split)
+-- test: accepted_values(split, 'random', 'temporal', 'u1', 'u2', 'u3', 'u4', 'u5')
 CREATE OR REPLACE TEMP MACRO part_counts(split, part) AS
     {'split': split, 'n_train': count_if(part = 'train')::BIGINT,
      'n_validation': count_if(part = 'validation')::BIGINT,

@@ -4,6 +4,7 @@
 -- a line's number is its row's position, rowid + 1. Reading so runs on every core, where numbering with
 -- row_number() OVER () (read_lines, for the small files) reads on one thread: 0.14 s -> 0.10 s on ml-1m's
 -- million lines. Stored once, the lines are split, cast and checked on every core too.
+-- depends_on: read_lines
 CREATE OR REPLACE TEMP TABLE ratings_file AS
 SELECT line
 FROM file_lines(getvariable('ratings_path'), getvariable('ratings_newline'), 'latin-1');

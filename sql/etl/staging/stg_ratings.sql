@@ -1,6 +1,7 @@
 -- stg_ratings: the ratings file of any layout, split into fields and cast.
 -- grain: one row per non-blank line of the ratings file; key: line_no.
 -- Casts use TRY_CAST: a NULL next to non-NULL text is a bad value, judged in int_ratings_checked.
+-- depends_on: ratings_lines, whole_number
 CREATE OR REPLACE TEMP VIEW stg_ratings AS
 WITH lines AS (
     SELECT line_no, line AS raw_line, string_split(line, getvariable('ratings_delimiter')) AS fields

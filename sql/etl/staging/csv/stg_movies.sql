@@ -1,6 +1,7 @@
 -- stg_movies (ml-latest / ml-20m / ml-25m / ml-32m layout): movies.csv, "movieId,title,genres".
 -- Titles holding commas are double-quoted, with inner quotes doubled (RFC 4180).
 -- grain: one row per non-blank line; key: line_no.
+-- depends_on: read_lines, whole_number
 CREATE OR REPLACE TEMP VIEW stg_movies AS
 WITH lines AS (
     SELECT

@@ -1,5 +1,6 @@
 -- stg_movies (ml-1m / ml-10m layout): movies.dat, "MovieID::Title::Genres", genres '|'-separated.
 -- grain: one row per non-blank line; key: line_no.
+-- depends_on: read_lines, whole_number
 CREATE OR REPLACE TEMP VIEW stg_movies AS
 WITH lines AS (
     SELECT line_no, line AS raw_line, string_split(line, '::') AS fields

@@ -1,6 +1,7 @@
 -- stg_users (ml-1m layout): users.dat, "UserID::Gender::Age::Occupation::Zip-code".
 -- Age is the README's bracket code (1 = under 18, 18 = 18-24, ... 56 = 56+); occupation a code 0-20.
 -- grain: one row per non-blank line; key: line_no.
+-- depends_on: read_lines, whole_number, occupations
 CREATE OR REPLACE TEMP VIEW stg_users AS
 WITH lines AS (
     SELECT line_no, line AS raw_line, string_split(line, '::') AS fields

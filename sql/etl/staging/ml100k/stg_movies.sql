@@ -1,6 +1,7 @@
 -- stg_movies (ml-100k layout): u.item, "id|title|release date|video release date|IMDb URL|flag×19",
 -- one 0/1 flag per genre in u.genre order.
 -- grain: one row per non-blank line; key: line_no.
+-- depends_on: stg_genres, read_lines, whole_number
 CREATE OR REPLACE TEMP VIEW stg_movies AS
 WITH genre_names AS (
     SELECT list(genre ORDER BY genre_index) AS names FROM stg_genres

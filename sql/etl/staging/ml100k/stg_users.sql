@@ -1,5 +1,6 @@
 -- stg_users (ml-100k layout): u.user, "user id|age|gender|occupation|zip code"; age in years.
 -- grain: one row per non-blank line; key: line_no.
+-- depends_on: read_lines, whole_number
 CREATE OR REPLACE TEMP VIEW stg_users AS
 WITH lines AS (
     SELECT line_no, line AS raw_line, string_split(line, '|') AS fields
