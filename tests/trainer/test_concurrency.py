@@ -1,6 +1,6 @@
 """Analysts beside the trainer: several processes reading the warehouse during training and publishing are
-served, and never see part of a run; several holding it open make the writer give up after its bounded wait,
-with a plain message, keeping its results. (One reader and one writer: tests/trainer/test_locks.py.)"""
+served, and never see part of a run; several holding it open never make the writer wait (it writes a new
+version of the file beside it). (One reader, and a writer holding the file: tests/trainer/test_locks.py.)"""
 
 from __future__ import annotations
 
@@ -89,9 +89,9 @@ def test_analysts_reading_during_training_and_publishing_never_see_part_of_a_run
 
 
 @pytest.mark.slow
-def test_several_analysts_holding_the_warehouse_make_the_writer_give_up_and_keep_its_results(
-    warehouse, tmp_path
-) -> None:
+def test_several_analysts_holding_the_warehouse_never_make_the_writer_wait(warehouse, tmp_path) -> None:
+    """Three read-only sessions held open across a run: it publishes at once (no lock wait allowed), and the
+    results are those it staged."""
     hold = (
         "import duckdb, sys, time; con = duckdb.connect(sys.argv[1], read_only=True); print('open', flush=True); "
         "time.sleep(120)"
@@ -103,25 +103,16 @@ def test_several_analysts_holding_the_warehouse_make_the_writer_give_up_and_keep
             assert holder.stdout.readline().strip() == "open"
         started = time.monotonic()
         result = CliRunner().invoke(app, ["run", "--warehouse", str(warehouse), "--epochs", "3", "--device", "cpu",
-                                          "--runs-dir", str(tmp_path / "runs"), "--lock-wait", "1"])  # fmt: skip
+                                          "--runs-dir", str(tmp_path / "runs"), "--lock-wait", "0"])  # fmt: skip
         elapsed = time.monotonic() - started
+        assert all(holder.poll() is None for holder in holders)  # still open, reading their snapshot
     finally:
         for holder in holders:
             holder.kill()
             holder.wait()
-    assert result.exit_code == 1
-    assert "Traceback" not in result.output and result.exception.__class__ is SystemExit
-    message = result.output
-    assert "is locked by PID" in message and "waited 1 s" in message
-    assert any(f"PID {holder.pid}" in message for holder in holders)
-    assert "Nothing is lost" in message and "trainer publish" in message
-    assert elapsed < 30  # a bounded wait, not a hang
+    assert result.exit_code == 0, result.output
+    assert elapsed < 60
     (run_dir,) = (tmp_path / "runs").iterdir()
-    with duckdb.connect(str(warehouse), read_only=True) as con:
-        assert "runs" not in {name for (name,) in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
-    # Once the analysts are gone, the kept results are written as computed.
     staged = json.loads((run_dir / "run.json").read_text())
-    publish = CliRunner().invoke(app, ["publish", str(run_dir), "--warehouse", str(warehouse)])
-    assert publish.exit_code == 0, publish.output
     with duckdb.connect(str(warehouse), read_only=True) as con:
         assert con.execute("SELECT run_id, test_rmse FROM runs").fetchall() == [(staged["run_id"], staged["test_rmse"])]
