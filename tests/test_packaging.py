@@ -3,6 +3,8 @@ from any folder, finding the SQL through importlib.resources rather than a path 
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -18,13 +20,11 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
-    source = out / "source"  # a copy of the tracked files, so the build leaves nothing in the checkout
-    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout.split(b"\0")
-    for name in filter(None, tracked):
-        path = ROOT / name.decode()
-        if path.is_file():
-            (source / name.decode()).parent.mkdir(parents=True, exist_ok=True)
-            (source / name.decode()).write_bytes(path.read_bytes())
+    source = out / "source"  # what the build reads, copied: the build leaves nothing in the checkout
+    for name in ("etl", "trainer", "warehouse", "sql"):
+        shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copyfile(ROOT / name, source / name)
     done = subprocess.run(
         [
             sys.executable,
@@ -89,8 +89,12 @@ def test_the_installed_commands_work_from_an_empty_folder(wheel, tmp_path, make_
     empty = tmp_path / "empty"
     empty.mkdir()
 
+    # Without PYTHONPATH: a checkout used from it, uninstalled, must not stand in for the installed copy.
+    environment = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
+
     def command(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([str(venv / "bin" / args[0]), *args[1:]], cwd=empty, capture_output=True, text=True)
+        return subprocess.run([str(venv / "bin" / args[0]), *args[1:]], cwd=empty, capture_output=True, text=True,
+                              env=environment)  # fmt: skip
 
     where = command("python", "-c", "import warehouse.sql as s, etl; print(s.SQL_DIR, etl.__file__)").stdout
     assert str(ROOT) not in where and str(venv) in where  # the installed copy, not the checkout
