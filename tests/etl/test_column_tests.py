@@ -5,50 +5,20 @@ from __future__ import annotations
 
 import hashlib
 import re
-import shutil
 from pathlib import Path
 
 import duckdb
 import pytest
 
-from etl import models as models_module
 from etl.build import build_warehouse
 from etl.column_tests import ColumnTest, parse_test, run_tests
 from etl.errors import EtlError
 from etl.layouts import detect_layout
 from etl.models import models_for
-from warehouse.sql import ETL_DIR
 
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-@pytest.fixture
-def sql_copy(tmp_path, monkeypatch) -> Path:
-    """A copy of sql/etl that the build reads instead: tests add a bug to one of its models."""
-    copy = tmp_path / "sql" / "etl"
-    shutil.copytree(ETL_DIR, copy)
-    monkeypatch.setattr(models_module, "ETL_DIR", copy)
-    return copy
-
-
-@pytest.fixture(scope="module")
-def built(movielens, tmp_path_factory) -> tuple[Path, Path]:
-    """An ml-1m folder and the warehouse built from it with the real SQL, once for the module."""
-    folder = movielens("ml-1m")
-    warehouse = tmp_path_factory.mktemp("built") / "warehouse.duckdb"
-    build_warehouse(folder, warehouse)
-    return folder, warehouse
-
-
-@pytest.fixture
-def previous(built, tmp_path) -> tuple[Path, Path]:
-    """The folder, and a copy of that warehouse: the previous one the next build must leave untouched."""
-    folder, warehouse = built
-    copy = tmp_path / "warehouse.duckdb"
-    shutil.copyfile(warehouse, copy)
-    return folder, copy
 
 
 # (model file, a statement appended to it: a bug, the error it must give). The conftest data: user 2 rated

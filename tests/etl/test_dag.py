@@ -5,7 +5,6 @@ matrices built side by side."""
 from __future__ import annotations
 
 import hashlib
-import shutil
 from pathlib import Path
 
 import pytest
@@ -40,37 +39,10 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-@pytest.fixture
-def sql_copy(tmp_path, monkeypatch) -> Path:
-    """A copy of sql/etl that the build reads instead: tests edit its files."""
-    copy = tmp_path / "sql" / "etl"
-    shutil.copytree(ETL_DIR, copy)
-    monkeypatch.setattr(models_module, "ETL_DIR", copy)
-    return copy
-
-
 def edit(path: Path, old: str, new: str) -> None:
     text = path.read_text()
     assert old in text, f"{old!r} is not in {path}"
     path.write_text(text.replace(old, new, 1))
-
-
-@pytest.fixture(scope="module")
-def built(movielens, tmp_path_factory) -> tuple[Path, Path]:
-    """An ml-1m folder and the warehouse built from it with the real SQL, once for the module."""
-    folder = movielens("ml-1m")
-    warehouse = tmp_path_factory.mktemp("built") / "warehouse.duckdb"
-    build_warehouse(folder, warehouse)
-    return folder, warehouse
-
-
-@pytest.fixture
-def previous(built, tmp_path) -> tuple[Path, Path]:
-    """The folder, and a copy of that warehouse: the previous one the next build must leave untouched."""
-    folder, warehouse = built
-    copy = tmp_path / "warehouse.duckdb"
-    shutil.copyfile(warehouse, copy)
-    return folder, copy
 
 
 def fails_untouched(folder: Path, warehouse: Path, match: str) -> EtlError:

@@ -167,16 +167,19 @@ def restaged(run_dir: Path, tmp_path: Path, run_id: str, predictions_sql: str) -
     return copy
 
 
-def test_users_left_without_recommendations_fail_the_audit(warehouse, tmp_path) -> None:
+@pytest.fixture
+def served_run(served) -> Path:
+    """The staged folder of the run the served warehouse shows (it passed its audit)."""
+    (run_dir,) = (served.parent / "runs").iterdir()
+    return run_dir
+
+
+def test_users_left_without_recommendations_fail_the_audit(warehouse, served_run, tmp_path) -> None:
     from warehouse import results
 
-    good = run(settings(warehouse, tmp_path / "r"))
-    assert good.published.audit_passed
     before = query(warehouse, SERVED)
     (user,) = query(warehouse, "SELECT min(user_id) FROM ratings")[0]
-    holed = restaged(
-        good.run_dir, tmp_path, "holed", f"SELECT * FROM p WHERE NOT (kind = 'top_n' AND user_id = {user})"
-    )
+    holed = restaged(served_run, tmp_path, "holed", f"SELECT * FROM p WHERE NOT (kind = 'top_n' AND user_id = {user})")
     published = results.publish(holed, warehouse)
     assert not published.promoted and "1 users with movies left to recommend got no recommendations" in (
         published.audit_reason
@@ -184,13 +187,12 @@ def test_users_left_without_recommendations_fail_the_audit(warehouse, tmp_path) 
     assert query(warehouse, SERVED) == before
 
 
-def test_a_nan_recommendation_fails_the_audit(warehouse, tmp_path) -> None:
+def test_a_nan_recommendation_fails_the_audit(warehouse, served_run, tmp_path) -> None:
     from warehouse import results
 
-    good = run(settings(warehouse, tmp_path / "r"))
     nan_first = ("SELECT * REPLACE (CASE WHEN kind = 'top_n' AND rank = 1 THEN 'nan'::FLOAT ELSE predicted_rating "
                  "END AS predicted_rating) FROM p")  # fmt: skip
-    poisoned = restaged(good.run_dir, tmp_path, "poisoned", nan_first)
+    poisoned = restaged(served_run, tmp_path, "poisoned", nan_first)
     published = results.publish(poisoned, warehouse)
     assert not published.promoted and "not finite" in published.audit_reason
 
