@@ -50,13 +50,17 @@ def connect(
             delay = min(delay * 2, 2.0)
 
 
+def missing_tables(con: duckdb.DuckDBPyConnection, names: tuple[str, ...]) -> set[str]:
+    """Which of the tables ``names`` the database lacks."""
+    return set(names) - {row[0] for row in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+
+
 def open_for_reading(path: Path, lock_wait_seconds: float, needs: tuple[str, ...] = ()) -> duckdb.DuckDBPyConnection:
     """A read-only connection to a warehouse the ETL built (holding the tables ``needs``)."""
     if not path.exists():
         raise WarehouseError(f"{path}: no warehouse here. Build it first: make etl (or: etl build --warehouse {path})")
     con = connect(path, read_only=True, lock_wait_seconds=lock_wait_seconds)
-    tables = {row[0] for row in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
-    missing = set(needs) - tables
+    missing = missing_tables(con, needs)
     if missing:
         con.close()
         raise WarehouseError(f"{path} was not built by the ETL (no {', '.join(sorted(missing))}); run make etl first")

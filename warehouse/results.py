@@ -22,7 +22,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from warehouse.connect import DEFAULT_LOCK_WAIT_SECONDS
+from warehouse.connect import DEFAULT_LOCK_WAIT_SECONDS, missing_tables
 from warehouse.errors import WarehouseError
 from warehouse.sql import RESULTS_DIR, VIEWS_DIR, read
 from warehouse.swap import rewriting
@@ -170,7 +170,7 @@ def _staged_run(run_dir: Path) -> dict[str, Any]:
 
 def _check_data(con: duckdb.DuckDBPyConnection, warehouse: Path, run: dict[str, Any]) -> None:
     """A run is published only into a warehouse the ETL built from the files it was trained on."""
-    if not all(_has(con, table) for table in ("dataset", "movies", "ratings", "movie_index")):
+    if missing_tables(con, ("dataset", "movies", "ratings", "movie_index")):
         raise WarehouseError(f"{warehouse} was not built by the ETL: build it from the files run {run['run_id']} "
                              "was trained on (etl build), then publish")  # fmt: skip
     ((fingerprint,),) = con.execute("SELECT fingerprint FROM dataset").fetchall()
@@ -236,10 +236,6 @@ def audit(con: duckdb.DuckDBPyConnection, run: dict[str, Any]) -> list[str]:
     elif not model <= baseline:  # a NaN fails too
         reasons.append(f"{where} RMSE {model:.4f} is worse than predicting the training mean ({baseline:.4f})")
     return reasons
-
-
-def _has(con: duckdb.DuckDBPyConnection, table: str) -> bool:
-    return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [table]).fetchall()[0][0])
 
 
 def publish_bench(

@@ -108,11 +108,15 @@ def _copy(warehouse: Path, side: Path) -> None:
     """Copy the warehouse file, and the WAL a writer that crashed left beside it (part of the data)."""
     try:
         shutil.copyfile(warehouse, side)
-        wal = warehouse.with_name(warehouse.name + ".wal")
-        if wal.exists():
-            shutil.copyfile(wal, side.with_name(side.name + ".wal"))
+        if wal(warehouse).exists():
+            shutil.copyfile(wal(warehouse), wal(side))
     except OSError as error:
         raise WarehouseError(f"{warehouse}: cannot copy it to write a new version beside it: {error}") from error
+
+
+def wal(database: Path) -> Path:
+    """The write-ahead log DuckDB keeps beside a database file."""
+    return database.with_name(database.name + ".wal")
 
 
 def side_file(warehouse: Path, purpose: str) -> Path:
@@ -126,7 +130,7 @@ def swap_in(side: Path, warehouse: Path) -> None:
     with side.open("rb") as f:
         os.fsync(f.fileno())
     # A WAL left by a crashed writer belongs to the old file and must not be replayed onto the new one.
-    warehouse.with_name(warehouse.name + ".wal").unlink(missing_ok=True)
+    wal(warehouse).unlink(missing_ok=True)
     os.replace(side, warehouse)
     directory = os.open(warehouse.parent, os.O_RDONLY)
     try:
@@ -136,7 +140,7 @@ def swap_in(side: Path, warehouse: Path) -> None:
 
 
 def remove(side: Path) -> None:
-    for leftover in (side, side.with_name(side.name + ".wal")):
+    for leftover in (side, wal(side)):
         leftover.unlink(missing_ok=True)
 
 
