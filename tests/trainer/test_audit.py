@@ -16,12 +16,18 @@ from trainer.cli import app
 from trainer.config import resolve
 from trainer.errors import TrainerError
 from trainer.train import run
+from warehouse.sql import EXAMPLES_DIR
 
 SERVED = "SELECT * FROM recommendations ORDER BY user_id, rank"
 
 
 def settings(warehouse: Path, runs: Path, **overrides):
     return resolve({"warehouse": str(warehouse), "runs_dir": str(runs), **overrides})
+
+
+def trainer_run(warehouse: Path, tmp_path: Path, *options: str):
+    """`trainer run` on the warehouse through the CLI, its runs under tmp_path."""
+    return CliRunner().invoke(app, ["run", "--warehouse", str(warehouse), "--runs-dir", str(tmp_path / "r"), *options])
 
 
 def query(warehouse: Path, sql: str) -> list[tuple]:
@@ -48,9 +54,7 @@ def warehouse(served, tmp_path) -> Path:
 
 def test_a_nan_learning_rate_is_refused_before_any_work(warehouse, tmp_path) -> None:
     before = query(warehouse, SERVED)
-    result = CliRunner().invoke(
-        app, ["run", "--warehouse", str(warehouse), "--runs-dir", str(tmp_path / "r"), "--learning-rate", "nan"]
-    )
+    result = trainer_run(warehouse, tmp_path, "--learning-rate", "nan")
     assert result.exit_code == 2 and "--learning-rate" in result.output and "finite" in result.output
     assert not (tmp_path / "r").exists()
     assert query(warehouse, SERVED) == before
@@ -76,23 +80,8 @@ def test_a_diverging_run_stops_keeps_its_last_good_checkpoint_and_publishes_noth
 
 
 def test_the_cli_exits_non_zero_on_divergence(warehouse, tmp_path) -> None:
-    result = CliRunner().invoke(
-        app,
-        [
-            "run",
-            "--warehouse",
-            str(warehouse),
-            "--runs-dir",
-            str(tmp_path / "r"),
-            "--model",
-            "mf",
-            "--optimizer",
-            "sgd",
-            "--learning-rate",
-            "1e6",
-            "--epochs",
-            "5",
-        ],
+    result = trainer_run(
+        warehouse, tmp_path, "--model", "mf", "--optimizer", "sgd", "--learning-rate", "1e6", "--epochs", "5"
     )
     assert result.exit_code == 1 and "training diverged at epoch" in result.output
 
@@ -110,26 +99,13 @@ def test_a_weak_run_is_recorded_but_not_served(warehouse, tmp_path) -> None:
     )[0]
     assert (audit, served) == ("failed", False) and validation > baseline and "training mean" in reason
     assert query(warehouse, "SELECT run_id FROM latest_run") != [(weak.run_id,)]
-    assert [row[0] for row in query(warehouse, Path("sql/examples/failed_runs.sql").read_text())] == [weak.run_id]
+    assert [row[0] for row in query(warehouse, (EXAMPLES_DIR / "failed_runs.sql").read_text())] == [weak.run_id]
 
 
 def test_a_huge_learning_rate_never_reaches_the_analysts(warehouse, tmp_path) -> None:
     """The issue's case: lr 1000 stays finite here but is far worse than the mean, so the audit stops it."""
     before = query(warehouse, SERVED)
-    result = CliRunner().invoke(
-        app,
-        [
-            "run",
-            "--warehouse",
-            str(warehouse),
-            "--runs-dir",
-            str(tmp_path / "r"),
-            "--learning-rate",
-            "1000",
-            "--epochs",
-            "3",
-        ],
-    )
+    result = trainer_run(warehouse, tmp_path, "--learning-rate", "1000", "--epochs", "3")
     assert result.exit_code == 0, result.output
     assert "Not promoted: the audit failed" in result.output
     assert query(warehouse, SERVED) == before
