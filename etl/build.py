@@ -11,6 +11,7 @@ are carried over from the previous warehouse (warehouse/carry_over.py), so a reb
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import queue
 import threading
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import duckdb
 
-from etl.column_tests import ColumnTest, key_of, run_test
+from etl.column_tests import ColumnTest, key_of, run_tests
 from etl.dag import Stage, macros_for, plan, runs_apart
 from etl.errors import EtlError
 from etl.layouts import Layout, check_latin1_text, detect_encoding, detect_layout, detect_newline
@@ -110,7 +111,7 @@ def build_warehouse(
             seconds = _run_stage(con, stage, models, input_dir, workers)
             for built_model in stage.models:
                 name, took = table_name(built_model), seconds[built_model.name]
-                if built_model.path.parent.name in ("core", "splits", "features") and not _is_view(con, name):
+                if built_model.path.parent.name in ("core", "splits", "features") and built_model.builds_table:
                     rows = con.execute(f'SELECT count(*) FROM "{name}"').fetchall()[0][0]
                     report.row_counts[name] = rows
                     log(f"  {name:<20} {rows:>12,} rows  {took:6.2f} s")
@@ -163,7 +164,7 @@ class _Workers:
         self._con = con
         self._set_variables = set_variables
         self._cursors: list[tuple[duckdb.DuckDBPyConnection, set[str]]] = []
-        self._tests: queue.SimpleQueue[tuple[Model, ColumnTest] | None] = queue.SimpleQueue()
+        self._tests: queue.SimpleQueue[tuple[Model, list[ColumnTest]] | None] = queue.SimpleQueue()
         self._tester: threading.Thread | None = None
         self._tester_connection: duckdb.DuckDBPyConnection | None = None
         self._failure: BaseException | None = None
@@ -177,8 +178,8 @@ class _Workers:
             self._cursors.append((cursor, set()))
         return self._cursors[n]
 
-    def test(self, tests: list[tuple[Model, ColumnTest]]) -> None:
-        """Queue column tests of stored tables (they run in the order queued)."""
+    def test(self, tests: list[tuple[Model, list[ColumnTest]]]) -> None:
+        """Queue column tests of stored tables, a model's at a time (they run in the order queued)."""
         if self._tester is None and tests:
             self._tester_connection = self._con.cursor()
             self._tester = threading.Thread(target=self._run_tests, args=(self._tester_connection,), daemon=True)
@@ -190,9 +191,9 @@ class _Workers:
         with cursor:
             while (item := self._tests.get()) is not None:
                 if self._failure is None and not self._cancelled:
-                    model, test = item
+                    model, tests = item
                     try:
-                        run_test(cursor, model.file, table_name(model), test, key_of(model.tests))
+                        run_tests(cursor, model.file, table_name(model), tests, key_of(model.tests))
                     except BaseException as error:  # raised in the build's thread by check()
                         if not self._cancelled:  # an interrupted test is no failure
                             self._failure = error
@@ -234,18 +235,19 @@ def _run_stage(
     on a worker of its own: DuckDB releases the GIL while it works, and a query that keeps only a few cores
     busy (the matrices' list sorts over few, long rows) leaves the others to the rest of the stage. The
     tests of stored tables go to the background (_Workers)."""
-    workers.test([(m, test) for m, test in stage.tests if not m.builds_temp])
+    by_model = [(m, [test for _, test in tests]) for m, tests in itertools.groupby(stage.tests, key=lambda t: t[0])]
+    workers.test([(m, tests) for m, tests in by_model if not m.builds_temp])
     apart = [m for m in stage.models if runs_apart(m, models)]
     on_build = [m for m in stage.models if m not in apart] + apart[:1]
     apart = apart[1:]
-    tests_on_build = [(m, test) for m, test in stage.tests if m.builds_temp]
+    tests_on_build = [(m, tests) for m, tests in by_model if m.builds_temp]
     seconds: dict[str, float] = {}
 
     def on_build_connection() -> None:
         for model in on_build:
             seconds[model.name] = _run_model(con, model, input_dir)
-        for model, test in tests_on_build:
-            run_test(con, model.file, table_name(model), test, key_of(model.tests))
+        for model, tests in tests_on_build:
+            run_tests(con, model.file, table_name(model), tests, key_of(model.tests))
 
     def on_worker(n: int, model: Model) -> None:
         cursor, macros_run = workers.get(n)
@@ -274,11 +276,6 @@ def _run_model(con: duckdb.DuckDBPyConnection, model: Model, input_dir: Path) ->
     except duckdb.Error as error:
         raise EtlError(f"{model.file} failed on {input_dir}: {error}") from error
     return time.perf_counter() - started
-
-
-def _is_view(con: duckdb.DuckDBPyConnection, name: str) -> bool:
-    # A view's rows are not counted: that would run its query, for a figure nobody asked for.
-    return bool(con.execute("SELECT count(*) FROM duckdb_views() WHERE view_name = ?", [name]).fetchall()[0][0])
 
 
 def _inspect(role: str, path: Path) -> InputFile:

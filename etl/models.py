@@ -29,8 +29,11 @@ from warehouse.sql import ETL_DIR
 _DEPENDS_ON = re.compile(r"--\s*depends_on:(.*)")
 _TEST = re.compile(r"--\s*test:(.*)")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-# The statement that builds a model's table or view as a TEMP one ({} is the model's name).
-_BUILDS_TEMP = r"^\s*CREATE\s+(?:OR\s+REPLACE\s+)?TEMP(?:ORARY)?\s+(?:TABLE|VIEW)\s+(?:IF\s+NOT\s+EXISTS\s+)?{}\b"
+# The statement that builds a model's table or view ({} is the model's name).
+_CREATES = (
+    r"^\s*CREATE\s+(?:OR\s+REPLACE\s+)?(?P<temp>TEMP(?:ORARY)?\s+)?(?P<kind>TABLE|VIEW)\s+"
+    r"(?:IF\s+NOT\s+EXISTS\s+)?{}\b"
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -48,10 +51,20 @@ class Model:
         return self.path.parent.name == "macros"
 
     @cached_property
+    def _creates(self) -> re.Match[str] | None:
+        return re.search(_CREATES.format(re.escape(self.name)), self.sql, re.IGNORECASE | re.MULTILINE)
+
+    @property
     def builds_temp(self) -> bool:
         """Whether the table or view it builds is a TEMP one, which only the connection that created it sees
         (a macro file's macros are TEMP too: see is_macro)."""
-        return bool(re.search(_BUILDS_TEMP.format(re.escape(self.name)), self.sql, re.IGNORECASE | re.MULTILINE))
+        return bool(self._creates and self._creates.group("temp"))
+
+    @property
+    def builds_table(self) -> bool:
+        """Whether it builds a stored table (not a view, whose rows only a query of it would count)."""
+        creates = self._creates
+        return bool(creates and not creates.group("temp") and creates.group("kind").upper() == "TABLE")
 
 
 def models_for(layout: Layout) -> list[Model]:

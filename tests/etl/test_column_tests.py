@@ -148,19 +148,19 @@ def test_values_are_bound_not_spliced():
     con = duckdb.connect()
     con.execute("CREATE TABLE t AS SELECT * FROM (VALUES (1, 'a'), (2, 'x''); DROP TABLE t; --')) AS v(id, s)")
     (test,) = parse_test("accepted_values(s, 'a', 'x''); DROP TABLE t; --')", "t.sql")
-    run_tests(con, "t.sql", "t", (test,))  # passes: both values are accepted
+    run_tests(con, "t.sql", "t", (test,), ())  # passes: both values are accepted
     (test,) = parse_test("accepted_values(s, 'a')", "t.sql")
     with pytest.raises(EtlError, match=re.escape("1 row, e.g. (s) = ('x''); DROP TABLE t; --')")):
-        run_tests(con, "t.sql", "t", (test,))
+        run_tests(con, "t.sql", "t", (test,), ())
     assert con.execute("SELECT count(*) FROM t").fetchall() == [(2,)]
 
 
 def test_unique_skips_null_keys_and_not_null_reports_them():
     con = duckdb.connect()
     con.execute("CREATE TABLE t AS SELECT * FROM (VALUES (1, NULL), (2, NULL), (3, 7)) AS v(id, k)")
-    run_tests(con, "t.sql", "t", tuple(parse_test("unique(k)", "t.sql")))
+    run_tests(con, "t.sql", "t", parse_test("unique(k)", "t.sql"), ("k",))
     with pytest.raises(EtlError, match=r"column k fails not_null: 2 rows, e\.g\. \(id, k\) = \((1|2), NULL\)"):
-        run_tests(con, "t.sql", "t", (*parse_test("unique(id)", "t.sql"), *parse_test("not_null(k)", "t.sql")))
+        run_tests(con, "t.sql", "t", [*parse_test("unique(id)", "t.sql"), *parse_test("not_null(k)", "t.sql")], ("id",))
 
 
 def test_long_values_are_cut_short_in_the_message():
@@ -168,5 +168,44 @@ def test_long_values_are_cut_short_in_the_message():
     con.execute("CREATE TABLE m AS SELECT 1 AS row_idx, range(1000) AS cells")
     (test,) = parse_test("accepted_values(row_idx, 2)", "m.sql")
     with pytest.raises(EtlError) as error:
-        run_tests(con, "m.sql", "m", (test,))
+        run_tests(con, "m.sql", "m", (test,), ())
     assert str(error.value) == "m.sql: column row_idx fails accepted_values (2): 1 row, e.g. (row_idx) = (1)"
+
+
+def test_per_row_tests_share_one_scan_and_the_first_failure_in_order_is_reported():
+    """not_null and accepted_values tests of a table are counted in one query; the message is still the
+    first failing test's, in the order given, with its own sample rows."""
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t AS SELECT * FROM (VALUES (1, 'a', 5), (2, 'b', NULL), (3, 'z', 6)) AS v(id, s, n)")
+    tests = [
+        *parse_test("not_null(id, s)", "t.sql"),
+        *parse_test("accepted_values(s, 'a', 'b', 'z')", "t.sql"),
+        *parse_test("accepted_values(n, 5, 6)", "t.sql"),  # passes: NULL is accepted
+        *parse_test("not_null(s)", "t.sql"),
+        *parse_test("not_null(n)", "t.sql"),
+        *parse_test("accepted_values(s, 'a', 'b')", "t.sql"),
+    ]
+    with pytest.raises(EtlError, match=re.escape("t.sql: column n fails not_null: 1 row, e.g. (id, n) = (2, NULL)")):
+        run_tests(con, "t.sql", "t", tests, ("id",))
+    counting = _Counting(con)
+    run_tests(counting, "t.sql", "t", tests[:4], ("id",))  # passes, in one scan
+    assert counting.queries == 1
+
+
+def test_a_shared_scan_naming_a_missing_column_still_names_the_test():
+    con = duckdb.connect()
+    con.execute("CREATE TABLE t AS SELECT 1 AS id")
+    tests = [*parse_test("not_null(id)", "t.sql"), *parse_test("accepted_values(gone, 1)", "t.sql")]
+    with pytest.raises(EtlError, match=r"^t\.sql: the test accepted_values\(gone\) cannot run: .*gone"):
+        run_tests(con, "t.sql", "t", tests, ())
+
+
+class _Counting:
+    """A connection that counts the queries run through it."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection):
+        self.con, self.queries = con, 0
+
+    def execute(self, *args):
+        self.queries += 1
+        return self.con.execute(*args)
