@@ -30,3 +30,19 @@ def test_no_package_reaches_into_the_one_it_must_not(package: str) -> None:
         if imported_packages(path) & FORBIDDEN[package]
     }
     assert not offenders, offenders
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_the_diagram_in_docs_development_names_every_module(package: str) -> None:
+    """The package's box in the diagram that opens docs/development.md lists each of its modules."""
+    lines = (ROOT / "docs" / "development.md").read_text().split("```")[1].splitlines()
+    top = next(n for n, line in enumerate(lines) if f"│ {package} " in line)
+    left = lines[top].index(f"│ {package} ")
+    right = lines[top].index("│", left + 1)
+    names: set[str] = set()
+    for line in lines[top:]:
+        if line[left : left + 1] != "│":  # the box's bottom edge
+            break
+        names |= set(line[left + 1 : right].split())
+    modules = {path.stem for path in (ROOT / package).glob("*.py") if not path.stem.startswith("__")}
+    assert modules <= names, f"the {package} box of docs/development.md's diagram lacks {sorted(modules - names)}"

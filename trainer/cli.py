@@ -6,6 +6,7 @@ import inspect
 import os
 import sys
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, get_args
 
@@ -297,6 +298,80 @@ def publish(
     _log(f"run {published.run_id}: results written to {warehouse}. {_outcome(published)}")
 
 
+@app.command("score")
+def score_command(
+    run_id: Annotated[
+        str,
+        typer.Argument(
+            help="The training run whose model scores (SELECT run_id, kind FROM run_metrics lists them).",
+            show_default=False,
+        ),
+    ],
+    warehouse: Annotated[
+        Path, typer.Option(envvar="WAREHOUSE", help="The warehouse holding the run and the current ratings.")
+    ] = Path(DEFAULTS.warehouse),
+    users: Annotated[
+        Optional[str],
+        typer.Option(
+            help="Which users to score: comma-separated user ids (e.g. 12,40,6041), or a SQL query over the "
+            'warehouse returning one column of user ids (e.g. "SELECT user_id FROM users WHERE age < 25"). '
+            "Default: every user with a rating.",
+            show_default=False,
+        ),
+    ] = None,
+    since: Annotated[
+        Optional[datetime],
+        typer.Option(
+            help="Only users with a rating at or after this time (e.g. 2003-02-01 or 2003-02-01T12:00:00): those "
+            "whose ratings may have changed since the last scoring. Combines with --users.",
+            show_default=False,
+        ),
+    ] = None,
+    top_n: Annotated[
+        Optional[int],
+        typer.Option(
+            min=1, help="Recommendations per user. Default: as many as the training run wrote.", show_default=False
+        ),
+    ] = None,
+    runs_dir: Annotated[
+        Path, typer.Option(help="Where the scoring run keeps its staged results, in a folder named after it.")
+    ] = Path(DEFAULTS.runs_dir),
+    device: Annotated[
+        Literal["auto", "cpu", "cuda"],
+        typer.Option(help="Where to score: auto (a CUDA GPU when there is one, else the CPU), cpu or cuda."),
+    ] = "auto",
+    threads: Annotated[
+        int, typer.Option(min=0, help="CPU threads for torch's arithmetic; 0 keeps torch's default.")
+    ] = 0,
+    lock_wait: Annotated[
+        float, typer.Option(min=0, help="Seconds to wait for another writer of the warehouse.")
+    ] = DEFAULTS.lock_wait_seconds,
+) -> None:
+    """Score users with a trained run's model, from the ratings in the warehouse now, without retraining.
+
+    New ratings since the run trained change the predictions, and the movies just rated leave the
+    recommendations. Autoencoders of user rows (the default model, deep-ae) also score users the run never
+    saw, from their ratings alone; the other models score the users they know and report the rest. The
+    results are published as a run of kind 'score' (runs.parent_run_id names the training run), and
+    recommendations show each user's newest scoring.
+    """
+    from trainer.score import ScoreOptions, score  # torch is imported only by the commands that need it
+
+    options = ScoreOptions(run_id, warehouse, users, since, top_n, runs_dir, device, threads, lock_wait)
+    try:
+        summary = score(options, log=_log)
+    except WarehouseError as error:
+        _fail(error)
+    skipped = f", {summary.n_skipped_users:,} skipped" if summary.n_skipped_users else ""
+    unseen = (f"; {summary.n_unseen_ratings:,} ratings of {summary.n_unseen_movies:,} movies the model never saw "
+              "left out") if summary.n_unseen_ratings else ""  # fmt: skip
+    _log(
+        f"scoring run {summary.run_id} of run {summary.parent_run_id}: {summary.n_scored_users:,} users scored"
+        f"{skipped}{unseen}; scored in {summary.score_seconds:.2f} s, published in {summary.publish_seconds:.2f} s. "
+        + _outcome(summary.published, "recommendations and latest_scoring, for the users it scored")
+    )
+
+
 def _names(text: str) -> tuple[str, ...]:
     return tuple(name.strip() for name in text.split(",") if name.strip())
 
@@ -312,13 +387,13 @@ def _widths(text: str | None) -> tuple[int, ...] | None:
         ) from None
 
 
-def _outcome(published: results.Published) -> str:
-    """Whether a published run was promoted to the analysts' views, and if not, why."""
+def _outcome(published: results.Published, views: str = "recommendations, latest_predictions and latest_run") -> str:
+    """Whether a published run was promoted to the analysts' ``views``, and if not, why."""
     if not published.promoted:
         return (f"Not promoted: the audit failed ({published.audit_reason}). The run is recorded in runs "
                 "(SELECT * FROM run_metrics); analysts keep the last run that passed.")  # fmt: skip
     anyway = "" if published.audit_passed else f", published anyway despite its audit ({published.audit_reason})"
-    return (f"Promoted: analysts now see it in recommendations, latest_predictions and latest_run{anyway}. "
+    return (f"Promoted: analysts now see it in {views}{anyway}. "
             "SELECT * FROM run_metrics; SELECT * FROM recommendations;")  # fmt: skip
 
 

@@ -31,6 +31,9 @@ class Model(Protocol):
     """
 
     rows: str  # "user" or "movie"
+    # Whether it scores a user from the user's ratings alone, so that a user it never trained on can be
+    # scored too (fold-in, trainer/score.py). Its user_scorer then ignores the users' indexes (-1 for new ones).
+    folds_in: bool
     # Whether it trains from dense rows x columns outputs on a GPU (the CPU always takes the sparse path,
     # trainer/data.py dense_output).
     dense_on_gpu: bool
@@ -69,6 +72,7 @@ class UserRows:
     """A model of user rows: it scores a block of users from their own training ratings."""
 
     rows = "user"
+    folds_in = True
 
     def user_scorer(self, movie_rows: Callable[[], Iterable[tuple[torch.Tensor, Csr]]]) -> UserScorer:
         return lambda fit, users: self(fit.to_dense(), users)  # type: ignore[operator]  # (an nn.Module's __call__)
@@ -181,6 +185,7 @@ class ItemAutoEncoder(AutoEncoder):
     """The autoencoder on movie rows (I-AutoRec): each movie's ratings by every user, encoded and decoded."""
 
     rows = "movie"
+    folds_in = False  # a user's scores are the user's own output weights
 
     def __init__(
         self,
@@ -232,6 +237,7 @@ class MatrixFactorisation(UserRows, nn.Module):
     """
 
     dense_on_gpu = False  # its outputs at the observed ratings are one sampled product on any device
+    folds_in = False  # a user's scores come from the user's own bias and factors
 
     def __init__(self, n_users: int, n_movies: int, mean: float, factors: int = 0, biases: bool = True) -> None:
         super().__init__()

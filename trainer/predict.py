@@ -16,6 +16,7 @@ import pyarrow as pa
 import torch
 
 from trainer.config import TrainConfig
+from trainer.coordinates import Coordinates
 from trainer.data import Csr, DatasetInfo, eval_rows, first_rating, merge_parts, stream_rows
 from trainer.evaluate import rating_metrics
 from trainer.models import Model
@@ -27,6 +28,7 @@ def predict(
     con: duckdb.DuckDBPyConnection,
     config: TrainConfig,
     info: DatasetInfo,
+    coords: Coordinates,
     fit_parts: tuple[str, ...],
     model: Model,
     device: torch.device,
@@ -40,8 +42,7 @@ def predict(
     and counted.
     """
     model.eval()
-    user_ids = _ids(con, "user_index", "user_id", "user_idx")
-    movie_ids = _ids(con, "movie_index", "movie_id", "movie_idx")
+    user_ids, movie_ids = coords.user_ids, coords.movie_ids
     user_bias, movie_bias = fallback.user.to(device), fallback.movie.to(device)
     movie_known = fallback.movie_known.to(device)
     score = model.user_scorer(lambda: _movie_rows(con, config, info, fit_parts, device))
@@ -131,11 +132,6 @@ def predict(
     metrics["n_cold_start"] = cold_total
     metrics["fit_rmse"] = math.sqrt(fit_squared / fit_count) if fit_count else math.nan
     return pa.concat_tables(tables), metrics
-
-
-def _ids(con: duckdb.DuckDBPyConnection, table: str, id_column: str, idx_column: str) -> np.ndarray:
-    """MovieLens ids by dense index: ids[idx] (table and columns are fixed names from this module)."""
-    return con.sql(f"SELECT {id_column} FROM {table} ORDER BY {idx_column}").to_arrow_table().column(0).to_numpy()
 
 
 @dataclass

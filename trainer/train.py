@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import json
 import math
-import platform
-import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
@@ -22,11 +19,13 @@ import torch
 
 from trainer import checkpoint, distributed
 from trainer.config import TrainConfig, from_dict
+from trainer.coordinates import Coordinates
 from trainer.data import DatasetInfo, TrainingData, check_split, dataset_info, dense_output, open_warehouse
 from trainer.errors import TrainerError
 from trainer.models import Model, build_model
 from trainer.optim import OPTIMIZERS, Optimizer
 from trainer.predict import fit_biases, mean_rmse, predict
+from trainer.run_record import device_name, new_run_id, pick_device, utc_now
 from trainer.selection import LR_DROP, Best
 from warehouse import results
 from warehouse.features import open_features
@@ -46,14 +45,6 @@ class RunSummary:
     validation_rmse: float | None = None  # that epoch's validation RMSE
     device: str = "cpu"  # as recorded in runs.device
     published: results.Published | None = None  # None: staged only (no warehouse beside --features)
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise TrainerError("--device cuda was asked for, but torch finds no CUDA device; use --device cpu or auto")
-        return torch.device("cuda")
-    return torch.device("cpu")
 
 
 def diverged(epoch: int, train_rmse: float, model: Model, config: TrainConfig) -> TrainerError | None:
@@ -80,20 +71,24 @@ def _run_folder(
     config: TrainConfig, state: dict[str, Any] | None, resume_dir: Path | None, ctx: distributed.Context
 ) -> tuple[str, Path, str]:
     """The run's id, its folder (created before training: a read-only or full disk is said at once) and start."""
-    run_id = state["run_id"] if state else distributed.broadcast(ctx, _new_run_id())
+    run_id = state["run_id"] if state else distributed.broadcast(ctx, new_run_id())
     run_dir = resume_dir or Path(config.runs_dir) / run_id
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise TrainerError(f"{run_dir}: cannot create the run's folder: {error}") from error
-    return run_id, run_dir, state["started_at"] if state else _utc_now()
+    return run_id, run_dir, state["started_at"] if state else utc_now()
 
 
-def _check(con: Any, config: TrainConfig, info: DatasetInfo, state: dict[str, Any] | None) -> None:
+def _check(con: Any, config: TrainConfig, info: DatasetInfo, coords: Coordinates, state: dict[str, Any] | None) -> None:
     """Refuse, before training, what the warehouse cannot give this run."""
     if state and state["fingerprint"] != info.fingerprint:
+        saved = Coordinates.from_state(state)
+        changes = saved.changes(coords) if saved else []
+        what = "; ".join(changes) if changes else "the same users and movies, other ratings"
         raise TrainerError(f"{config.warehouse} holds other data than run {state['run_id']} was trained on (the "
-                           "ETL ran again on other files); start a new run instead of resuming")  # fmt: skip
+                           f"ETL ran again on other files: {what}); start a new run instead of resuming, or "
+                           f"score the new ratings with the finished run: trainer score RUN_ID")  # fmt: skip
     check_split(con, config.split)
     if config.full_matrix and info.n_users * info.n_movies > FULL_MATRIX_LIMIT:
         raise TrainerError(f"--full-matrix would write {info.n_users * info.n_movies:,} predictions "
@@ -135,7 +130,8 @@ def run(
     con = open_features(features) if features else open_warehouse(warehouse, config.lock_wait_seconds)
     try:
         info = dataset_info(con)
-        _check(con, config, info, state)
+        coords = Coordinates.read(con)  # the run's own: its model is only ever read through these
+        _check(con, config, info, coords, state)
         fit_parts = ("train",) if config.validation else ("train", "validation")
         fallback = fit_biases(con, config.split, fit_parts, info)
 
@@ -211,7 +207,7 @@ def run(
                     "run_id": run_id, "started_at": started_at, "config": config.to_dict(), "epoch": epoch,
                     "model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": checkpoint.rng_states(),
                     "history": history, "train_seconds": train_seconds, "fingerprint": info.fingerprint,
-                    "best": best.to_dict(),
+                    "best": best.to_dict(), "coordinates": coords.to_state(), "mean": fallback.mean,
                 })  # fmt: skip
 
         # -- model selection: the weights of the epoch that scored best on the validation slice
@@ -223,7 +219,7 @@ def run(
             return RunSummary(run_id, run_dir, {}, train_seconds, time.perf_counter() - wall_start, history)
 
         # -- predict: score the test part (read here for the first time) and rank each user's unseen movies
-        predictions, scores = predict(con, config, info, fit_parts, model, device, run_id, fallback)
+        predictions, scores = predict(con, config, info, coords, fit_parts, model, device, run_id, fallback)
         # the audit's baseline: predicting the training mean, on the validation slice when it is held out
         baseline = mean_rmse(con, config.split, ("validation",) if config.validation else fit_parts, fallback.mean)
     finally:
@@ -232,7 +228,9 @@ def run(
     # -- stage the results in the run's folder, then audit and publish them
     row = _run_row(run_id, started_at, config, info, device, model, history, best, scores, baseline, run_dir)
     row |= {"train_seconds": train_seconds, "wall_seconds": time.perf_counter() - wall_start}
-    results.stage(run_dir, row, results.epoch_table(run_id, history), predictions)
+    tables = {"epoch_metrics": results.epoch_table(run_id, history), "predictions": predictions,
+              "run_index": coords.table(run_id)}  # fmt: skip
+    results.stage(run_dir, row, tables)
     published = None
     if config.features and not warehouse.exists():  # a trainer given only the Parquet features
         log(f"no warehouse at {warehouse}: the results stay in {run_dir}; write them into a warehouse the ETL "
@@ -253,9 +251,9 @@ def _run_row(
     last_validation = next((h["validation_rmse"] for h in reversed(history) if h["validation_rmse"] is not None), None)
     validation = best.rmse if selected else last_validation
     return {
-        "run_id": run_id, "started_at": started_at, "finished_at": _utc_now(), "model": config.model,
+        "run_id": run_id, "kind": "train", "started_at": started_at, "finished_at": utc_now(), "model": config.model,
         "split": config.split, "seed": config.seed, "dataset_name": info.name,
-        "dataset_fingerprint": info.fingerprint, "device": _device_name(device), "epochs": config.epochs,
+        "dataset_fingerprint": info.fingerprint, "device": device_name(device), "epochs": config.epochs,
         "validation_rmse": validation, "epochs_run": len(history),
         "best_epoch": best.epoch if selected else len(history),
         "test_rmse": scores["rmse"], "test_mae": scores["mae"], "test_user_rmse": scores["user_rmse"],
@@ -266,15 +264,3 @@ def _run_row(
         "audit_slice": "validation" if config.validation else "train", "baseline_rmse": baseline,
         "audit_rmse": validation if config.validation else scores["fit_rmse"],
     }  # fmt: skip
-
-
-def _new_run_id() -> str:
-    return f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
-
-
-def _utc_now() -> str:
-    return datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="microseconds")
-
-
-def _device_name(device: torch.device) -> str:
-    return torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({platform.machine()})"

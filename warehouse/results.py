@@ -27,8 +27,8 @@ from warehouse.errors import WarehouseError
 from warehouse.sql import RESULTS_DIR, VIEWS_DIR, read
 from warehouse.swap import rewriting
 
-RESULT_TABLES = ("runs", "epoch_metrics", "predictions")  # also the order of the DDL files
-VIEWS = ("run_metrics", "latest_run", "latest_predictions", "recommendations")  # dependency order
+RESULT_TABLES = ("runs", "epoch_metrics", "predictions", "run_index")  # also the order of the DDL files
+VIEWS = ("run_metrics", "latest_run", "latest_predictions", "latest_scoring", "recommendations")  # dependency order
 BENCH_TABLE, BENCH_VIEW = "bench_results", "bench_summary"  # written by `trainer bench`
 RUN_FILE = "run.json"
 PUBLISHED_MARKER = "published"
@@ -94,14 +94,19 @@ def epoch_table(run_id: str, history: list[dict[str, Any]]) -> pa.Table:
     )
 
 
-def stage(run_dir: Path, run: dict[str, Any], epochs: pa.Table, predictions: pa.Table) -> None:
-    """Write the run's row, learning curve and predictions into its folder."""
+def stage(run_dir: Path, run: dict[str, Any], tables: dict[str, pa.Table]) -> None:
+    """Write the run's row and its rows of the other result tables (``tables``: by table name, e.g. its learning
+    curve as epoch_metrics, its predictions, its run_index) into its folder."""
     (run_dir / RUN_FILE).unlink(missing_ok=True)  # restaging: the old marker must not vouch for new files
+    if unknown := set(tables) - set(RESULT_TABLES[1:]):
+        raise ValueError(f"not result tables: {sorted(unknown)}")
     try:
         # Written by DuckDB: importing pyarrow.parquet would add to every run's start-up.
         scratch = duckdb.connect()
-        scratch.from_arrow(epochs).write_parquet(str(run_dir / "epoch_metrics.parquet"))
-        scratch.from_arrow(predictions).write_parquet(str(run_dir / "predictions.parquet"))
+        for table in RESULT_TABLES[1:]:
+            (run_dir / f"{table}.parquet").unlink(missing_ok=True)
+            if table in tables:
+                scratch.from_arrow(tables[table]).write_parquet(str(run_dir / f"{table}.parquet"))
         scratch.close()
         # Written last: its presence says the staged results are complete.
         (run_dir / RUN_FILE).write_text(json.dumps(run, indent=2, default=str))
@@ -199,8 +204,10 @@ def _write_run(con: duckdb.DuckDBPyConnection, run_dir: Path, run: dict[str, Any
         raise WarehouseError(f"{run_dir / RUN_FILE}: unexpected fields {sorted(set(run) - known)}")
     columns = ", ".join(run)
     con.execute(f"INSERT INTO runs ({columns}) VALUES ({', '.join('?' for _ in run)})", list(run.values()))
-    for table in ("epoch_metrics", "predictions"):
-        con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM read_parquet(?)", [str(run_dir / f"{table}.parquet")])
+    for table in RESULT_TABLES[1:]:
+        staged = run_dir / f"{table}.parquet"
+        if staged.exists():  # a scoring run has no run_index of its own, nor a learning curve
+            con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM read_parquet(?)", [str(staged)])
 
 
 def audit(con: duckdb.DuckDBPyConnection, run: dict[str, Any]) -> list[str]:
@@ -219,7 +226,8 @@ def audit(con: duckdb.DuckDBPyConnection, run: dict[str, Any]) -> list[str]:
     ).fetchall()[0][0]
     if bad:
         reasons.append(f"{bad:,} predictions are not finite or lie outside the rating scale {low:g}..{high:g}")
-    if json.loads(run.get("config") or "{}").get("top_n"):
+    # A scoring run scores the users it was asked for, not every user: it reports those it skipped itself.
+    if json.loads(run.get("config") or "{}").get("top_n") and run.get("kind", "train") == "train":
         # Users with a movie left to recommend (they have not rated every movie) but no recommendation.
         missing = con.execute(
             """

@@ -1,6 +1,6 @@
--- runs: one row per training run that wrote its results; key: run_id. Written by `trainer run`
--- (or `trainer publish`) together with the run's epoch_metrics and predictions, into a new version of the
--- warehouse that is swapped in whole (warehouse/swap.py): readers see all of a run or none of it.
+-- runs: one row per run that wrote its results; key: run_id. Written by `trainer run` (or `trainer publish`)
+-- together with the run's epoch_metrics, predictions and run_index, or by `trainer score`, into a new version
+-- of the warehouse that is swapped in whole (warehouse/swap.py): readers see all of a run or none of it.
 CREATE TABLE IF NOT EXISTS runs (
     run_id               VARCHAR PRIMARY KEY,
     started_at           TIMESTAMP,
@@ -37,3 +37,11 @@ ALTER TABLE runs ADD COLUMN IF NOT EXISTS baseline_rmse DOUBLE;
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS audit_passed BOOLEAN;
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS audit_reason VARCHAR;  -- why it failed; NULL when it passed
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS promoted BOOLEAN;      -- served: passed, or published anyway (NULL: before audits)
+-- Scoring (`trainer score`): a run of kind 'score' predicts with the weights of its parent, a training run,
+-- from the ratings in the warehouse when it ran; it trains nothing and has no test figures.
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS kind VARCHAR;            -- 'train' or 'score' (NULL: a training run)
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS parent_run_id VARCHAR;   -- score: the training run whose model it used
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS n_scored_users BIGINT;   -- score: users it predicted for
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS n_skipped_users BIGINT;  -- score: users asked for that the model cannot score
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS n_unseen_movies BIGINT;  -- score: movies rated by those users that the model never saw
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS n_unseen_ratings BIGINT; -- score: their ratings, left out of the model's inputs

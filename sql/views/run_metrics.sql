@@ -1,15 +1,18 @@
--- run_metrics: every run's headline figures and audit, newest first. grain: one row per run.
+-- run_metrics: every run's headline figures and audit, newest first (scoring runs: what they scored and
+-- skipped, with their training run as parent). grain: one row per run.
 -- audit: 'passed', 'failed' (kept out of the serving views), 'failed, published anyway', or NULL for runs
 -- written before audits existed.
 CREATE OR REPLACE VIEW run_metrics AS
 SELECT
-    run_id, finished_at, model, split, dataset_name, device, epochs, epochs_run, best_epoch,
+    run_id, coalesce(kind, 'train') AS kind, parent_run_id, finished_at, model, split, dataset_name, device,
+    epochs, epochs_run, best_epoch,
     round(test_rmse, 4) AS test_rmse, round(test_mae, 4) AS test_mae,
     round(test_user_rmse, 4) AS test_user_rmse, round(validation_rmse, 4) AS validation_rmse,
     round(baseline_rmse, 4) AS baseline_rmse,
     CASE WHEN audit_passed THEN 'passed' WHEN promoted THEN 'failed, published anyway'
          WHEN NOT audit_passed THEN 'failed' END AS audit,
     audit_reason, coalesce(promoted, true) AS served,
-    n_test, n_cold_start, round(train_seconds, 2) AS train_seconds, round(wall_seconds, 2) AS wall_seconds
+    n_test, n_cold_start, n_scored_users, n_skipped_users,
+    round(train_seconds, 2) AS train_seconds, round(wall_seconds, 2) AS wall_seconds
 FROM runs
 ORDER BY finished_at DESC;

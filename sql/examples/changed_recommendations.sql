@@ -1,0 +1,28 @@
+-- Users whose recommendations changed at their latest scoring: each user's newest served run with
+-- recommendations for them (a `trainer score` run, or a training run) against the one before it, with the
+-- movies that came into the list and those that left it; a user scored for the first time has no previous
+-- run. Newest first.
+-- duckdb -readonly warehouse.duckdb -c ".read sql/examples/changed_recommendations.sql"
+WITH scorings AS (
+    SELECT p.user_id, p.run_id, any_value(r.finished_at) AS scored_at, list(p.movie_id ORDER BY p.rank) AS movies
+    FROM predictions AS p
+    JOIN runs AS r USING (run_id)
+    WHERE p.kind = 'top_n' AND coalesce(r.promoted, true)
+    GROUP BY p.user_id, p.run_id
+),
+ranked AS (
+    SELECT *, row_number() OVER (PARTITION BY user_id ORDER BY scored_at DESC, run_id DESC) AS recency
+    FROM scorings
+)
+SELECT
+    now.user_id,
+    now.run_id AS run_id,
+    now.scored_at,
+    before.run_id AS previous_run_id,
+    list_filter(now.movies, lambda m: NOT coalesce(list_contains(before.movies, m), false)) AS movies_in,
+    coalesce(list_filter(before.movies, lambda m: NOT list_contains(now.movies, m)), []) AS movies_out
+FROM ranked AS now
+LEFT JOIN ranked AS before ON before.user_id = now.user_id AND before.recency = 2
+WHERE now.recency = 1 AND (before.movies IS NULL OR now.movies <> before.movies)
+ORDER BY now.scored_at DESC, now.user_id
+LIMIT 20;

@@ -1,0 +1,34 @@
+"""What every run (training or scoring) records about itself: its id, its times, and the device it ran on."""
+
+from __future__ import annotations
+
+import platform
+import secrets
+from datetime import UTC, datetime
+
+import torch
+
+from trainer.errors import TrainerError
+
+
+def new_run_id() -> str:
+    """Sortable by start time, unique enough for runs started in the same second."""
+    return f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="microseconds")
+
+
+def pick_device(name: str) -> torch.device:
+    """--device: auto (a CUDA GPU when there is one, else the CPU), cpu or cuda."""
+    if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise TrainerError("--device cuda was asked for, but torch finds no CUDA device; use --device cpu or auto")
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def device_name(device: torch.device) -> str:
+    """As runs.device records it."""
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({platform.machine()})"

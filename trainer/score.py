@@ -1,0 +1,270 @@
+"""Scoring: fresh predictions from a trained run for the ratings in the warehouse now, without retraining.
+
+A scoring run loads the weights its parent (a training run) selected, reads the current ratings of the
+users it is asked for, maps them through the parent's own coordinates (trainer/coordinates.py: a rebuild
+may have renumbered the warehouse's indexes), and ranks each user's unrated movies. Movies the model never
+saw are left out of its inputs and counted. Models that fold in (user-row autoencoders) score users they
+never trained on from their ratings alone; the others score the users they know and count the rest as
+skipped. The results are published like a training run's (staged, audited, swapped in whole) as a run of
+kind 'score' with its parent's id; the parent's rows are never touched.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import torch
+
+from trainer import checkpoint
+from trainer.config import from_dict
+from trainer.coordinates import Coordinates
+from trainer.data import Csr, eval_rows
+from trainer.errors import TrainerError
+from trainer.models import build_model
+from trainer.run_record import device_name, new_run_id, pick_device, utc_now
+from warehouse import results
+from warehouse.connect import DEFAULT_LOCK_WAIT_SECONDS, open_for_reading
+
+
+@dataclass(frozen=True)
+class ScoreOptions:
+    run_id: str  # the training run whose model scores
+    warehouse: Path = Path("warehouse.duckdb")
+    users: str | None = None  # comma-separated user ids, or a SQL query returning them; None: every user
+    since: datetime | None = None  # only users with a rating at or after this time
+    top_n: int | None = None  # None: as many as the training run wrote
+    runs_dir: Path = Path("runs")
+    device: str = "auto"
+    threads: int = 0
+    lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS
+
+
+@dataclass
+class ScoreSummary:
+    run_id: str
+    parent_run_id: str
+    run_dir: Path
+    n_scored_users: int
+    n_skipped_users: int
+    n_unseen_movies: int  # movies the scored users rated that the model never saw
+    n_unseen_ratings: int  # their ratings, left out of the model's inputs
+    changes: list[str]  # how the warehouse's users and movies differ from the training run's
+    score_seconds: float  # reading, scoring and staging
+    publish_seconds: float
+    published: results.Published
+
+
+def score(options: ScoreOptions, log: Callable[[str], None] = lambda message: None) -> ScoreSummary:
+    """Score ``options.users`` with run ``options.run_id``'s model and publish the scoring as a run of its own."""
+    started, started_at = time.perf_counter(), utc_now()
+    device = pick_device(options.device)
+    if options.threads:
+        torch.set_num_threads(options.threads)
+    needs = ("dataset", "ratings", "user_index", "movie_index", "runs")
+    con = open_for_reading(options.warehouse, options.lock_wait_seconds, needs=needs)
+    try:
+        parent = _training_run(con, options.run_id)
+        state = checkpoint.load(Path(parent["run_dir"]), device)
+        coords = Coordinates.from_state(state)
+        if coords is None:
+            raise TrainerError(f"run {options.run_id} was trained before runs kept their own user and movie "
+                               "coordinates, so its model cannot be read safely against a rebuilt warehouse; "
+                               "train a new run")  # fmt: skip
+        config = from_dict(state["config"])
+        model = build_model(config, coords.n_users, coords.n_movies, state["mean"])
+        model.load_state_dict(_selected(state, config.select_best))
+        model.to(device)
+        model.eval()
+        changes = coords.changes(Coordinates.read(con))
+        if changes:
+            log(f"since run {options.run_id} trained: " + "; ".join(changes) + " (read through the run's own ids)")
+        ((fingerprint, rating_min, rating_max),) = con.execute(
+            "SELECT fingerprint, rating_min, rating_max FROM dataset"
+        ).fetchall()
+
+        wanted = _users_to_score(con, options)
+        if not len(wanted):
+            since = f" at or after {options.since}" if options.since else ""
+            among = " among the users --users names" if options.users else ""
+            raise TrainerError(f"no user has a rating{since}{among}: nothing to score")
+        known = coords.users(wanted) >= 0
+        skipped = wanted[~known] if not model.folds_in else wanted[:0]
+        users = wanted if model.folds_in else wanted[known]
+        if len(skipped):
+            log(f"skipping {len(skipped):,} users run {options.run_id} never trained on: its model ({config.model}) "
+                f"scores only the users it knows (e.g. user {skipped[0]}); retrain to include them")  # fmt: skip
+        con.register("scored_users", pa.table({"user_id": pa.array(users, pa.int32())}))
+        con.register("run_movies", _id_table("movie_id", "col", coords.movie_ids))
+        con.register("run_users", _id_table("user_id", "row", coords.user_ids))
+        ((unseen_movies, unseen_ratings),) = con.execute(
+            "SELECT count(DISTINCT movie_id), count(*) FROM ratings JOIN scored_users USING (user_id) "
+            "WHERE movie_id NOT IN (SELECT movie_id FROM run_movies)"
+        ).fetchall()
+        if unseen_ratings:
+            log(f"{unseen_movies:,} movies run {options.run_id} never saw are left out of the inputs "
+                f"({unseen_ratings:,} ratings)")  # fmt: skip
+
+        top_n = min(options.top_n if options.top_n is not None else config.top_n, coords.n_movies)
+        run_id = new_run_id()
+        scorer = model.user_scorer(lambda: _movie_rows(con, coords, device))
+        tables, squared, squared_mean, count = [], 0.0, 0.0, 0
+        with torch.no_grad():
+            for user_ids, rated in _user_rows(con, coords):
+                rated = rated.to(device)
+                scores = scorer(rated, torch.from_numpy(coords.users(user_ids)).to(device))
+                if config.clip:
+                    scores = scores.clamp(rating_min, rating_max)
+                rows, cols = rated.row_ids(), rated.cols
+                squared += (scores[rows, cols] - rated.vals).double().square().sum().item()
+                squared_mean += (rated.vals.double() - state["mean"]).square().sum().item()
+                count += rated.vals.numel()
+                scores[rows, cols] = -math.inf  # every rated movie, new ratings included, is left out
+                best, best_cols = scores.topk(top_n, dim=1)
+                keep = (best != -math.inf).flatten()  # a NaN stays, for the audit to see
+                at = torch.arange(len(user_ids), device=device).repeat_interleave(top_n)[keep]
+                ranks = torch.arange(1, top_n + 1, device=device).repeat(len(user_ids))[keep]
+                tables.append(
+                    results.prediction_table(
+                        run_id,
+                        "top_n",
+                        user_ids[at.cpu().numpy()],
+                        coords.movie_ids[best_cols.flatten()[keep].cpu().numpy()],
+                        best.flatten()[keep].cpu().numpy(),
+                        rank=ranks.cpu().numpy(),
+                    )
+                )
+    finally:
+        con.close()
+
+    run_dir = options.runs_dir / run_id
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise TrainerError(f"{run_dir}: cannot create the scoring run's folder: {error}") from error
+    row = {
+        "run_id": run_id, "kind": "score", "parent_run_id": options.run_id, "started_at": started_at,
+        "finished_at": utc_now(), "model": config.model, "split": parent["split"], "seed": config.seed,
+        "dataset_name": parent["dataset_name"], "dataset_fingerprint": fingerprint, "device": device_name(device),
+        "n_parameters": sum(p.numel() for p in model.parameters()), "torch_version": torch.__version__,
+        "run_dir": str(run_dir.resolve()), "config": json.dumps(config.to_dict(), sort_keys=True),
+        "n_scored_users": len(users), "n_skipped_users": len(skipped), "n_unseen_movies": unseen_movies,
+        "n_unseen_ratings": unseen_ratings,
+        # the audit's figures: the model's RMSE on the scored users' ratings it read, and the training mean's
+        "audit_slice": "scored users'", "audit_rmse": math.sqrt(squared / count) if count else None,
+        "baseline_rmse": math.sqrt(squared_mean / count) if count else None,
+    }  # fmt: skip
+    empty = pa.concat_tables(tables) if tables else results.prediction_table(run_id, "top_n", *[np.array([])] * 3)
+    row["wall_seconds"] = time.perf_counter() - started
+    results.stage(run_dir, row, {"predictions": empty})
+    score_seconds = time.perf_counter() - started
+    published = results.publish(run_dir, options.warehouse, options.lock_wait_seconds)
+    return ScoreSummary(run_id, options.run_id, run_dir, len(users), len(skipped), unseen_movies, unseen_ratings,
+                        changes, score_seconds, time.perf_counter() - started - score_seconds, published)  # fmt: skip
+
+
+def _training_run(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:
+    """The parent's row of `runs`; a scoring run's own id, or an unknown one, is refused with the reason."""
+    cursor = con.execute("SELECT * FROM runs WHERE run_id = ?", [run_id])
+    found = cursor.fetchall()
+    if not found:
+        raise TrainerError(f"no run {run_id!r} in the warehouse (SELECT run_id, kind FROM run_metrics lists them)")
+    row = dict(zip([column[0] for column in cursor.description], found[0]))
+    if row.get("kind") == "score":
+        raise TrainerError(f"run {run_id} is a scoring run; score with its training run, {row['parent_run_id']}")
+    if not Path(row["run_dir"]).is_dir():
+        raise TrainerError(f"{row['run_dir']}: run {run_id}'s folder, which holds its weights, is gone")
+    return row
+
+
+def _selected(state: dict[str, Any], select_best: bool) -> dict[str, torch.Tensor]:
+    """The weights the training run scored with: the best epoch's on validation, or the last epoch's."""
+    best = state.get("best", {}).get("weights")
+    return best if select_best and best is not None else state["model"]
+
+
+def _users_to_score(con: duckdb.DuckDBPyConnection, options: ScoreOptions) -> np.ndarray:
+    """The user ids to score, ascending: every user with a rating, or those --users and --since name."""
+    chosen = "SELECT DISTINCT user_id FROM ratings"
+    params: list[Any] = []
+    if options.since is not None:
+        chosen += " WHERE rated_at >= ?"
+        params.append(options.since)
+    ids = con.execute(f"SELECT user_id FROM ({chosen}) ORDER BY user_id", params).fetchnumpy()["user_id"]
+    if options.users is None:
+        return ids.astype(np.int64)
+    named = _named_users(con, options.users)
+    unknown = np.setdiff1d(named, con.execute("SELECT DISTINCT user_id FROM ratings").fetchnumpy()["user_id"])
+    if len(unknown):
+        raise TrainerError(f"--users names {len(unknown):,} users with no rating in {options.warehouse} "
+                           f"(e.g. {unknown[0]})")  # fmt: skip
+    return np.intersect1d(ids, named).astype(np.int64)
+
+
+def _named_users(con: duckdb.DuckDBPyConnection, users: str) -> np.ndarray:
+    """--users: comma-separated ids, or a query whose one column is user ids."""
+    text = users.strip()
+    if text.replace(",", " ").replace(" ", "").isdigit():
+        return np.unique(np.array([int(part) for part in text.replace(",", " ").split()], dtype=np.int64))
+    try:
+        result = con.execute(f"SELECT * FROM ({text})")
+    except duckdb.Error as error:
+        raise TrainerError(f"--users is neither a list of ids nor a query this warehouse answers: {error}") from error
+    if len(result.description or []) != 1:
+        raise TrainerError("--users: the query must return one column, of user ids")
+    try:
+        return np.unique(np.array([row[0] for row in result.fetchall()], dtype=np.int64))
+    except (TypeError, ValueError) as error:
+        raise TrainerError(f"--users: the query must return user ids (whole numbers): {error}") from error
+
+
+def _id_table(id_column: str, idx_column: str, ids: np.ndarray) -> pa.Table:
+    return pa.table({id_column: pa.array(ids, pa.int32()), idx_column: pa.array(np.arange(len(ids)), pa.int64())})
+
+
+def _user_rows(con: duckdb.DuckDBPyConnection, coords: Coordinates) -> Iterator[tuple[np.ndarray, Csr]]:
+    """Blocks of the scored users: their ids, and their current ratings of the movies the model knows, as CSR
+    rows in the model's columns (a user whose every movie is new to the model has an empty row)."""
+    reader = con.sql(
+        """
+        SELECT s.user_id,
+               coalesce(list(m.col ORDER BY m.col) FILTER (WHERE m.col IS NOT NULL), []) AS cols,
+               coalesce(list(r.rating ORDER BY m.col) FILTER (WHERE m.col IS NOT NULL), []) AS vals
+        FROM scored_users AS s
+        LEFT JOIN ratings AS r USING (user_id)
+        LEFT JOIN run_movies AS m USING (movie_id)
+        GROUP BY s.user_id
+        ORDER BY s.user_id"""
+    ).to_arrow_reader(eval_rows(coords.n_movies))
+    for batch in reader:
+        yield (
+            batch.column(0).to_numpy().astype(np.int64),
+            Csr.from_arrow(batch.column(1), batch.column(2), coords.n_movies),
+        )
+
+
+def _movie_rows(
+    con: duckdb.DuckDBPyConnection, coords: Coordinates, device: torch.device
+) -> Iterator[tuple[torch.Tensor, Csr]]:
+    """For a model of movie rows: each movie's current ratings by the users the model knows, in its columns."""
+    rows = con.sql(
+        """
+        SELECT m.col, list(u.row ORDER BY u.row) AS cols, list(r.rating ORDER BY u.row) AS vals
+        FROM ratings AS r
+        JOIN run_movies AS m USING (movie_id)
+        JOIN run_users AS u USING (user_id)
+        GROUP BY m.col
+        ORDER BY m.col"""
+    ).to_arrow_reader(eval_rows(coords.n_users))
+    for batch in rows:
+        movies = torch.from_numpy(batch.column(0).to_numpy().astype(np.int64))
+        yield movies.to(device), Csr.from_arrow(batch.column(1), batch.column(2), coords.n_users).to(device)
