@@ -7,7 +7,7 @@ WAREHOUSE     ?= warehouse.duckdb
 SPLIT         ?= random
 TRAIN_ARGS    ?=
 
-.PHONY: all install etl train run test test-fast lint bench-etl bench-train bench-scale gpu-check clean
+.PHONY: all install etl train run test test-fast lint bench-etl bench-train bench-score bench-scale gpu-check clean
 
 # The main job, end to end: install, data (downloaded if missing), ETL, training, predictions.
 all run: etl train
@@ -45,6 +45,9 @@ bench-train: install
 	$(BIN)/python bench/train_bench.py
 
 # Synthetic 1 M, 10 M and 32 M ratings: ETL, one epoch and publishing each, wall time and peak RSS per step.
+bench-score: install
+	$(BIN)/python bench/score_bench.py --input $(MOVIELENS_DIR)
+
 bench-scale: install
 	$(BIN)/python bench/scale_bench.py
 

@@ -29,14 +29,15 @@ DEFAULT_INPUT = REPO.parent / "shared" / "data" / "ml-1m"
 
 # The child: what `trainer score RUN_ID` runs (the CLI's imports included), timed from inside.
 CHILD = """
-import json, sys
+import json, os, sys
 import trainer.cli
 from pathlib import Path
 from trainer.score import ScoreOptions, score
 run_id, warehouse, runs_dir = sys.argv[1:]
 summary = score(ScoreOptions(run_id, Path(warehouse), runs_dir=Path(runs_dir), device="cpu"))
 print(json.dumps({"scoring": summary.score_seconds, "publishing": summary.publish_seconds,
-                  "users": summary.n_scored_users, "promoted": summary.published.promoted}))
+                  "users": summary.n_scored_users, "promoted": summary.published.promoted}), flush=True)
+os._exit(0)  # as the trainer command exits (trainer/cli.py entry_point): no teardown of torch
 """
 
 

@@ -1,10 +1,11 @@
 -- Users whose recommendations changed at their latest scoring: each user's newest served run with
 -- recommendations for them (a `trainer score` run, or a training run) against the one before it, with the
--- movies that came into the list and those that left it; a user scored for the first time has no previous
--- run. Newest first.
+-- movies that came into the list and those that left it. A new user, scored for the first time by
+-- `trainer score`, has no previous run; users a training run scored first are not listed. Newest first.
 -- duckdb -readonly warehouse.duckdb -c ".read sql/examples/changed_recommendations.sql"
 WITH scorings AS (
-    SELECT p.user_id, p.run_id, any_value(r.finished_at) AS scored_at, list(p.movie_id ORDER BY p.rank) AS movies
+    SELECT p.user_id, p.run_id, any_value(r.finished_at) AS scored_at, any_value(coalesce(r.kind, 'train')) AS kind,
+           list(p.movie_id ORDER BY p.rank) AS movies
     FROM predictions AS p
     JOIN runs AS r USING (run_id)
     WHERE p.kind = 'top_n' AND coalesce(r.promoted, true)
@@ -23,6 +24,6 @@ SELECT
     coalesce(list_filter(before.movies, lambda m: NOT list_contains(now.movies, m)), []) AS movies_out
 FROM ranked AS now
 LEFT JOIN ranked AS before ON before.user_id = now.user_id AND before.recency = 2
-WHERE now.recency = 1 AND (before.movies IS NULL OR now.movies <> before.movies)
+WHERE now.recency = 1 AND CASE WHEN before.movies IS NULL THEN now.kind = 'score' ELSE now.movies <> before.movies END
 ORDER BY now.scored_at DESC, now.user_id
 LIMIT 20;
