@@ -127,6 +127,8 @@ def test_the_installed_commands_work_from_an_empty_folder(wheel, tmp_path, make_
         (run_id,) = con.execute("SELECT run_id FROM latest_run").fetchall()[0]
     assert command("trainer", "report", run_id, "--warehouse", "w.duckdb").returncode == 0
     assert (empty / "reports" / f"learning-curve-{run_id}.png").exists()
+    done = command("trainer", "score", run_id, "--warehouse", "w.duckdb", "--users", "1,2")
+    assert done.returncode == 0 and "2 users scored" in done.stderr, done.stderr
     shared = ROOT.parent / "shared" / "data" / "ml-100k"
     if shared.is_dir():  # the bench builds its own warehouses, with the installed ETL
         done = command(

@@ -221,6 +221,9 @@ def test_only_a_training_run_scores(copy) -> None:
                             ("20990101-000000-beef", "no run '20990101-000000-beef' in the warehouse")):  # fmt: skip
         result = CliRunner().invoke(app, ["score", run_id, "--warehouse", str(copy.warehouse)])
         assert result.exit_code == 1 and message in result.output
+    result = CliRunner().invoke(app, ["report", scoring, "--warehouse", str(copy.warehouse), "--out-dir",
+                                      str(copy.runs_dir)])  # fmt: skip
+    assert result.exit_code == 1 and "a scoring run (trainer score) trains nothing" in result.output
 
 
 @pytest.mark.slow
