@@ -43,8 +43,7 @@ def predict(
     """
     model.eval()
     user_ids, movie_ids = coords.user_ids, coords.movie_ids
-    user_bias, movie_bias = fallback.user.to(device), fallback.movie.to(device)
-    movie_known = fallback.movie_known.to(device)
+    fallback = fallback.to(device)
     score = model.user_scorer(lambda: _movie_rows(con, config, info, fit_parts, device))
     all_parts = ("train", "validation", "test")
     # The notebook quirk: the first line of each of its files (train and test) was never read.
@@ -69,14 +68,7 @@ def predict(
         fit_count += fit.vals.numel()
 
         # held-out test ratings
-        rows, cols = test.row_ids(), test.cols
-        predicted = scores[rows, cols]
-        cold = (fit.counts[rows] == 0) | ~movie_known[cols]
-        if config.cold_start_fallback:
-            biases = fallback.mean + user_bias[users[rows]] + movie_bias[cols]
-            if config.clip:
-                biases = biases.clamp(info.rating_min, info.rating_max)
-            predicted = torch.where(cold, biases, predicted)
+        rows, cols, predicted, cold = _held_out(test, scores, fit, users, fallback, config, info)
         test_users.append(users[rows].cpu())
         test_predicted.append(predicted.cpu())
         test_actual.append(test.vals.cpu())
@@ -92,6 +84,22 @@ def predict(
                 cold=_numpy(cold),
             )
         )
+
+        # held-out validation ratings, when the run held them out: what a blend of runs is fitted on
+        if "validation" not in fit_parts:
+            validation = matrices["validation"]
+            rows, cols, predicted, cold = _held_out(validation, scores, fit, users, fallback, config, info)
+            tables.append(
+                prediction_table(
+                    run_id,
+                    "validation",
+                    user_ids[users[rows].cpu().numpy()],
+                    movie_ids[cols.cpu().numpy()],
+                    _numpy(predicted),
+                    _numpy(validation.vals),
+                    cold=_numpy(cold),
+                )
+            )
 
         # every (user, movie) pair, on request
         if config.full_matrix:
@@ -142,6 +150,9 @@ class Biases:
     user: torch.Tensor  # n_users; 0 for users with no training rating
     movie: torch.Tensor  # n_movies; 0 for movies with no training rating
     movie_known: torch.Tensor  # n_movies, bool: the movie has a training rating
+
+    def to(self, device: torch.device) -> Biases:
+        return Biases(self.mean, self.user.to(device), self.movie.to(device), self.movie_known.to(device))
 
 
 # Damping: a bias is shrunk towards 0 as if it had this many more ratings at the mean (the usual
@@ -200,6 +211,23 @@ def mean_rmse(con: duckdb.DuckDBPyConnection, split: str, parts: tuple[str, ...]
         {"mean": mean, "split": split, "parts": list(parts)},
     ).fetchall()[0][0]
     return None if value is None else float(value)
+
+
+def _held_out(
+    held: Csr, scores: torch.Tensor, fit: Csr, users: torch.Tensor, fallback: Biases, config: TrainConfig,
+    info: DatasetInfo,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+    """Rows, columns, predictions and cold-start flags of a block of users' held-out ratings (``held``): the
+    model's ``scores``, or the fallback's biases where the user or the movie has no training rating."""
+    rows, cols = held.row_ids(), held.cols
+    predicted = scores[rows, cols]
+    cold = (fit.counts[rows] == 0) | ~fallback.movie_known[cols]
+    if config.cold_start_fallback:
+        biases = fallback.mean + fallback.user[users[rows]] + fallback.movie[cols]
+        if config.clip:
+            biases = biases.clamp(info.rating_min, info.rating_max)
+        predicted = torch.where(cold, biases, predicted)
+    return rows, cols, predicted, cold
 
 
 def _numpy(values: torch.Tensor) -> np.ndarray:

@@ -1,6 +1,9 @@
 -- predictions: what each run predicted, with MovieLens ids. grain: one row per (run, kind, user, movie).
 --   kind 'test'    every held-out test rating: predicted_rating next to actual_rating
+--   kind 'validation'  every rating of the validation slice (held out from training, used for model
+--                  selection), predicted by the selected model: what a blend of runs is fitted on
 --   kind 'top_n'   each user's N best movies among those the user never rated; rank 1 is the best
+--                  (a `trainer score` run writes only these)
 --   kind 'matrix'  every (user, movie) pair, only when the run asked for --full-matrix
 CREATE TABLE IF NOT EXISTS predictions (
     run_id            VARCHAR,
@@ -9,6 +12,6 @@ CREATE TABLE IF NOT EXISTS predictions (
     movie_id          INTEGER,
     rank              INTEGER,  -- top_n only
     predicted_rating  FLOAT,
-    actual_rating     FLOAT,    -- test only
+    actual_rating     FLOAT,    -- test and validation only
     cold_start        BOOLEAN   -- predicted by the fallback: user or movie had no training rating
 );

@@ -53,6 +53,11 @@ def test_corrupted_test_ratings_change_nothing_before_the_test_is_scored(
     for name, weights in saved_a["best"]["weights"].items():  # the same selected weights
         assert torch.equal(weights, saved_b["best"]["weights"][name])
     assert a.metrics["rmse"] != b.metrics["rmse"]  # while the test scores do see the corruption
+    # The validation predictions each run keeps (what a blend is fitted on) are the same too.
+    held_out = "SELECT user_id, movie_id, predicted_rating, actual_rating FROM predictions WHERE kind = 'validation'"
+    with duckdb.connect(str(clean), read_only=True) as one, duckdb.connect(str(corrupt), read_only=True) as other:
+        validation = one.execute(held_out + " ORDER BY ALL").fetchall()
+        assert validation and validation == other.execute(held_out + " ORDER BY ALL").fetchall()
 
 
 def test_early_stopping_scores_the_epoch_best_on_validation(warehouse, tmp_path) -> None:

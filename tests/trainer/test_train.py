@@ -32,6 +32,8 @@ def test_run_writes_runs_metrics_and_predictions_within_the_scale(warehouse, tmp
     assert con.execute("SELECT count(*) FROM epoch_metrics").fetchall()[0][0] == 12
     kinds = dict(con.execute("SELECT kind, count(*) FROM predictions GROUP BY kind").fetchall())
     assert kinds["test"] == n_test
+    n_validation = "SELECT count(*) FROM split_ratings WHERE split = 'random' AND part = 'validation'"
+    assert kinds["validation"] == con.execute(n_validation).fetchall()[0][0] > 0
     n_users = con.execute("SELECT n_users FROM dataset").fetchall()[0][0]
     assert 0 < kinds["top_n"] <= 5 * n_users
     low, high = con.execute("SELECT min(predicted_rating), max(predicted_rating) FROM predictions").fetchall()[0]
