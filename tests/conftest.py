@@ -323,3 +323,18 @@ def warehouse(small_warehouse: Path, tmp_path: Path) -> Path:
 def make_movielens_1m():
     """The generator above, for tests that need a second, different data set."""
     return write_movielens_1m
+
+
+@pytest.fixture(scope="session")
+def corrupt_test_ratings() -> Callable[[Path], None]:
+    """A function flipping every test rating of split random (r -> 6 - r) wherever a warehouse holds it: for
+    the leak tests, where nothing chosen before the final score may change."""
+
+    def flip(warehouse: Path) -> None:
+        con = duckdb.connect(str(warehouse))
+        con.execute("UPDATE rating_splits SET rating = 6 - rating WHERE random = 'test'")
+        for table in ("user_matrix", "movie_matrix"):
+            con.execute(f"UPDATE {table} SET test_rating = list_transform(test_rating, lambda r: 6 - r)")
+        con.close()
+
+    return flip

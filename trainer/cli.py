@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal, Optional, get_args
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from trainer.config import Setting, TrainConfig, choices, problem, resolve, settings
+from trainer.config import BLEND_RIDGE, Setting, TrainConfig, choices, problem, resolve, settings
 from trainer.errors import TrainerError
 from trainer.protocols import BENCH_MODELS, PROTOCOLS
 from warehouse import results
@@ -369,6 +369,70 @@ def score_command(
         f"scoring run {summary.run_id} of run {summary.parent_run_id}: {summary.n_scored_users:,} users scored"
         f"{skipped}{unseen}; scored in {summary.score_seconds:.2f} s, published in {summary.publish_seconds:.2f} s. "
         + _outcome(summary.published, "recommendations and latest_scoring, for the users it scored")
+    )
+
+
+@app.command("blend")
+def blend_command(
+    run_ids: Annotated[
+        list[str],
+        typer.Argument(
+            help="Two or more training runs on the same split of the same data (SELECT run_id, model, split FROM "
+            "run_metrics lists them): different models, seeds or settings.",
+            show_default=False,
+        ),
+    ],
+    warehouse: Annotated[
+        Path, typer.Option(envvar="WAREHOUSE", help="The warehouse holding the runs and their predictions.")
+    ] = Path(DEFAULTS.warehouse),
+    ridge: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            help="The penalty that pulls the weights towards an equal average of the runs, in the units of a mean "
+            "squared error; 0 is plain least squares.",
+        ),
+    ] = BLEND_RIDGE,
+    top_n: Annotated[
+        int, typer.Option(min=0, help="Recommendations per user, by the blended scores; 0 writes none.")
+    ] = DEFAULTS.top_n,
+    runs_dir: Annotated[
+        Path, typer.Option(help="Where the blend keeps its staged results, in a folder named after it.")
+    ] = Path(DEFAULTS.runs_dir),
+    device: Annotated[
+        Literal["auto", "cpu", "cuda"],
+        typer.Option(
+            help="Where the members' models rank the movies: auto (a CUDA GPU when there is one), cpu or cuda."
+        ),
+    ] = "auto",
+    threads: Annotated[
+        int, typer.Option(min=0, help="CPU threads for torch's arithmetic; 0 keeps torch's default.")
+    ] = 0,
+    lock_wait: Annotated[
+        float, typer.Option(min=0, help="Seconds to wait for another writer of the warehouse.")
+    ] = DEFAULTS.lock_wait_seconds,
+    publish_anyway: Annotated[
+        bool, typer.Option("--publish-anyway", help="Serve the blend even if it fails the audit; recorded in runs.")
+    ] = False,
+) -> None:
+    """Blend training runs: fit a weight per run on their validation predictions, apply the weights to their
+    test predictions, and publish the blend as a run of its own (kind 'blend', members and weights in
+    runs.members), with a top-N from the runs' models' blended scores. Nothing is retrained, and the test part
+    is read only once the weights are fixed."""
+    from trainer.blend import BlendOptions, blend  # torch is imported only by the commands that need it
+
+    options = BlendOptions(tuple(run_ids), warehouse, ridge, top_n, runs_dir, device, threads, lock_wait,
+                           publish_anyway)  # fmt: skip
+    try:
+        summary = blend(options, log=_log)
+    except WarehouseError as error:
+        _fail(error)
+    m = summary.metrics
+    members = ", ".join(f"{rmse:.4f}" for rmse in summary.member_test_rmse.values())
+    _log(
+        f"blend {summary.run_id}: test RMSE {m['rmse']:.4f} (members: {members}), MAE {m['mae']:.4f} on "
+        f"{m['n']:,} ratings; validation RMSE {summary.validation_rmse:.4f}; {summary.wall_seconds:.2f} s. "
+        + _outcome(summary.published)
     )
 
 

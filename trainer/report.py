@@ -60,7 +60,7 @@ def learning_curve(run_id: str, warehouse: Path, path: Path) -> Path:
     )
     if not epochs:
         raise TrainerError(f"run {run_id} has no learning curve in epoch_metrics: a scoring run (trainer score) "
-                           "trains nothing; draw its training run's (runs.parent_run_id)")  # fmt: skip
+                           "or a blend trains nothing; draw its training runs' (parent_run_id, members)")  # fmt: skip
     figure, axes = plt.subplots(figsize=(7, 4.2), dpi=100)
     axes.plot([e[0] for e in epochs], [e[1] for e in epochs], label="train RMSE", color="tab:blue")
     scored = [(e[0], e[2]) for e in epochs if e[2] is not None]

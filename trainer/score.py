@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -25,12 +25,9 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from trainer import checkpoint
-from trainer.config import from_dict
+from trainer import trained
 from trainer.coordinates import Coordinates
-from trainer.data import Csr, eval_rows
 from trainer.errors import TrainerError
-from trainer.models import build_model
 from trainer.run_record import device_name, new_run_id, pick_device, utc_now
 from warehouse import results
 from warehouse.connect import DEFAULT_LOCK_WAIT_SECONDS, open_for_reading
@@ -73,18 +70,8 @@ def score(options: ScoreOptions, log: Callable[[str], None] = lambda message: No
     needs = ("dataset", "ratings", "user_index", "movie_index", "runs")
     con = open_for_reading(options.warehouse, options.lock_wait_seconds, needs=needs)
     try:
-        parent = _training_run(con, options.run_id)
-        state = checkpoint.load(Path(parent["run_dir"]), device)
-        coords = Coordinates.from_state(state)
-        if coords is None:
-            raise TrainerError(f"run {options.run_id} was trained before runs kept their own user and movie "
-                               "coordinates, so its model cannot be read safely against a rebuilt warehouse; "
-                               "train a new run")  # fmt: skip
-        config = from_dict(state["config"])
-        model = build_model(config, coords.n_users, coords.n_movies, state["mean"])
-        model.load_state_dict(_selected(state, config.select_best))
-        model.to(device)
-        model.eval()
+        loaded = trained.load(con, options.run_id, device)
+        parent, config, coords, model = loaded.run, loaded.config, loaded.coords, loaded.model
         changes = coords.changes(Coordinates.read(con))
         if changes:
             log(f"since run {options.run_id} trained: " + "; ".join(changes) + " (read through the run's own ids)")
@@ -103,9 +90,7 @@ def score(options: ScoreOptions, log: Callable[[str], None] = lambda message: No
         if len(skipped):
             log(f"skipping {len(skipped):,} users run {options.run_id} never trained on: its model ({config.model}) "
                 f"scores only the users it knows (e.g. user {skipped[0]}); retrain to include them")  # fmt: skip
-        con.register("scored_users", pa.table({"user_id": pa.array(users, pa.int32())}))
-        con.register("run_movies", _id_table("movie_id", "col", coords.movie_ids))
-        con.register("run_users", _id_table("user_id", "row", coords.user_ids))
+        trained.register(con, coords, users)
         ((unseen_movies, unseen_ratings),) = con.execute(
             "SELECT count(DISTINCT movie_id), count(*) FROM ratings JOIN scored_users USING (user_id) "
             "WHERE movie_id NOT IN (SELECT movie_id FROM run_movies)"
@@ -114,35 +99,21 @@ def score(options: ScoreOptions, log: Callable[[str], None] = lambda message: No
             log(f"{unseen_movies:,} movies run {options.run_id} never saw are left out of the inputs "
                 f"({unseen_ratings:,} ratings)")  # fmt: skip
 
-        top_n = min(options.top_n if options.top_n is not None else config.top_n, coords.n_movies)
+        n = options.top_n if options.top_n is not None else config.top_n
         run_id = new_run_id()
-        scorer = model.user_scorer(lambda: _movie_rows(con, coords, device))
+        scorer = model.user_scorer(lambda: trained.movie_rows(con, coords, device))
         tables, squared, squared_mean, count = [], 0.0, 0.0, 0
         with torch.no_grad():
-            for user_ids, rated in _user_rows(con, coords):
+            for user_ids, rated in trained.user_rows(con, coords):
                 rated = rated.to(device)
                 scores = scorer(rated, torch.from_numpy(coords.users(user_ids)).to(device))
                 if config.clip:
                     scores = scores.clamp(rating_min, rating_max)
-                rows, cols = rated.row_ids(), rated.cols
-                squared += (scores[rows, cols] - rated.vals).double().square().sum().item()
-                squared_mean += (rated.vals.double() - state["mean"]).square().sum().item()
+                squared += (scores[rated.row_ids(), rated.cols] - rated.vals).double().square().sum().item()
+                squared_mean += (rated.vals.double() - loaded.mean).square().sum().item()
                 count += rated.vals.numel()
-                scores[rows, cols] = -math.inf  # every rated movie, new ratings included, is left out
-                best, best_cols = scores.topk(top_n, dim=1)
-                keep = (best != -math.inf).flatten()  # a NaN stays, for the audit to see
-                at = torch.arange(len(user_ids), device=device).repeat_interleave(top_n)[keep]
-                ranks = torch.arange(1, top_n + 1, device=device).repeat(len(user_ids))[keep]
-                tables.append(
-                    results.prediction_table(
-                        run_id,
-                        "top_n",
-                        user_ids[at.cpu().numpy()],
-                        coords.movie_ids[best_cols.flatten()[keep].cpu().numpy()],
-                        best.flatten()[keep].cpu().numpy(),
-                        rank=ranks.cpu().numpy(),
-                    )
-                )
+                # the top-N leaves out every movie the user rated, new ratings included
+                tables.append(trained.top_n(run_id, user_ids, rated, scores, n, coords))
     finally:
         con.close()
 
@@ -170,26 +141,6 @@ def score(options: ScoreOptions, log: Callable[[str], None] = lambda message: No
     published = results.publish(run_dir, options.warehouse, options.lock_wait_seconds)
     return ScoreSummary(run_id, options.run_id, run_dir, len(users), len(skipped), unseen_movies, unseen_ratings,
                         changes, score_seconds, time.perf_counter() - started - score_seconds, published)  # fmt: skip
-
-
-def _training_run(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:
-    """The parent's row of `runs`; a scoring run's own id, or an unknown one, is refused with the reason."""
-    cursor = con.execute("SELECT * FROM runs WHERE run_id = ?", [run_id])
-    found = cursor.fetchall()
-    if not found:
-        raise TrainerError(f"no run {run_id!r} in the warehouse (SELECT run_id, kind FROM run_metrics lists them)")
-    row = dict(zip([column[0] for column in cursor.description], found[0]))
-    if row.get("kind") == "score":
-        raise TrainerError(f"run {run_id} is a scoring run; score with its training run, {row['parent_run_id']}")
-    if not Path(row["run_dir"]).is_dir():
-        raise TrainerError(f"{row['run_dir']}: run {run_id}'s folder, which holds its weights, is gone")
-    return row
-
-
-def _selected(state: dict[str, Any], select_best: bool) -> dict[str, torch.Tensor]:
-    """The weights the training run scored with: the best epoch's on validation, or the last epoch's."""
-    best = state.get("best", {}).get("weights")
-    return best if select_best and best is not None else state["model"]
 
 
 def _users_to_score(con: duckdb.DuckDBPyConnection, options: ScoreOptions) -> np.ndarray:
@@ -225,46 +176,3 @@ def _named_users(con: duckdb.DuckDBPyConnection, users: str) -> np.ndarray:
         return np.unique(np.array([row[0] for row in result.fetchall()], dtype=np.int64))
     except (TypeError, ValueError) as error:
         raise TrainerError(f"--users: the query must return user ids (whole numbers): {error}") from error
-
-
-def _id_table(id_column: str, idx_column: str, ids: np.ndarray) -> pa.Table:
-    return pa.table({id_column: pa.array(ids, pa.int32()), idx_column: pa.array(np.arange(len(ids)), pa.int64())})
-
-
-def _user_rows(con: duckdb.DuckDBPyConnection, coords: Coordinates) -> Iterator[tuple[np.ndarray, Csr]]:
-    """Blocks of the scored users: their ids, and their current ratings of the movies the model knows, as CSR
-    rows in the model's columns (a user whose every movie is new to the model has an empty row)."""
-    reader = con.sql(
-        """
-        SELECT s.user_id,
-               coalesce(list(m.col ORDER BY m.col) FILTER (WHERE m.col IS NOT NULL), []) AS cols,
-               coalesce(list(r.rating ORDER BY m.col) FILTER (WHERE m.col IS NOT NULL), []) AS vals
-        FROM scored_users AS s
-        LEFT JOIN ratings AS r USING (user_id)
-        LEFT JOIN run_movies AS m USING (movie_id)
-        GROUP BY s.user_id
-        ORDER BY s.user_id"""
-    ).to_arrow_reader(eval_rows(coords.n_movies))
-    for batch in reader:
-        yield (
-            batch.column(0).to_numpy().astype(np.int64),
-            Csr.from_arrow(batch.column(1), batch.column(2), coords.n_movies),
-        )
-
-
-def _movie_rows(
-    con: duckdb.DuckDBPyConnection, coords: Coordinates, device: torch.device
-) -> Iterator[tuple[torch.Tensor, Csr]]:
-    """For a model of movie rows: each movie's current ratings by the users the model knows, in its columns."""
-    rows = con.sql(
-        """
-        SELECT m.col, list(u.row ORDER BY u.row) AS cols, list(r.rating ORDER BY u.row) AS vals
-        FROM ratings AS r
-        JOIN run_movies AS m USING (movie_id)
-        JOIN run_users AS u USING (user_id)
-        GROUP BY m.col
-        ORDER BY m.col"""
-    ).to_arrow_reader(eval_rows(coords.n_users))
-    for batch in rows:
-        movies = torch.from_numpy(batch.column(0).to_numpy().astype(np.int64))
-        yield movies.to(device), Csr.from_arrow(batch.column(1), batch.column(2), coords.n_users).to(device)

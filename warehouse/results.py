@@ -227,7 +227,7 @@ def audit(con: duckdb.DuckDBPyConnection, run: dict[str, Any]) -> list[str]:
     if bad:
         reasons.append(f"{bad:,} predictions are not finite or lie outside the rating scale {low:g}..{high:g}")
     # A scoring run scores the users it was asked for, not every user: it reports those it skipped itself.
-    if json.loads(run.get("config") or "{}").get("top_n") and run.get("kind", "train") == "train":
+    if json.loads(run.get("config") or "{}").get("top_n") and run.get("kind") != "score":
         # Users with a movie left to recommend (they have not rated every movie) but no recommendation.
         missing = con.execute(
             """

@@ -39,9 +39,12 @@ ALTER TABLE runs ADD COLUMN IF NOT EXISTS audit_reason VARCHAR;  -- why it faile
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS promoted BOOLEAN;      -- served: passed, or published anyway (NULL: before audits)
 -- Scoring (`trainer score`): a run of kind 'score' predicts with the weights of its parent, a training run,
 -- from the ratings in the warehouse when it ran; it trains nothing and has no test figures.
-ALTER TABLE runs ADD COLUMN IF NOT EXISTS kind VARCHAR;            -- 'train' or 'score' (NULL: a training run)
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS kind VARCHAR;            -- 'train', 'score' or 'blend' (NULL: a training run)
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS parent_run_id VARCHAR;   -- score: the training run whose model it used
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS n_scored_users BIGINT;   -- score: users it predicted for
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS n_skipped_users BIGINT;  -- score: users asked for that the model cannot score
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS n_unseen_movies BIGINT;  -- score: movies rated by those users that the model never saw
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS n_unseen_ratings BIGINT; -- score: their ratings, left out of the model's inputs
+-- Blends (`trainer blend`): a run of kind 'blend' combines training runs' predictions with weights fitted on
+-- their validation predictions; members holds them as JSON: {"runs": [...], "weights": [...], "intercept": b}.
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS members VARCHAR;

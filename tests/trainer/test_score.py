@@ -217,13 +217,13 @@ def test_bad_choices_of_users_are_refused(copy, options, message) -> None:
 
 def test_only_a_training_run_scores(copy) -> None:
     scoring, _ = score(copy, "autoencoder", "--users", "1")
-    for run_id, message in ((scoring, f"is a scoring run; score with its training run, {copy.runs['autoencoder']}"),
+    for run_id, message in ((scoring, f"is a scoring run; use its training run, {copy.runs['autoencoder']}"),
                             ("20990101-000000-beef", "no run '20990101-000000-beef' in the warehouse")):  # fmt: skip
         result = CliRunner().invoke(app, ["score", run_id, "--warehouse", str(copy.warehouse)])
         assert result.exit_code == 1 and message in result.output
     result = CliRunner().invoke(app, ["report", scoring, "--warehouse", str(copy.warehouse), "--out-dir",
                                       str(copy.runs_dir)])  # fmt: skip
-    assert result.exit_code == 1 and "a scoring run (trainer score) trains nothing" in result.output
+    assert result.exit_code == 1 and "a scoring run (trainer score) or a blend trains nothing" in result.output
 
 
 @pytest.mark.slow

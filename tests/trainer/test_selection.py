@@ -15,15 +15,6 @@ def config(warehouse, tmp_path, **overrides):
     return resolve({"warehouse": str(warehouse), "runs_dir": str(tmp_path / "runs"), "top_n": 0, **overrides})
 
 
-def corrupt_test_ratings(warehouse) -> None:
-    """Flip every test rating of split random (r -> 6 - r) wherever the warehouse holds it."""
-    con = duckdb.connect(str(warehouse))
-    con.execute("UPDATE rating_splits SET rating = 6 - rating WHERE random = 'test'")
-    for table in ("user_matrix", "movie_matrix"):
-        con.execute(f"UPDATE {table} SET test_rating = list_transform(test_rating, lambda r: 6 - r)")
-    con.close()
-
-
 @pytest.mark.parametrize(
     "model, overrides",
     [
@@ -35,7 +26,7 @@ def corrupt_test_ratings(warehouse) -> None:
     ],
 )
 def test_corrupted_test_ratings_change_nothing_before_the_test_is_scored(
-    model, overrides, small_warehouse, tmp_path
+    model, overrides, small_warehouse, tmp_path, corrupt_test_ratings
 ) -> None:
     clean, corrupt = tmp_path / "clean.duckdb", tmp_path / "corrupt.duckdb"
     clean.write_bytes(small_warehouse.read_bytes())

@@ -1,0 +1,150 @@
+"""A finished training run's model, loaded for use after training: by `trainer score` and `trainer blend`.
+
+The model is loaded with the weights the run selected and read only through the run's own coordinates
+(trainer/coordinates.py). Its inputs are the users' ratings in the warehouse now, as CSR rows in the
+model's columns, so new ratings change its predictions and movies it never saw are left out.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import torch
+
+from trainer import checkpoint
+from trainer.config import TrainConfig, from_dict
+from trainer.coordinates import Coordinates
+from trainer.data import Csr, eval_rows
+from trainer.errors import TrainerError
+from trainer.models import Model, build_model
+from warehouse import results
+
+
+@dataclass
+class TrainedRun:
+    run: dict[str, Any]  # its row of runs
+    config: TrainConfig
+    coords: Coordinates
+    model: Model
+    mean: float  # its training ratings' mean
+
+    @property
+    def run_id(self) -> str:
+        return self.run["run_id"]
+
+
+def load(con: duckdb.DuckDBPyConnection, run_id: str, device: torch.device) -> TrainedRun:
+    """Run ``run_id``'s model with the weights it selected, on ``device``, ready to predict."""
+    row = _training_run(con, run_id)
+    state = checkpoint.load(Path(row["run_dir"]), device)
+    coords = Coordinates.from_state(state)
+    if coords is None:
+        raise TrainerError(f"run {run_id} was trained before runs kept their own user and movie coordinates, so "
+                           "its model cannot be read safely against a rebuilt warehouse; train a new run")  # fmt: skip
+    config = from_dict(state["config"])
+    model = build_model(config, coords.n_users, coords.n_movies, state["mean"])
+    model.load_state_dict(_selected(state, config.select_best))
+    model.to(device)
+    model.eval()
+    return TrainedRun(row, config, coords, model, state["mean"])
+
+
+def register(con: duckdb.DuckDBPyConnection, coords: Coordinates, users: np.ndarray) -> None:
+    """Name, on ``con``, the users to score (scored_users) and the run's coordinates (run_movies, run_users),
+    for user_rows and movie_rows."""
+    con.register("scored_users", pa.table({"user_id": pa.array(users, pa.int32())}))
+    con.register("run_movies", _id_table("movie_id", "col", coords.movie_ids))
+    con.register("run_users", _id_table("user_id", "row", coords.user_ids))
+
+
+def top_n(run_id: str, user_ids: np.ndarray, rated: Csr, scores: torch.Tensor, n: int, coords: Coordinates) -> pa.Table:
+    """Rows of `predictions` (kind top_n): each user's ``n`` best-scored movies among those they have not
+    rated. ``scores`` (users x the model's columns) is overwritten at the rated cells."""
+    scores[rated.row_ids(), rated.cols] = -math.inf
+    n = min(n, coords.n_movies)
+    best, best_cols = scores.topk(n, dim=1)
+    keep = (best != -math.inf).flatten()  # a NaN stays, for the audit to see
+    at = torch.arange(len(user_ids), device=scores.device).repeat_interleave(n)[keep]
+    ranks = torch.arange(1, n + 1, device=scores.device).repeat(len(user_ids))[keep]
+    return results.prediction_table(
+        run_id,
+        "top_n",
+        user_ids[at.cpu().numpy()],
+        coords.movie_ids[best_cols.flatten()[keep].cpu().numpy()],
+        best.flatten()[keep].cpu().numpy(),
+        rank=ranks.cpu().numpy(),
+    )
+
+
+def _training_run(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:
+    """The training run's row of `runs`; a scoring run, a blend or an unknown id is refused with the reason."""
+    cursor = con.execute("SELECT * FROM runs WHERE run_id = ?", [run_id])
+    found = cursor.fetchall()
+    if not found:
+        raise TrainerError(f"no run {run_id!r} in the warehouse (SELECT run_id, kind FROM run_metrics lists them)")
+    row = dict(zip([column[0] for column in cursor.description], found[0]))
+    if row.get("kind") == "score":
+        raise TrainerError(f"run {run_id} is a scoring run; use its training run, {row['parent_run_id']}")
+    if row.get("kind") == "blend":
+        raise TrainerError(f"run {run_id} is a blend of several models, not one model; use its members "
+                           f"({', '.join(json.loads(row['members'])['runs'])})")  # fmt: skip
+    if not Path(row["run_dir"]).is_dir():
+        raise TrainerError(f"{row['run_dir']}: run {run_id}'s folder, which holds its weights, is gone")
+    return row
+
+
+def _selected(state: dict[str, Any], select_best: bool) -> dict[str, torch.Tensor]:
+    """The weights the training run scored with: the best epoch's on validation, or the last epoch's."""
+    best = state.get("best", {}).get("weights")
+    return best if select_best and best is not None else state["model"]
+
+
+def _id_table(id_column: str, idx_column: str, ids: np.ndarray) -> pa.Table:
+    return pa.table({id_column: pa.array(ids, pa.int32()), idx_column: pa.array(np.arange(len(ids)), pa.int64())})
+
+
+def user_rows(con: duckdb.DuckDBPyConnection, coords: Coordinates) -> Iterator[tuple[np.ndarray, Csr]]:
+    """Blocks of the scored users: their ids, and their current ratings of the movies the model knows, as CSR
+    rows in the model's columns (a user whose every movie is new to the model has an empty row)."""
+    reader = con.sql(
+        """
+        SELECT s.user_id,
+               coalesce(list(m.col ORDER BY m.col) FILTER (WHERE m.col IS NOT NULL), []) AS cols,
+               coalesce(list(r.rating ORDER BY m.col) FILTER (WHERE m.col IS NOT NULL), []) AS vals
+        FROM scored_users AS s
+        LEFT JOIN ratings AS r USING (user_id)
+        LEFT JOIN run_movies AS m USING (movie_id)
+        GROUP BY s.user_id
+        ORDER BY s.user_id"""
+    ).to_arrow_reader(eval_rows(coords.n_movies))
+    for batch in reader:
+        yield (
+            batch.column(0).to_numpy().astype(np.int64),
+            Csr.from_arrow(batch.column(1), batch.column(2), coords.n_movies),
+        )
+
+
+def movie_rows(
+    con: duckdb.DuckDBPyConnection, coords: Coordinates, device: torch.device
+) -> Iterator[tuple[torch.Tensor, Csr]]:
+    """For a model of movie rows: each movie's current ratings by the users the model knows, in its columns."""
+    rows = con.sql(
+        """
+        SELECT m.col, list(u.row ORDER BY u.row) AS cols, list(r.rating ORDER BY u.row) AS vals
+        FROM ratings AS r
+        JOIN run_movies AS m USING (movie_id)
+        JOIN run_users AS u USING (user_id)
+        GROUP BY m.col
+        ORDER BY m.col"""
+    ).to_arrow_reader(eval_rows(coords.n_users))
+    for batch in rows:
+        movies = torch.from_numpy(batch.column(0).to_numpy().astype(np.int64))
+        yield movies.to(device), Csr.from_arrow(batch.column(1), batch.column(2), coords.n_users).to(device)
