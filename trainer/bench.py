@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from trainer.blend import BlendOptions, blend
 from trainer.config import PRESETS, resolve
 from trainer.errors import TrainerError
 from trainer.protocols import BENCH_MODELS, PROTOCOLS
@@ -41,9 +42,13 @@ def bench(
     datasets: tuple[str, ...] = tuple(PROTOCOLS),
     n_seeds: int | None = None,
     max_epochs: int | None = None,
+    with_blend: bool = False,
     log: Callable[[str], None] = lambda message: None,
 ) -> list[dict[str, Any]]:
-    """Run every model on every data set's protocol; returns the rows written to bench_results."""
+    """Run every model on every data set's protocol, and with ``with_blend`` their blend on each seed (model
+    'blend'); returns the rows written to bench_results."""
+    if with_blend and len(models) < 2:
+        raise TrainerError("--blend needs two or more --models to blend")
     unknown = [model for model in models if model not in PRESETS]
     if unknown or not models:
         raise TrainerError(f"--models takes model names from {', '.join(PRESETS)}, not {', '.join(unknown) or 'none'}")
@@ -78,30 +83,36 @@ def bench(
                     config = replace(config, epochs=min(config.epochs, max_epochs))
                 summary = run(config)
                 m = summary.metrics
-                rows.append(
-                    {
-                        "bench_id": bench_id,
-                        "finished_at": datetime.now(UTC).replace(tzinfo=None),
-                        "model": model,
-                        "dataset": name,
-                        "protocol": protocol.description,
-                        "split": protocol.split,
-                        "seed": seed,
-                        "run_id": summary.run_id,
-                        "test_rmse": m["rmse"],
-                        "test_mae": m["mae"],
-                        "validation_rmse": summary.validation_rmse,
-                        "best_epoch": summary.best_epoch,
-                        "epochs_run": len(summary.history),
-                        "train_seconds": summary.train_seconds,
-                        "device": summary.device + (cpu_threads if summary.device.startswith("cpu") else ""),
-                        "config": json.dumps(config.to_dict(), sort_keys=True),
-                    }
-                )
+                row = {
+                    "bench_id": bench_id, "finished_at": datetime.now(UTC).replace(tzinfo=None), "model": model,
+                    "dataset": name, "protocol": protocol.description, "split": protocol.split, "seed": seed,
+                    "run_id": summary.run_id, "test_rmse": m["rmse"], "test_mae": m["mae"],
+                    "validation_rmse": summary.validation_rmse, "best_epoch": summary.best_epoch,
+                    "epochs_run": len(summary.history), "train_seconds": summary.train_seconds,
+                    "device": summary.device + (cpu_threads if summary.device.startswith("cpu") else ""),
+                    "config": json.dumps(config.to_dict(), sort_keys=True),
+                }  # fmt: skip
+                rows.append(row)
                 log(
                     f"{name} seed {seed} {model}: test RMSE {m['rmse']:.4f}, MAE {m['mae']:.4f}, "
                     f"best epoch {summary.best_epoch}/{len(summary.history)}, {summary.train_seconds:.1f} s"
                 )
+            if with_blend:
+                members = rows[-len(models) :]
+                options = BlendOptions(tuple(r["run_id"] for r in members), warehouse, top_n=0,
+                                       runs_dir=work_dir / "runs")  # fmt: skip
+                mixed = blend(options)
+                # its train time: its members' (fitting the weights takes a fraction of a second more)
+                rows.append(members[-1] | {
+                    "finished_at": datetime.now(UTC).replace(tzinfo=None), "model": "blend", "run_id": mixed.run_id,
+                    "test_rmse": mixed.metrics["rmse"], "test_mae": mixed.metrics["mae"],
+                    "validation_rmse": mixed.validation_rmse, "best_epoch": None, "epochs_run": None,
+                    "train_seconds": sum(r["train_seconds"] for r in members),
+                    "config": json.dumps({"members": [r["model"] for r in members], "weights": mixed.weights,
+                                          "intercept": mixed.intercept}),
+                })  # fmt: skip
+                log(f"{name} seed {seed} blend of {', '.join(models)}: test RMSE {mixed.metrics['rmse']:.4f}, "
+                    f"MAE {mixed.metrics['mae']:.4f}")  # fmt: skip
     # Kept beside the runs first: a warehouse that cannot be written now must not cost the bench's hours.
     kept = work_dir / f"bench-{bench_id}.json"
     kept.write_text(json.dumps(rows, indent=1, default=str))
@@ -144,8 +155,10 @@ def latest_summary(warehouse: Path) -> list[dict[str, Any]]:
     try:
         table = con.sql("""
             SELECT dataset, model, protocol, n_seeds, rmse, coalesce(rmse_std, 0) AS rmse_std, mae,
-                   coalesce(mae_std, 0) AS mae_std, train_seconds, device
-            FROM bench_summary
+                   coalesce(mae_std, 0) AS mae_std, train_seconds, device,
+                   (SELECT any_value(r.config) FROM bench_results AS r
+                    WHERE r.bench_id = s.bench_id AND r.model = s.model AND r.dataset = s.dataset) AS config
+            FROM bench_summary AS s
             QUALIFY row_number() OVER (PARTITION BY dataset, model ORDER BY finished_at DESC) = 1
             ORDER BY dataset, rmse""").to_arrow_table()
     finally:
@@ -166,6 +179,14 @@ def markdown_table(summary: list[dict[str, Any]]) -> str:
         lines.append(
             f"| {s['model']} | {s['dataset']} | {s['protocol']}{seeds} | {figure(s, 'rmse')} | "
             f"{figure(s, 'mae')} | {s['train_seconds']:.1f} s | {s['device']} | "
-            f"`trainer bench --datasets {s['dataset']} --models {s['model']}` |"
+            f"`{_command(s)}` |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _command(summary: dict[str, Any]) -> str:
+    """The command that regenerates a row of the table."""
+    if summary["model"] == "blend":
+        members = ",".join(json.loads(summary["config"])["members"])
+        return f"trainer bench --datasets {summary['dataset']} --models {members} --blend"
+    return f"trainer bench --datasets {summary['dataset']} --models {summary['model']}"

@@ -209,6 +209,14 @@ def bench_command(
     markdown: Annotated[Path, typer.Option(help="Where to write the results as a Markdown table.")] = Path(
         "docs/bench-results.md"
     ),
+    with_blend: Annotated[
+        bool,
+        typer.Option(
+            "--blend",
+            help="Also blend the models of each seed (trainer blend: weights fitted on their validation "
+            "predictions) and report the blend as model 'blend'.",
+        ),
+    ] = False,
 ) -> None:
     """Run the published protocols end to end (ml-100k u1; ml-1m random 90/10 over 5 seeds) for each model,
     and write the results table into the warehouse and as Markdown."""
@@ -224,6 +232,7 @@ def bench_command(
             datasets=_names(datasets),
             n_seeds=seeds,
             max_epochs=epochs,
+            with_blend=with_blend,
             log=_log,
         )
     except WarehouseError as error:

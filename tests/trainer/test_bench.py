@@ -47,3 +47,20 @@ def test_bench_runs_each_model_on_each_seed_and_writes_table_and_markdown(tmp_pa
 def test_bench_refuses_an_unknown_data_set(tmp_path) -> None:
     outcome = CliRunner().invoke(app, ["bench", "--data-dir", str(tmp_path), "--datasets", "ml-20m"])
     assert outcome.exit_code == 1 and "no benchmark protocol for data set 'ml-20m'" in outcome.output
+
+
+def test_bench_blends_the_models_of_each_seed(tmp_path, make_movielens_1m) -> None:
+    make_movielens_1m(tmp_path / "data" / "ml-1m")
+    results, markdown = tmp_path / "results.duckdb", tmp_path / "bench.md"
+    outcome = CliRunner().invoke(
+        app,
+        ["bench", "--data-dir", str(tmp_path / "data"), "--datasets", "ml-1m", "--models", "biases,mf", "--seeds", "1",
+         "--epochs", "5", "--work-dir", str(tmp_path / "work"), "--warehouse", str(results), "--markdown",
+         str(markdown), "--blend"],
+    )  # fmt: skip
+    assert outcome.exit_code == 0, outcome.output
+    with duckdb.connect(str(results), read_only=True) as con:
+        rows = dict(con.execute("SELECT model, train_seconds FROM bench_results").fetchall())
+    assert set(rows) == {"biases", "mf", "blend"} and rows["blend"] == rows["biases"] + rows["mf"]
+    (blend_row,) = [line for line in markdown.read_text().splitlines() if line.startswith("| blend |")]
+    assert blend_row.endswith("`trainer bench --datasets ml-1m --models biases,mf --blend` |")
