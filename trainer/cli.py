@@ -355,6 +355,9 @@ def score_command(
     lock_wait: Annotated[
         float, typer.Option(min=0, help="Seconds to wait for another writer of the warehouse.")
     ] = DEFAULTS.lock_wait_seconds,
+    publish_anyway: Annotated[
+        bool, typer.Option("--publish-anyway", help="Serve the scoring even if it fails the audit; recorded in runs.")
+    ] = False,
 ) -> None:
     """Score users with a trained run's model, from the ratings in the warehouse now, without retraining.
 
@@ -366,7 +369,7 @@ def score_command(
     """
     from trainer.score import ScoreOptions, score  # torch is imported only by the commands that need it
 
-    options = ScoreOptions(run_id, warehouse, users, since, top_n, runs_dir, device, threads, lock_wait)
+    options = ScoreOptions(run_id, warehouse, users, since, top_n, runs_dir, device, threads, lock_wait, publish_anyway)
     try:
         summary = score(options, log=_log)
     except WarehouseError as error:

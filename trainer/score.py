@@ -44,6 +44,7 @@ class ScoreOptions:
     device: str = "auto"
     threads: int = 0
     lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS
+    publish_anyway: bool = False
 
 
 @dataclass
@@ -134,11 +135,12 @@ def score(options: ScoreOptions, log: Callable[[str], None] = lambda message: No
         "audit_slice": "scored users'", "audit_rmse": math.sqrt(squared / count) if count else None,
         "baseline_rmse": math.sqrt(squared_mean / count) if count else None,
     }  # fmt: skip
-    empty = pa.concat_tables(tables) if tables else results.prediction_table(run_id, "top_n", *[np.array([])] * 3)
+    predictions = pa.concat_tables(tables) if tables else results.prediction_table(run_id, "top_n", *[np.array([])] * 3)
     row["wall_seconds"] = time.perf_counter() - started
-    results.stage(run_dir, row, {"predictions": empty})
+    results.stage(run_dir, row, {"predictions": predictions})
     score_seconds = time.perf_counter() - started
-    published = results.publish(run_dir, options.warehouse, options.lock_wait_seconds)
+    # Its own decision, not its training run's: a run served anyway does not make its scorings so.
+    published = results.publish(run_dir, options.warehouse, options.lock_wait_seconds, options.publish_anyway)
     return ScoreSummary(run_id, options.run_id, run_dir, len(users), len(skipped), unseen_movies, unseen_ratings,
                         changes, score_seconds, time.perf_counter() - started - score_seconds, published)  # fmt: skip
 

@@ -277,3 +277,17 @@ def _shift_movie_ids(folder: Path) -> None:
             parts[field] = str(int(parts[field]) + MOVIE_SHIFT)
             lines.append("::".join(parts))
         path.write_text("\n".join(lines) + "\n", encoding="latin-1")
+
+
+def test_a_scoring_is_audited_on_its_own_and_not_served_because_its_run_was(copy) -> None:
+    """A weak run published anyway: its scoring fails its own audit, and is served only if asked."""
+    config = {**SETTINGS, "epochs": 2, "learning_rate": 1000.0, "warehouse": str(copy.warehouse),
+              "runs_dir": str(copy.runs_dir), "publish_anyway": True}  # fmt: skip
+    weak = run(resolve(config)).run_id
+    data = Trained(copy.folder, copy.warehouse, copy.runs_dir, {"weak": weak})
+    scoring, output = score(data, "weak")
+    assert "Not promoted: the audit failed (scored users' RMSE" in output
+    assert query(copy.warehouse, "SELECT count(*) FROM recommendations WHERE run_id = ?", [scoring]) == [(0,)]
+    scoring, output = score(data, "weak", "--publish-anyway")
+    assert "published anyway" in output
+    assert query(copy.warehouse, "SELECT count(*) FROM recommendations WHERE run_id = ?", [scoring]) != [(0,)]
