@@ -108,8 +108,7 @@ def bench(
                     "test_rmse": mixed.metrics["rmse"], "test_mae": mixed.metrics["mae"],
                     "validation_rmse": mixed.validation_rmse, "best_epoch": None, "epochs_run": None,
                     "train_seconds": sum(r["train_seconds"] for r in members),
-                    "config": json.dumps({"members": [r["model"] for r in members], "weights": mixed.weights,
-                                          "intercept": mixed.intercept}),
+                    "config": json.dumps({"members": [r["model"] for r in members], **mixed.blender.to_dict()}),
                 })  # fmt: skip
                 log(f"{name} seed {seed} blend of {', '.join(models)}: test RMSE {mixed.metrics['rmse']:.4f}, "
                     f"MAE {mixed.metrics['mae']:.4f}")  # fmt: skip

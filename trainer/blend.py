@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -24,7 +25,6 @@ import pyarrow as pa
 import torch
 
 from trainer import trained
-from trainer.config import BLEND_RIDGE
 from trainer.errors import TrainerError
 from trainer.evaluate import rating_metrics
 from trainer.run_record import device_name, new_run_id, pick_device, utc_now
@@ -36,7 +36,8 @@ from warehouse.connect import DEFAULT_LOCK_WAIT_SECONDS, open_for_reading
 class BlendOptions:
     run_ids: tuple[str, ...]  # the training runs to blend, on the same split of the same data
     warehouse: Path = Path("warehouse.duckdb")
-    ridge: float = BLEND_RIDGE
+    ridge: float | None = None  # None: chosen by cross-validation on the validation slice
+    activity: bool | None = None  # weights that vary with users' and movies' activity; None: chosen likewise
     top_n: int = 20
     runs_dir: Path = Path("runs")
     device: str = "auto"
@@ -49,9 +50,8 @@ class BlendOptions:
 class BlendSummary:
     run_id: str
     run_dir: Path
-    weights: dict[str, float]  # by member run
-    intercept: float
-    validation_rmse: float  # of the blend, on the validation slice it was fitted on
+    blender: Blender
+    validation_rmse: float  # of the blend, out of fold on the validation slice (cross-validation)
     member_validation_rmse: dict[str, float]
     metrics: dict[str, float]  # on the test part: rmse, mae, user_rmse, n
     member_test_rmse: dict[str, float]
@@ -79,14 +79,13 @@ def blend(options: BlendOptions, log: Callable[[str], None] = lambda message: No
 
         # -- fit the weights on the validation slice: the test part is not read before they are fixed
         users, movies, actual, predicted = _held_out(con, members, "validation")
-        weights, intercept = fit_weights(predicted, actual, options.ridge)
-        blended_validation = np.clip(intercept + predicted @ weights, rating_min, rating_max)
-        validation_rmse = _rmse(blended_validation, actual)
+        activity = Activity.of(con, members[0].run["split"], users, movies)
+        blender, validation_rmse = choose(predicted, actual, users, movies, activity, options.ridge, options.activity)
+        blended_validation = np.clip(blender.apply(predicted, activity, users, movies), rating_min, rating_max)
         member_validation = {m.run_id: _rmse(predicted[:, i], actual) for i, m in enumerate(members)}
         baseline = _rmse(np.full_like(actual, members[0].mean), actual)
-        log("weights fitted on the validation slice: " + ", ".join(
-            f"{m.run_id} ({m.config.model}) {w:+.3f}" for m, w in zip(members, weights)
-        ) + f", intercept {intercept:+.3f}; validation RMSE {validation_rmse:.4f} (members: "
+        log(f"blend chosen by {FOLDS}-fold cross-validation on the validation slice: {blender.describe()}; "
+            f"validation RMSE {validation_rmse:.4f} out of fold (members: "
             + ", ".join(f"{rmse:.4f}" for rmse in member_validation.values()) + ")")  # fmt: skip
 
         run_id = new_run_id()
@@ -95,14 +94,14 @@ def blend(options: BlendOptions, log: Callable[[str], None] = lambda message: No
         ]
         # -- the test part, read now for the first time
         users, movies, actual, predicted = _held_out(con, members, "test")
-        blended = np.clip(intercept + predicted @ weights, rating_min, rating_max)
+        blended = np.clip(blender.apply(predicted, activity, users, movies), rating_min, rating_max)
         metrics = rating_metrics(torch.from_numpy(users), torch.from_numpy(blended), torch.from_numpy(actual))
         member_test = {m.run_id: _rmse(predicted[:, i], actual) for i, m in enumerate(members)}
         tables.append(results.prediction_table(run_id, "test", users, movies, blended, actual))
 
         # -- every user's top-N, from the members' models' blended scores
         if options.top_n:
-            tables += _top_n(con, members, weights, intercept, (rating_min, rating_max), options.top_n, run_id,
+            tables += _top_n(con, members, blender, activity, (rating_min, rating_max), options.top_n, run_id,
                              device)  # fmt: skip
     finally:
         con.close()
@@ -120,10 +119,10 @@ def blend(options: BlendOptions, log: Callable[[str], None] = lambda message: No
         "validation_rmse": validation_rmse, "test_rmse": metrics["rmse"], "test_mae": metrics["mae"],
         "test_user_rmse": metrics["user_rmse"], "n_test": metrics["n"], "torch_version": torch.__version__,
         "run_dir": str(run_dir.resolve()),
-        "config": json.dumps({"ridge": options.ridge, "top_n": options.top_n,
+        "config": json.dumps({"ridge": options.ridge, "activity": options.activity, "top_n": options.top_n,
                               "publish_anyway": options.publish_anyway}),  # fmt: skip
-        "members": json.dumps({"runs": list(options.run_ids), "weights": weights.tolist(), "intercept": intercept}),
-        # the audit's figures: the blend on the validation slice it was fitted on, and the training mean there
+        "members": json.dumps({"runs": list(options.run_ids), **blender.to_dict()}),
+        # the audit's figures: the blend out of fold on the validation slice, and the training mean there
         "audit_slice": "validation", "audit_rmse": validation_rmse, "baseline_rmse": baseline,
         "train_seconds": sum(m.run.get("train_seconds") or 0.0 for m in members),
         "wall_seconds": time.perf_counter() - started,
@@ -131,23 +130,133 @@ def blend(options: BlendOptions, log: Callable[[str], None] = lambda message: No
     results.stage(run_dir, row, {"predictions": pa.concat_tables(tables)})
     published = results.publish(run_dir, options.warehouse, options.lock_wait_seconds, options.publish_anyway)
     return BlendSummary(
-        run_id, run_dir, dict(zip(options.run_ids, weights.tolist())), intercept, validation_rmse,
-        member_validation, metrics, member_test, time.perf_counter() - started, published,
+        run_id, run_dir, blender, validation_rmse, member_validation, metrics, member_test,
+        time.perf_counter() - started, published,
     )  # fmt: skip
 
 
-def fit_weights(predicted: np.ndarray, actual: np.ndarray, ridge: float) -> tuple[np.ndarray, float]:
-    """Weights w and intercept b minimising mean((actual - b - predicted @ w)^2) + ridge * |w - 1/k|^2.
+FOLDS = 5  # the cross-validation that chooses the penalty and the features, on the validation slice
+RIDGES = (1e-4, 1e-3, 1e-2, 1e-1)  # the penalties it tries, in the units of a mean squared error
 
-    The penalty pulls the weights towards an equal average of the k members rather than towards 0: the
-    members are all predictions of the same rating, so an average is the natural prior."""
-    k = predicted.shape[1]
-    x_mean, y_mean = predicted.mean(axis=0), actual.mean()
-    x, y = predicted - x_mean, actual - y_mean
+
+def fit_weights(
+    features: np.ndarray, actual: np.ndarray, ridge: float, prior: np.ndarray | None = None
+) -> tuple[np.ndarray, float]:
+    """Weights w and intercept b minimising mean((actual - b - features @ w)^2) + ridge * |w - prior|^2.
+
+    The prior is an equal average of the members' predictions (and 0 for any other feature): the members
+    all predict the same rating, so the penalty pulls towards averaging them rather than towards 0."""
+    k = features.shape[1]
+    prior = np.full(k, 1.0 / k) if prior is None else prior
+    x_mean, y_mean = features.mean(axis=0), actual.mean()
+    x, y = features - x_mean, actual - y_mean
     n = len(actual)
-    gram = x.T @ x / n + ridge * np.eye(k)
-    weights = np.linalg.solve(gram, x.T @ y / n + ridge * np.full(k, 1.0 / k))
+    # lstsq, not solve: with no penalty, two members that predict alike make the system singular
+    weights = np.linalg.lstsq(x.T @ x / n + ridge * np.eye(k), x.T @ y / n + ridge * prior, rcond=None)[0]
     return weights, float(y_mean - x_mean @ weights)
+
+
+@dataclass(frozen=True)
+class Activity:
+    """How many training ratings each user and movie has, as standardised logs: blend weights may lean on
+    one member for users or movies with few ratings and on another for those with many."""
+
+    user_counts: dict[int, int]
+    movie_counts: dict[int, int]
+    centre: tuple[float, float]  # the mean and standard deviation of the logs over the validation slice
+    scale: tuple[float, float]
+
+    @staticmethod
+    def of(con: duckdb.DuckDBPyConnection, split: str, users: np.ndarray, movies: np.ndarray) -> Activity:
+        def counts(column: str) -> dict[int, int]:  # column: a fixed name from below
+            rows = con.execute(f"SELECT {column}, count(*) FROM split_ratings WHERE split = ? AND part = 'train' "
+                               "GROUP BY 1", [split]).fetchall()  # fmt: skip
+            return dict(rows)
+
+        user_counts, movie_counts = counts("user_id"), counts("movie_id")
+        logs = [np.log1p(np.array([c.get(i, 0) for i in ids], float)) for c, ids in
+                ((user_counts, users), (movie_counts, movies))]  # fmt: skip
+        centre = (float(logs[0].mean()), float(logs[1].mean()))
+        scale = (float(logs[0].std()) or 1.0, float(logs[1].std()) or 1.0)
+        return Activity(user_counts, movie_counts, centre, scale)
+
+    def users(self, ids: np.ndarray) -> np.ndarray:
+        logs = np.log1p(np.array([self.user_counts.get(int(i), 0) for i in ids], float))
+        return (logs - self.centre[0]) / self.scale[0]
+
+    def movies(self, ids: np.ndarray) -> np.ndarray:
+        logs = np.log1p(np.array([self.movie_counts.get(int(i), 0) for i in ids], float))
+        return (logs - self.centre[1]) / self.scale[1]
+
+
+@dataclass(frozen=True)
+class Blender:
+    """blended = intercept + sum over members i of p_i * (weight_i + by_user_i * a_u + by_movie_i * a_m)
+    + user * a_u + movie * a_m, where a_u and a_m are the user's and the movie's Activity (all 0 without)."""
+
+    weights: np.ndarray
+    intercept: float
+    ridge: float
+    activity: bool
+    by_user: np.ndarray
+    by_movie: np.ndarray
+    user: float = 0.0
+    movie: float = 0.0
+
+    @staticmethod
+    def fit(predicted: np.ndarray, actual: np.ndarray, activity: Activity | None, ridge: float,
+            users: np.ndarray, movies: np.ndarray) -> Blender:  # fmt: skip
+        k = predicted.shape[1]
+        if activity is None:
+            weights, intercept = fit_weights(predicted, actual, ridge)
+            return Blender(weights, intercept, ridge, False, np.zeros(k), np.zeros(k))
+        a_u, a_m = activity.users(users)[:, None], activity.movies(movies)[:, None]
+        features = np.concatenate([predicted, predicted * a_u, predicted * a_m, a_u, a_m], axis=1)
+        prior = np.concatenate([np.full(k, 1.0 / k), np.zeros(2 * k + 2)])
+        w, intercept = fit_weights(features, actual, ridge, prior)
+        return Blender(w[:k], intercept, ridge, True, w[k : 2 * k], w[2 * k : 3 * k], float(w[-2]), float(w[-1]))
+
+    def apply(self, predicted: np.ndarray, activity: Activity, users: np.ndarray, movies: np.ndarray) -> np.ndarray:
+        if not self.activity:
+            return self.intercept + predicted @ self.weights
+        a_u, a_m = activity.users(users), activity.movies(movies)
+        per_member = self.weights + np.outer(a_u, self.by_user) + np.outer(a_m, self.by_movie)
+        return self.intercept + (predicted * per_member).sum(axis=1) + self.user * a_u + self.movie * a_m
+
+    def describe(self) -> str:
+        weights = ", ".join(f"{w:+.3f}" for w in self.weights)
+        return f"weights {weights}, intercept {self.intercept:+.3f}, ridge {self.ridge:g}" + (
+            ", weights varying with activity" if self.activity else ""
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"weights": self.weights.tolist(), "intercept": self.intercept, "ridge": self.ridge,
+                "activity": self.activity, "by_user": self.by_user.tolist(), "by_movie": self.by_movie.tolist(),
+                "user": self.user, "movie": self.movie}  # fmt: skip
+
+
+def choose(
+    predicted: np.ndarray, actual: np.ndarray, users: np.ndarray, movies: np.ndarray, activity: Activity,
+    ridge: float | None, with_activity: bool | None,
+) -> tuple[Blender, float]:  # fmt: skip
+    """The penalty and features with the best out-of-fold RMSE over FOLDS folds of the validation slice (the
+    given ones only, where fixed), refitted on all of it; and that out-of-fold RMSE."""
+    folds = np.random.default_rng(0).permutation(len(actual)) % FOLDS
+    best: tuple[float, float, bool] | None = None
+    for candidate in RIDGES if ridge is None else (ridge,):
+        for uses in (False, True) if with_activity is None else (with_activity,):
+            errors = np.empty(len(actual))
+            for fold in range(FOLDS):
+                fit, held = folds != fold, folds == fold
+                blender = Blender.fit(predicted[fit], actual[fit], activity if uses else None, candidate,
+                                      users[fit], movies[fit])  # fmt: skip
+                errors[held] = blender.apply(predicted[held], activity, users[held], movies[held]) - actual[held]
+            rmse = math.sqrt(float(np.mean(errors**2)))
+            if best is None or rmse < best[0]:
+                best = (rmse, candidate, uses)
+    assert best is not None
+    rmse, candidate, uses = best
+    return Blender.fit(predicted, actual, activity if uses else None, candidate, users, movies), rmse
 
 
 def _check_members(members: list[trained.TrainedRun], fingerprint: str) -> None:
@@ -190,7 +299,7 @@ def _held_out(
 
 
 def _top_n(
-    con: duckdb.DuckDBPyConnection, members: list[trained.TrainedRun], weights: np.ndarray, intercept: float,
+    con: duckdb.DuckDBPyConnection, members: list[trained.TrainedRun], blender: Blender, activity: Activity,
     scale: tuple[float, float], n: int, run_id: str, device: torch.device,
 ) -> list[pa.Table]:  # fmt: skip
     """Every user's top-N by the blended scores of the members' models."""
@@ -199,17 +308,21 @@ def _top_n(
     users = all_users[coords.users(all_users.astype(np.int64)) >= 0].astype(np.int64)
     trained.register(con, coords, users)
     scorers = [m.model.user_scorer(lambda: trained.movie_rows(con, coords, device)) for m in members]
+    movie_activity = torch.from_numpy(activity.movies(coords.movie_ids)).float().to(device)[None, :]
     tables = []
     with torch.no_grad():
         for user_ids, rated in trained.user_rows(con, coords):
             rated = rated.to(device)
             index = torch.from_numpy(coords.users(user_ids)).to(device)
-            scores = torch.full((len(user_ids), coords.n_movies), intercept, device=device)
-            for member, scorer, weight in zip(members, scorers, weights):
+            user_activity = torch.from_numpy(activity.users(user_ids)).float().to(device)[:, None]
+            scores = blender.intercept + blender.user * user_activity + blender.movie * movie_activity
+            scores = scores.expand(len(user_ids), coords.n_movies).clone()
+            for i, (member, scorer) in enumerate(zip(members, scorers)):
                 member_scores = scorer(rated, index)
                 if member.config.clip:
                     member_scores = member_scores.clamp(*scale)
-                scores += float(weight) * member_scores
+                weight = blender.weights[i] + blender.by_user[i] * user_activity + blender.by_movie[i] * movie_activity
+                scores += weight * member_scores
             tables.append(trained.top_n(run_id, user_ids, rated, scores.clamp(*scale), n, coords))
     return tables
 

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal, Optional, get_args
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from trainer.config import BLEND_RIDGE, Setting, TrainConfig, choices, problem, resolve, settings
+from trainer.config import Setting, TrainConfig, choices, problem, resolve, settings
 from trainer.errors import TrainerError
 from trainer.protocols import BENCH_MODELS, PROTOCOLS
 from warehouse import results
@@ -398,13 +398,23 @@ def blend_command(
         Path, typer.Option(envvar="WAREHOUSE", help="The warehouse holding the runs and their predictions.")
     ] = Path(DEFAULTS.warehouse),
     ridge: Annotated[
-        float,
+        Optional[float],
         typer.Option(
             min=0,
             help="The penalty that pulls the weights towards an equal average of the runs, in the units of a mean "
-            "squared error; 0 is plain least squares.",
+            "squared error. Default: chosen by cross-validation on the validation slice.",
+            show_default=False,
         ),
-    ] = BLEND_RIDGE,
+    ] = None,
+    activity: Annotated[
+        Optional[bool],
+        typer.Option(
+            "--activity/--no-activity",
+            help="Let each run's weight vary with the user's and the movie's number of training ratings. Default: "
+            "whichever cross-validation on the validation slice prefers.",
+            show_default=False,
+        ),
+    ] = None,
     top_n: Annotated[
         int, typer.Option(min=0, help="Recommendations per user, by the blended scores; 0 writes none.")
     ] = DEFAULTS.top_n,
@@ -433,7 +443,7 @@ def blend_command(
     is read only once the weights are fixed."""
     from trainer.blend import BlendOptions, blend  # torch is imported only by the commands that need it
 
-    options = BlendOptions(tuple(run_ids), warehouse, ridge, top_n, runs_dir, device, threads, lock_wait,
+    options = BlendOptions(tuple(run_ids), warehouse, ridge, activity, top_n, runs_dir, device, threads, lock_wait,
                            publish_anyway)  # fmt: skip
     try:
         summary = blend(options, log=_log)

@@ -19,9 +19,6 @@ from typing import Any, Literal, get_args, get_type_hints
 
 from trainer.errors import TrainerError
 
-# `trainer blend`'s penalty on its weights, in the units of a mean squared error (trainer/blend.py).
-BLEND_RIDGE = 1e-3
-
 # Overrides per model name. "notebook" reproduces the original notebook exactly: one user per
 # optimiser step in user order, RMSprop(lr=0.01, weight_decay=0.5), gradients never zeroed, MSELoss
 # over all movies, unclipped predictions, trained on the whole training side.

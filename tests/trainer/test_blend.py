@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from trainer.blend import BlendOptions, blend, fit_weights
+from trainer.blend import Activity, BlendOptions, blend, choose, fit_weights
 from trainer.cli import app
 from trainer.config import resolve
 from trainer.train import run
@@ -76,12 +76,29 @@ def test_fit_weights_recovers_a_known_combination() -> None:
     assert np.allclose(heavy, 1 / 3, atol=1e-4)
 
 
+def test_cross_validation_lets_the_weights_follow_activity_where_that_helps() -> None:
+    """Member 0 is right for users with few ratings, member 1 for the others: weights that vary with a user's
+    activity win out of fold, clearly."""
+    rng = np.random.default_rng(1)
+    n = 4000
+    users, movies = rng.integers(0, 200, n), rng.integers(0, 100, n)
+    counts = {int(u): int(u) * 5 + 1 for u in range(200)}  # user u has 5u + 1 training ratings
+    activity = Activity(counts, dict.fromkeys(range(100), 10), (0.0, 0.0), (1.0, 1.0))
+    actual = rng.normal(3.5, 1.0, n)
+    few = np.log1p(np.array([counts[int(u)] for u in users])) < 5
+    noise = rng.normal(0, 1.0, (n, 2))
+    predicted = actual[:, None] + noise * np.where(few[:, None], [0.2, 1.0], [1.0, 0.2])
+    blender, out_of_fold = choose(predicted, actual, users, movies, activity, None, None)
+    plain, plain_out_of_fold = choose(predicted, actual, users, movies, activity, None, False)
+    assert blender.activity and not plain.activity and out_of_fold < plain_out_of_fold - 0.05
+
+
 def test_a_blend_is_published_as_a_run_with_its_members_and_predictions(warehouse_with_members, tmp_path) -> None:
     warehouse, run_ids = warehouse_with_members
     result = CliRunner().invoke(app, ["blend", *run_ids, "--warehouse", str(warehouse), "--runs-dir",
                                       str(tmp_path / "runs"), "--device", "cpu", "--top-n", "5", "--publish-anyway"])  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "weights fitted on the validation slice" in result.output and "blend " in result.output
+    assert "blend chosen by 5-fold cross-validation on the validation slice" in result.output
     ((run_id, kind, members, test_rmse, n_test),) = query(
         warehouse, "SELECT run_id, kind, members, test_rmse, n_test FROM runs WHERE kind = 'blend'"
     )
@@ -115,15 +132,9 @@ def test_flipped_test_ratings_leave_the_blend_weights_unchanged(
         run_ids = train(warehouse, tmp_path / name)
         summary = blend(BlendOptions(tuple(run_ids), warehouse, runs_dir=tmp_path / name, device="cpu", top_n=0,
                                      publish_anyway=True))  # fmt: skip
-        weights[name] = (list(summary.weights.values()), summary.intercept, summary.validation_rmse, summary.metrics)
-    (clean_weights, clean_intercept, clean_validation, clean_test) = weights["clean"]
-    (corrupt_weights, corrupt_intercept, corrupt_validation, corrupt_test) = weights["corrupt"]
-    assert (clean_weights, clean_intercept, clean_validation) == (
-        corrupt_weights,
-        corrupt_intercept,
-        corrupt_validation,
-    )
-    assert clean_test["rmse"] != corrupt_test["rmse"]  # while the test score does see the flip
+        weights[name] = (summary.blender.to_dict(), summary.validation_rmse, summary.metrics["rmse"])
+    assert weights["clean"][:2] == weights["corrupt"][:2]  # the same penalty, features, weights and validation RMSE
+    assert weights["clean"][2] != weights["corrupt"][2]  # while the test score does see the flip
 
 
 def test_what_cannot_be_blended_is_refused(warehouse_with_members, tmp_path) -> None:
