@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy
 
 from trainer.config import resolve
+from trainer.score import ScoreOptions, score
 from trainer.train import run
 from warehouse.sql import SQL_DIR
 
@@ -21,7 +22,11 @@ def trained(small_warehouse, tmp_path_factory) -> Path:
     path = root / "warehouse.duckdb"
     path.write_bytes(small_warehouse.read_bytes())
     # Five epochs on 60 users do not beat the training mean: the audit fails, and the run is served anyway.
-    run(resolve({"warehouse": str(path), "runs_dir": str(root / "runs"), "epochs": 5, "publish_anyway": True}))
+    trained = run(
+        resolve({"warehouse": str(path), "runs_dir": str(root / "runs"), "epochs": 5, "publish_anyway": True})
+    )
+    # A scoring from every rating, where training read only the training part: recommendations change.
+    score(ScoreOptions(trained.run_id, path, runs_dir=root / "runs", device="cpu", publish_anyway=True))
     return path
 
 
@@ -76,4 +81,4 @@ def test_polars_reads_the_views(trained) -> None:
     pl = pytest.importorskip("polars")  # absent where bench/gpu_check.sh runs on a bundle (bench/gpu_bundle.sh)
     con = duckdb.connect(str(trained), read_only=True)
     frame = con.sql("SELECT * FROM run_metrics").pl()
-    assert isinstance(frame, pl.DataFrame) and frame.height == 1 and "test_rmse" in frame.columns
+    assert isinstance(frame, pl.DataFrame) and frame.height == 2 and "test_rmse" in frame.columns  # run, scoring

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from trainer.config import resolve
+from trainer.score import ScoreOptions, score
 from trainer.train import run
 from warehouse.sql import EXAMPLES_DIR
 
@@ -46,7 +47,10 @@ def trained(small_warehouse, tmp_path_factory) -> Path:
     """A warehouse the ETL built, with a run that passed its audit (so the serving views answer)."""
     path = tmp_path_factory.mktemp("cli") / "warehouse.duckdb"
     shutil.copyfile(small_warehouse, path)
-    assert run(resolve({"warehouse": str(path), "runs_dir": str(path.parent / "runs")})).published.promoted
+    trained = run(resolve({"warehouse": str(path), "runs_dir": str(path.parent / "runs")}))
+    assert trained.published and trained.published.promoted
+    # A scoring from every rating, where training read only the training part: recommendations change.
+    score(ScoreOptions(trained.run_id, path, runs_dir=path.parent / "runs", device="cpu", publish_anyway=True))
     return path
 
 
@@ -88,14 +92,14 @@ def test_a_cli_session_held_open_across_a_run_keeps_its_snapshot(duckdb_cli, tra
         return answer.read_text().splitlines()[1]
 
     try:
-        assert ask("before.csv") == "1"
+        assert ask("before.csv") == "2"  # the fixture's training run and its scoring
         started = time.monotonic()
         summary = run(
             resolve({"warehouse": str(warehouse), "runs_dir": str(tmp_path / "runs"), "lock_wait_seconds": 0})
         )
         assert summary.published and time.monotonic() - started < 60
-        assert ask("after.csv") == "1"  # the snapshot it opened
+        assert ask("after.csv") == "2"  # the snapshot it opened
     finally:
         session.kill()
         session.wait()
-    assert cli(duckdb_cli, warehouse, "SELECT count(*) FROM runs").stdout.splitlines()[1] == "2"  # a new session
+    assert cli(duckdb_cli, warehouse, "SELECT count(*) FROM runs").stdout.splitlines()[1] == "3"  # a new session
