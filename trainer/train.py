@@ -83,8 +83,8 @@ def _run_folder(
 def _check(con: Any, config: TrainConfig, info: DatasetInfo, coords: Coordinates, state: dict[str, Any] | None) -> None:
     """Refuse, before training, what the warehouse cannot give this run."""
     if state and state["fingerprint"] != info.fingerprint:
-        saved = Coordinates.from_state(state)
-        changes = saved.changes(coords) if saved else []
+        saved = Coordinates.from_state(state)  # None: a checkpoint from before runs kept them
+        changes = saved.changes(coords) if saved else ["other files"]
         what = "; ".join(changes) if changes else "the same users and movies, other ratings"
         raise TrainerError(f"{config.warehouse} holds other data than run {state['run_id']} was trained on (the "
                            f"ETL ran again on other files: {what}); start a new run instead of resuming, or "
