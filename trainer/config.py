@@ -134,7 +134,7 @@ def setting(default: Any, help: str = "", **spec: Any) -> Any:
     return field(default=default, metadata={"setting": Setting(help, **spec)})
 
 
-Optimizer = Literal["rmsprop", "adam", "sgd"]
+Optimizer = Literal["rmsprop", "adam", "sgd", "lbfgs"]
 Loss = Literal["observed", "all_movies"]
 Activation = Literal["sigmoid", "selu"]
 Device = Literal["auto", "cpu", "cuda"]
@@ -188,8 +188,17 @@ class TrainConfig:
     # optimisation. The notebook's RMSprop(lr=0.01, weight_decay=0.5) only survived because it never zeroed its
     # gradients; with correct batched gradients weight decay 0.5 collapses every output to the mean. Tuned on
     # the validation slices of ml-100k u1 and ml-1m random, with patience and lr_drops (docs/training.md).
-    optimizer: Optimizer = setting("rmsprop", "The optimiser.")
-    learning_rate: float = setting(0.01, "The optimiser's learning rate.", above=0)
+    optimizer: Optimizer = setting(
+        "rmsprop",
+        "The optimiser. 'lbfgs' is L-BFGS with a strong-Wolfe line search, --lbfgs-iterations per batch: with a "
+        "--batch-size of every row, the papers' full-batch training.",
+    )
+    learning_rate: float = setting(
+        0.01, "The optimiser's learning rate (for lbfgs, each line search's first trial step).", above=0
+    )
+    lbfgs_iterations: int = setting(
+        20, "lbfgs only: L-BFGS iterations per batch (per epoch with one batch).", minimum=1
+    )
     weight_decay: float = setting(0.00001, "L2 weight decay, applied by the optimiser to every parameter.", minimum=0)
     epochs: int = setting(200, "The most passes over the training rows.", minimum=1)
     batch_size: int = setting(256, "Rows per optimiser step: users, or movies for i-autorec.", minimum=1)
