@@ -31,7 +31,7 @@ def corrupt_test_ratings(warehouse) -> None:
         ("autoencoder", {"epochs": 15, "learning_rate": 0.05, "eval_every": 1, "patience": 4}),
         ("mf", {"hidden": (4,), "epochs": 15, "patience": 4}),
         ("deep-ae", {"hidden": (16, 8, 16), "epochs": 6, "batch_size": 16}),  # dropout and re-feeding too
-        ("kernel-ae", {"hidden": (16, 16), "epochs": 6, "batch_size": 16, "learning_rate": 0.01}),
+        ("kernel-ae", {"hidden": (16, 16), "epochs": 6, "optimizer": "adam", "batch_size": 16, "learning_rate": 0.01}),
         (
             "kernel-ae",
             {
