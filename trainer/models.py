@@ -162,9 +162,10 @@ class KernelLinear(nn.Module):
     def __init__(self, in_features: int, out_features: int, dim: int = 5) -> None:
         super().__init__()
         self.in_features, self.out_features = in_features, out_features
-        dense = nn.Linear(in_features, out_features)  # its initial weight and bias
-        self.raw_weight = nn.Parameter(dense.weight.detach().clone())
-        self.bias = nn.Parameter(dense.bias.detach().clone())
+        # W as Sparse FC's code draws it (Glorot uniform): it validates better than nn.Linear's narrower draw.
+        self.raw_weight = nn.Parameter(nn.init.xavier_uniform_(torch.empty(out_features, in_features)))
+        bound = 1 / math.sqrt(in_features)  # the bias as nn.Linear draws it
+        self.bias = nn.Parameter(nn.init.uniform_(torch.empty(out_features), -bound, bound))
         self.u = nn.Parameter(nn.init.trunc_normal_(torch.empty(in_features, dim), std=1e-3))
         self.v = nn.Parameter(nn.init.trunc_normal_(torch.empty(out_features, dim), std=1e-3))
 

@@ -1,16 +1,26 @@
-"""RMSprop, Adam and SGD, with torch.optim's exact update rules and state_dict layout.
+"""RMSprop, Adam and SGD, with torch.optim's exact update rules and state_dict layout; full-batch L-BFGS.
 
 Why not torch.optim: its first use imports TorchDynamo, a large share of a whole ml-100k run's time
 (docs/benchmarks.md). These follow torch.optim's single-tensor algorithms step for step (tests compare them),
 updating all parameters at once: as one flat tensor (see Optimizer), or with torch's multi-tensor
-(_foreach) kernels when some parameter has no gradient.
+(_foreach) kernels when some parameter has no gradient. L-BFGS is torch.optim.LBFGS itself, behind the same
+interface: its line search is the bulk of the algorithm, and a run that chooses it takes many evaluations of
+the whole training set per step, next to which the import is small.
 """
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable
 from typing import Any
 
 import torch
+
+from trainer.config import TrainConfig
+
+# A step's objective: it evaluates the batch's loss and computes its gradients (backward), as torch.optim's
+# closures do. Adam and the others call it once a step; L-BFGS's line search as often as it needs.
+Objective = Callable[[], torch.Tensor]
 
 
 class Optimizer:
@@ -33,12 +43,15 @@ class Optimizer:
         self._orders = [None if p.is_contiguous() else _memory_order(p) for p in self.params]
         self._flat_state: dict[str, torch.Tensor] = {}
 
-    @torch.no_grad()
-    def step(self) -> None:
-        params, grads = self._grads()
-        if params:
-            self.state["step"] += 1
-            self._update(params, grads)
+    def step(self, objective: Objective | None = None) -> None:
+        """One update from the gradients ``objective`` computes (or, without one, those already there)."""
+        if objective is not None:
+            objective()
+        with torch.no_grad():
+            params, grads = self._grads()
+            if params:
+                self.state["step"] += 1
+                self._update(params, grads)
 
     def _update(self, params: list[torch.Tensor], grads: list[torch.Tensor]) -> None:
         raise NotImplementedError
@@ -140,7 +153,68 @@ class SGD(Optimizer):
         torch._foreach_add_(params, grads, alpha=-self.defaults["lr"])
 
 
+class LBFGS(Optimizer):
+    """L-BFGS (torch.optim.LBFGS, strong-Wolfe line search), ``iterations`` of it per step: with one batch
+    of every row (the papers' full batch), a fixed number of iterations per epoch.
+
+    The learning rate is the line search's first trial step; weight decay joins the objective, so the line
+    search sees it. Nothing stops a step early (no tolerance): the iterations are fixed.
+    """
+
+    def __init__(
+        self, params, lr: float = 1.0, weight_decay: float = 0.0, iterations: int = 20, history: int = 10
+    ) -> None:
+        super().__init__(params, lr=lr, weight_decay=weight_decay)
+        self.lbfgs = torch.optim.LBFGS(
+            self.params,
+            lr=lr,
+            max_iter=iterations,
+            max_eval=iterations * 25,  # each line search's limit (max_ls 25): the iterations are what is fixed
+            tolerance_grad=0.0,
+            tolerance_change=0.0,
+            history_size=history,
+            line_search_fn="strong_wolfe",
+        )
+
+    def step(self, objective: Objective | None = None) -> None:
+        if objective is None:
+            raise ValueError("L-BFGS steps need the objective: its line search evaluates it again")
+        decay = self.defaults.get("weight_decay", 0.0)
+
+        def decayed() -> torch.Tensor:
+            loss = objective()
+            for p in self.params:  # torch.optim.LBFGS reads each gradient as a view in row-major order
+                if p.grad is not None and not p.grad.is_contiguous():
+                    p.grad = p.grad.contiguous()
+            if decay:
+                with torch.no_grad():
+                    for p in self.params:
+                        if p.grad is not None:
+                            p.grad.add_(p, alpha=decay)
+                    loss = loss + decay / 2 * sum(p.square().sum() for p in self.params)
+            return loss
+
+        self.lbfgs.param_groups[0]["lr"] = self.defaults["lr"]  # the loop's rate drops write to defaults
+        self.lbfgs.step(decayed)
+        self.state["step"] += 1
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"defaults": dict(self.defaults), "state": dict(self.state), "lbfgs": self.lbfgs.state_dict()}
+
+    def load_state_dict(self, saved: dict[str, Any]) -> None:
+        self.defaults, self.state = dict(saved["defaults"]), dict(saved["state"])
+        # a copy: torch.optim keeps the tensors it is given, and updates some of them in place
+        self.lbfgs.load_state_dict(copy.deepcopy(saved["lbfgs"]))
+
+
 OPTIMIZERS = {"rmsprop": RMSprop, "adam": Adam, "sgd": SGD}
+
+
+def build_optimizer(params, config: TrainConfig) -> Optimizer:
+    """The optimiser ``config`` names, over ``params``."""
+    if config.optimizer == "lbfgs":
+        return LBFGS(params, config.learning_rate, config.weight_decay, config.lbfgs_iterations)
+    return OPTIMIZERS[config.optimizer](params, lr=config.learning_rate, weight_decay=config.weight_decay)
 
 
 def _flatten(params: list[torch.Tensor]) -> torch.Tensor | None:

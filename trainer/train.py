@@ -20,10 +20,10 @@ import torch
 from trainer import checkpoint, distributed
 from trainer.config import TrainConfig, from_dict
 from trainer.coordinates import Coordinates
-from trainer.data import DatasetInfo, TrainingData, check_split, dataset_info, dense_output, open_warehouse
+from trainer.data import Batch, DatasetInfo, TrainingData, check_split, dataset_info, dense_output, open_warehouse
 from trainer.errors import TrainerError
 from trainer.models import Model, build_model
-from trainer.optim import OPTIMIZERS, Optimizer
+from trainer.optim import Optimizer, build_optimizer
 from trainer.predict import fit_biases, mean_rmse, predict
 from trainer.run_record import device_name, new_run_id, pick_device, utc_now
 from trainer.selection import LR_DROP, Best
@@ -139,8 +139,7 @@ def run(
         torch.manual_seed(config.seed)
         model = build_model(config, info.n_users, info.n_movies, fallback.mean)
         model.to(device)
-        optimizer = OPTIMIZERS[config.optimizer](model.parameters(), lr=config.learning_rate,
-                                                 weight_decay=config.weight_decay)  # fmt: skip
+        optimizer = build_optimizer(model.parameters(), config)
         sparse = not dense_output(config, device, model.dense_on_gpu)
         data = TrainingData(con, config, info, fit_parts, device, rows=model.rows, sparse=sparse, ctx=ctx)
         log(f"{info.name} split {config.split}: {info.n_users:,} users x {info.n_movies:,} movies, {model.rows} rows, "
@@ -163,21 +162,30 @@ def run(
             squared_error = torch.zeros((), device=device)
             n_ratings = 0
             for batch in distributed.joined(trained, ctx, data.batches(epoch)):
-                outputs = trained(batch.inputs, batch.index)
-                # The sparse path's outputs are at the observed ratings; the dense path's the whole rows x columns.
-                predicted = outputs if sparse else outputs.reshape(-1).index_select(0, batch.positions)
-                batch_error = torch.nn.functional.mse_loss(predicted, batch.targets, reduction="sum")
-                # "observed": mean over the observed ratings; "all_movies": the notebook's MSELoss over every
-                # movie with unobserved outputs zeroed (the dense path). Same minimiser, another gradient scale.
-                loss = batch_error / (batch.targets.numel() if config.loss == "observed" else outputs.numel())
-                if l2_scale:
-                    loss = loss + l2_scale * sum(weight.square().sum() for weight in model.regularised())
-                if data.shard_weight != 1.0:  # under torchrun; it scales the l2 term too, which DDP's mean restores
-                    loss = loss * data.shard_weight
-                if not config.accumulate_gradients:
-                    optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                first: list[tuple[torch.Tensor, torch.Tensor]] = []  # the step's first outputs and error
+
+                def objective(batch: Batch = batch, first: list = first) -> torch.Tensor:
+                    """The batch's loss, its gradients computed: once a step, or as L-BFGS's line search asks."""
+                    outputs = trained(batch.inputs, batch.index)
+                    # The sparse path's outputs are at the observed ratings; the dense path's all rows x columns.
+                    predicted = outputs if sparse else outputs.reshape(-1).index_select(0, batch.positions)
+                    batch_error = torch.nn.functional.mse_loss(predicted, batch.targets, reduction="sum")
+                    # "observed": mean over the observed ratings; "all_movies": the notebook's MSELoss over every
+                    # movie with unobserved outputs zeroed (the dense path). Same minimiser, another gradient scale.
+                    loss = batch_error / (batch.targets.numel() if config.loss == "observed" else outputs.numel())
+                    if l2_scale:
+                        loss = loss + l2_scale * sum(weight.square().sum() for weight in model.regularised())
+                    if data.shard_weight != 1.0:  # under torchrun; it scales l2 too, which DDP's mean restores
+                        loss = loss * data.shard_weight
+                    if not config.accumulate_gradients:
+                        optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if not first:
+                        first.append((outputs, batch_error))
+                    return loss
+
+                optimizer.step(objective)
+                outputs, batch_error = first[0]  # at the weights the step started from
                 if config.refeed:
                     # DeepRecommender's re-feeding (dense path): the reconstruction is an example of its own.
                     dense = outputs.detach()

@@ -33,7 +33,7 @@ def test_flags_override_the_file_which_overrides_the_preset(tmp_path) -> None:
     "overrides, message",
     [
         ({"model": "nope"}, "unknown model"),
-        ({"optimizer": "lbfgs"}, "optimizer must be one of"),
+        ({"optimizer": "rprop"}, "optimizer must be one of"),
         ({"learning_rate": float("nan")}, "learning_rate must be a finite number, not nan"),
         ({"dropout": 1.0}, "dropout must be below 1, not 1.0"),
         ({"device": "tpu"}, "device must be one of"),

@@ -96,3 +96,53 @@ def test_a_parameter_without_a_gradient_is_left_alone() -> None:
     for x, y in zip(a, b):
         torch.testing.assert_close(x, y, rtol=1e-6, atol=1e-7)
     assert torch.equal(a[1], params(0)[1])
+
+
+def test_lbfgs_solves_a_least_squares_problem_with_a_transposed_parameter() -> None:
+    # A column-major parameter (the autoencoder's first weight) and weight decay joining the objective:
+    # the minimiser of ||X w + b - y||^2 + decay/2 ||(w, b)||^2, in closed form.
+    generator = torch.Generator().manual_seed(0)
+    x, y = torch.randn(20, 3, generator=generator), torch.randn(20, generator=generator)
+    w = torch.zeros(1, 3).t().requires_grad_()  # 3 x 1, column-major
+    b = torch.zeros(1, requires_grad=True)
+    decay = 0.5
+    opt = optim.LBFGS([w, b], lr=1.0, weight_decay=decay, iterations=30)
+
+    def objective() -> torch.Tensor:
+        opt.zero_grad()
+        loss = ((x @ w).squeeze(1) + b - y).square().sum()
+        loss.backward()
+        return loss
+
+    opt.step(objective)
+    design = torch.cat([x, torch.ones(20, 1)], 1)
+    exact = torch.linalg.solve(2 * design.T @ design + decay * torch.eye(4), 2 * design.T @ y)
+    torch.testing.assert_close(torch.cat([w.detach().squeeze(1), b.detach()]), exact, rtol=1e-4, atol=1e-5)
+    assert opt.state["step"] == 1
+
+
+def test_lbfgs_state_dict_round_trip_continues_identically() -> None:
+    def quadratic(ps: list[torch.Tensor], opt: optim.Optimizer) -> torch.Tensor:
+        opt.zero_grad()
+        loss = (ps[0] - 1).pow(4).sum() + (ps[1] + 2).square().sum() + (ps[0].sum() * ps[1].sum()).square()
+        loss.backward()
+        return loss
+
+    a, b = params(0), params(0)
+    opt_a = optim.LBFGS(a, iterations=3)
+    opt_a.step(lambda: quadratic(a, opt_a))
+    with torch.no_grad():
+        for x, y in zip(a, b):
+            y.copy_(x)
+    opt_b = optim.LBFGS(b, lr=0.5, iterations=3)
+    opt_b.load_state_dict(opt_a.state_dict())
+    opt_a.step(lambda: quadratic(a, opt_a))
+    opt_b.step(lambda: quadratic(b, opt_b))
+    for x, y in zip(a, b):
+        assert torch.equal(x, y)
+
+
+def test_lbfgs_needs_the_objective() -> None:
+    opt = optim.LBFGS(params(0))
+    with pytest.raises(ValueError, match="objective"):
+        opt.step()

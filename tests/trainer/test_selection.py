@@ -22,7 +22,19 @@ def config(warehouse, tmp_path, **overrides):
         ("autoencoder", {"epochs": 15, "learning_rate": 0.05, "eval_every": 1, "patience": 4}),
         ("mf", {"hidden": (4,), "epochs": 15, "patience": 4}),
         ("deep-ae", {"hidden": (16, 8, 16), "epochs": 6, "batch_size": 16}),  # dropout and re-feeding too
-        ("kernel-ae", {"hidden": (16, 16), "epochs": 6, "batch_size": 16, "learning_rate": 0.01}),
+        ("kernel-ae", {"hidden": (16, 16), "epochs": 6, "optimizer": "adam", "batch_size": 16, "learning_rate": 0.01}),
+        (
+            "kernel-ae",
+            {
+                "hidden": (16, 16),
+                "epochs": 4,
+                "optimizer": "lbfgs",
+                "learning_rate": 1.0,
+                "batch_size": 10_000,
+                "lbfgs_iterations": 3,
+                "eval_every": 1,
+            },
+        ),  # fmt: skip
     ],
 )
 def test_corrupted_test_ratings_change_nothing_before_the_test_is_scored(

@@ -83,11 +83,30 @@ def test_streaming_every_epoch_matches_the_cached_matrix_in_quality(model, wareh
     assert streamed.metrics["n"] == cached.metrics["n"]
 
 
+# Full-batch L-BFGS: one step an epoch, its line search's history in the optimiser's state.
+FULL_BATCH_LBFGS = dict(model="kernel-ae", hidden=(8, 8), optimizer="lbfgs", learning_rate=1.0, batch_size=10_000,
+                        lbfgs_iterations=3, l2=1.0, kernel_l2=0.01)  # fmt: skip
+
+
+def test_full_batch_lbfgs_takes_its_iterations_once_an_epoch_through_the_loop(warehouse, tmp_path) -> None:
+    summary = run(config(warehouse, tmp_path, epochs=4, eval_every=1, checkpoint_seconds=0, **FULL_BATCH_LBFGS))
+    saved = checkpoint.load(summary.run_dir, torch.device("cpu"))["optimizer"]
+    assert saved["state"]["step"] == 4  # one batch of every movie: one step an epoch
+    (lbfgs_state,) = saved["lbfgs"]["state"].values()
+    assert lbfgs_state["n_iter"] == 4 * 3  # no tolerance ends a step early
+    train = [h["train_rmse"] for h in summary.history]
+    assert train[-1] < train[0]
+    assert summary.validation_rmse is not None and summary.metrics["rmse"] < 1.5
+
+
 # The second stalls from epoch 2 on: its learning rate drops after epochs 2, 3 and 4 (selection state too).
 # The third draws dropout masks: the random generator's state must come back with the checkpoint.
-@pytest.mark.parametrize("model", [{}, {**ITEM_BASED, "patience": 1, "lr_drops": 3}, {"dropout": 0.5}])
+# The fourth keeps L-BFGS's history (directions, steps, the last gradient) in the checkpoint.
+@pytest.mark.parametrize(
+    "model", [{}, {**ITEM_BASED, "patience": 1, "lr_drops": 3}, {"dropout": 0.5}, FULL_BATCH_LBFGS]
+)
 def test_resumed_run_ends_with_the_same_weights(model, warehouse, tmp_path) -> None:
-    settings = dict(epochs=6, checkpoint_seconds=0, batch_size=16, **model)
+    settings = {"epochs": 6, "checkpoint_seconds": 0, "batch_size": 16, **model}
     whole = run(config(warehouse, tmp_path / "a", **settings))
 
     class Interrupted(Exception):
