@@ -108,6 +108,46 @@ def _restored(
     return state["history"], state["epoch"], state["train_seconds"], Best(**state.get("best", {}))
 
 
+@dataclass
+class Step:
+    """One optimiser step on a batch: its loss (the squared error of its observed ratings, over their number,
+    or, for the notebook, over all its cells; plus the L2 penalty), the gradients, and the update. Adam and
+    the others evaluate the loss once a step; L-BFGS as often as its line search asks."""
+
+    trained: Any  # the model, or its DistributedDataParallel wrapper under torchrun
+    model: Model
+    optimizer: Optimizer
+    config: TrainConfig
+    sparse: bool  # outputs at the observed ratings only (else the dense rows x columns)
+    l2_scale: float
+    shard_weight: float  # under torchrun, this rank's share of the batch
+
+    def __call__(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Take the step; the outputs and the summed squared error at the weights it started from."""
+        first: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+        def objective() -> torch.Tensor:
+            outputs = self.trained(batch.inputs, batch.index)
+            predicted = outputs if self.sparse else outputs.reshape(-1).index_select(0, batch.positions)
+            batch_error = torch.nn.functional.mse_loss(predicted, batch.targets, reduction="sum")
+            # "observed": mean over the observed ratings; "all_movies": the notebook's MSELoss over every
+            # movie with unobserved outputs zeroed (the dense path). Same minimiser, another gradient scale.
+            loss = batch_error / (batch.targets.numel() if self.config.loss == "observed" else outputs.numel())
+            if self.l2_scale:
+                loss = loss + self.l2_scale * sum(weight.square().sum() for weight in self.model.regularised())
+            if self.shard_weight != 1.0:  # it scales the l2 term too, which DDP's mean restores
+                loss = loss * self.shard_weight
+            if not self.config.accumulate_gradients:
+                self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if not first:
+                first.append((outputs, batch_error))
+            return loss
+
+        self.optimizer.step(objective)
+        return first[0]
+
+
 def run(
     config: TrainConfig,
     *,
@@ -152,6 +192,7 @@ def run(
         checkpointed_at = train_seconds  # of training, when the last checkpoint was written
         # The L2 penalty in the units of a sum-of-squares objective, over the mean error's denominator.
         l2_scale = config.l2 / 2 / max(data.n_ratings, 1)
+        step = Step(trained, model, optimizer, config, sparse, l2_scale, data.shard_weight)
 
         # -- the training loop
         for epoch in range(start_epoch + 1, config.epochs + 1):
@@ -162,30 +203,7 @@ def run(
             squared_error = torch.zeros((), device=device)
             n_ratings = 0
             for batch in distributed.joined(trained, ctx, data.batches(epoch)):
-                first: list[tuple[torch.Tensor, torch.Tensor]] = []  # the step's first outputs and error
-
-                def objective(batch: Batch = batch, first: list = first) -> torch.Tensor:
-                    """The batch's loss, its gradients computed: once a step, or as L-BFGS's line search asks."""
-                    outputs = trained(batch.inputs, batch.index)
-                    # The sparse path's outputs are at the observed ratings; the dense path's all rows x columns.
-                    predicted = outputs if sparse else outputs.reshape(-1).index_select(0, batch.positions)
-                    batch_error = torch.nn.functional.mse_loss(predicted, batch.targets, reduction="sum")
-                    # "observed": mean over the observed ratings; "all_movies": the notebook's MSELoss over every
-                    # movie with unobserved outputs zeroed (the dense path). Same minimiser, another gradient scale.
-                    loss = batch_error / (batch.targets.numel() if config.loss == "observed" else outputs.numel())
-                    if l2_scale:
-                        loss = loss + l2_scale * sum(weight.square().sum() for weight in model.regularised())
-                    if data.shard_weight != 1.0:  # under torchrun; it scales l2 too, which DDP's mean restores
-                        loss = loss * data.shard_weight
-                    if not config.accumulate_gradients:
-                        optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    if not first:
-                        first.append((outputs, batch_error))
-                    return loss
-
-                optimizer.step(objective)
-                outputs, batch_error = first[0]  # at the weights the step started from
+                outputs, batch_error = step(batch)
                 if config.refeed:
                     # DeepRecommender's re-feeding (dense path): the reconstruction is an example of its own.
                     dense = outputs.detach()
