@@ -6,7 +6,7 @@ memory (from os.wait4, so it is that process alone). Prints a table, then the me
 With --baseline REV, the ETL of that git revision runs too, alternating with this checkout's, and the
 ratio of the two medians is printed: noise on a shared machine then moves both alike.
 
-    python bench/etl_bench.py [--input ../shared/data/ml-1m] [--repeat 5] [--baseline a58b97e]
+    python bench/etl_bench.py [--input ../shared/data/ml-1m] [--repeat 5] [--baseline REV] [--storage-version latest]
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_INPUT = REPO.parent / "shared" / "data" / "ml-1m"
 
 
-def run_once(input_dir: Path, workdir: Path, code: Path = REPO) -> dict[str, float]:
+def run_once(input_dir: Path, workdir: Path, code: Path = REPO, extra: tuple[str, ...] = ()) -> dict[str, float]:
     """One `etl build` of the code in ``code`` in a child process; its wall time, recorded build time,
     peak RSS and sizes."""
     warehouse = workdir / "warehouse.duckdb"
@@ -43,6 +43,7 @@ def run_once(input_dir: Path, workdir: Path, code: Path = REPO) -> dict[str, flo
         "--warehouse",
         str(warehouse),
         "--quiet",
+        *extra,
     ]
     environment = os.environ | {"PYTHONPATH": str(code)}  # ahead of the installed (editable) package
     with (workdir / "stderr.txt").open("w+") as stderr:
@@ -71,7 +72,12 @@ def main() -> None:
     parser.add_argument("--input", type=Path, default=DEFAULT_INPUT, help=f"MovieLens folder (default {DEFAULT_INPUT})")
     parser.add_argument("--repeat", type=int, default=5, help="how many runs (default 5)")
     parser.add_argument("--baseline", metavar="REV", help="also time this git revision's ETL, alternating runs")
+    parser.add_argument(
+        "--storage-version",
+        help="this checkout's etl build --storage-version (the baseline's own default stays): the file format's cost",
+    )
     args = parser.parse_args()
+    extra = ("--storage-version", args.storage_version) if args.storage_version else ()
     input_dir = args.input.resolve()
     if not input_dir.is_dir():
         sys.exit(f"{input_dir}: no such folder (real MovieLens copies live in ../shared/data)")
@@ -88,7 +94,7 @@ def main() -> None:
         for n in range(1, args.repeat + 1):
             for name, code in codes.items():
                 with tempfile.TemporaryDirectory(prefix="etl-bench-") as workdir:
-                    run = run_once(input_dir, Path(workdir), code)
+                    run = run_once(input_dir, Path(workdir), code, extra if code == REPO else ())
                 runs[name].append(run)
                 print(
                     f"{n:>3}  {name:<14}  {run['wall']:>7.2f}  {run['etl']:>7.2f}  {run['rss_mib']:>12.0f}  "
