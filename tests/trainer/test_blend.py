@@ -96,13 +96,14 @@ def test_cross_validation_lets_the_weights_follow_activity_where_that_helps() ->
 def test_a_blend_is_published_as_a_run_with_its_members_and_predictions(warehouse_with_members, tmp_path) -> None:
     warehouse, run_ids = warehouse_with_members
     result = CliRunner().invoke(app, ["blend", *run_ids, "--warehouse", str(warehouse), "--runs-dir",
-                                      str(tmp_path / "runs"), "--device", "cpu", "--top-n", "5", "--publish-anyway"])  # fmt: skip
+                                      str(tmp_path / "runs"), "--device", "cpu", "--top-n", "5", "--publish-anyway", "--activity"])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "blend chosen by 5-fold cross-validation on the validation slice" in result.output
     ((run_id, kind, members, test_rmse, n_test),) = query(
         warehouse, "SELECT run_id, kind, members, test_rmse, n_test FROM runs WHERE kind = 'blend'"
     )
     assert json.loads(members)["runs"] == run_ids and len(json.loads(members)["weights"]) == 2
+    assert json.loads(members)["activity"] is True  # --activity: weights that vary with activity, top-N included
     kinds = dict(query(warehouse, "SELECT kind, count(*) FROM predictions WHERE run_id = ? GROUP BY kind", [run_id]))
     member_kinds = dict(
         query(warehouse, "SELECT kind, count(*) FROM predictions WHERE run_id = ? GROUP BY kind", [run_ids[0]])
