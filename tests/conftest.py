@@ -185,7 +185,8 @@ def query() -> Iterator[Callable[..., list[tuple]]]:
 
 
 # The child of `kill_at`: `stop()` suspends it with SIGSTOP; `stop_around(module, name, when)` makes the
-# function ``name`` of ``module`` call stop() "before" or "after" it runs; then the command line runs.
+# function ``name`` of ``module`` call stop() "before" or "after" it runs; `stop_at_insert(table)` stops a
+# warehouse writer as it first inserts into ``table``; then the command line runs.
 _KILL_PRELUDE = """
 import importlib, os, signal, sys
 
@@ -205,6 +206,33 @@ def stop_around(module, name, when):
         return result
 
     setattr(module, name, patched)
+
+def stop_at_insert(table):
+    # Stop when a writer of the warehouse (warehouse/swap.py's connections) first inserts into the table:
+    # mid-write, inside the new version of the file.
+    import duckdb
+    import warehouse.swap as swap
+
+    class Connection:
+        def __init__(self, con):
+            self.con = con
+
+        def __getattr__(self, name):
+            return getattr(self.con, name)
+
+        def execute(self, sql, *args):
+            if sql.startswith(f"INSERT INTO {table}"):
+                stop()
+            return self.con.execute(sql, *args)
+
+    class DuckDB:
+        def __getattr__(self, name):
+            return getattr(duckdb, name)
+
+        def connect(self, *args, **kwargs):
+            return Connection(duckdb.connect(*args, **kwargs))
+
+    swap.duckdb = DuckDB()
 """
 _KILL_RUN = """
 program, *args = sys.argv[1:]
@@ -218,7 +246,7 @@ def kill_at() -> Callable[[str, list[str]], str]:
     process that stops itself at a named point, where it is then killed with SIGKILL; returns its output.
 
     ``patch`` is Python run in the child before the command, calling ``stop_around(module, function,
-    "before" | "after")`` or ``stop()``. The child stops (SIGSTOP), the parent sees it stopped (waitpid
+    "before" | "after")``, ``stop_at_insert(table)`` or ``stop()``. The child stops (SIGSTOP), the parent sees it stopped (waitpid
     with WUNTRACED), then kills it: the kill lands exactly at that point, with no timing guesswork and no
     hook in the product.
     """

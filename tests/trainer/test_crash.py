@@ -44,21 +44,7 @@ PUBLISH_POINTS = {
     # Results staged in the run folder, the warehouse not yet opened for writing.
     "staged": ('stop_around("warehouse.results", "publish", "before")\n', "before"),
     # Mid-write, in the copy of the warehouse: runs and epoch_metrics inserted, predictions not yet.
-    "mid-transaction": (
-        "import duckdb\n"
-        "import warehouse.swap as swap\n"
-        "class Connection:\n"
-        "    def __init__(self, con): self.con = con\n"
-        "    def __getattr__(self, name): return getattr(self.con, name)\n"
-        "    def execute(self, sql, *args):\n"
-        "        if sql.startswith('INSERT INTO predictions'): stop()\n"
-        "        return self.con.execute(sql, *args)\n"
-        "class DuckDB:\n"
-        "    def __getattr__(self, name): return getattr(duckdb, name)\n"
-        "    def connect(self, *args, **kwargs): return Connection(duckdb.connect(*args, **kwargs))\n"
-        "swap.duckdb = DuckDB()\n",
-        "before",
-    ),
+    "mid-transaction": ('stop_at_insert("predictions")\n', "before"),
     # Committed, the run folder not yet marked as published.
     "committed": ('stop_around("warehouse.results", "publish", "after")\n', "after"),
 }  # fmt: skip

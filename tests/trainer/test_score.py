@@ -231,21 +231,7 @@ def test_only_a_training_run_scores(copy) -> None:
     ("patch", "whole"),
     [
         # Mid-write, in the new version of the warehouse: the run's row inserted, its predictions not yet.
-        (
-            "import duckdb\n"
-            "import warehouse.swap as swap\n"
-            "class Connection:\n"
-            "    def __init__(self, con): self.con = con\n"
-            "    def __getattr__(self, name): return getattr(self.con, name)\n"
-            "    def execute(self, sql, *args):\n"
-            "        if sql.startswith('INSERT INTO predictions'): stop()\n"
-            "        return self.con.execute(sql, *args)\n"
-            "class DuckDB:\n"
-            "    def __getattr__(self, name): return getattr(duckdb, name)\n"
-            "    def connect(self, *args, **kwargs): return Connection(duckdb.connect(*args, **kwargs))\n"
-            "swap.duckdb = DuckDB()\n",
-            False,
-        ),
+        ('stop_at_insert("predictions")\n', False),
         # Swapped in, the staged folder not yet marked as published.
         ('stop_around("warehouse.results", "publish", "after")\n', True),
     ],
