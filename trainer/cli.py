@@ -26,6 +26,9 @@ app = typer.Typer(
     add_completion=False,
 )
 DEFAULTS = TrainConfig()
+# Options shared by the commands that publish into the warehouse or run a model outside `trainer run`.
+LockWait = Annotated[float, typer.Option(min=0, help="Seconds to wait for another writer of the warehouse.")]
+Threads = Annotated[int, typer.Option(min=0, help="CPU threads for torch's arithmetic; 0 keeps torch's default.")]
 
 
 @app.callback()
@@ -287,9 +290,7 @@ def publish(
     warehouse: Annotated[Path, typer.Option(envvar="WAREHOUSE", help="The warehouse to write them into.")] = Path(
         DEFAULTS.warehouse
     ),
-    lock_wait: Annotated[
-        float, typer.Option(min=0, help="Seconds to wait for another writer of the warehouse.")
-    ] = DEFAULTS.lock_wait_seconds,
+    lock_wait: LockWait = DEFAULTS.lock_wait_seconds,
     publish_anyway: Annotated[
         bool,
         typer.Option(
@@ -349,12 +350,8 @@ def score_command(
         Literal["auto", "cpu", "cuda"],
         typer.Option(help="Where to score: auto (a CUDA GPU when there is one, else the CPU), cpu or cuda."),
     ] = "auto",
-    threads: Annotated[
-        int, typer.Option(min=0, help="CPU threads for torch's arithmetic; 0 keeps torch's default.")
-    ] = 0,
-    lock_wait: Annotated[
-        float, typer.Option(min=0, help="Seconds to wait for another writer of the warehouse.")
-    ] = DEFAULTS.lock_wait_seconds,
+    threads: Threads = 0,
+    lock_wait: LockWait = DEFAULTS.lock_wait_seconds,
     publish_anyway: Annotated[
         bool, typer.Option("--publish-anyway", help="Serve the scoring even if it fails the audit; recorded in runs.")
     ] = False,
@@ -427,12 +424,8 @@ def blend_command(
             help="Where the members' models rank the movies: auto (a CUDA GPU when there is one), cpu or cuda."
         ),
     ] = "auto",
-    threads: Annotated[
-        int, typer.Option(min=0, help="CPU threads for torch's arithmetic; 0 keeps torch's default.")
-    ] = 0,
-    lock_wait: Annotated[
-        float, typer.Option(min=0, help="Seconds to wait for another writer of the warehouse.")
-    ] = DEFAULTS.lock_wait_seconds,
+    threads: Threads = 0,
+    lock_wait: LockWait = DEFAULTS.lock_wait_seconds,
     publish_anyway: Annotated[
         bool, typer.Option("--publish-anyway", help="Serve the blend even if it fails the audit; recorded in runs.")
     ] = False,
