@@ -147,16 +147,16 @@ def score(options: ScoreOptions, log: Callable[[str], None] = lambda message: No
 
 def _users_to_score(con: duckdb.DuckDBPyConnection, options: ScoreOptions) -> np.ndarray:
     """The user ids to score, ascending: every user with a rating, or those --users and --since name."""
-    chosen = "SELECT DISTINCT user_id FROM ratings"
-    params: list[Any] = []
-    if options.since is not None:
-        chosen += " WHERE rated_at >= ?"
-        params.append(options.since)
-    ids = con.execute(f"SELECT user_id FROM ({chosen}) ORDER BY user_id", params).fetchnumpy()["user_id"]
+
+    def rated(where: str = "", params: list[Any] | None = None) -> np.ndarray:
+        query = f"SELECT DISTINCT user_id FROM ratings {where} ORDER BY user_id"  # where: fixed text below
+        return con.execute(query, params or []).fetchnumpy()["user_id"].astype(np.int64)
+
+    ids = rated() if options.since is None else rated("WHERE rated_at >= ?", [options.since])
     if options.users is None:
-        return ids.astype(np.int64)
+        return ids
     named = _named_users(con, options.users)
-    unknown = np.setdiff1d(named, con.execute("SELECT DISTINCT user_id FROM ratings").fetchnumpy()["user_id"])
+    unknown = np.setdiff1d(named, ids if options.since is None else rated())
     if len(unknown):
         raise TrainerError(f"--users names {len(unknown):,} users with no rating in {options.warehouse} "
                            f"(e.g. {unknown[0]})")  # fmt: skip
