@@ -27,7 +27,7 @@ import torch
 from trainer import trained
 from trainer.errors import TrainerError
 from trainer.evaluate import rating_metrics
-from trainer.run_record import device_name, new_run_id, pick_device, utc_now
+from trainer.run_record import device_name, new_run_id, pick_device, run_folder, utc_now
 from warehouse import results
 from warehouse.connect import DEFAULT_LOCK_WAIT_SECONDS, open_for_reading
 
@@ -106,11 +106,7 @@ def blend(options: BlendOptions, log: Callable[[str], None] = lambda message: No
     finally:
         con.close()
 
-    run_dir = options.runs_dir / run_id
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise TrainerError(f"{run_dir}: cannot create the blend's folder: {error}") from error
+    run_dir = run_folder(options.runs_dir / run_id, "blend")
     first = members[0].run
     row = {
         "run_id": run_id, "kind": "blend", "started_at": started_at, "finished_at": utc_now(),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import platform
 import secrets
 from datetime import UTC, datetime
+from pathlib import Path
 
 import torch
 
@@ -14,6 +15,16 @@ from trainer.errors import TrainerError
 def new_run_id() -> str:
     """Sortable by start time, unique enough for runs started in the same second."""
     return f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+
+
+def run_folder(path: Path, what: str = "run") -> Path:
+    """The folder a run keeps its checkpoint or staged results in, created now: a read-only or full disk is
+    said before any work. ``what`` names the run in the message ("run", "scoring run", "blend")."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise TrainerError(f"{path}: cannot create the {what}'s folder: {error}") from error
+    return path
 
 
 def utc_now() -> str:

@@ -28,7 +28,7 @@ import torch
 from trainer import trained
 from trainer.coordinates import Coordinates
 from trainer.errors import TrainerError
-from trainer.run_record import device_name, new_run_id, pick_device, utc_now
+from trainer.run_record import device_name, new_run_id, pick_device, run_folder, utc_now
 from warehouse import results
 from warehouse.connect import DEFAULT_LOCK_WAIT_SECONDS, open_for_reading
 
@@ -118,11 +118,7 @@ def score(options: ScoreOptions, log: Callable[[str], None] = lambda message: No
     finally:
         con.close()
 
-    run_dir = options.runs_dir / run_id
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise TrainerError(f"{run_dir}: cannot create the scoring run's folder: {error}") from error
+    run_dir = run_folder(options.runs_dir / run_id, "scoring run")
     row = {
         "run_id": run_id, "kind": "score", "parent_run_id": options.run_id, "started_at": started_at,
         "finished_at": utc_now(), "model": config.model, "split": parent["split"], "seed": config.seed,

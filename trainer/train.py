@@ -25,7 +25,7 @@ from trainer.errors import TrainerError
 from trainer.models import Model, build_model
 from trainer.optim import Optimizer, build_optimizer
 from trainer.predict import fit_biases, mean_rmse, predict
-from trainer.run_record import device_name, new_run_id, pick_device, utc_now
+from trainer.run_record import device_name, new_run_id, pick_device, run_folder, utc_now
 from trainer.selection import LR_DROP, Best
 from warehouse import results
 from warehouse.features import open_features
@@ -72,11 +72,7 @@ def _run_folder(
 ) -> tuple[str, Path, str]:
     """The run's id, its folder (created before training: a read-only or full disk is said at once) and start."""
     run_id = state["run_id"] if state else distributed.broadcast(ctx, new_run_id())
-    run_dir = resume_dir or Path(config.runs_dir) / run_id
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise TrainerError(f"{run_dir}: cannot create the run's folder: {error}") from error
+    run_dir = run_folder(resume_dir or Path(config.runs_dir) / run_id)
     return run_id, run_dir, state["started_at"] if state else utc_now()
 
 
