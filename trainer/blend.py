@@ -27,6 +27,7 @@ import torch
 from trainer import trained
 from trainer.errors import TrainerError
 from trainer.evaluate import rating_metrics
+from trainer.predict import top_n
 from trainer.run_record import device_name, new_run_id, pick_device, run_folder, utc_now
 from warehouse import results
 from warehouse.connect import DEFAULT_LOCK_WAIT_SECONDS, open_for_reading
@@ -319,7 +320,7 @@ def _top_n(
                     member_scores = member_scores.clamp(*scale)
                 weight = blender.weights[i] + blender.by_user[i] * user_activity + blender.by_movie[i] * movie_activity
                 scores += weight * member_scores
-            tables.append(trained.top_n(run_id, user_ids, rated, scores.clamp(*scale), n, coords))
+            tables.append(top_n(run_id, user_ids, [rated], scores.clamp(*scale), n, coords.movie_ids))
     return tables
 
 

@@ -7,7 +7,7 @@ The test part of the split is read here for the first time, after training and m
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import duckdb
@@ -117,24 +117,8 @@ def predict(
 
         # top-N among movies the user never rated (in any part)
         if config.top_n:
-            for part in all_parts:
-                scores[matrices[part].row_ids(), matrices[part].cols] = -math.inf
-            n = min(config.top_n, info.n_movies)
-            best, best_cols = scores.topk(n, dim=1)
-            # Only the rated cells drop out: a NaN score stays, for the audit to see.
-            keep = (best != -math.inf).flatten()
-            rows = torch.arange(users.numel(), device=device).repeat_interleave(n)[keep]
-            ranks = torch.arange(1, n + 1, device=device).repeat(users.numel())[keep]
-            tables.append(
-                prediction_table(
-                    run_id,
-                    "top_n",
-                    user_ids[users[rows].cpu().numpy()],
-                    movie_ids[best_cols.flatten()[keep].cpu().numpy()],
-                    _numpy(best.flatten()[keep]),
-                    rank=_numpy(ranks),
-                )
-            )
+            rated = [matrices[part] for part in all_parts]
+            tables.append(top_n(run_id, user_ids[users.cpu().numpy()], rated, scores, config.top_n, movie_ids))
 
     metrics = rating_metrics(torch.cat(test_users), torch.cat(test_predicted), torch.cat(test_actual))
     metrics["n_cold_start"] = cold_total
@@ -211,6 +195,29 @@ def mean_rmse(con: duckdb.DuckDBPyConnection, split: str, parts: tuple[str, ...]
         {"mean": mean, "split": split, "parts": list(parts)},
     ).fetchall()[0][0]
     return None if value is None else float(value)
+
+
+def top_n(
+    run_id: str, user_ids: np.ndarray, rated: Iterable[Csr], scores: torch.Tensor, n: int, movie_ids: np.ndarray
+) -> pa.Table:
+    """Rows of `predictions` (kind top_n) for a block of users (``user_ids``, one a row of ``scores``): each
+    user's ``n`` best-scored movies (``movie_ids`` by column) among those not in the ``rated`` blocks.
+    ``scores`` is overwritten at the rated cells."""
+    for block in rated:
+        scores[block.row_ids(), block.cols] = -math.inf
+    n = min(n, len(movie_ids))
+    best, best_cols = scores.topk(n, dim=1)
+    keep = (best != -math.inf).flatten()  # only the rated cells drop out: a NaN stays, for the audit to see
+    at = torch.arange(len(user_ids), device=scores.device).repeat_interleave(n)[keep]
+    ranks = torch.arange(1, n + 1, device=scores.device).repeat(len(user_ids))[keep]
+    return prediction_table(
+        run_id,
+        "top_n",
+        user_ids[at.cpu().numpy()],
+        movie_ids[best_cols.flatten()[keep].cpu().numpy()],
+        _numpy(best.flatten()[keep]),
+        rank=_numpy(ranks),
+    )
 
 
 def _held_out(

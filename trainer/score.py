@@ -28,6 +28,7 @@ import torch
 from trainer import trained
 from trainer.coordinates import Coordinates
 from trainer.errors import TrainerError
+from trainer.predict import top_n
 from trainer.run_record import device_name, new_run_id, pick_device, run_folder, utc_now
 from warehouse import results
 from warehouse.connect import DEFAULT_LOCK_WAIT_SECONDS, open_for_reading
@@ -114,7 +115,7 @@ def score(options: ScoreOptions, log: Callable[[str], None] = lambda message: No
                 squared_mean += (rated.vals.double() - loaded.mean).square().sum().item()
                 count += rated.vals.numel()
                 # the top-N leaves out every movie the user rated, new ratings included
-                tables.append(trained.top_n(run_id, user_ids, rated, scores, n, coords))
+                tables.append(top_n(run_id, user_ids, [rated], scores, n, coords.movie_ids))
     finally:
         con.close()
 

@@ -8,7 +8,6 @@ model's columns, so new ratings change its predictions and movies it never saw a
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,6 @@ from trainer.coordinates import Coordinates
 from trainer.data import Csr, eval_rows
 from trainer.errors import TrainerError
 from trainer.models import Model, build_model
-from warehouse import results
 
 
 @dataclass
@@ -63,25 +61,6 @@ def register(con: duckdb.DuckDBPyConnection, coords: Coordinates, users: np.ndar
     con.register("scored_users", pa.table({"user_id": pa.array(users, pa.int32())}))
     con.register("run_movies", _id_table("movie_id", "col", coords.movie_ids))
     con.register("run_users", _id_table("user_id", "row", coords.user_ids))
-
-
-def top_n(run_id: str, user_ids: np.ndarray, rated: Csr, scores: torch.Tensor, n: int, coords: Coordinates) -> pa.Table:
-    """Rows of `predictions` (kind top_n): each user's ``n`` best-scored movies among those they have not
-    rated. ``scores`` (users x the model's columns) is overwritten at the rated cells."""
-    scores[rated.row_ids(), rated.cols] = -math.inf
-    n = min(n, coords.n_movies)
-    best, best_cols = scores.topk(n, dim=1)
-    keep = (best != -math.inf).flatten()  # a NaN stays, for the audit to see
-    at = torch.arange(len(user_ids), device=scores.device).repeat_interleave(n)[keep]
-    ranks = torch.arange(1, n + 1, device=scores.device).repeat(len(user_ids))[keep]
-    return results.prediction_table(
-        run_id,
-        "top_n",
-        user_ids[at.cpu().numpy()],
-        coords.movie_ids[best_cols.flatten()[keep].cpu().numpy()],
-        best.flatten()[keep].cpu().numpy(),
-        rank=ranks.cpu().numpy(),
-    )
 
 
 def _training_run(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]:
