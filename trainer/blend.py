@@ -25,6 +25,7 @@ import pyarrow as pa
 import torch
 
 from trainer import trained
+from trainer.data import dataset_info
 from trainer.errors import TrainerError
 from trainer.evaluate import rating_metrics
 from trainer.predict import top_n
@@ -73,9 +74,8 @@ def blend(options: BlendOptions, log: Callable[[str], None] = lambda message: No
     con = open_for_reading(options.warehouse, options.lock_wait_seconds, needs=needs)
     try:
         members = [trained.load(con, run_id, device) for run_id in options.run_ids]
-        ((fingerprint, rating_min, rating_max),) = con.execute(
-            "SELECT fingerprint, rating_min, rating_max FROM dataset"
-        ).fetchall()
+        info = dataset_info(con)
+        fingerprint, rating_min, rating_max = info.fingerprint, info.rating_min, info.rating_max
         _check_members(members, fingerprint)
 
         # -- fit the weights on the validation slice: the test part is not read before they are fixed

@@ -27,6 +27,7 @@ import torch
 
 from trainer import trained
 from trainer.coordinates import Coordinates
+from trainer.data import dataset_info
 from trainer.errors import TrainerError
 from trainer.predict import top_n
 from trainer.run_record import device_name, new_run_id, pick_device, run_folder, utc_now
@@ -77,9 +78,8 @@ def score(options: ScoreOptions, log: Callable[[str], None] = lambda message: No
         changes = coords.changes(Coordinates.read(con))
         if changes:
             log(f"since run {options.run_id} trained: " + "; ".join(changes) + " (read through the run's own ids)")
-        ((fingerprint, rating_min, rating_max),) = con.execute(
-            "SELECT fingerprint, rating_min, rating_max FROM dataset"
-        ).fetchall()
+        info = dataset_info(con)
+        fingerprint, rating_min, rating_max = info.fingerprint, info.rating_min, info.rating_max
 
         wanted = _users_to_score(con, options)
         if not len(wanted):
