@@ -25,7 +25,7 @@ import torch
 from trainer.blend import BlendOptions, blend
 from trainer.config import PRESETS, resolve
 from trainer.errors import TrainerError
-from trainer.protocols import BENCH_MODELS, PROTOCOLS
+from trainer.protocols import BENCH_MODELS, PARENTS, PROTOCOLS
 from trainer.train import run
 from warehouse.connect import connect
 from warehouse.errors import WarehouseError
@@ -67,47 +67,49 @@ def bench(
         for seed in protocol.seeds[:n_seeds]:
             warehouse = work_dir / f"{name}-seed{seed}.duckdb"
             _build_warehouse(data_dir / name, warehouse, seed)
-            for model in models:
-                config = resolve(
-                    {
-                        **protocol.settings.get(model, {}),
-                        "model": model,
-                        "warehouse": str(warehouse),
-                        "split": protocol.split,
-                        "seed": seed,
-                        "runs_dir": str(work_dir / "runs"),
-                        "top_n": 0,
-                    }
-                )
+            trained: dict[str, dict[str, Any]] = {}  # this seed's rows, by model
+            own_seconds = 0.0  # this seed's training, each run counted once
+            for model in [*(PARENTS[m] for m in models if m in PARENTS), *models]:  # parents first
+                if model in trained:
+                    continue
+                parent = trained.get(PARENTS.get(model, ""))
+                config = resolve({
+                    **protocol.settings.get(model, {}), "model": model, "warehouse": str(warehouse),
+                    "split": protocol.split, "seed": seed, "runs_dir": str(work_dir / "runs"), "top_n": 0,
+                    "init_from": parent["run_id"] if parent else None,
+                })  # fmt: skip
                 if max_epochs:
                     config = replace(config, epochs=min(config.epochs, max_epochs))
                 summary = run(config)
                 m = summary.metrics
-                row = {
+                own_seconds += summary.train_seconds
+                # a fine-tuning run's train time includes its parent's training
+                seconds = summary.train_seconds + (parent["train_seconds"] if parent else 0.0)
+                trained[model] = row = {
                     "bench_id": bench_id, "finished_at": datetime.now(UTC).replace(tzinfo=None), "model": model,
                     "dataset": name, "protocol": protocol.description, "split": protocol.split, "seed": seed,
                     "run_id": summary.run_id, "test_rmse": m["rmse"], "test_mae": m["mae"],
                     "validation_rmse": summary.validation_rmse, "best_epoch": summary.best_epoch,
-                    "epochs_run": len(summary.history), "train_seconds": summary.train_seconds,
+                    "epochs_run": len(summary.history), "train_seconds": seconds,
                     "device": summary.device + (cpu_threads if summary.device.startswith("cpu") else ""),
                     "config": json.dumps(config.to_dict(), sort_keys=True),
                 }  # fmt: skip
                 rows.append(row)
                 log(
                     f"{name} seed {seed} {model}: test RMSE {m['rmse']:.4f}, MAE {m['mae']:.4f}, "
-                    f"best epoch {summary.best_epoch}/{len(summary.history)}, {summary.train_seconds:.1f} s"
+                    f"best epoch {summary.best_epoch}/{len(summary.history)}, {seconds:.1f} s"
                 )
             if with_blend:
-                members = rows[-len(models) :]
+                members = [trained[model] for model in models]
                 options = BlendOptions(tuple(r["run_id"] for r in members), warehouse, top_n=0,
                                        runs_dir=work_dir / "runs")  # fmt: skip
                 mixed = blend(options)
-                # its train time: its members' (fitting the weights takes a fraction of a second more)
+                # its train time: its members' and their parents' (fitting the weights takes a fraction of a second)
                 rows.append(members[-1] | {
                     "finished_at": datetime.now(UTC).replace(tzinfo=None), "model": "blend", "run_id": mixed.run_id,
                     "test_rmse": mixed.metrics["rmse"], "test_mae": mixed.metrics["mae"],
                     "validation_rmse": mixed.validation_rmse, "best_epoch": None, "epochs_run": None,
-                    "train_seconds": sum(r["train_seconds"] for r in members),
+                    "train_seconds": own_seconds,
                     "config": json.dumps({"members": [r["model"] for r in members], **mixed.blender.to_dict()}),
                 })  # fmt: skip
                 log(f"{name} seed {seed} blend of {', '.join(models)}: test RMSE {mixed.metrics['rmse']:.4f}, "

@@ -467,7 +467,7 @@ class TrainingData:
         """Global RMSE on the validation slice, predictions clipped as they will be at the end."""
         model.eval()
         squared, count = 0.0, 0.0
-        for inputs, index, targets in self._validation_blocks():
+        for inputs, index, targets in self._validation_blocks(model.whole_matrix):
             predicted = model.predict_at(inputs, index, targets.block())
             if self.config.clip:
                 predicted = predicted.clamp(self.info.rating_min, self.info.rating_max)
@@ -476,15 +476,18 @@ class TrainingData:
         squared, count = distributed.all_sum(self.ctx, self.device, squared, count)
         return math.sqrt(squared / max(count, 1))
 
-    def _validation_blocks(self) -> Iterator[tuple[torch.Tensor | SparseBlock, torch.Tensor, Csr]]:
-        """(inputs, their row indexes, validation targets) for blocks of rows, from the cache or streamed."""
+    def _validation_blocks(self, whole: bool) -> Iterator[tuple[torch.Tensor | SparseBlock, torch.Tensor, Csr]]:
+        """(inputs, their row indexes, validation targets) for blocks of rows, from the cache or streamed;
+        ``whole``: one block of every row."""
+        n_rows = self.info.n_users if self.rows == "user" else self.info.n_movies
+        block = n_rows if whole else eval_rows(self.n_cols)
         if not self.cached:
             for index, matrices in stream_rows(
                 self.con,
                 self.config.split,
                 self.fit_parts + ("validation",),
                 self.n_cols,
-                eval_rows(self.n_cols),
+                block,
                 by=self.rows,
                 shard=self.ctx.shard,
             ):
@@ -492,7 +495,6 @@ class TrainingData:
                 yield self._inputs(fit), index.to(self.device), matrices["validation"].to(self.device)
             return
         assert self.fit is not None and self.index is not None and self.validation is not None
-        block = eval_rows(self.n_cols)
         for start in range(0, self.fit.n_rows, block):
             end = min(start + block, self.fit.n_rows)
             dense = self.dense[start:end] if self.dense is not None else None

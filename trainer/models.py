@@ -37,6 +37,9 @@ class Model(Protocol):
     # Whether it trains from dense rows x columns outputs on a GPU (the CPU always takes the sparse path,
     # trainer/data.py dense_output).
     dense_on_gpu: bool
+    # Whether a row's outputs depend on the other rows too (GLocal-K's convolution over the whole matrix): it
+    # is then always given every row at once, in training (--batch-size) and in scoring (trainer/data.py).
+    whole_matrix: bool
 
     def __call__(self, inputs: torch.Tensor | SparseBlock, index: torch.Tensor) -> torch.Tensor:
         """The predicted ratings of a block of rows (``index``: their user_idx, or movie_idx): the same shape
@@ -73,6 +76,7 @@ class UserRows:
 
     rows = "user"
     folds_in = True
+    whole_matrix = False
 
     def user_scorer(self, movie_rows: Callable[[], Iterable[tuple[torch.Tensor, Csr]]]) -> UserScorer:
         return lambda fit, users: self(fit.to_dense(), users)  # type: ignore[operator]  # (an nn.Module's __call__)
@@ -228,6 +232,81 @@ class KernelAutoEncoder(ItemAutoEncoder):
         return [layer.raw_weight for layer in layers] + [layer.kernel() * self.kernel_scale for layer in layers]
 
 
+class GlocalK(KernelAutoEncoder):
+    """GLocal-K (Han et al., CIKM 2021): a kernel autoencoder whose input is first convolved with a global kernel.
+
+    The global kernel is one 3x3 convolution kernel made from the whole model's view of the data: each movie's
+    mean output over all users (the autoencoder run on the plain ratings), times a learned movies x 9 matrix,
+    times dot_scale (plus the identity, with --global-kernel-start identity). The training matrix, as an image
+    of movies x users (movie_idx, user_idx order), is convolved with it (ReLU) and goes through the same
+    autoencoder. The paper fine-tunes a pre-trained kernel autoencoder this way: start it from a kernel-ae run
+    with --init-from. The convolution reads neighbouring rows, so the model takes every movie at once
+    (whole_matrix) and holds movies x users dense values.
+    """
+
+    whole_matrix = True
+
+    def __init__(self, n_users: int, n_movies: int, hidden: tuple[int, ...], l2: float, kernel_l2: float,
+                 dot_scale: float, start: str = "identity", activation: str = "sigmoid") -> None:  # fmt: skip
+        super().__init__(n_users, n_movies, hidden, l2, kernel_l2, activation)
+        self.dot_scale = dot_scale
+        # The global kernel is identity + (means @ conv_kernel) * dot_scale. Started "identity" (conv_kernel 0),
+        # the fine-tuning starts from the pre-trained model's own predictions; "paper" draws conv_kernel as
+        # GLocal-K's code does (std 0.1, no identity), a kernel in the tens that the fine-tuning must unlearn.
+        paper = start == "paper"
+        self.conv_kernel = nn.Parameter(nn.init.trunc_normal_(torch.empty(n_movies, 9), std=0.1) * paper)
+        identity = torch.tensor([0.0, 0, 0, 0, 1, 0, 0, 0, 0]) * (not paper)  # the centre tap
+        self.register_buffer("identity", identity, persistent=False)
+
+    def forward(self, inputs: torch.Tensor | SparseBlock, index: torch.Tensor | None = None) -> torch.Tensor:
+        assert index is not None  # the convolution places each row by its movie_idx
+        if isinstance(inputs, SparseBlock):
+            return self.predict_at(inputs, index, inputs)
+        return self.net(self.convolved(inputs, index))
+
+    def predict_at(
+        self, inputs: torch.Tensor | SparseBlock, index: torch.Tensor | None, at: SparseBlock
+    ) -> torch.Tensor:
+        assert index is not None
+        code = super().encode(self.convolved(inputs, index))
+        return linear_at_observed(at, code, self.output.weight, self.output.bias)
+
+    def global_kernel(self, inputs: torch.Tensor | SparseBlock, index: torch.Tensor) -> torch.Tensor:
+        """The 3x3 kernel: each movie's mean output over the users, from the plain ratings, times conv_kernel.
+        The output layer is linear, so a movie's mean output is its code times the mean output weight."""
+        item_mean = super().encode(inputs) @ self.output.weight.mean(0) + self.output.bias.mean()
+        means = item_mean.new_zeros(self.n_movies).index_copy(0, index, item_mean)
+        return (self.identity + means @ self.conv_kernel * self.dot_scale).view(3, 3)
+
+    def convolved(self, inputs: torch.Tensor | SparseBlock, index: torch.Tensor) -> torch.Tensor:
+        """The rows of the movies x users matrix convolved with the global kernel (zero padding), ReLU."""
+        rows = _dense(inputs)
+        image = rows.new_zeros(self.n_movies, rows.shape[1]).index_copy(0, index, rows)
+        kernel = self.global_kernel(inputs, index)
+        padded = nn.functional.pad(image, (1, 1, 1, 1))
+        height, width = image.shape
+        # Nine shifted sums: conv2d with one channel and a 3x3 kernel is several times slower on a CPU.
+        out = sum(kernel[a, b] * padded[a : a + height, b : b + width] for a in range(3) for b in range(3))
+        return torch.relu(cast(torch.Tensor, out)).index_select(0, index)
+
+    @torch.no_grad()
+    def user_scorer(self, movie_rows: Callable[[], Iterable[tuple[torch.Tensor, Csr]]]) -> UserScorer:
+        """As I-AutoRec's, with every movie's code computed at once from the convolved training matrix."""
+        blocks = list(movie_rows())
+        index = torch.cat([movies for movies, _ in blocks])
+        fit = Csr.concat([rows for _, rows in blocks])
+        codes = torch.zeros(self.n_movies, self.output.in_features, device=self.output.weight.device)
+        codes[index] = super().encode(self.convolved(fit.to_dense(), index))
+        return lambda fit, users: self.decode_columns(codes, users).T.contiguous()
+
+
+def _dense(inputs: torch.Tensor | SparseBlock) -> torch.Tensor:
+    if not isinstance(inputs, SparseBlock):
+        return inputs
+    dense = inputs.vals.new_zeros(inputs.n_rows, inputs.n_cols)
+    return dense.index_put_((inputs.row_ids(), inputs.cols.long()), inputs.vals)
+
+
 class MatrixFactorisation(UserRows, nn.Module):
     """The baselines: rating = mean + user bias + movie bias + user factors . movie factors.
 
@@ -239,6 +318,7 @@ class MatrixFactorisation(UserRows, nn.Module):
 
     dense_on_gpu = False  # its outputs at the observed ratings are one sampled product on any device
     folds_in = False  # a user's scores come from the user's own bias and factors
+    whole_matrix = False
 
     def __init__(self, n_users: int, n_movies: int, mean: float, factors: int = 0, biases: bool = True) -> None:
         super().__init__()
@@ -291,6 +371,9 @@ BUILDERS: dict[str, Builder] = {
     "biases": lambda c, users, movies, mean: MatrixFactorisation(users, movies, mean, factors=0),
     "mf": lambda c, users, movies, mean: MatrixFactorisation(users, movies, mean, factors=c.hidden[0]),
     "kernel-ae": lambda c, users, movies, mean: KernelAutoEncoder(users, movies, c.hidden, c.l2, c.kernel_l2),
+    "glocal-k": lambda c, users, movies, mean: GlocalK(
+        users, movies, c.hidden, c.l2, c.kernel_l2, c.dot_scale, c.global_kernel_start
+    ),
 }
 
 
@@ -298,4 +381,9 @@ def build_model(config: TrainConfig, n_users: int, n_movies: int, mean: float) -
     """The network ``config.model`` names."""
     if config.model not in BUILDERS:
         raise TrainerError(f"unknown model {config.model!r}: choose one of {', '.join(PRESETS)}")
-    return cast(Model, BUILDERS[config.model](config, n_users, n_movies, mean))
+    model = cast(Model, BUILDERS[config.model](config, n_users, n_movies, mean))
+    rows = n_users if model.rows == "user" else n_movies
+    if model.whole_matrix and config.batch_size < rows:
+        raise TrainerError(f"{config.model} reads every {model.rows} row at once: --batch-size must be at least "
+                           f"{rows:,} (the number of {model.rows}s), not {config.batch_size:,}")  # fmt: skip
+    return model

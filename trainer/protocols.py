@@ -39,8 +39,13 @@ PROTOCOLS = {
                 "lr_drops": 1,
                 "fixed_batches": False,
             },
+            # GLocal-K's ml-100k schedule (5 L-BFGS iterations an epoch, dot_scale 1) on its parent's penalties
+            "glocal-k": {"l2": 40.0, "kernel_l2": 0.003, "lbfgs_iterations": 5, "epochs": 60, "dot_scale": 1.0},
         },
     ),
     "ml-1m": Protocol("random", "random 90/10", (1, 2, 3, 4, 5)),
 }
 BENCH_MODELS = ("global-mean", "biases", "mf", "autoencoder", "i-autorec")
+# Models that fine-tune another model's run (--init-from): the bench trains the parent first on each seed (a row
+# of its own), and counts its training in the fine-tuned model's train time.
+PARENTS = {"glocal-k": "kernel-ae"}

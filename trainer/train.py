@@ -27,6 +27,7 @@ from trainer.optim import Optimizer, build_optimizer
 from trainer.predict import fit_biases, mean_rmse, predict
 from trainer.run_record import device_name, new_run_id, pick_device, run_folder, utc_now
 from trainer.selection import LR_DROP, Best
+from trainer.trained import start_from
 from warehouse import results
 from warehouse.features import open_features
 
@@ -175,6 +176,8 @@ def run(
         torch.manual_seed(config.seed)
         model = build_model(config, info.n_users, info.n_movies, fallback.mean)
         model.to(device)
+        if config.init_from and not state:  # fine-tuning another run's model (a resumed run has its own weights)
+            start_from(model, con, config.init_from, coords, device)
         optimizer = build_optimizer(model.parameters(), config)
         sparse = not dense_output(config, device, model.dense_on_gpu)
         data = TrainingData(con, config, info, fit_parts, device, rows=model.rows, sparse=sparse, ctx=ctx)
@@ -273,7 +276,8 @@ def _run_row(
     last_validation = next((h["validation_rmse"] for h in reversed(history) if h["validation_rmse"] is not None), None)
     validation = best.rmse if selected else last_validation
     return {
-        "run_id": run_id, "kind": "train", "started_at": started_at, "finished_at": utc_now(), "model": config.model,
+        "run_id": run_id, "kind": "train", "parent_run_id": config.init_from, "started_at": started_at,
+        "finished_at": utc_now(), "model": config.model,
         "split": config.split, "seed": config.seed, "dataset_name": info.name,
         "dataset_fingerprint": info.fingerprint, "device": device_name(device), "epochs": config.epochs,
         "validation_rmse": validation, "epochs_run": len(history),

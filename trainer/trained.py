@@ -55,6 +55,35 @@ def load(con: duckdb.DuckDBPyConnection, run_id: str, device: torch.device) -> T
     return TrainedRun(row, config, coords, model, state["mean"])
 
 
+def start_from(
+    model: Model, con: duckdb.DuckDBPyConnection, run_id: str, coords: Coordinates, device: torch.device
+) -> None:
+    """Load into ``model`` the weights run ``run_id`` selected, for every weight the two share (--init-from).
+
+    Refused unless that run was trained on the same users and movies at the same indexes, and unless every
+    weight it has is one of this model's, of the same shape."""
+    try:
+        row = _training_run(con, run_id)
+    except duckdb.CatalogException:  # no run published yet, or the Parquet features (which hold none)
+        raise TrainerError(f"--init-from: no run {run_id!r}: the warehouse holds no runs yet") from None
+    state = checkpoint.load(Path(row["run_dir"]), device)
+    saved = Coordinates.from_state(state)
+    changes = saved.changes(coords) if saved else ["other files"]
+    if changes:
+        raise TrainerError(f"--init-from {run_id}: that run was trained on other users or movies than this "
+                           f"warehouse holds ({'; '.join(changes)}); train it again on this data first")  # fmt: skip
+    weights = _selected(state, from_dict(state["config"]).select_best)
+    own = model.state_dict()
+    unexpected = [name for name in weights if name not in own]
+    if unexpected or not weights:
+        raise TrainerError(f"--init-from {run_id}: its model ({row['model']}) has weights this model lacks: "
+                           f"{', '.join(unexpected) or 'it has none'}")  # fmt: skip
+    try:
+        model.load_state_dict(weights, strict=False)
+    except RuntimeError as error:  # a weight of another shape (other hidden widths, say)
+        raise TrainerError(f"--init-from {run_id}: its weights do not fit this model: {error}") from error
+
+
 def register(con: duckdb.DuckDBPyConnection, coords: Coordinates, users: np.ndarray) -> None:
     """Name, on ``con``, the users to score (scored_users) and the run's coordinates (run_movies, run_users),
     for user_rows and movie_rows."""

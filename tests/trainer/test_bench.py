@@ -1,4 +1,5 @@
 import duckdb
+import pytest
 from typer.testing import CliRunner
 
 from trainer.cli import app
@@ -64,3 +65,28 @@ def test_bench_blends_the_models_of_each_seed(tmp_path, make_movielens_1m) -> No
     assert set(rows) == {"biases", "mf", "blend"} and rows["blend"] == rows["biases"] + rows["mf"]
     (blend_row,) = [line for line in markdown.read_text().splitlines() if line.startswith("| blend |")]
     assert blend_row.endswith("`trainer bench --datasets ml-1m --models biases,mf --blend` |")
+
+
+def test_bench_trains_a_fine_tuned_models_parent_first(tmp_path, make_movielens_1m) -> None:
+    make_movielens_1m(tmp_path / "data" / "ml-1m")
+    results, work = tmp_path / "results.duckdb", tmp_path / "work"
+    outcome = CliRunner().invoke(
+        app,
+        ["bench", "--data-dir", str(tmp_path / "data"), "--datasets", "ml-1m", "--models", "glocal-k,biases",
+         "--seeds", "1", "--epochs", "2", "--work-dir", str(work), "--warehouse", str(results), "--markdown",
+         str(tmp_path / "bench.md"), "--blend"],
+    )  # fmt: skip
+    assert outcome.exit_code == 0, outcome.output
+    with duckdb.connect(str(results), read_only=True) as con:
+        rows = {
+            m: (run, s)
+            for m, run, s in con.execute("SELECT model, run_id, train_seconds FROM bench_results").fetchall()
+        }
+        (members,) = con.execute("SELECT config FROM bench_results WHERE model = 'blend'").fetchone()
+    assert set(rows) == {"kernel-ae", "glocal-k", "biases", "blend"}  # the parent has a row of its own
+    assert rows["glocal-k"][1] > rows["kernel-ae"][1]  # its train time counts its parent's
+    assert rows["blend"][1] == pytest.approx(rows["glocal-k"][1] + rows["biases"][1])  # each run counted once
+    assert '"members": ["glocal-k", "biases"]' in members
+    with duckdb.connect(str(work / "ml-1m-seed1.duckdb"), read_only=True) as con:
+        parent = con.execute("SELECT parent_run_id FROM runs WHERE run_id = ?", [rows["glocal-k"][0]]).fetchone()
+    assert parent == (rows["kernel-ae"][0],)
