@@ -14,6 +14,7 @@ import json
 import secrets
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -57,6 +58,7 @@ def bench(
             raise TrainerError(f"no benchmark protocol for data set {name!r}: choose from {', '.join(PROTOCOLS)}")
         if not (data_dir / name).is_dir():
             raise TrainerError(f"{data_dir / name}: no such folder (the MovieLens {name} files)")
+    started = time.perf_counter()
     bench_id = f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
     threads = torch.get_num_threads()  # CPU timings depend on it (see docs/accuracy.md)
     cpu_threads = f", {threads} thread{'s' if threads > 1 else ''}"
@@ -124,6 +126,9 @@ def bench(
                            f"They are kept in {kept}.") from error  # fmt: skip
     markdown.parent.mkdir(parents=True, exist_ok=True)
     markdown.write_text(markdown_table(latest_summary(results_warehouse)))
+    minutes = (time.perf_counter() - started) / 60
+    log(f"the bench took {minutes:.1f} minutes in all (ETL, training, scoring and blends, {threads} "
+        f"thread{'s' if threads > 1 else ''})")  # fmt: skip
     return rows
 
 

@@ -31,6 +31,7 @@ def test_bench_runs_each_model_on_each_seed_and_writes_table_and_markdown(tmp_pa
         ],
     )
     assert outcome.exit_code == 0, outcome.output
+    assert "the bench took " in outcome.output and " minutes in all" in outcome.output
     con = duckdb.connect(str(results), read_only=True)
     rows = con.execute("SELECT model, seed, test_rmse, best_epoch FROM bench_results ORDER BY model, seed").fetchall()
     assert [(m, s) for m, s, _, _ in rows] == [("biases", 1), ("biases", 2), ("global-mean", 1), ("global-mean", 2)]
