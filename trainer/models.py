@@ -283,11 +283,7 @@ class GlocalK(KernelAutoEncoder):
         rows = _dense(inputs)
         image = rows.new_zeros(self.n_movies, rows.shape[1]).index_copy(0, index, rows)
         kernel = self.global_kernel(inputs, index)
-        padded = nn.functional.pad(image, (1, 1, 1, 1))
-        height, width = image.shape
-        # Nine shifted sums: conv2d with one channel and a 3x3 kernel is several times slower on a CPU.
-        out = sum(kernel[a, b] * padded[a : a + height, b : b + width] for a in range(3) for b in range(3))
-        return torch.relu(cast(torch.Tensor, out)).index_select(0, index)
+        return torch.relu(Conv3x3.apply(image, kernel)).index_select(0, index)
 
     @torch.no_grad()
     def user_scorer(self, movie_rows: Callable[[], Iterable[tuple[torch.Tensor, Csr]]]) -> UserScorer:
@@ -298,6 +294,33 @@ class GlocalK(KernelAutoEncoder):
         codes = torch.zeros(self.n_movies, self.output.in_features, device=self.output.weight.device)
         codes[index] = super().encode(self.convolved(fit.to_dense(), index))
         return lambda fit, users: self.decode_columns(codes, users).T.contiguous()
+
+
+class Conv3x3(torch.autograd.Function):
+    """A one-channel 3x3 cross-correlation with zero padding (conv2d's), differentiable in the kernel only.
+
+    Nine shifted sums accumulated in place, and nine dot products for the kernel's gradient: on a CPU,
+    several times faster than conv2d with one channel, or than the same sums through autograd, which keeps a
+    temporary per tap (measured at ml-1m's 3,650 x 6,040)."""
+
+    @staticmethod
+    def forward(ctx: Any, image: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+        assert not ctx.needs_input_grad[0], "the image is data: no gradient flows into it"
+        padded = nn.functional.pad(image, (1, 1, 1, 1))
+        ctx.save_for_backward(padded)
+        height, width = image.shape
+        taps = kernel.detach().flatten().tolist()
+        out = padded[:height, :width] * taps[0]
+        for tap, (a, b) in zip(taps[1:], [(a, b) for a in range(3) for b in range(3)][1:]):
+            out.add_(padded[a : a + height, b : b + width], alpha=tap)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[None, torch.Tensor]:
+        (padded,) = ctx.saved_tensors
+        height, width = grad.shape
+        taps = [(grad * padded[a : a + height, b : b + width]).sum() for a in range(3) for b in range(3)]
+        return None, torch.stack(taps).view(3, 3)
 
 
 def _dense(inputs: torch.Tensor | SparseBlock) -> torch.Tensor:

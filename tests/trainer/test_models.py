@@ -3,7 +3,7 @@ import torch
 
 from trainer.config import PRESETS, resolve
 from trainer.errors import TrainerError
-from trainer.models import AutoEncoder, MatrixFactorisation, build_model
+from trainer.models import AutoEncoder, Conv3x3, MatrixFactorisation, build_model
 from trainer.sparse import SparseBlock
 
 N_USERS, N_MOVIES = 6, 7
@@ -103,3 +103,16 @@ def test_kernel_ae_penalises_w_at_l2_and_k_at_kernel_l2() -> None:
         m.kernel().square().sum() for m in layers
     )
     torch.testing.assert_close(penalty, expected)
+
+
+def test_the_3x3_convolution_and_its_kernel_gradient_are_conv2ds() -> None:
+    torch.manual_seed(0)
+    image, kernel = torch.rand(7, 11), torch.randn(3, 3, requires_grad=True)
+    reference = kernel.detach().clone().requires_grad_()
+    out = Conv3x3.apply(image, kernel)
+    expected = torch.nn.functional.conv2d(image[None, None], reference[None, None], padding=1)[0, 0]
+    torch.testing.assert_close(out, expected)
+    weights = torch.randn(7, 11)
+    (out * weights).sum().backward()
+    (expected * weights).sum().backward()
+    torch.testing.assert_close(kernel.grad, reference.grad)
