@@ -188,6 +188,9 @@ def run(
         history, start_epoch, train_seconds, best = _restored(state, model, optimizer)
         if state:
             log(f"resuming {run_id} after epoch {start_epoch}")
+        elif config.init_from and config.validation:  # the weights it starts from are a candidate too (epoch 0)
+            best.update(0, data.validation_rmse(model), model, config)
+            log(f"starting from run {config.init_from}'s weights: validation RMSE {best.rmse:.4f}")
         checkpointed_at = train_seconds  # of training, when the last checkpoint was written
         # The L2 penalty in the units of a sum-of-squares objective, over the mean error's denominator.
         l2_scale = config.l2 / 2 / max(data.n_ratings, 1)
@@ -238,7 +241,8 @@ def run(
         # -- model selection: the weights of the epoch that scored best on the validation slice
         if best.weights is not None and config.select_best:
             model.load_state_dict(best.weights)
-            log(f"selected epoch {best.epoch} (validation RMSE {best.rmse:.4f}) of {len(history)}")
+            start = " (the weights it started from)" if best.epoch == 0 else ""
+            log(f"selected epoch {best.epoch}{start} (validation RMSE {best.rmse:.4f}) of {len(history)}")
         if not ctx.is_main:  # under torchrun, rank 0 alone predicts and publishes
             distributed.teardown(ctx)
             return RunSummary(run_id, run_dir, {}, train_seconds, time.perf_counter() - wall_start, history)

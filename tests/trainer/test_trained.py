@@ -66,6 +66,17 @@ def test_glocal_k_starts_as_its_parent_predicts(warehouse, tmp_path) -> None:
         torch.testing.assert_close(child(ratings, index), before(ratings, index))
 
 
+def test_fine_tuning_that_never_helps_keeps_the_weights_it_started_from(warehouse, tmp_path) -> None:
+    # A rate far too high: every epoch validates worse than the parent, so epoch 0 (its weights) is selected.
+    parent = run(settings(warehouse, tmp_path, **PARENT))
+    child = run(settings(warehouse, tmp_path, **CHILD, init_from=parent.run_id, optimizer="adam",
+                         learning_rate=10.0, batch_size=10_000, patience=2, lr_drops=0, eval_every=1))  # fmt: skip
+    assert child.best_epoch == 0 and len(child.history) == 2
+    assert all(h["validation_rmse"] > child.validation_rmse for h in child.history)
+    assert child.validation_rmse == pytest.approx(parent.validation_rmse, abs=1e-6)
+    assert child.metrics["rmse"] == pytest.approx(parent.metrics["rmse"], abs=1e-6)  # the parent's predictions
+
+
 def test_the_global_convolution_is_a_3x3_cross_correlation_over_movies_by_users() -> None:
     torch.manual_seed(0)
     model = build_model(resolve({"model": "glocal-k", "hidden": (4, 4)}), 9, 6, 3.5)
