@@ -36,6 +36,7 @@ from warehouse.sql import ETL_DIR
 from warehouse.swap import (
     DEFAULT_STORAGE_VERSION,
     StorageVersion,
+    cursor,
     new_file,
     remove,
     remove_stale,
@@ -45,6 +46,11 @@ from warehouse.swap import (
 )
 
 META_MODELS = [ETL_DIR / "meta" / "etl_runs.sql", ETL_DIR / "meta" / "etl_run_files.sql"]
+# Rows per row group of the warehouse the ETL writes (DuckDB's default: 122,880). A table smaller than one row
+# group is written by the build's last checkpoint, on one thread, after every model has run: the matrices, a few
+# thousand rows of long lists, came last that way. In row groups of this size they are written while they are
+# built (bench/etl_bench.py measures it; docs/benchmarks.md).
+ROW_GROUP_SIZE = 4096
 DELIMITER_LABELS = {"\t": "a tab", "::": "::", ",": ","}
 
 
@@ -100,7 +106,7 @@ def build_warehouse(
     models = models_for(layout)
     stages = plan(models)  # before the new file: a wrong declaration stops the build with nothing to undo
     try:
-        con = new_file(building, options.storage_version, options.memory_limit_mb)
+        con = new_file(building, options.storage_version, options.memory_limit_mb, ROW_GROUP_SIZE)
     except duckdb.Error as error:  # a read-only folder or file system, a full disk
         raise EtlError(f"{warehouse}: cannot create the new warehouse beside it: {error}") from error
     workers = _Workers(con, lambda cursor: _set_variables(cursor, input_dir, layout, inputs, options))
@@ -173,15 +179,15 @@ class _Workers:
     def get(self, n: int) -> tuple[duckdb.DuckDBPyConnection, set[str]]:
         """Model worker ``n`` and the names of the macro files run on it."""
         while len(self._cursors) <= n:
-            cursor = self._con.cursor()
-            self._set_variables(cursor)
-            self._cursors.append((cursor, set()))
+            worker = cursor(self._con)
+            self._set_variables(worker)
+            self._cursors.append((worker, set()))
         return self._cursors[n]
 
     def test(self, tests: list[tuple[Model, list[ColumnTest]]]) -> None:
         """Queue column tests of stored tables, a model's at a time (they run in the order queued)."""
         if self._tester is None and tests:
-            self._tester_connection = self._con.cursor()
+            self._tester_connection = cursor(self._con)
             self._tester = threading.Thread(target=self._run_tests, args=(self._tester_connection,), daemon=True)
             self._tester.start()
         for item in tests:
@@ -214,8 +220,8 @@ class _Workers:
         if self._tester is not None and self._tester_connection is not None:
             self._tester_connection.interrupt()
         self._stop_tester()
-        for cursor, _ in self._cursors:
-            cursor.close()
+        for worker, _ in self._cursors:
+            worker.close()
         self._cursors.clear()
 
     def _stop_tester(self) -> None:

@@ -35,13 +35,36 @@ DEFAULT_STORAGE_VERSION: StorageVersion = "v1.2.0"
 
 
 def new_file(
-    path: Path, storage_version: StorageVersion = DEFAULT_STORAGE_VERSION, memory_limit_mb: int | None = None
+    path: Path,
+    storage_version: StorageVersion = DEFAULT_STORAGE_VERSION,
+    memory_limit_mb: int | None = None,
+    row_group_size: int | None = None,
 ) -> duckdb.DuckDBPyConnection:
-    """A read-write connection to a new database file (its storage format stays with the file)."""
+    """A read-write connection to a new database file (its storage format stays with the file).
+
+    ``row_group_size`` (rows, a multiple of 2,048) is an option of ATTACH only: the file is then attached
+    to an in-memory connection and made its default database, and further connections to it are opened
+    with ``cursor``."""
     config: dict[str, str | bool | int | float | list[str]] = {"storage_compatibility_version": storage_version}
     if memory_limit_mb:
         config["memory_limit"] = f"{memory_limit_mb}MB"
-    return duckdb.connect(str(path), config=config)
+    if not row_group_size:
+        return duckdb.connect(str(path), config=config)
+    con = duckdb.connect(":memory:", config=config)
+    quoted = str(path).replace("'", "''")  # ATTACH takes no parameter for its path
+    options = f"STORAGE_VERSION '{storage_version}', ROW_GROUP_SIZE {int(row_group_size)}"
+    con.execute(f"ATTACH '{quoted}' AS building ({options})")
+    con.execute("USE building")
+    return con
+
+
+def cursor(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """Another connection to ``con``'s database, in the same default database (a plain cursor starts in the
+    in-memory one when ``con`` attached its file)."""
+    ((name,),) = con.execute("SELECT current_database()").fetchall()
+    other = con.cursor()
+    other.execute(f'USE "{name}"')
+    return other
 
 
 @contextlib.contextmanager

@@ -17,7 +17,7 @@ from trainer.config import resolve
 from trainer.train import run
 from warehouse import results
 from warehouse.errors import WarehouseError
-from warehouse.swap import rewriting, writer_lock
+from warehouse.swap import cursor, new_file, rewriting, writer_lock
 
 
 def run_ids(warehouse: Path) -> set[str]:
@@ -115,3 +115,17 @@ def test_a_killed_publishers_copy_is_removed_by_the_next_writer(warehouse, tmp_p
     shutil.copyfile(warehouse, leftover)  # what a publisher killed mid-write leaves
     results.publish(staged, warehouse)
     assert not leftover.exists()
+
+
+def test_a_new_file_in_small_row_groups_and_its_cursors(tmp_path) -> None:
+    # A table of 5,000 rows in row groups of 2,048 is written in three of them; a cursor sees the same database.
+    con = new_file(tmp_path / "new.duckdb", row_group_size=2048)
+    other = cursor(con)
+    other.execute("CREATE TABLE numbers AS SELECT range AS n FROM range(5000)")
+    con.execute("CHECKPOINT")
+    assert con.execute("SELECT count(DISTINCT row_group_id) FROM pragma_storage_info('numbers')").fetchall() == [(3,)]
+    other.close()
+    con.close()
+    assert storage_version(tmp_path / "new.duckdb") == "v1.2.0+"
+    with duckdb.connect(str(tmp_path / "new.duckdb"), read_only=True) as reader:
+        assert reader.execute("SELECT count(*), sum(n) FROM numbers").fetchall() == [(5000, sum(range(5000)))]
