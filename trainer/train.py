@@ -176,8 +176,6 @@ def run(
         torch.manual_seed(config.seed)
         model = build_model(config, info.n_users, info.n_movies, fallback.mean)
         model.to(device)
-        if config.init_from and not state:  # fine-tuning another run's model (a resumed run has its own weights)
-            start_from(model, con, config.init_from, coords, device)
         optimizer = build_optimizer(model.parameters(), config)
         sparse = not dense_output(config, device, model.dense_on_gpu)
         data = TrainingData(con, config, info, fit_parts, device, rows=model.rows, sparse=sparse, ctx=ctx)
@@ -188,9 +186,10 @@ def run(
         history, start_epoch, train_seconds, best = _restored(state, model, optimizer)
         if state:
             log(f"resuming {run_id} after epoch {start_epoch}")
-        elif config.init_from and config.validation:  # the weights it starts from are a candidate too (epoch 0)
-            best.update(0, data.validation_rmse(model), model, config)
-            log(f"starting from run {config.init_from}'s weights: validation RMSE {best.rmse:.4f}")
+        elif config.init_from:  # fine-tuning: another run's weights, themselves a candidate (epoch 0)
+            start_from(model, con, config.init_from, coords, device)
+            if config.validation:
+                best.update(0, data.validation_rmse(model), model, config)
         checkpointed_at = train_seconds  # of training, when the last checkpoint was written
         # The L2 penalty in the units of a sum-of-squares objective, over the mean error's denominator.
         l2_scale = config.l2 / 2 / max(data.n_ratings, 1)
