@@ -31,13 +31,19 @@ def parent_weights(summary) -> dict[str, torch.Tensor]:
     return saved["best"]["weights"]
 
 
-def test_a_glocal_k_run_starts_from_its_parents_weights_and_records_it(warehouse, tmp_path) -> None:
-    parent = run(settings(warehouse, tmp_path, **PARENT))
-    config = settings(warehouse, tmp_path, **CHILD, init_from=parent.run_id)
+def started(config, parent_id: str, warehouse):
+    """The fine-tuned model ``config`` builds, started from run ``parent_id``'s weights, and the coordinates."""
     with duckdb.connect(str(warehouse), read_only=True) as con:
         coords = Coordinates.read(con)
         model = build_model(config, coords.n_users, coords.n_movies, 3.5)
-        start_from(model, con, parent.run_id, coords, torch.device("cpu"))
+        start_from(model, con, parent_id, coords, torch.device("cpu"))
+    return model, coords
+
+
+def test_a_glocal_k_run_starts_from_its_parents_weights_and_records_it(warehouse, tmp_path) -> None:
+    parent = run(settings(warehouse, tmp_path, **PARENT))
+    config = settings(warehouse, tmp_path, **CHILD, init_from=parent.run_id)
+    model, _ = started(config, parent.run_id, warehouse)
     weights = model.state_dict()
     for name, tensor in parent_weights(parent).items():  # every weight of the parent, as it selected them
         assert torch.equal(weights[name], tensor)
@@ -53,11 +59,7 @@ def test_glocal_k_starts_as_its_parent_predicts(warehouse, tmp_path) -> None:
     # The global kernel starts as the identity (the centre tap 1): the fine-tuning starts from the parent's
     # predictions, and validation can only choose a change that helps.
     parent = run(settings(warehouse, tmp_path, **PARENT))
-    config = settings(warehouse, tmp_path, **CHILD, init_from=parent.run_id)
-    with duckdb.connect(str(warehouse), read_only=True) as con:
-        coords = Coordinates.read(con)
-        child = build_model(config, coords.n_users, coords.n_movies, 3.5)
-        start_from(child, con, parent.run_id, coords, torch.device("cpu"))
+    child, coords = started(settings(warehouse, tmp_path, **CHILD), parent.run_id, warehouse)
     before = build_model(settings(warehouse, tmp_path, **PARENT), coords.n_users, coords.n_movies, 3.5)
     before.load_state_dict(parent_weights(parent))
     ratings = torch.rand(coords.n_movies, coords.n_users) * (torch.rand(coords.n_movies, coords.n_users) < 0.2) * 5
