@@ -67,39 +67,16 @@ def predict(
         fit_squared += (scores[fit.row_ids(), fit.cols] - fit.vals).double().square().sum().item()
         fit_count += fit.vals.numel()
 
-        # held-out test ratings
-        rows, cols, predicted, cold = _held_out(test, scores, fit, users, fallback, config, info)
+        # held-out test ratings, and validation ratings when the run held them out (what a blend is fitted on)
+        scored = _Scored(run_id, coords, scores, fit, users, fallback, config, info)
+        rows, predicted, cold, table = scored.held_out("test", test)
+        tables.append(table)
         test_users.append(users[rows].cpu())
         test_predicted.append(predicted.cpu())
         test_actual.append(test.vals.cpu())
         cold_total += int(cold.sum())
-        tables.append(
-            prediction_table(
-                run_id,
-                "test",
-                user_ids[users[rows].cpu().numpy()],
-                movie_ids[cols.cpu().numpy()],
-                _numpy(predicted),
-                _numpy(test.vals),
-                cold=_numpy(cold),
-            )
-        )
-
-        # held-out validation ratings, when the run held them out: what a blend of runs is fitted on
         if "validation" not in fit_parts:
-            validation = matrices["validation"]
-            rows, cols, predicted, cold = _held_out(validation, scores, fit, users, fallback, config, info)
-            tables.append(
-                prediction_table(
-                    run_id,
-                    "validation",
-                    user_ids[users[rows].cpu().numpy()],
-                    movie_ids[cols.cpu().numpy()],
-                    _numpy(predicted),
-                    _numpy(validation.vals),
-                    cold=_numpy(cold),
-                )
-            )
+            tables.append(scored.held_out("validation", matrices["validation"])[3])
 
         # every (user, movie) pair, on request
         if config.full_matrix:
@@ -220,21 +197,41 @@ def top_n(
     )
 
 
-def _held_out(
-    held: Csr, scores: torch.Tensor, fit: Csr, users: torch.Tensor, fallback: Biases, config: TrainConfig,
-    info: DatasetInfo,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
-    """Rows, columns, predictions and cold-start flags of a block of users' held-out ratings (``held``): the
-    model's ``scores``, or the fallback's biases where the user or the movie has no training rating."""
-    rows, cols = held.row_ids(), held.cols
-    predicted = scores[rows, cols]
-    cold = (fit.counts[rows] == 0) | ~fallback.movie_known[cols]
-    if config.cold_start_fallback:
-        biases = fallback.mean + fallback.user[users[rows]] + fallback.movie[cols]
-        if config.clip:
-            biases = biases.clamp(info.rating_min, info.rating_max)
-        predicted = torch.where(cold, biases, predicted)
-    return rows, cols, predicted, cold
+@dataclass
+class _Scored:
+    """A block of users' scores (``scores``, users x movies) and what scoring their held-out ratings needs."""
+
+    run_id: str
+    coords: Coordinates
+    scores: torch.Tensor
+    fit: Csr  # their training ratings
+    users: torch.Tensor  # their user_idx
+    fallback: Biases
+    config: TrainConfig
+    info: DatasetInfo
+
+    def held_out(self, kind: str, held: Csr) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, pa.Table]:
+        """Rows, predictions and cold-start flags of the users' held-out ratings (``held``), and those predictions
+        as rows of ``predictions`` of ``kind``: the model's scores, or the fallback's biases where the user or the
+        movie has no training rating."""
+        rows, cols = held.row_ids(), held.cols
+        predicted = self.scores[rows, cols]
+        cold = (self.fit.counts[rows] == 0) | ~self.fallback.movie_known[cols]
+        if self.config.cold_start_fallback:
+            biases = self.fallback.mean + self.fallback.user[self.users[rows]] + self.fallback.movie[cols]
+            if self.config.clip:
+                biases = biases.clamp(self.info.rating_min, self.info.rating_max)
+            predicted = torch.where(cold, biases, predicted)
+        table = prediction_table(
+            self.run_id,
+            kind,
+            self.coords.user_ids[self.users[rows].cpu().numpy()],
+            self.coords.movie_ids[cols.cpu().numpy()],
+            _numpy(predicted),
+            _numpy(held.vals),
+            cold=_numpy(cold),
+        )
+        return rows, predicted, cold, table
 
 
 def _numpy(values: torch.Tensor) -> np.ndarray:
