@@ -41,15 +41,13 @@ class TrainedRun:
 
 def load(con: duckdb.DuckDBPyConnection, run_id: str, device: torch.device) -> TrainedRun:
     """Run ``run_id``'s model with the weights it selected, on ``device``, ready to predict."""
-    row = _training_run(con, run_id)
-    state = checkpoint.load(Path(row["run_dir"]), device)
+    row, state, config, weights = _saved(con, run_id, device)
     coords = Coordinates.from_state(state)
     if coords is None:
         raise TrainerError(f"run {run_id} was trained before runs kept their own user and movie coordinates, so "
                            "its model cannot be read safely against a rebuilt warehouse; train a new run")  # fmt: skip
-    config = from_dict(state["config"])
     model = build_model(config, coords.n_users, coords.n_movies, state["mean"])
-    model.load_state_dict(_selected(state, config.select_best))
+    model.load_state_dict(weights)
     model.to(device)
     model.eval()
     return TrainedRun(row, config, coords, model, state["mean"])
@@ -63,16 +61,14 @@ def start_from(
     Refused unless that run was trained on the same users and movies at the same indexes, and unless every
     weight it has is one of this model's, of the same shape."""
     try:
-        row = _training_run(con, run_id)
+        row, state, _, weights = _saved(con, run_id, device)
     except duckdb.CatalogException:  # no run published yet, or the Parquet features (which hold none)
         raise TrainerError(f"--init-from: no run {run_id!r}: the warehouse holds no runs yet") from None
-    state = checkpoint.load(Path(row["run_dir"]), device)
     saved = Coordinates.from_state(state)
     changes = saved.changes(coords) if saved else ["other files"]
     if changes:
         raise TrainerError(f"--init-from {run_id}: that run was trained on other users or movies than this "
                            f"warehouse holds ({'; '.join(changes)}); train it again on this data first")  # fmt: skip
-    weights = _selected(state, from_dict(state["config"]).select_best)
     own = model.state_dict()
     unexpected = [name for name in weights if name not in own]
     if unexpected or not weights:
@@ -109,10 +105,16 @@ def _training_run(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]
     return row
 
 
-def _selected(state: dict[str, Any], select_best: bool) -> dict[str, torch.Tensor]:
-    """The weights the training run scored with: the best epoch's on validation, or the last epoch's."""
+def _saved(
+    con: duckdb.DuckDBPyConnection, run_id: str, device: torch.device
+) -> tuple[dict[str, Any], dict[str, Any], TrainConfig, dict[str, torch.Tensor]]:
+    """Training run ``run_id``'s row of `runs`, its checkpoint, its configuration, and the weights it scored
+    with: the best epoch's on validation, or the last epoch's."""
+    row = _training_run(con, run_id)
+    state = checkpoint.load(Path(row["run_dir"]), device)
+    config = from_dict(state["config"])
     best = state.get("best", {}).get("weights")
-    return best if select_best and best is not None else state["model"]
+    return row, state, config, best if config.select_best and best is not None else state["model"]
 
 
 def _id_table(id_column: str, idx_column: str, ids: np.ndarray) -> pa.Table:
