@@ -301,8 +301,8 @@ def _top_n(
 ) -> list[pa.Table]:  # fmt: skip
     """Every user's top-N by the blended scores of the members' models."""
     coords = members[0].coords  # the same for every member: they were trained on the same data
-    all_users = con.execute("SELECT DISTINCT user_id FROM ratings ORDER BY user_id").fetchnumpy()["user_id"]
-    users = all_users[coords.users(all_users.astype(np.int64)) >= 0].astype(np.int64)
+    all_users = trained.rated_users(con)
+    users = all_users[coords.users(all_users) >= 0]
     trained.register(con, coords, users)
     scorers = [m.model.user_scorer(lambda: trained.movie_rows(con, coords, device)) for m in members]
     movie_activity = torch.from_numpy(activity.movies(coords.movie_ids)).float().to(device)[None, :]

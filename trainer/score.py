@@ -18,7 +18,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import duckdb
 import numpy as np
@@ -144,16 +143,11 @@ def score(options: ScoreOptions, log: Callable[[str], None] = lambda message: No
 
 def _users_to_score(con: duckdb.DuckDBPyConnection, options: ScoreOptions) -> np.ndarray:
     """The user ids to score, ascending: every user with a rating, or those --users and --since name."""
-
-    def rated(where: str = "", params: list[Any] | None = None) -> np.ndarray:
-        query = f"SELECT DISTINCT user_id FROM ratings {where} ORDER BY user_id"  # where: fixed text below
-        return con.execute(query, params or []).fetchnumpy()["user_id"].astype(np.int64)
-
-    ids = rated() if options.since is None else rated("WHERE rated_at >= ?", [options.since])
+    ids = trained.rated_users(con, options.since)
     if options.users is None:
         return ids
     named = _named_users(con, options.users)
-    unknown = np.setdiff1d(named, ids if options.since is None else rated())
+    unknown = np.setdiff1d(named, ids if options.since is None else trained.rated_users(con))
     if len(unknown):
         raise TrainerError(f"--users names {len(unknown):,} users with no rating in {options.warehouse} "
                            f"(e.g. {unknown[0]})")  # fmt: skip

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,13 @@ def start_from(
         model.load_state_dict(weights, strict=False)
     except RuntimeError as error:  # a weight of another shape (other hidden widths, say)
         raise TrainerError(f"--init-from {run_id}: its weights do not fit this model: {error}") from error
+
+
+def rated_users(con: duckdb.DuckDBPyConnection, since: datetime | None = None) -> np.ndarray:
+    """The ids of the users with a rating in the warehouse (at or after ``since``), ascending."""
+    where, params = ("WHERE rated_at >= ?", [since]) if since is not None else ("", [])
+    query = f"SELECT DISTINCT user_id FROM ratings {where} ORDER BY user_id"
+    return con.execute(query, params).fetchnumpy()["user_id"].astype(np.int64)
 
 
 def register(con: duckdb.DuckDBPyConnection, coords: Coordinates, users: np.ndarray) -> None:
