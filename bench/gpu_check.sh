@@ -15,11 +15,13 @@
 #   etl              etl build of ml-1m into a scratch warehouse
 #   train-cached     trainer run with the defaults (200 epochs, the training matrix cached on the device)
 #   train-streamed   trainer run streaming the matrix from DuckDB each epoch (--cache-budget-mb 1), 5 epochs
-#   train-i-autorec  trainer run --model i-autorec (the best model, and the slowest on a CPU)
+#   train-i-autorec  trainer run --model i-autorec
+#   train-kernel-ae  trainer run --model kernel-ae (the best single model: full-batch L-BFGS on dense products)
+#   train-glocal-k   trainer run --model glocal-k --init-from <that kernel-ae run> (GLocal-K's fine-tuning)
 #   train-bench      bench/train_bench.py --skip-notebook (ml-100k u1 seven times, then ml-1m once)
 #   run-metrics      the scratch warehouse's run_metrics table
 #   epochs           for each train-*.log: epoch 1's seconds (CUDA start-up included) and the median from
-#                    epoch 2 on
+#                    epoch 2 on (train-glocal-k writes to check.log only: a device machine sends back 8 files)
 #
 # Settings (environment variables):
 #   DEVICE=cuda|cpu                 the device to train on (default cuda)
@@ -33,17 +35,18 @@
 #   GPU_CHECK_STEP_TIMEOUT=seconds  stop a step that runs longer (status 'timeout'), so later steps run
 # Exit status: 0 when every step that ran passed, 1 when one failed, 2 on an unknown step name.
 #
-# Files in $OUT (7: a device machine sends back at most 8). A step's own file is rewritten when it runs.
+# Files in $OUT (8: a device machine sends back at most 8). A step's own file is rewritten when it runs.
 #   summary.txt      each step's status, exit code and seconds, the epoch medians, and the result;
 #                    rewritten after each step, so a run stopped midway still says how far it got
 #   check.log        everything every step printed, in order
-#   train-cached.log, train-streamed.log, train-i-autorec.log   each training run's output
+#   train-cached.log, train-streamed.log, train-i-autorec.log, train-kernel-ae.log   each training run's output
 #   train-bench.json bench/train_bench.py's figures
 #   run-metrics.txt  the run_metrics table
 set -uo pipefail   # not -e: a failed step is recorded, and the next one runs
 cd "$(dirname "$0")/.."
 
-steps=(setup env tests etl train-cached train-streamed train-i-autorec train-bench run-metrics epochs)
+steps=(setup env tests etl train-cached train-streamed train-i-autorec train-kernel-ae train-glocal-k train-bench
+    run-metrics epochs)
 out="${OUT:-gpu-check}"
 device="${DEVICE:-cuda}"
 steps_wanted="${GPU_CHECK_STEPS:-}"
@@ -113,6 +116,18 @@ train() { "$python" -m trainer run --warehouse "$work/gpu.duckdb" --device "$dev
 step_train_cached() { train; }
 step_train_streamed() { train --cache-budget-mb 1 --epochs 5; }
 step_train_i_autorec() { train --model i-autorec; }
+step_train_kernel_ae() { train --model kernel-ae; }
+step_train_glocal_k() {   # fine-tunes the kernel-ae run the step before trained
+    local parent
+    parent="$("$python" - "$work/gpu.duckdb" <<'EOF'
+import sys, duckdb
+query = "SELECT run_id FROM runs WHERE model = 'kernel-ae' ORDER BY finished_at DESC LIMIT 1"
+row = duckdb.connect(sys.argv[1], read_only=True).execute(query).fetchone()
+sys.exit("no kernel-ae run to fine-tune") if row is None else print(row[0])
+EOF
+)" || return 1
+    train --model glocal-k --init-from "$parent"
+}
 step_train_bench() {
     rm -f "$out/train-bench.json"
     "$python" bench/train_bench.py --device "$device" --skip-notebook --data-dir "$data_dir" --json "$out/train-bench.json"
@@ -129,7 +144,8 @@ print(f"{len(rows)} run(s) in run_metrics")
 EOF
 }
 step_epochs() {
-    "$python" - "$out/train-cached.log" "$out/train-streamed.log" "$out/train-i-autorec.log" <<'EOF' | tee "$work/epochs.txt"
+    "$python" - "$out/train-cached.log" "$out/train-streamed.log" "$out/train-i-autorec.log" \
+        "$out/train-kernel-ae.log" <<'EOF' | tee "$work/epochs.txt"
 import re, statistics, sys
 from pathlib import Path
 
@@ -160,11 +176,11 @@ sys.exit(0 if found else 1)
 EOF
 }
 export -f step_setup step_env step_tests step_etl train step_train_cached step_train_streamed \
-    step_train_i_autorec step_train_bench step_run_metrics step_epochs
+    step_train_i_autorec step_train_kernel_ae step_train_glocal_k step_train_bench step_run_metrics step_epochs
 
 own_file() {   # the file of $OUT a step writes its output to besides check.log, if any
     case $1 in
-        train-cached | train-streamed | train-i-autorec) echo "$out/$1.log" ;;
+        train-cached | train-streamed | train-i-autorec | train-kernel-ae) echo "$out/$1.log" ;;
         run-metrics) echo "$out/run-metrics.txt" ;;
     esac
 }
