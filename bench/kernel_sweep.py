@@ -6,6 +6,7 @@ nothing here is chosen on it.
     python bench/kernel_sweep.py --warehouse W                       # kernel-ae's grid below, on the CPU
     python bench/kernel_sweep.py --warehouse W --device cuda --budget-seconds 200
     python bench/kernel_sweep.py --warehouse W --set hidden=8,8 --set epochs=2   # every setting, smaller
+    python bench/kernel_sweep.py --warehouse W --grid '[{}, {"kernel_l2": 0.03}, {"hidden": [1000, 1000]}]'
 
 The warehouse is one `etl build`; pick its split with --split (default random). bench/gpu_check.sh's
 sweep step runs it on a GPU, where a kernel-ae run takes seconds rather than minutes.
@@ -14,6 +15,7 @@ sweep step runs it on a GPU, where a kernel-ae run takes seconds rather than min
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 from typing import Any
@@ -57,6 +59,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default).")
     parser.add_argument("--budget-seconds", type=float, default=float("inf"),
                         help="Start no further setting once this many seconds have passed.")  # fmt: skip
+    parser.add_argument("--grid", type=json.loads, default=GRID,
+                        help="The settings: a JSON list of objects of changes (default: GRID above).")  # fmt: skip
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                         help="Set a field in every setting, over the grid's (e.g. hidden=8,8); repeatable")  # fmt: skip
     args = parser.parse_args()
@@ -69,10 +73,11 @@ def main() -> None:
     started = time.perf_counter()
     rows = []
     with tempfile.TemporaryDirectory() as runs_dir:
-        for change in GRID:
+        for change in args.grid:
             if time.perf_counter() - started > args.budget_seconds:
-                print(f"budget of {args.budget_seconds:.0f} s spent: {len(GRID) - len(rows)} setting(s) not run")
+                print(f"budget of {args.budget_seconds:.0f} s spent: {len(args.grid) - len(rows)} setting(s) not run")
                 break
+            change = {key: tuple(value) if isinstance(value, list) else value for key, value in change.items()}
             summary = run(resolve({**common, "runs_dir": runs_dir, **change, **overrides}))
             label = " ".join(f"{key}={value}" for key, value in change.items()) or "preset"
             rows.append((summary.validation_rmse, label))

@@ -44,7 +44,10 @@ def build(data_dir: Path, dataset: str, folder: Path) -> Path:
 def train(warehouse: Path, runs: Path, *args: str, code: Path = ROOT) -> dict:
     """One `trainer run` process of the code in ``code``: its wall time, peak RSS, and the row it wrote to `runs`."""
     command = [*TRAINER, "run", "--warehouse", str(warehouse), "--runs-dir", str(runs), *args]
-    environment = os.environ | {"PYTHONPATH": str(code)}  # ahead of the installed (editable) package
+    # ``code`` ahead of the installed (editable) package, and of whatever else PYTHONPATH holds (gpu_check.sh's
+    # bundled packages on a machine without a package index).
+    path = os.pathsep.join(filter(None, [str(code), os.environ.get("PYTHONPATH")]))
+    environment = os.environ | {"PYTHONPATH": path}
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=environment)
     _, status, usage = os.wait4(process.pid, 0)
