@@ -71,7 +71,7 @@ def main() -> None:
     overrides = {name: parse_value(value) for name, _, value in (item.partition("=") for item in args.set)}
 
     started = time.perf_counter()
-    rows = []
+    rows: list[tuple[float | None, str]] = []
     with tempfile.TemporaryDirectory() as runs_dir:
         for change in args.grid:
             if time.perf_counter() - started > args.budget_seconds:

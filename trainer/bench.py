@@ -4,7 +4,9 @@
 - ml-1m, split random (90/10), one warehouse per seed: the ETL's split seed and the model's seed.
 
 Each (data set, seed) gets its own warehouse, built by the ETL into the bench folder; each model is
-one ordinary `trainer run` on it (model selection on the validation slice, the test scored once).
+one ordinary `trainer run` on it (model selection on the validation slice, the test scored once). With
+``refit``, each is then refitted (`trainer refit`: trained again on train + validation for the epochs it chose),
+a row '<model> refit' of its own, and the blend ('blend refit') takes the refits.
 The rows go into `bench_results` in the results warehouse, and a Markdown table is written.
 """
 
@@ -27,6 +29,7 @@ from trainer.blend import BlendOptions, blend
 from trainer.config import PRESETS, resolve
 from trainer.errors import TrainerError
 from trainer.protocols import BENCH_MODELS, PARENTS, PROTOCOLS
+from trainer.refit import RefitOptions, refit_config
 from trainer.train import run
 from warehouse.connect import connect
 from warehouse.errors import WarehouseError
@@ -44,10 +47,12 @@ def bench(
     n_seeds: int | None = None,
     max_epochs: int | None = None,
     with_blend: bool = False,
+    refit: bool = False,
     log: Callable[[str], None] = lambda message: None,
 ) -> list[dict[str, Any]]:
-    """Run every model on every data set's protocol, and with ``with_blend`` their blend on each seed (model
-    'blend'); returns the rows written to bench_results."""
+    """Run every model on every data set's protocol, with ``refit`` refit each (model '<model> refit'; not the
+    models that fine-tune a parent), and with ``with_blend`` blend them on each seed (model 'blend', or 'blend
+    refit' of the refits); returns the rows written to bench_results."""
     if with_blend and len(models) < 2:
         raise TrainerError("--blend needs two or more --models to blend")
     unknown = [model for model in models if model not in PRESETS]
@@ -70,6 +75,7 @@ def bench(
             warehouse = work_dir / f"{name}-seed{seed}.duckdb"
             _build_warehouse(data_dir / name, warehouse, seed)
             trained: dict[str, dict[str, Any]] = {}  # this seed's rows, by model
+            refits: dict[str, dict[str, Any]] = {}  # and its refits' rows, by the model refitted
             own_seconds = 0.0  # this seed's training, each run counted once
             for model in [*(PARENTS[m] for m in models if m in PARENTS), *models]:  # parents first
                 if model in trained:
@@ -101,20 +107,36 @@ def bench(
                     f"{name} seed {seed} {model}: test RMSE {m['rmse']:.4f}, MAE {m['mae']:.4f}, "
                     f"best epoch {summary.best_epoch}/{len(summary.history)}, {seconds:.1f} s"
                 )
+                if refit and model in models and not parent:
+                    settings = refit_config(RefitOptions(summary.run_id, warehouse, work_dir / "runs"))
+                    again = run(settings)
+                    own_seconds += again.train_seconds
+                    # its train time: its own and the run's that chose its epochs
+                    refits[model] = row | {
+                        "finished_at": datetime.now(UTC).replace(tzinfo=None), "model": f"{model} refit",
+                        "run_id": again.run_id, "test_rmse": again.metrics["rmse"], "test_mae": again.metrics["mae"],
+                        "best_epoch": settings.epochs, "epochs_run": len(again.history),
+                        "train_seconds": seconds + again.train_seconds,
+                        "config": json.dumps(settings.to_dict(), sort_keys=True),
+                    }  # fmt: skip
+                    rows.append(refits[model])
+                    log(f"{name} seed {seed} {model} refit: test RMSE {again.metrics['rmse']:.4f}, {settings.epochs} "
+                        f"epochs on train + validation, {refits[model]['train_seconds']:.1f} s")  # fmt: skip
             if with_blend:
-                members = [trained[model] for model in models]
+                members = [refits.get(model, trained[model]) for model in models]
+                blend_name = "blend refit" if refits else "blend"
                 options = BlendOptions(tuple(r["run_id"] for r in members), warehouse, top_n=0,
                                        runs_dir=work_dir / "runs")  # fmt: skip
                 mixed = blend(options)
                 # its train time: its members' and their parents' (fitting the weights takes a fraction of a second)
                 rows.append(members[-1] | {
-                    "finished_at": datetime.now(UTC).replace(tzinfo=None), "model": "blend", "run_id": mixed.run_id,
+                    "finished_at": datetime.now(UTC).replace(tzinfo=None), "model": blend_name, "run_id": mixed.run_id,
                     "test_rmse": mixed.metrics["rmse"], "test_mae": mixed.metrics["mae"],
                     "validation_rmse": mixed.validation_rmse, "best_epoch": None, "epochs_run": None,
                     "train_seconds": own_seconds,
-                    "config": json.dumps({"members": [r["model"] for r in members], **mixed.blender.to_dict()}),
+                    "config": json.dumps({"members": list(models), **mixed.blender.to_dict()}),
                 })  # fmt: skip
-                log(f"{name} seed {seed} blend of {', '.join(models)}: test RMSE {mixed.metrics['rmse']:.4f}, "
+                log(f"{name} seed {seed} {blend_name} of {', '.join(models)}: test RMSE {mixed.metrics['rmse']:.4f}, "
                     f"MAE {mixed.metrics['mae']:.4f}")  # fmt: skip
     # Kept beside the runs first: a warehouse that cannot be written now must not cost the bench's hours.
     kept = work_dir / f"bench-{bench_id}.json"
@@ -192,7 +214,9 @@ def markdown_table(summary: list[dict[str, Any]]) -> str:
 
 def _command(summary: dict[str, Any]) -> str:
     """The command that regenerates a row of the table."""
-    if summary["model"] == "blend":
+    model, refit = summary["model"].removesuffix(" refit"), summary["model"].endswith(" refit")
+    tail = " --refit" if refit else ""
+    if model == "blend":
         members = ",".join(json.loads(summary["config"])["members"])
-        return f"trainer bench --datasets {summary['dataset']} --models {members} --blend"
-    return f"trainer bench --datasets {summary['dataset']} --models {summary['model']}"
+        return f"trainer bench --datasets {summary['dataset']} --models {members} --blend{tail}"
+    return f"trainer bench --datasets {summary['dataset']} --models {model}{tail}"

@@ -7,6 +7,9 @@ runs' test predictions: nothing is retrained, and the test part is read only aft
 The blend is published as a run of its own (kind 'blend', its members and weights in `runs.members`),
 with test and validation predictions and a top-N like any training run's; the top-N ranks each user's
 unrated movies by the blended scores of the members' models, from the user's ratings in the warehouse.
+
+A member may be a refit (trainer/refit.py), trained on the validation slice too: its weight is fitted on the
+validation predictions of the run it refits, which never trained on them, and applied to its own test predictions.
 """
 
 from __future__ import annotations
@@ -257,9 +260,14 @@ def choose(
 
 
 def _check_members(members: list[trained.TrainedRun], fingerprint: str) -> None:
-    """Every member predicts the same split of the data the warehouse holds now."""
+    """Every member predicts the same split of the data the warehouse holds now, and no refit comes with the run
+    it refits (the two would share their validation predictions)."""
     first = members[0]
+    ids = {member.run_id for member in members}
     for member in members:
+        if member.config.refit_of in ids:
+            raise TrainerError(f"run {member.run_id} is a refit of run {member.config.refit_of}: blend one of the "
+                               "two, not both")  # fmt: skip
         if member.run["split"] != first.run["split"]:
             raise TrainerError(f"runs {first.run_id} and {member.run_id} were trained on different splits "
                                f"({first.run['split']}, {member.run['split']}); a blend needs one split")  # fmt: skip
@@ -276,10 +284,12 @@ def _held_out(
     columns: list[np.ndarray] = []
     keys: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
     for member in members:
+        # a refit trained on the validation slice: the run it refits predicted that slice for it
+        source = member.config.refit_of if kind == "validation" and member.config.refit_of else member.run_id
         rows = con.execute(
             "SELECT user_id, movie_id, actual_rating, predicted_rating FROM predictions "
             "WHERE run_id = ? AND kind = ? ORDER BY user_id, movie_id",
-            [member.run_id, kind],
+            [source, kind],
         ).fetchnumpy()
         if not len(rows["user_id"]):
             raise TrainerError(f"run {member.run_id} has no {kind} predictions (a run trained with --no-validation, "

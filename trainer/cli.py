@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal, Optional, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional, get_args
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -19,6 +19,9 @@ from trainer.protocols import BENCH_MODELS, PROTOCOLS
 from warehouse import results
 from warehouse.errors import WarehouseError
 from warehouse.version import print_version
+
+if TYPE_CHECKING:
+    from trainer.train import RunSummary
 
 app = typer.Typer(
     help="Train autoencoders on the warehouse's rating matrices and write predictions back for analysts.",
@@ -98,8 +101,11 @@ def run_command(*, config_file: Optional[Path], resume: Optional[Path], **given:
             summary = train_run(config, resume_dir=resume, on_epoch=report, log=_log)
     except WarehouseError as error:
         _fail(error)
-    if not summary.metrics:  # a torchrun rank other than 0, which reports for all
-        return
+    if summary.metrics:  # empty on a torchrun rank other than 0, which reports for all
+        _report(summary)
+
+
+def _report(summary: RunSummary) -> None:
     m, published = summary.metrics, summary.published
     if published is None:
         outcome = f"Results are staged in {summary.run_dir} (trainer publish writes them)."
@@ -220,6 +226,14 @@ def bench_command(
             "predictions) and report the blend as model 'blend'.",
         ),
     ] = False,
+    refit: Annotated[
+        bool,
+        typer.Option(
+            "--refit",
+            help="Also refit each model (trainer refit: trained again on train + validation for the epochs it "
+            "chose), reported as model '<model> refit'; with --blend, the blend takes the refits ('blend refit').",
+        ),
+    ] = False,
 ) -> None:
     """Run the published protocols end to end (ml-100k u1; ml-1m random 90/10 over 5 seeds) for each model,
     and write the results table into the warehouse and as Markdown."""
@@ -236,6 +250,7 @@ def bench_command(
             n_seeds=seeds,
             max_epochs=epochs,
             with_blend=with_blend,
+            refit=refit,
             log=_log,
         )
     except WarehouseError as error:
@@ -379,6 +394,57 @@ def score_command(
         f"{skipped}{unseen}; scored in {summary.score_seconds:.2f} s, published in {summary.publish_seconds:.2f} s. "
         + _outcome(summary.published, "recommendations and latest_scoring, for the users it scored")
     )
+
+
+@app.command("refit")
+def refit_command(
+    run_id: Annotated[
+        str,
+        typer.Argument(
+            help="The training run to refit, trained with a validation slice (SELECT run_id, model, best_epoch FROM "
+            "run_metrics lists them).",
+            show_default=False,
+        ),
+    ],
+    warehouse: Annotated[
+        Path, typer.Option(envvar="WAREHOUSE", help="The warehouse holding the run, built from the same files.")
+    ] = Path(DEFAULTS.warehouse),
+    runs_dir: Annotated[
+        Path, typer.Option(help="Where the refit keeps its checkpoint and staged results, in a folder named after it.")
+    ] = Path(DEFAULTS.runs_dir),
+    device: Annotated[
+        Literal["auto", "cpu", "cuda"],
+        typer.Option(help="Where to train: auto (a CUDA GPU when there is one, else the CPU), cpu or cuda."),
+    ] = "auto",
+    threads: Threads = 0,
+    lock_wait: LockWait = DEFAULTS.lock_wait_seconds,
+    publish_anyway: Annotated[
+        bool, typer.Option("--publish-anyway", help="Serve the refit even if it fails the audit; recorded in runs.")
+    ] = False,
+) -> None:
+    """Train a run's model again from the start on the training side and the validation slice together, for
+    the number of epochs the run chose on validation, with its settings and learning-rate drops; score it on
+    the test part and publish it as a run of its own (runs.parent_run_id names the run it refits).
+
+    The refit learns from the ratings validation held back, and chooses nothing itself. A blend that names
+    it fits its weight on the refitted run's validation predictions and applies it to the refit's test
+    predictions."""
+    from trainer.refit import RefitOptions, refit_config  # torch is imported only by the commands that train
+    from trainer.train import run as train_run
+
+    options = RefitOptions(run_id, warehouse, runs_dir, device, threads, lock_wait, publish_anyway)
+    try:
+        config = refit_config(options)
+        drops = ""
+        if config.lr_drop_epochs:
+            drops = f", the learning rate dropping after epoch {', '.join(map(str, config.lr_drop_epochs))}"
+        _log(f"refitting run {run_id} ({config.model}) on {config.split}'s training side and validation slice: "
+             f"{config.epochs} epochs{drops}")  # fmt: skip
+        with _EpochReporter(config.epochs) as report:
+            summary = train_run(config, on_epoch=report, log=_log)
+    except WarehouseError as error:
+        _fail(error)
+    _report(summary)
 
 
 @app.command("blend")

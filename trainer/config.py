@@ -240,6 +240,16 @@ class TrainConfig:
         "Start from the weights another run of this warehouse selected (its run id), for every weight the two "
         "models share: glocal-k fine-tunes a kernel-ae run so. The new run records it as its parent.",
     )
+    refit_of: str | None = setting(
+        None,
+        internal="set by `trainer refit`: the run whose selected number of epochs this run trains for, on the "
+        "training side with its validation slice, with that run's settings",
+    )
+    lr_drop_epochs: tuple[int, ...] = setting(
+        (),
+        internal="set by `trainer refit`: the epochs after which the refitted run dropped its learning rate "
+        "(with no validation slice, nothing else drops it)",
+    )
     # model selection on the validation slice (never the test part)
     patience: int = setting(
         20, "Stop when validation RMSE has not improved for this many epochs (0: train every epoch).", minimum=0
@@ -388,7 +398,7 @@ def resolve(overrides: dict[str, Any], config_file: Path | None = None) -> Train
 def from_dict(values: dict[str, Any]) -> TrainConfig:
     """A configuration saved by to_dict() (in a checkpoint), back as a TrainConfig."""
     known = {f.name for f in fields(TrainConfig)}
-    values = {key: tuple(value) if key == "hidden" else value for key, value in values.items() if key in known}
+    values = {key: tuple(value) if isinstance(value, list) else value for key, value in values.items() if key in known}
     return validate(TrainConfig(**values))
 
 
@@ -417,9 +427,7 @@ def _read_config_file(path: Path) -> dict[str, Any]:
     for name, value in values.items():
         if not _is_a(value, kinds[name]):
             raise TrainerError(f"{path}: {name} = {value!r} is not {_described(kinds[name])}")
-    if "hidden" in values:
-        values["hidden"] = tuple(values["hidden"])
-    return values
+    return {key: tuple(value) if isinstance(value, list) else value for key, value in values.items()}
 
 
 def _is_a(value: Any, kind: Any) -> bool:

@@ -29,11 +29,12 @@ class Best:
     waiting_rmse: float = math.inf
     drops: int = 0
 
-    def update(self, epoch: int, rmse: float, model: Model, config: TrainConfig) -> bool:
-        """Record a validation score; True when the learning rate should drop now."""
+    def update(self, epoch: int, rmse: float, model: Model | None, config: TrainConfig) -> bool:
+        """Record a validation score (and, unless ``model`` is None, the best epoch's weights); True when the
+        learning rate should drop now."""
         if rmse < self.rmse:
             self.epoch, self.rmse = epoch, rmse
-            if config.select_best:
+            if config.select_best and model is not None:
                 self.weights = {name: t.detach().clone() for name, t in model.state_dict().items()}
         if rmse < self.waiting_rmse - MIN_IMPROVEMENT:
             self.waiting_since, self.waiting_rmse = epoch, rmse
@@ -54,3 +55,14 @@ class Best:
             "waiting_rmse": self.waiting_rmse,
             "drops": self.drops,
         }
+
+
+def drop_epochs(history: list[dict[str, Any]], config: TrainConfig) -> tuple[int, ...]:
+    """The epochs after which a run with this learning curve and ``config`` dropped its learning rate: its
+    validation scores replayed through the same rule (trainer refit repeats the drops without a validation slice)."""
+    best, drops = Best(), []
+    for metrics in history:
+        if metrics["validation_rmse"] is not None and best.update(metrics["epoch"], metrics["validation_rmse"], None,
+                                                                  config):  # fmt: skip
+            drops.append(metrics["epoch"])
+    return tuple(drops)

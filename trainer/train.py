@@ -223,6 +223,8 @@ def run(
                 if best.update(epoch, metrics["validation_rmse"], model, config):
                     optimizer.defaults["lr"] *= LR_DROP
                     log(f"epoch {epoch}: validation RMSE stalled, learning rate now {optimizer.defaults['lr']:g}")
+            if epoch in config.lr_drop_epochs:  # a refit (trainer/refit.py) drops it where its validation run did
+                optimizer.defaults["lr"] *= LR_DROP
             metrics["seconds"] = time.perf_counter() - epoch_start
             train_seconds += metrics["seconds"]
             history.append(metrics)
@@ -279,8 +281,8 @@ def _run_row(
     last_validation = next((h["validation_rmse"] for h in reversed(history) if h["validation_rmse"] is not None), None)
     validation = best.rmse if selected else last_validation
     return {
-        "run_id": run_id, "kind": "train", "parent_run_id": config.init_from, "started_at": started_at,
-        "finished_at": utc_now(), "model": config.model,
+        "run_id": run_id, "kind": "train", "parent_run_id": config.init_from or config.refit_of,
+        "started_at": started_at, "finished_at": utc_now(), "model": config.model,
         "split": config.split, "seed": config.seed, "dataset_name": info.name,
         "dataset_fingerprint": info.fingerprint, "device": device_name(device), "epochs": config.epochs,
         "validation_rmse": validation, "epochs_run": len(history),

@@ -42,7 +42,7 @@ class TrainedRun:
 
 def load(con: duckdb.DuckDBPyConnection, run_id: str, device: torch.device) -> TrainedRun:
     """Run ``run_id``'s model with the weights it selected, on ``device``, ready to predict."""
-    row, state, config, weights = _saved(con, run_id, device)
+    row, state, config, weights = saved(con, run_id, device)
     coords = Coordinates.from_state(state)
     if coords is None:
         raise TrainerError(f"run {run_id} was trained before runs kept their own user and movie coordinates, so "
@@ -62,11 +62,11 @@ def start_from(
     Refused unless that run was trained on the same users and movies at the same indexes, and unless every
     weight it has is one of this model's, of the same shape."""
     try:
-        row, state, _, weights = _saved(con, run_id, device)
+        row, state, _, weights = saved(con, run_id, device)
     except duckdb.CatalogException:  # no run published yet, or the Parquet features (which hold none)
         raise TrainerError(f"--init-from: no run {run_id!r}: the warehouse holds no runs yet") from None
-    saved = Coordinates.from_state(state)
-    changes = saved.changes(coords) if saved else ["other files"]
+    parents = Coordinates.from_state(state)
+    changes = parents.changes(coords) if parents else ["other files"]
     if changes:
         raise TrainerError(f"--init-from {run_id}: that run was trained on other users or movies than this "
                            f"warehouse holds ({'; '.join(changes)}); train it again on this data first")  # fmt: skip
@@ -113,7 +113,7 @@ def _training_run(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]
     return row
 
 
-def _saved(
+def saved(
     con: duckdb.DuckDBPyConnection, run_id: str, device: torch.device
 ) -> tuple[dict[str, Any], dict[str, Any], TrainConfig, dict[str, torch.Tensor]]:
     """Training run ``run_id``'s row of `runs`, its checkpoint, its configuration, and the weights it scored

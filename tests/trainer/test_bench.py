@@ -1,3 +1,5 @@
+import json
+
 import duckdb
 import pytest
 from typer.testing import CliRunner
@@ -91,3 +93,31 @@ def test_bench_trains_a_fine_tuned_models_parent_first(tmp_path, make_movielens_
     with duckdb.connect(str(work / "ml-1m-seed1.duckdb"), read_only=True) as con:
         parent = con.execute("SELECT parent_run_id FROM runs WHERE run_id = ?", [rows["glocal-k"][0]]).fetchone()
     assert parent == (rows["kernel-ae"][0],)
+
+
+def test_bench_refits_each_model_and_blends_the_refits(tmp_path, make_movielens_1m) -> None:
+    make_movielens_1m(tmp_path / "data" / "ml-1m")
+    results, markdown, work = tmp_path / "results.duckdb", tmp_path / "bench.md", tmp_path / "work"
+    outcome = CliRunner().invoke(
+        app,
+        ["bench", "--data-dir", str(tmp_path / "data"), "--datasets", "ml-1m", "--models", "biases,mf", "--seeds", "1",
+         "--epochs", "5", "--work-dir", str(work), "--warehouse", str(results), "--markdown", str(markdown),
+         "--blend", "--refit"],
+    )  # fmt: skip
+    assert outcome.exit_code == 0, outcome.output
+    with duckdb.connect(str(results), read_only=True) as con:
+        rows = {
+            m: (run, s)
+            for m, run, s in con.execute("SELECT model, run_id, train_seconds FROM bench_results").fetchall()
+        }
+    assert set(rows) == {"biases", "mf", "biases refit", "mf refit", "blend refit"}
+    assert rows["mf refit"][1] > rows["mf"][1]  # the refit's time counts the run that chose its epochs
+    assert rows["blend refit"][1] == pytest.approx(rows["biases refit"][1] + rows["mf refit"][1])
+    with duckdb.connect(str(work / "ml-1m-seed1.duckdb"), read_only=True) as con:
+        refitted = con.execute("SELECT parent_run_id FROM runs WHERE run_id = ?", [rows["mf refit"][0]]).fetchone()
+        (members,) = con.execute("SELECT members FROM runs WHERE run_id = ?", [rows["blend refit"][0]]).fetchone()
+    assert refitted == (rows["mf"][0],)
+    assert json.loads(members)["runs"] == [rows["biases refit"][0], rows["mf refit"][0]]
+    table = markdown.read_text()
+    assert "`trainer bench --datasets ml-1m --models mf --refit` |" in table
+    assert "`trainer bench --datasets ml-1m --models biases,mf --blend --refit` |" in table
