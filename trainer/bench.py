@@ -50,9 +50,10 @@ def bench(
     refit: bool = False,
     log: Callable[[str], None] = lambda message: None,
 ) -> list[dict[str, Any]]:
-    """Run every model on every data set's protocol, with ``refit`` refit each (model '<model> refit'; not the
-    models that fine-tune a parent), and with ``with_blend`` blend them on each seed (model 'blend', or 'blend
-    refit' of the refits); returns the rows written to bench_results."""
+    """Run every model on every data set's protocol, with ``refit`` refit each (model '<model> refit'; a model
+    that fine-tunes a parent, from the parent's refit, unless it kept the parent's weights), and with
+    ``with_blend`` blend them on each seed (model 'blend', or 'blend refit' of the refits where there are
+    any); returns the rows written to bench_results."""
     if with_blend and len(models) < 2:
         raise TrainerError("--blend needs two or more --models to blend")
     unknown = [model for model in models if model not in PRESETS]
@@ -107,16 +108,20 @@ def bench(
                     f"{name} seed {seed} {model}: test RMSE {m['rmse']:.4f}, MAE {m['mae']:.4f}, "
                     f"best epoch {summary.best_epoch}/{len(summary.history)}, {seconds:.1f} s"
                 )
-                if refit and model in models and not parent:
-                    settings = refit_config(RefitOptions(summary.run_id, warehouse, work_dir / "runs"))
+                # a fine-tuned model's refit fine-tunes its parent's refit; one that kept its parent's weights has none
+                start = refits.get(PARENTS.get(model, ""))
+                if refit and (not parent or (start and summary.best_epoch)):
+                    settings = refit_config(RefitOptions(summary.run_id, warehouse, work_dir / "runs",
+                                                         init_from=start["run_id"] if start else None))  # fmt: skip
                     again = run(settings)
                     own_seconds += again.train_seconds
-                    # its train time: its own and the run's that chose its epochs
+                    # its train time: its own, the runs' that chose its epochs, and its parent's refit's
+                    before = start["train_seconds"] - parent["train_seconds"] if start and parent else 0.0
                     refits[model] = row | {
                         "finished_at": datetime.now(UTC).replace(tzinfo=None), "model": f"{model} refit",
                         "run_id": again.run_id, "test_rmse": again.metrics["rmse"], "test_mae": again.metrics["mae"],
                         "best_epoch": settings.epochs, "epochs_run": len(again.history),
-                        "train_seconds": seconds + again.train_seconds,
+                        "train_seconds": seconds + before + again.train_seconds,
                         "config": json.dumps(settings.to_dict(), sort_keys=True),
                     }  # fmt: skip
                     rows.append(refits[model])

@@ -421,6 +421,14 @@ def refit_command(
     publish_anyway: Annotated[
         bool, typer.Option("--publish-anyway", help="Serve the refit even if it fails the audit; recorded in runs.")
     ] = False,
+    init_from: Annotated[
+        Optional[str],
+        typer.Option(
+            help="For a run that fine-tunes another (glocal-k, started with --init-from): the refit of that other "
+            "run, which the refit fine-tunes instead.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Train a run's model again from the start on the training side and the validation slice together, for
     the number of epochs the run chose on validation, with its settings and learning-rate drops; score it on
@@ -432,7 +440,7 @@ def refit_command(
     from trainer.refit import RefitOptions, refit_config  # torch is imported only by the commands that train
     from trainer.train import run as train_run
 
-    options = RefitOptions(run_id, warehouse, runs_dir, device, threads, lock_wait, publish_anyway)
+    options = RefitOptions(run_id, warehouse, runs_dir, device, threads, lock_wait, publish_anyway, init_from)
     try:
         config = refit_config(options)
         drops = ""

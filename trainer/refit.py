@@ -33,15 +33,19 @@ class RefitOptions:
     threads: int = 0
     lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS
     publish_anyway: bool = False
+    # for a run that fine-tunes another (--init-from): the refit of that other run, to fine-tune in its place
+    init_from: str | None = None
 
 
 def refit_config(options: RefitOptions) -> TrainConfig:
     """The configuration of run ``options.run_id``'s refit: its own, on the training side and the validation
-    slice, for the epochs it selected. Refused for a run that chose nothing on validation or fine-tuned another."""
+    slice, for the epochs it selected. Refused for a run that chose nothing on validation; a run that fine-tunes
+    another is refitted from that other run's refit (``options.init_from``)."""
     con = open_for_reading(options.warehouse, options.lock_wait_seconds, needs=("dataset", "runs"))
     try:
         row, state, config, _ = trained.saved(con, options.run_id, torch.device("cpu"))
         fingerprint = dataset_info(con).fingerprint
+        start = trained.saved(con, options.init_from, torch.device("cpu"))[2] if options.init_from else None
     finally:
         con.close()
     run_id = options.run_id
@@ -53,12 +57,20 @@ def refit_config(options: RefitOptions) -> TrainConfig:
     if not config.validation:
         raise TrainerError(f"run {run_id} was trained with --no-validation: no validation slice chose its number "
                            "of epochs; refit a run trained with one")  # fmt: skip
-    if config.init_from:
-        raise TrainerError(f"run {run_id} fine-tunes run {config.init_from} (--init-from), whose weights never saw "
-                           "the validation slice; refit only runs that train from the start")  # fmt: skip
+    if config.init_from and start is None:
+        raise TrainerError(f"run {run_id} fine-tunes run {config.init_from} (--init-from): refit that run first, "
+                           "then this one from its refit (trainer refit RUN_ID --init-from REFIT_ID)")  # fmt: skip
+    if start is not None and (not config.init_from or start.refit_of != config.init_from):
+        what = f"run {config.init_from}, which run {run_id} fine-tunes" if config.init_from else "anything"
+        raise TrainerError(f"--init-from {options.init_from} is not a refit of {what}; a refit starts from the "
+                           "refit of the run its own run started from")  # fmt: skip
     epochs = row["best_epoch"]
+    if epochs == 0:
+        raise TrainerError(f"run {run_id} kept the weights it started from (no epoch of fine-tuning validated "
+                           f"better): its refit is run {options.init_from} itself")  # fmt: skip
     return replace(
         config,
+        init_from=options.init_from,
         validation=False,
         epochs=epochs,
         lr_drop_epochs=tuple(e for e in drop_epochs(state["history"], config) if e < epochs),

@@ -281,7 +281,7 @@ def _run_row(
     last_validation = next((h["validation_rmse"] for h in reversed(history) if h["validation_rmse"] is not None), None)
     validation = best.rmse if selected else last_validation
     return {
-        "run_id": run_id, "kind": "train", "parent_run_id": config.init_from or config.refit_of,
+        "run_id": run_id, "kind": "train", "parent_run_id": config.refit_of or config.init_from,
         "started_at": started_at, "finished_at": utc_now(), "model": config.model,
         "split": config.split, "seed": config.seed, "dataset_name": info.name,
         "dataset_fingerprint": info.fingerprint, "device": device_name(device), "epochs": config.epochs,

@@ -121,3 +121,28 @@ def test_bench_refits_each_model_and_blends_the_refits(tmp_path, make_movielens_
     table = markdown.read_text()
     assert "`trainer bench --datasets ml-1m --models mf --refit` |" in table
     assert "`trainer bench --datasets ml-1m --models biases,mf --blend --refit` |" in table
+
+
+def test_bench_keeps_a_fine_tuned_run_that_kept_its_parents_weights_out_of_the_refits(
+    tmp_path, make_movielens_1m
+) -> None:
+    # On this small data no epoch of glocal-k's fine-tuning validates better than its parent, so it selects epoch
+    # 0: its refit would be its parent's refit itself, and the refit blend takes its own run.
+    make_movielens_1m(tmp_path / "data" / "ml-1m")
+    results, work = tmp_path / "results.duckdb", tmp_path / "work"
+    outcome = CliRunner().invoke(
+        app,
+        ["bench", "--data-dir", str(tmp_path / "data"), "--datasets", "ml-1m", "--models", "glocal-k,biases",
+         "--seeds", "1", "--epochs", "2", "--work-dir", str(work), "--warehouse", str(results), "--markdown",
+         str(tmp_path / "bench.md"), "--blend", "--refit"],
+    )  # fmt: skip
+    assert outcome.exit_code == 0, outcome.output
+    with duckdb.connect(str(results), read_only=True) as con:
+        rows = {
+            m: (run, e) for m, run, e in con.execute("SELECT model, run_id, best_epoch FROM bench_results").fetchall()
+        }
+    assert rows["glocal-k"][1] == 0
+    assert set(rows) == {"kernel-ae", "kernel-ae refit", "glocal-k", "biases", "biases refit", "blend refit"}
+    with duckdb.connect(str(work / "ml-1m-seed1.duckdb"), read_only=True) as con:
+        (members,) = con.execute("SELECT members FROM runs WHERE run_id = ?", [rows["blend refit"][0]]).fetchone()
+    assert json.loads(members)["runs"] == [rows["glocal-k"][0], rows["biases refit"][0]]

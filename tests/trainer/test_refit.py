@@ -87,9 +87,35 @@ def test_what_cannot_be_refitted_is_refused(warehouse, tmp_path) -> None:
         refit_config(RefitOptions(child.run_id, warehouse))
     with pytest.raises(TrainerError, match="no run 'nope'"):
         refit_config(RefitOptions("nope", warehouse))
-    fine_tuned = run(settings(warehouse, tmp_path, **{**SMALL, "init_from": parent.run_id, "epochs": 2}))
-    with pytest.raises(TrainerError, match="fine-tunes run"):
-        refit_config(RefitOptions(fine_tuned.run_id, warehouse))
+    with pytest.raises(TrainerError, match="is not a refit of anything"):  # --init-from for a run that needs none
+        refit_config(RefitOptions(parent.run_id, warehouse, init_from=child.run_id))
+
+
+# GLocal-K's fine-tuning of a small kernel autoencoder (as in test_trained.py), with Adam so that its first
+# epochs validate better than the weights it starts from.
+PARENT = {"model": "kernel-ae", "hidden": (8, 8), "epochs": 3, "lbfgs_iterations": 3, "seed": 2, "top_n": 0}
+CHILD = {**PARENT, "model": "glocal-k", "optimizer": "adam", "learning_rate": 0.01, "batch_size": 10_000,
+         "epochs": 4, "eval_every": 1, "patience": 2}  # fmt: skip
+
+
+def test_a_fine_tuned_run_is_refitted_from_its_parents_refit(warehouse, tmp_path) -> None:
+    parent = run(settings(warehouse, tmp_path, **PARENT))
+    child = run(settings(warehouse, tmp_path, **CHILD, init_from=parent.run_id))
+    assert child.best_epoch
+    with pytest.raises(TrainerError, match=f"fine-tunes run {parent.run_id} \\(--init-from\\): refit that run first"):
+        refit_config(RefitOptions(child.run_id, warehouse))
+    parents_refit = refit(warehouse, tmp_path, parent.run_id)
+    config = refit_config(RefitOptions(child.run_id, warehouse, init_from=parents_refit.run_id))
+    assert (config.init_from, config.refit_of, config.epochs) == (parents_refit.run_id, child.run_id, child.best_epoch)
+    assert not config.validation
+    other = run(settings(warehouse, tmp_path, **SMALL))
+    others_refit = refit(warehouse, tmp_path, other.run_id)
+    with pytest.raises(TrainerError, match=f"is not a refit of run {parent.run_id}, which run {child.run_id} fine"):
+        refit_config(RefitOptions(child.run_id, warehouse, init_from=others_refit.run_id))
+    done = run(config)  # fine-tunes the parent's refit on train + validation
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        row = con.execute("SELECT parent_run_id, epochs_run FROM runs WHERE run_id = ?", [done.run_id]).fetchone()
+    assert row == (child.run_id, child.best_epoch)
 
 
 def test_a_blend_fits_a_refits_weight_on_its_runs_validation_predictions(warehouse, tmp_path) -> None:
