@@ -7,6 +7,19 @@ from typer.testing import CliRunner
 from trainer.cli import app
 
 
+def small_bench(tmp_path, make_movielens_1m, *options: str):
+    """`trainer bench` on one seed of a small generated ml-1m: its outcome, results warehouse and work folder."""
+    make_movielens_1m(tmp_path / "data" / "ml-1m")
+    results, work = tmp_path / "results.duckdb", tmp_path / "work"
+    outcome = CliRunner().invoke(
+        app,
+        ["bench", "--data-dir", str(tmp_path / "data"), "--datasets", "ml-1m", "--seeds", "1", "--work-dir", str(work),
+         "--warehouse", str(results), *options],
+    )  # fmt: skip
+    assert outcome.exit_code == 0, outcome.output
+    return outcome, results, work
+
+
 def test_bench_runs_each_model_on_each_seed_and_writes_table_and_markdown(tmp_path, make_movielens_1m) -> None:
     make_movielens_1m(tmp_path / "data" / "ml-1m")
     results, markdown = tmp_path / "results.duckdb", tmp_path / "docs" / "bench.md"
@@ -54,15 +67,9 @@ def test_bench_refuses_an_unknown_data_set(tmp_path) -> None:
 
 
 def test_bench_blends_the_models_of_each_seed(tmp_path, make_movielens_1m) -> None:
-    make_movielens_1m(tmp_path / "data" / "ml-1m")
-    results, markdown = tmp_path / "results.duckdb", tmp_path / "bench.md"
-    outcome = CliRunner().invoke(
-        app,
-        ["bench", "--data-dir", str(tmp_path / "data"), "--datasets", "ml-1m", "--models", "biases,mf", "--seeds", "1",
-         "--epochs", "5", "--work-dir", str(tmp_path / "work"), "--warehouse", str(results), "--markdown",
-         str(markdown), "--blend"],
-    )  # fmt: skip
-    assert outcome.exit_code == 0, outcome.output
+    markdown = tmp_path / "bench.md"
+    _, results, _ = small_bench(tmp_path, make_movielens_1m, "--models", "biases,mf", "--epochs", "5", "--markdown",
+                                str(markdown), "--blend")  # fmt: skip
     with duckdb.connect(str(results), read_only=True) as con:
         rows = dict(con.execute("SELECT model, train_seconds FROM bench_results").fetchall())
     assert set(rows) == {"biases", "mf", "blend"} and rows["blend"] == rows["biases"] + rows["mf"]
@@ -71,15 +78,8 @@ def test_bench_blends_the_models_of_each_seed(tmp_path, make_movielens_1m) -> No
 
 
 def test_bench_trains_a_fine_tuned_models_parent_first(tmp_path, make_movielens_1m) -> None:
-    make_movielens_1m(tmp_path / "data" / "ml-1m")
-    results, work = tmp_path / "results.duckdb", tmp_path / "work"
-    outcome = CliRunner().invoke(
-        app,
-        ["bench", "--data-dir", str(tmp_path / "data"), "--datasets", "ml-1m", "--models", "glocal-k,biases",
-         "--seeds", "1", "--epochs", "2", "--work-dir", str(work), "--warehouse", str(results), "--markdown",
-         str(tmp_path / "bench.md"), "--blend"],
-    )  # fmt: skip
-    assert outcome.exit_code == 0, outcome.output
+    _, results, work = small_bench(tmp_path, make_movielens_1m, "--models", "glocal-k,biases", "--epochs", "2",
+                                   "--markdown", str(tmp_path / "bench.md"), "--blend")  # fmt: skip
     with duckdb.connect(str(results), read_only=True) as con:
         rows = {
             m: (run, s)
@@ -96,15 +96,9 @@ def test_bench_trains_a_fine_tuned_models_parent_first(tmp_path, make_movielens_
 
 
 def test_bench_refits_each_model_and_blends_the_refits(tmp_path, make_movielens_1m) -> None:
-    make_movielens_1m(tmp_path / "data" / "ml-1m")
-    results, markdown, work = tmp_path / "results.duckdb", tmp_path / "bench.md", tmp_path / "work"
-    outcome = CliRunner().invoke(
-        app,
-        ["bench", "--data-dir", str(tmp_path / "data"), "--datasets", "ml-1m", "--models", "biases,mf", "--seeds", "1",
-         "--epochs", "5", "--work-dir", str(work), "--warehouse", str(results), "--markdown", str(markdown),
-         "--blend", "--refit"],
-    )  # fmt: skip
-    assert outcome.exit_code == 0, outcome.output
+    markdown = tmp_path / "bench.md"
+    _, results, work = small_bench(tmp_path, make_movielens_1m, "--models", "biases,mf", "--epochs", "5", "--markdown",
+                                   str(markdown), "--blend", "--refit")  # fmt: skip
     with duckdb.connect(str(results), read_only=True) as con:
         rows = {
             m: (run, s)
@@ -128,15 +122,8 @@ def test_bench_keeps_a_fine_tuned_run_that_kept_its_parents_weights_out_of_the_r
 ) -> None:
     # On this small data no epoch of glocal-k's fine-tuning validates better than its parent, so it selects epoch
     # 0: its refit would be its parent's refit itself, and the refit blend takes its own run.
-    make_movielens_1m(tmp_path / "data" / "ml-1m")
-    results, work = tmp_path / "results.duckdb", tmp_path / "work"
-    outcome = CliRunner().invoke(
-        app,
-        ["bench", "--data-dir", str(tmp_path / "data"), "--datasets", "ml-1m", "--models", "glocal-k,biases",
-         "--seeds", "1", "--epochs", "2", "--work-dir", str(work), "--warehouse", str(results), "--markdown",
-         str(tmp_path / "bench.md"), "--blend", "--refit"],
-    )  # fmt: skip
-    assert outcome.exit_code == 0, outcome.output
+    _, results, work = small_bench(tmp_path, make_movielens_1m, "--models", "glocal-k,biases", "--epochs", "2",
+                                   "--markdown", str(tmp_path / "bench.md"), "--blend", "--refit")  # fmt: skip
     with duckdb.connect(str(results), read_only=True) as con:
         rows = {
             m: (run, e) for m, run, e in con.execute("SELECT model, run_id, best_epoch FROM bench_results").fetchall()
