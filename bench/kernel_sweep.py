@@ -39,7 +39,10 @@ GRID: list[dict[str, Any]] = [
 
 
 def parse_value(text: str) -> Any:
-    """A --set value as the config field wants it: a comma list of ints, an int, a float, or the text."""
+    """A --set value as the config field wants it: true or false, a comma list of ints, an int, a float, or the
+    text."""
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
     if "," in text:
         return tuple(int(part) for part in text.split(","))
     for kind in (int, float):
@@ -69,9 +72,11 @@ def main() -> None:
     if args.threads:
         common["threads"] = args.threads
     overrides = {name: parse_value(value) for name, _, value in (item.partition("=") for item in args.set)}
+    if any(change.get("validation", True) is False for change in [overrides, *args.grid]):
+        parser.error("every setting is chosen on the validation slice: validation cannot be turned off")
 
     started = time.perf_counter()
-    rows: list[tuple[float | None, str]] = []
+    rows: list[tuple[float, str]] = []
     with tempfile.TemporaryDirectory() as runs_dir:
         for change in args.grid:
             if time.perf_counter() - started > args.budget_seconds:
@@ -80,6 +85,7 @@ def main() -> None:
             change = {key: tuple(value) if isinstance(value, list) else value for key, value in change.items()}
             summary = run(resolve({**common, "runs_dir": runs_dir, **change, **overrides}))
             label = " ".join(f"{key}={value}" for key, value in change.items()) or "preset"
+            assert summary.validation_rmse is not None  # every setting holds the validation slice out
             rows.append((summary.validation_rmse, label))
             print(f"{label:<40} epoch {summary.best_epoch!s:>4}  validation {summary.validation_rmse:.4f}  "
                   f"test {summary.metrics['rmse']:.4f}  train {summary.train_seconds:.1f} s", flush=True)  # fmt: skip
