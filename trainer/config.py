@@ -190,6 +190,13 @@ class TrainConfig:
     dropout: float = setting(
         0.0, "Dropout on the autoencoders' code (the middle hidden layer) while training.", minimum=0, below=1
     )
+    input_dropout: float = setting(
+        0.0,
+        "i-autorec and kernel-ae: while training, zero each observed input rating with this probability (a "
+        "denoising autoencoder); the loss still scores every observed rating, and nothing is dropped when scoring.",
+        minimum=0,
+        below=1,
+    )
     refeed: bool = setting(
         False,
         "DeepRecommender's dense re-feeding: after each step, train again on the (dense) reconstruction "
@@ -409,6 +416,9 @@ def validate(config: TrainConfig) -> TrainConfig:
             raise TrainerError(f"{name} {reason}")
     if not config.hidden or any(width <= 0 for width in config.hidden):
         raise TrainerError(f"hidden must list positive layer widths, not {config.hidden}")
+    if config.input_dropout and config.optimizer == "lbfgs":
+        raise TrainerError("input_dropout drops other ratings at every evaluation of the loss, which L-BFGS's "
+                           "line search cannot work with: use another --optimizer, or --input-dropout 0")  # fmt: skip
     return config
 
 

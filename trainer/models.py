@@ -200,9 +200,22 @@ class ItemAutoEncoder(AutoEncoder):
         activation: str = "sigmoid",
         dropout: float = 0.0,
         linear: Callable[[int, int], nn.Module] = nn.Linear,
+        input_dropout: float = 0.0,
     ) -> None:
         super().__init__(n_users, hidden, activation, dropout, linear)
         self.n_movies = n_movies
+        self.input_dropout = input_dropout
+
+    def forward(self, inputs: torch.Tensor | SparseBlock, index: torch.Tensor | None = None) -> torch.Tensor:
+        """While training with input dropout, the encoder reads the inputs with each observed rating zeroed with
+        probability input_dropout (kept ones are not rescaled: on u1 that validated better); the outputs are
+        still those at every observed rating, so the model learns to predict the ratings it did not see."""
+        if not (self.training and self.input_dropout):
+            return super().forward(inputs, index)
+        if isinstance(inputs, SparseBlock):
+            kept = inputs.with_vals(inputs.vals * (torch.rand_like(inputs.vals) >= self.input_dropout))
+            return linear_at_observed(inputs, self.encode(kept), self.output.weight, self.output.bias)
+        return self.net(inputs * (torch.rand_like(inputs) >= self.input_dropout))
 
     @torch.no_grad()
     def user_scorer(self, movie_rows: Callable[[], Iterable[tuple[torch.Tensor, Csr]]]) -> UserScorer:
@@ -223,8 +236,8 @@ class KernelAutoEncoder(ItemAutoEncoder):
     """
 
     def __init__(self, n_users: int, n_movies: int, hidden: tuple[int, ...], l2: float, kernel_l2: float,
-                 activation: str = "sigmoid") -> None:  # fmt: skip
-        super().__init__(n_users, n_movies, hidden, activation, linear=KernelLinear)
+                 activation: str = "sigmoid", input_dropout: float = 0.0) -> None:  # fmt: skip
+        super().__init__(n_users, n_movies, hidden, activation, linear=KernelLinear, input_dropout=input_dropout)
         self.kernel_scale = math.sqrt(kernel_l2 / l2) if l2 else 0.0
 
     def regularised(self) -> list[torch.Tensor]:
@@ -389,11 +402,15 @@ BUILDERS: dict[str, Builder] = {
     "autoencoder": lambda c, users, movies, mean: AutoEncoder(movies, c.hidden, c.activation, c.dropout),
     "notebook": lambda c, users, movies, mean: AutoEncoder(movies, c.hidden, c.activation, c.dropout),
     "deep-ae": lambda c, users, movies, mean: AutoEncoder(movies, c.hidden, c.activation, c.dropout),
-    "i-autorec": lambda c, users, movies, mean: ItemAutoEncoder(users, movies, c.hidden, c.activation, c.dropout),
+    "i-autorec": lambda c, users, movies, mean: ItemAutoEncoder(
+        users, movies, c.hidden, c.activation, c.dropout, input_dropout=c.input_dropout
+    ),
     "global-mean": lambda c, users, movies, mean: MatrixFactorisation(users, movies, mean, factors=0, biases=False),
     "biases": lambda c, users, movies, mean: MatrixFactorisation(users, movies, mean, factors=0),
     "mf": lambda c, users, movies, mean: MatrixFactorisation(users, movies, mean, factors=c.hidden[0]),
-    "kernel-ae": lambda c, users, movies, mean: KernelAutoEncoder(users, movies, c.hidden, c.l2, c.kernel_l2),
+    "kernel-ae": lambda c, users, movies, mean: KernelAutoEncoder(
+        users, movies, c.hidden, c.l2, c.kernel_l2, input_dropout=c.input_dropout
+    ),
     "glocal-k": lambda c, users, movies, mean: GlocalK(
         users, movies, c.hidden, c.l2, c.kernel_l2, c.dot_scale, c.global_kernel_start
     ),

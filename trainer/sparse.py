@@ -38,6 +38,14 @@ class SparseBlock:
         # The block with its own ratings, each way: a batch trained on every epoch builds them once.
         self._with_ratings: dict[str, torch.Tensor] = {}
 
+    def with_vals(self, vals: torch.Tensor) -> SparseBlock:
+        """The same rows and columns holding other values, sharing this block's transposed structure."""
+        if self._transpose is None:
+            self.transposed(self.vals)  # builds the structure once, for this block and its copies
+        block = SparseBlock(self.offsets, self.cols, vals, self.n_cols)
+        block._transpose = self._transpose
+        return block
+
     def row_ids(self) -> torch.Tensor:
         """The row of every stored entry."""
         return entry_rows(self.offsets, self.vals.numel())

@@ -76,6 +76,35 @@ def test_deep_ae_drops_out_its_code_only_while_training() -> None:
     assert torch.equal(net(ratings), net(ratings))
 
 
+@pytest.mark.parametrize("model", ["i-autorec", "kernel-ae"])
+def test_input_dropout_hides_ratings_from_the_encoder_only_while_training(model: str) -> None:
+    config = resolve({"model": model, "hidden": (6, 6) if model == "kernel-ae" else (6,), "optimizer": "adam"})
+    torch.manual_seed(0)
+    plain = build_model(config, N_USERS, N_MOVIES, 3.5)
+    noisy = build_model(resolve({**config.to_dict(), "input_dropout": 0.5}), N_USERS, N_MOVIES, 3.5)
+    noisy.load_state_dict(plain.state_dict())
+    ratings = torch.rand(N_MOVIES, N_USERS) * (torch.rand(N_MOVIES, N_USERS) < 0.5) * 5
+    index = torch.arange(N_MOVIES)
+    block = block_of(ratings)
+    with torch.no_grad():
+        torch.manual_seed(1)
+        dropped = noisy(block, index)
+        assert dropped.shape == block.vals.shape  # outputs at every observed rating, dropped or not
+        torch.manual_seed(1)
+        kept = block.vals * (torch.rand_like(block.vals) >= 0.5)  # the same draw: what the encoder read
+        expected = plain.predict_at(block.with_vals(kept), index, block)
+        torch.testing.assert_close(dropped, expected)
+        assert not torch.allclose(dropped, plain(block, index))
+        noisy.eval()
+        torch.testing.assert_close(noisy(block, index), plain(block, index))  # scoring reads every rating
+
+
+def test_input_dropout_is_refused_with_l_bfgs() -> None:
+    with pytest.raises(TrainerError, match="line search cannot work with"):
+        resolve({"model": "kernel-ae", "input_dropout": 0.2})
+    assert resolve({"model": "kernel-ae", "input_dropout": 0.2, "optimizer": "adam"}).input_dropout == 0.2
+
+
 def test_dropout_must_leave_something() -> None:
     with pytest.raises(TrainerError, match="dropout must be below 1, not 1.0"):
         resolve({"model": "deep-ae", "dropout": 1.0})

@@ -19,6 +19,7 @@ def config(warehouse, tmp_path, **overrides):
     "model, overrides",
     [
         ("i-autorec", {"hidden": (32,), "epochs": 15, "learning_rate": 0.01, "patience": 4, "batch_size": 16}),
+        ("i-autorec", {"hidden": (32,), "epochs": 8, "learning_rate": 0.01, "batch_size": 16, "input_dropout": 0.2}),
         ("autoencoder", {"epochs": 15, "learning_rate": 0.05, "eval_every": 1, "patience": 4}),
         ("mf", {"hidden": (4,), "epochs": 15, "patience": 4}),
         ("deep-ae", {"hidden": (16, 8, 16), "epochs": 6, "batch_size": 16}),  # dropout and re-feeding too
