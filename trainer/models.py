@@ -213,9 +213,9 @@ class ItemAutoEncoder(AutoEncoder):
         if not (self.training and self.input_dropout):
             return super().forward(inputs, index)
         if isinstance(inputs, SparseBlock):
-            kept = inputs.with_vals(inputs.vals * (torch.rand_like(inputs.vals) >= self.input_dropout))
+            kept = inputs.with_vals(inputs.vals * (torch.rand_like(inputs.vals) < 1 - self.input_dropout))
             return linear_at_observed(inputs, self.encode(kept), self.output.weight, self.output.bias)
-        return self.net(inputs * (torch.rand_like(inputs) >= self.input_dropout))
+        return self.net(inputs * (torch.rand_like(inputs) < 1 - self.input_dropout))
 
     @torch.no_grad()
     def user_scorer(self, movie_rows: Callable[[], Iterable[tuple[torch.Tensor, Csr]]]) -> UserScorer:

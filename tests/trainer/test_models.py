@@ -91,7 +91,7 @@ def test_input_dropout_hides_ratings_from_the_encoder_only_while_training(model:
         dropped = noisy(block, index)
         assert dropped.shape == block.vals.shape  # outputs at every observed rating, dropped or not
         torch.manual_seed(1)
-        kept = block.vals * (torch.rand_like(block.vals) >= 0.5)  # the same draw: what the encoder read
+        kept = block.vals * (torch.rand_like(block.vals) < 0.5)  # the same draw: what the encoder read
         expected = plain.predict_at(block.with_vals(kept), index, block)
         torch.testing.assert_close(dropped, expected)
         assert not torch.allclose(dropped, plain(block, index))
