@@ -210,12 +210,12 @@ class ItemAutoEncoder(AutoEncoder):
         """While training with input dropout, the encoder reads the inputs with each observed rating zeroed with
         probability input_dropout (kept ones are not rescaled: on u1 that validated better); the outputs are
         still those at every observed rating, so the model learns to predict the ratings it did not see."""
-        if not (self.training and self.input_dropout):
-            return super().forward(inputs, index)
-        if isinstance(inputs, SparseBlock):
-            kept = inputs.with_vals(inputs.vals * (torch.rand_like(inputs.vals) < 1 - self.input_dropout))
-            return linear_at_observed(inputs, self.encode(kept), self.output.weight, self.output.bias)
-        return self.net(inputs * (torch.rand_like(inputs) < 1 - self.input_dropout))
+        if self.training and self.input_dropout:
+            values = inputs.vals if isinstance(inputs, SparseBlock) else inputs
+            kept = values * (torch.rand_like(values) < 1 - self.input_dropout)
+            # a block keeps every entry (dropped ones hold 0), so the outputs are still at every observed rating
+            inputs = inputs.with_vals(kept) if isinstance(inputs, SparseBlock) else kept
+        return super().forward(inputs, index)
 
     @torch.no_grad()
     def user_scorer(self, movie_rows: Callable[[], Iterable[tuple[torch.Tensor, Csr]]]) -> UserScorer:

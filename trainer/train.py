@@ -218,13 +218,14 @@ def run(
                                        "validation_rmse": None}  # fmt: skip
             if failure := diverged(epoch, metrics["train_rmse"], model, config):
                 raise failure
+            drop = epoch in config.lr_drop_epochs  # a refit (trainer/refit.py) drops where its validation run did
             if config.validation and (epoch % config.eval_every == 0 or epoch == config.epochs):
                 metrics["validation_rmse"] = data.validation_rmse(model)
-                if best.update(epoch, metrics["validation_rmse"], model, config):
-                    optimizer.defaults["lr"] *= LR_DROP
-                    log(f"epoch {epoch}: validation RMSE stalled, learning rate now {optimizer.defaults['lr']:g}")
-            if epoch in config.lr_drop_epochs:  # a refit (trainer/refit.py) drops it where its validation run did
+                drop = best.update(epoch, metrics["validation_rmse"], model, config)
+            if drop:
                 optimizer.defaults["lr"] *= LR_DROP
+                why = "validation RMSE stalled" if config.validation else "as in the run it refits"
+                log(f"epoch {epoch}: {why}, learning rate now {optimizer.defaults['lr']:g}")
             metrics["seconds"] = time.perf_counter() - epoch_start
             train_seconds += metrics["seconds"]
             history.append(metrics)
