@@ -14,7 +14,7 @@ from typing import Any, Protocol, cast
 import torch
 from torch import nn
 
-from trainer.config import PRESETS, TrainConfig
+from trainer.config import GIBBS_BURN_IN, PRESETS, TrainConfig
 from trainer.data import Csr
 from trainer.errors import TrainerError
 from trainer.sparse import SparseBlock, linear_at_observed, sparse_linear
@@ -408,6 +408,10 @@ BUILDERS: dict[str, Builder] = {
     "global-mean": lambda c, users, movies, mean: MatrixFactorisation(users, movies, mean, factors=0, biases=False),
     "biases": lambda c, users, movies, mean: MatrixFactorisation(users, movies, mean, factors=0),
     "mf": lambda c, users, movies, mean: MatrixFactorisation(users, movies, mean, factors=c.hidden[0]),
+    # The mean of up to (epochs - burn-in) Gibbs samples of rank hidden[0], side by side (trainer/bayes_fm.py).
+    "bayes-fm": lambda c, users, movies, mean: MatrixFactorisation(
+        users, movies, mean, factors=c.hidden[0] * max(c.epochs - GIBBS_BURN_IN, 0)
+    ),
     "kernel-ae": lambda c, users, movies, mean: KernelAutoEncoder(
         users, movies, c.hidden, c.l2, c.kernel_l2, input_dropout=c.input_dropout
     ),

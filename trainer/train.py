@@ -11,7 +11,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -145,6 +145,77 @@ class Step:
         return first[0]
 
 
+def _train(
+    config: TrainConfig, ctx: distributed.Context, con: Any, info: DatasetInfo, coords: Coordinates,
+    fit_parts: tuple[str, ...], mean: float, device: torch.device, state: dict[str, Any] | None,
+    save: Callable[..., None], log: Callable[[str], None], on_epoch: Callable[[dict[str, Any]], None],
+) -> tuple[Model, list[dict[str, Any]], float, Best]:  # fmt: skip
+    """Train a model with its optimiser, epoch by epoch (resumed from ``state``), choosing on validation: the
+    model, its learning curve, its training seconds and the selection."""
+    # -- model, optimiser and batches (restored from the checkpoint when resuming)
+    model = build_model(config, info.n_users, info.n_movies, mean)
+    model.to(device)
+    optimizer = build_optimizer(model.parameters(), config)
+    sparse = not dense_output(config, device, model.dense_on_gpu)
+    data = TrainingData(con, config, info, fit_parts, device, rows=model.rows, sparse=sparse, ctx=ctx)
+    log(f"{info.name} split {config.split}: {info.n_users:,} users x {info.n_movies:,} movies, {model.rows} rows, "
+        f"training on {'+'.join(fit_parts)}, "
+        + ("matrix cached on " + device.type if data.cached else "streaming from DuckDB every epoch"))  # fmt: skip
+    trained = distributed.wrap(cast(torch.nn.Module, model), ctx, device)  # the model itself without torchrun
+    history, start_epoch, train_seconds, best = _restored(state, model, optimizer)
+    if state:
+        log(f"resuming {state['run_id']} after epoch {start_epoch}")
+    elif config.init_from:  # fine-tuning: another run's weights, themselves a candidate (epoch 0)
+        start_from(model, con, config.init_from, coords, device)
+        if config.validation:
+            best.update(0, data.validation_rmse(model), model, config)
+    checkpointed_at = train_seconds  # of training, when the last checkpoint was written
+    # The L2 penalty in the units of a sum-of-squares objective, over the mean error's denominator.
+    l2_scale = config.l2 / 2 / max(data.n_ratings, 1)
+    step = Step(trained, model, optimizer, config, sparse, l2_scale, data.shard_weight)
+
+    # -- the training loop
+    for epoch in range(start_epoch + 1, config.epochs + 1):
+        if best.stopped:
+            break
+        epoch_start = time.perf_counter()
+        model.train()
+        squared_error = torch.zeros((), device=device)
+        n_ratings = 0
+        for batch in distributed.joined(trained, ctx, data.batches(epoch)):
+            outputs, batch_error = step(batch)
+            if config.refeed:
+                # DeepRecommender's re-feeding (dense path): the reconstruction is an example of its own.
+                dense = outputs.detach()
+                optimizer.zero_grad(set_to_none=True)
+                (trained(dense, batch.index) - dense).square().mean().backward()
+                optimizer.step()
+            squared_error += batch_error.detach()
+            n_ratings += batch.targets.numel()  # a number: no tensor op a step
+        squared, count = distributed.all_sum(ctx, device, squared_error.item(), n_ratings)
+        metrics: dict[str, Any] = {"epoch": epoch, "train_rmse": math.sqrt(squared / max(count, 1.0)),
+                                   "validation_rmse": None}  # fmt: skip
+        if failure := diverged(epoch, metrics["train_rmse"], model, config):
+            raise failure
+        drop = epoch in config.lr_drop_epochs  # a refit (trainer/refit.py) drops where its validation run did
+        if config.validation and (epoch % config.eval_every == 0 or epoch == config.epochs):
+            metrics["validation_rmse"] = data.validation_rmse(model)
+            drop = best.update(epoch, metrics["validation_rmse"], model, config)
+        if drop:
+            optimizer.defaults["lr"] *= LR_DROP
+            why = "validation RMSE stalled" if config.validation else "as in the run it refits"
+            log(f"epoch {epoch}: {why}, learning rate now {optimizer.defaults['lr']:g}")
+        metrics["seconds"] = time.perf_counter() - epoch_start
+        train_seconds += metrics["seconds"]
+        history.append(metrics)
+        on_epoch(metrics)
+        due = train_seconds - checkpointed_at >= config.checkpoint_seconds
+        if ctx.is_main and (due or epoch == config.epochs or best.stopped):
+            checkpointed_at = train_seconds
+            save(epoch, model, optimizer.state_dict(), history, train_seconds, best)
+    return model, history, train_seconds, best
+
+
 def run(
     config: TrainConfig,
     *,
@@ -172,73 +243,34 @@ def run(
         fit_parts = ("train",) if config.validation else ("train", "validation")
         fallback = fit_biases(con, config.split, fit_parts, info)
 
-        # -- model, optimiser and batches (restored from the checkpoint when resuming)
+        # -- the model: stepped by the training loop, or, for bayes-fm, sampled (trainer/bayes_fm.py)
         torch.manual_seed(config.seed)
-        model = build_model(config, info.n_users, info.n_movies, fallback.mean)
-        model.to(device)
-        optimizer = build_optimizer(model.parameters(), config)
-        sparse = not dense_output(config, device, model.dense_on_gpu)
-        data = TrainingData(con, config, info, fit_parts, device, rows=model.rows, sparse=sparse, ctx=ctx)
-        log(f"{info.name} split {config.split}: {info.n_users:,} users x {info.n_movies:,} movies, {model.rows} rows, "
-            f"training on {'+'.join(fit_parts)}, "
-            + ("matrix cached on " + device.type if data.cached else "streaming from DuckDB every epoch"))  # fmt: skip
-        trained = distributed.wrap(cast(torch.nn.Module, model), ctx, device)  # the model itself without torchrun
-        history, start_epoch, train_seconds, best = _restored(state, model, optimizer)
-        if state:
-            log(f"resuming {run_id} after epoch {start_epoch}")
-        elif config.init_from:  # fine-tuning: another run's weights, themselves a candidate (epoch 0)
-            start_from(model, con, config.init_from, coords, device)
-            if config.validation:
-                best.update(0, data.validation_rmse(model), model, config)
-        checkpointed_at = train_seconds  # of training, when the last checkpoint was written
-        # The L2 penalty in the units of a sum-of-squares objective, over the mean error's denominator.
-        l2_scale = config.l2 / 2 / max(data.n_ratings, 1)
-        step = Step(trained, model, optimizer, config, sparse, l2_scale, data.shard_weight)
 
-        # -- the training loop
-        for epoch in range(start_epoch + 1, config.epochs + 1):
-            if best.stopped:
-                break
-            epoch_start = time.perf_counter()
-            model.train()
-            squared_error = torch.zeros((), device=device)
-            n_ratings = 0
-            for batch in distributed.joined(trained, ctx, data.batches(epoch)):
-                outputs, batch_error = step(batch)
-                if config.refeed:
-                    # DeepRecommender's re-feeding (dense path): the reconstruction is an example of its own.
-                    dense = outputs.detach()
-                    optimizer.zero_grad(set_to_none=True)
-                    (trained(dense, batch.index) - dense).square().mean().backward()
-                    optimizer.step()
-                squared_error += batch_error.detach()
-                n_ratings += batch.targets.numel()  # a number: no tensor op a step
-            squared, count = distributed.all_sum(ctx, device, squared_error.item(), n_ratings)
-            metrics: dict[str, Any] = {"epoch": epoch, "train_rmse": math.sqrt(squared / max(count, 1.0)),
-                                       "validation_rmse": None}  # fmt: skip
-            if failure := diverged(epoch, metrics["train_rmse"], model, config):
-                raise failure
-            drop = epoch in config.lr_drop_epochs  # a refit (trainer/refit.py) drops where its validation run did
-            if config.validation and (epoch % config.eval_every == 0 or epoch == config.epochs):
-                metrics["validation_rmse"] = data.validation_rmse(model)
-                drop = best.update(epoch, metrics["validation_rmse"], model, config)
-            if drop:
-                optimizer.defaults["lr"] *= LR_DROP
-                why = "validation RMSE stalled" if config.validation else "as in the run it refits"
-                log(f"epoch {epoch}: {why}, learning rate now {optimizer.defaults['lr']:g}")
-            metrics["seconds"] = time.perf_counter() - epoch_start
-            train_seconds += metrics["seconds"]
-            history.append(metrics)
-            on_epoch(metrics)
-            due = train_seconds - checkpointed_at >= config.checkpoint_seconds
-            if ctx.is_main and (due or epoch == config.epochs or best.stopped):
-                checkpointed_at = train_seconds
-                checkpoint.save(run_dir, {
-                    "run_id": run_id, "started_at": started_at, "config": config.to_dict(), "epoch": epoch,
-                    "model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": checkpoint.rng_states(),
-                    "history": history, "train_seconds": train_seconds, "fingerprint": info.fingerprint,
-                    "best": best.to_dict(), "coordinates": coords.to_state(), "mean": fallback.mean,
-                })  # fmt: skip
+        def save(epoch: int, model: Model, optimizer: dict[str, Any], history: list[dict[str, Any]], seconds: float,
+                 best: Best) -> None:  # fmt: skip
+            checkpoint.save(run_dir, {
+                "run_id": run_id, "started_at": started_at, "config": config.to_dict(), "epoch": epoch,
+                "model": model.state_dict(), "optimizer": optimizer, "rng": checkpoint.rng_states(),
+                "history": history, "train_seconds": seconds, "fingerprint": info.fingerprint,
+                "best": best.to_dict(), "coordinates": coords.to_state(), "mean": fallback.mean,
+            })  # fmt: skip
+
+        if config.optimizer == "gibbs":
+            if state or ctx.world_size > 1:
+                raise TrainerError("bayes-fm samples in one go, in one process: it cannot --resume, nor run under "
+                                   "torchrun; train it again")  # fmt: skip
+            # Imported here: myFM (and scipy) only for bayes-fm; the GPU machines' bundle leaves them out.
+            from trainer import bayes_fm
+
+            model, history, train_seconds, best = bayes_fm.sample(
+                con, config, info, fit_parts, fallback.mean, log, on_epoch
+            )
+            model.to(device)
+            save(len(history), model, {}, history, train_seconds, replace(best, weights=None))  # model is the best
+        else:
+            model, history, train_seconds, best = _train(
+                config, ctx, con, info, coords, fit_parts, fallback.mean, device, state, save, log, on_epoch
+            )
 
         # -- model selection: the weights of the epoch that scored best on the validation slice
         if best.weights is not None and config.select_best:

@@ -1,0 +1,93 @@
+"""The Bayesian factorisation machine (trainer/bayes_fm.py): its samples read as biases plus factors, the mean of
+the samples chosen on validation is the model a run keeps, a refit averages as many sweeps, and the options that
+do not apply to it are refused."""
+
+from __future__ import annotations
+
+import math
+
+import duckdb
+import numpy as np
+import pytest
+import torch
+
+from trainer import checkpoint
+from trainer.config import GIBBS_BURN_IN, resolve
+from trainer.errors import TrainerError
+from trainer.refit import RefitOptions, refit_config
+from trainer.train import run
+
+pytest.importorskip("myfm")  # absent where bench/gpu_check.sh runs on a bundle (bench/gpu_bundle.sh)
+import scipy.sparse as sps  # noqa: E402  (myFM's dependency)
+
+from trainer.bayes_fm import blocks, myfm, split_sample  # noqa: E402
+
+SMALL = {"model": "bayes-fm", "hidden": (4,), "epochs": 15, "top_n": 0, "publish_anyway": True}
+
+
+def settings(warehouse, tmp_path, **overrides):
+    return resolve({"warehouse": str(warehouse), "runs_dir": str(tmp_path / "runs"), **SMALL, **overrides})
+
+
+def test_a_sample_reads_as_biases_plus_factors_exactly_as_myfm_predicts() -> None:
+    rng = np.random.default_rng(0)
+    n_users, n_movies, n = 30, 20, 300
+    users, movies = rng.integers(0, n_users, n), rng.integers(0, n_movies, n)
+    ratings = rng.integers(1, 6, n).astype(float)
+    user_block, movie_block = blocks(users, movies, n_users, n_movies)
+    relations = [myfm.RelationBlock(users, user_block), myfm.RelationBlock(movies, movie_block)]
+    fm = myfm.MyFMRegressor(rank=3, random_seed=1).fit(
+        sps.csr_matrix((n, 0)), ratings, X_rel=relations, n_iter=8, n_kept_samples=1,
+        group_shapes=[n_users, n_movies, n_movies, n_users],
+    )  # fmt: skip
+    sample = fm.predictor_.samples[-1]
+    w0, c_user, c_movie, v_user, v_movie = split_sample(sample, user_block, movie_block)
+    ours = w0 + c_user[users] + c_movie[movies] + (v_user[users] * v_movie[movies]).sum(1)
+    theirs = sample.predict_score(sps.csr_matrix((n, 0)), relations)
+    np.testing.assert_allclose(ours.numpy(), theirs, rtol=1e-4, atol=1e-4)
+    assert np.std(theirs) > 0.05  # the factors take part: not a constant
+
+
+def test_the_run_keeps_the_mean_of_the_samples_it_chose_on_validation(warehouse, tmp_path) -> None:
+    summary = run(settings(warehouse, tmp_path, epochs=20))
+    scored = [h for h in summary.history if h["validation_rmse"] is not None]
+    assert [h["epoch"] for h in scored] == list(range(GIBBS_BURN_IN + 1, 21))  # every sweep after the burn-in
+    best = min(scored, key=lambda h: h["validation_rmse"])
+    assert (summary.best_epoch, summary.validation_rmse) == (best["epoch"], best["validation_rmse"])
+    # The kept model predicts what the running mean scored: its validation predictions give the same RMSE.
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        kept = con.execute(
+            "SELECT sqrt(avg((least(greatest(predicted_rating, 1), 5) - actual_rating) ** 2)) FROM predictions "
+            "WHERE run_id = ? AND kind = 'validation'", [summary.run_id]
+        ).fetchall()[0][0]  # fmt: skip
+    assert math.isclose(kept, summary.validation_rmse, rel_tol=1e-4)
+    # Its factors: one block per sample up to the chosen sweep, zero after it.
+    weights = checkpoint.load(summary.run_dir, torch.device("cpu"))["model"]
+    used = (weights["user_factors"].abs().sum(0) > 0).nonzero().flatten()
+    assert used.tolist() == list(range(4 * (summary.best_epoch - GIBBS_BURN_IN)))
+
+
+def test_a_refit_averages_as_many_sweeps_on_train_and_validation(warehouse, tmp_path) -> None:
+    parent = run(settings(warehouse, tmp_path))
+    child = run(refit_config(RefitOptions(parent.run_id, warehouse, tmp_path / "runs", publish_anyway=True)))
+    assert len(child.history) == parent.best_epoch and child.validation_rmse is None
+    assert child.metrics["rmse"] != parent.metrics["rmse"]
+
+
+@pytest.mark.parametrize(
+    "overrides, refused",
+    [
+        ({"optimizer": "adam"}, "bayes-fm is sampled"),
+        ({"model": "mf", "optimizer": "gibbs"}, "gibbs samples bayes-fm alone"),
+        ({"epochs": GIBBS_BURN_IN}, f"--epochs must be more than {GIBBS_BURN_IN}"),
+    ],
+)
+def test_settings_that_do_not_apply_are_refused(overrides, refused) -> None:
+    with pytest.raises(TrainerError, match=refused):
+        resolve({**SMALL, **overrides})
+
+
+def test_it_cannot_resume(warehouse, tmp_path) -> None:
+    summary = run(settings(warehouse, tmp_path))
+    with pytest.raises(TrainerError, match="cannot --resume"):
+        run(settings(warehouse, tmp_path), resume_dir=summary.run_dir)

@@ -1,0 +1,181 @@
+"""The `bayes-fm` model: a Bayesian factorisation machine with "who rated what" features, sampled by Gibbs
+sampling with myFM (Ohtsuki's C++ implementation of Rendle's MCMC for FMs), scored as the mean of its samples.
+
+Each rating is one row of features: the user, the movie, the movies the user rated and the users who rated the
+movie (each set weighted 1/sqrt of its size: SVD++'s implicit feedback, on both sides). Its four groups of
+weights get priors of their own, and the priors' parameters and the noise are sampled too, so there is no
+penalty to tune. Unlike the autoencoders, nothing is trained by gradient steps: each epoch is one Gibbs sweep
+over every weight, and the model is the average of the samples after the first BURN_IN sweeps (myFM's
+default too). The validation
+slice scores that running average after every sweep, which chooses the number of sweeps (like an epoch) and
+never sees the test part. The sampling runs on the CPU (myFM has no GPU path); the result is scored anywhere.
+
+An FM whose features split into a user block and a movie block predicts ``w0 + c_u + c_m + <v_u, v_m>``
+(trainer/models.py MatrixFactorisation's form), so the mean of S samples is one such model with S blocks of
+factors side by side: that is the model a `bayes-fm` run keeps, and how it predicts and recommends.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any
+from unittest import mock
+
+import numpy as np
+import scipy.sparse as sps
+import torch
+import tqdm
+
+from trainer.config import GIBBS_BURN_IN as BURN_IN
+from trainer.config import TrainConfig
+from trainer.data import Csr, DatasetInfo, load_rows, merge_parts
+from trainer.models import MatrixFactorisation, Model, build_model
+from trainer.selection import Best
+
+with warnings.catch_warnings():  # myFM 0.4 imports pkg_resources for its version, which warns it is deprecated
+    warnings.simplefilter("ignore")
+    import myfm
+    import myfm.base
+
+
+def blocks(users: np.ndarray, movies: np.ndarray, n_users: int, n_movies: int) -> tuple[sps.csr_matrix, sps.csr_matrix]:
+    """Each user's features (the user, and the movies they rated) and each movie's (the movie, and the users
+    who rated it), from the training ratings' (user_idx, movie_idx) pairs."""
+    rated = sps.csr_matrix((np.ones(len(users)), (users, movies)), shape=(n_users, n_movies))
+    by_user = sps.diags(1 / np.sqrt(np.maximum(np.asarray(rated.sum(1)).ravel(), 1))) @ rated
+    by_movie = sps.diags(1 / np.sqrt(np.maximum(np.asarray(rated.sum(0)).ravel(), 1))) @ rated.T
+    user_block = sps.hstack([sps.identity(n_users), by_user], format="csr")
+    movie_block = sps.hstack([sps.identity(n_movies), by_movie], format="csr")
+    return user_block, movie_block
+
+
+def split_sample(
+    fm: Any, user_block: sps.csr_matrix, movie_block: sps.csr_matrix
+) -> tuple[float, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One FM sample as ``(w0, c_user, c_movie, v_user, v_movie)``: the prediction for (u, m) is
+    w0 + c_user[u] + c_movie[m] + v_user[u] . v_movie[m]."""
+    w, v = np.asarray(fm.w), np.asarray(fm.V)
+    n_user_features = user_block.shape[1]
+
+    def side(block: sps.csr_matrix, w: np.ndarray, v: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        vectors = block @ v
+        # An FM's interactions within one block: half of (sum of its vectors)^2 less each feature's own square.
+        within = 0.5 * ((vectors**2).sum(1) - block.power(2) @ (v**2).sum(1))
+        return torch.from_numpy(block @ w + within).float(), torch.from_numpy(vectors).float()
+
+    c_user, v_user = side(user_block, w[:n_user_features], v[:n_user_features])
+    c_movie, v_movie = side(movie_block, w[n_user_features:], v[n_user_features:])
+    return float(fm.w0), c_user, c_movie, v_user, v_movie
+
+
+def _pairs(index: torch.Tensor, matrix: Csr) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
+    """(user_idx, movie_idx, rating) of every rating in user rows (``index``: the rows' user_idx)."""
+    return index[matrix.row_ids()].numpy(), matrix.cols.long().numpy(), matrix.vals.float()
+
+
+def sample(
+    con: Any,
+    config: TrainConfig,
+    info: DatasetInfo,
+    fit_parts: tuple[str, ...],
+    mean: float,
+    log: Callable[[str], None],
+    on_epoch: Callable[[dict[str, Any]], None],
+) -> tuple[Model, list[dict[str, Any]], float, Best]:
+    """Sample a `bayes-fm` on ``fit_parts``: the model (the mean of the samples up to the sweep chosen on
+    validation, else of them all), the learning curve, the seconds it took, and the selection."""
+    parts = fit_parts + (("validation",) if config.validation else ())
+    index, matrices = load_rows(con, config.split, parts, info.n_movies)
+    users, movies, targets = _pairs(index, merge_parts(matrices, fit_parts))
+    held = _pairs(index, matrices["validation"]) if config.validation else None
+    user_block, movie_block = blocks(users, movies, info.n_users, info.n_movies)
+    rank, slots = config.hidden[0], config.epochs - BURN_IN
+    # Running sums over the kept samples: constants, factor blocks side by side, and predictions.
+    factors_user = torch.zeros(info.n_users, slots * rank)
+    factors_movie = torch.zeros(info.n_movies, slots * rank)
+    sums: dict[str, Any] = {"w0": 0.0, "user": torch.zeros(info.n_users), "movie": torch.zeros(info.n_movies)}
+    at_best: dict[str, Any] = {}
+    fit_sum, held_sum = torch.zeros(len(targets)), torch.zeros(len(held[2]) if held else 0)
+    history: list[dict[str, Any]] = []
+    best = Best()
+    started = last = time.perf_counter()
+
+    def rmse(total: torch.Tensor, n: int, truth: torch.Tensor) -> float:
+        predicted = total / n
+        if config.clip:
+            predicted = predicted.clamp(info.rating_min, info.rating_max)
+        return math.sqrt(float((predicted - truth).square().mean()))
+
+    def after_sweep(i: int, fm: Any, hyper: Any, learning: Any) -> tuple[bool, str | None]:
+        nonlocal last
+        epoch = i + 1
+        w0, c_user, c_movie, v_user, v_movie = split_sample(fm, user_block, movie_block)
+
+        def predicted(u: np.ndarray, m: np.ndarray) -> torch.Tensor:
+            return w0 + c_user[u] + c_movie[m] + (v_user[u] * v_movie[m]).sum(1)
+
+        metrics: dict[str, Any] = {"epoch": epoch, "validation_rmse": None}
+        if epoch <= BURN_IN:  # not averaged: the sample alone
+            metrics["train_rmse"] = rmse(predicted(users, movies), 1, targets)
+        else:
+            n = epoch - BURN_IN
+            factors_user[:, (n - 1) * rank : n * rank] = v_user
+            factors_movie[:, (n - 1) * rank : n * rank] = v_movie
+            sums["w0"] += w0
+            sums["user"] += c_user
+            sums["movie"] += c_movie
+            fit_sum.add_(predicted(users, movies))
+            metrics["train_rmse"] = rmse(fit_sum, n, targets)
+            if held is not None:
+                held_sum.add_(predicted(held[0], held[1]))
+            if held is not None and (epoch % config.eval_every == 0 or epoch == config.epochs):
+                metrics["validation_rmse"] = rmse(held_sum, n, held[2])
+                if metrics["validation_rmse"] < best.rmse:
+                    at_best.update(n=n, w0=sums["w0"], user=sums["user"].clone(), movie=sums["movie"].clone())
+                best.update(epoch, metrics["validation_rmse"], None, config)
+        now = time.perf_counter()
+        metrics["seconds"], last = now - last, now
+        history.append(metrics)
+        on_epoch(metrics)
+        return best.stopped, None
+
+    log(f"Gibbs sampling {config.epochs} sweeps on the CPU (myFM), rank {rank}, the mean of the samples after "
+        f"sweep {BURN_IN}")  # fmt: skip
+    sampler = myfm.MyFMRegressor(rank=rank, random_seed=config.seed)
+    # myFM draws a progress bar of its own; the CLI reports each sweep already
+    with mock.patch.object(myfm.base, "tqdm", functools.partial(tqdm.tqdm, disable=True)):
+        sampler.fit(
+            sps.csr_matrix((len(targets), 0)),  # every feature comes from the two blocks below
+            targets.double().numpy(),
+            X_rel=[myfm.RelationBlock(users, user_block), myfm.RelationBlock(movies, movie_block)],
+            n_iter=config.epochs,
+            n_kept_samples=0,  # the running sums above are the samples' mean; myFM need keep none
+            group_shapes=[info.n_users, info.n_movies, info.n_movies, info.n_users],
+            callback=after_sweep,
+        )
+    chosen = at_best if best.epoch is not None else {"n": len(history) - BURN_IN, **sums}
+    model = build_model(config, info.n_users, info.n_movies, mean)
+    _set_mean(model, chosen, factors_user, factors_movie, rank)
+    if best.epoch is not None:
+        best.weights = model.state_dict()
+    return model, history, time.perf_counter() - started, best
+
+
+def _set_mean(
+    model: Model, chosen: dict[str, Any], factors_user: torch.Tensor, factors_movie: torch.Tensor, rank: int
+) -> None:
+    """Make ``model`` the mean of the first ``chosen["n"]`` samples (the later factor blocks stay zero)."""
+    assert isinstance(model, MatrixFactorisation)
+    n = chosen["n"]
+    assert model.user_bias is not None and model.movie_bias is not None
+    assert model.user_factors is not None and model.movie_factors is not None
+    with torch.no_grad():
+        model.mean.fill_(chosen["w0"] / n)
+        model.user_bias.copy_(chosen["user"] / n)
+        model.movie_bias.copy_(chosen["movie"] / n)
+        model.user_factors.zero_()[:, : n * rank] = factors_user[:, : n * rank] / math.sqrt(n)
+        model.movie_factors.zero_()[:, : n * rank] = factors_movie[:, : n * rank] / math.sqrt(n)
