@@ -5,10 +5,10 @@ Each rating is one row of features: the user, the movie, the movies the user rat
 movie (each set weighted 1/sqrt of its size: SVD++'s implicit feedback, on both sides). Its four groups of
 weights get priors of their own, and the priors' parameters and the noise are sampled too, so there is no
 penalty to tune. Unlike the autoencoders, nothing is trained by gradient steps: each epoch is one Gibbs sweep
-over every weight, and the model is the average of the samples after the first BURN_IN sweeps (myFM's
-default too). The validation
-slice scores that running average after every sweep, which chooses the number of sweeps (like an epoch) and
-never sees the test part. The sampling runs on the CPU (myFM has no GPU path); the result is scored anywhere.
+over every weight, and the model is the average of the samples after the first GIBBS_BURN_IN sweeps
+(myFM's default too). The validation slice scores that running average after every sweep, which chooses
+the number of sweeps (like an epoch) and never sees the test part. The sampling runs on the CPU, on one
+core (myFM has no GPU path); the result is scored anywhere.
 
 An FM whose features split into a user block and a movie block predicts ``w0 + c_u + c_m + <v_u, v_m>``
 (trainer/models.py MatrixFactorisation's form), so the mean of S samples is one such model with S blocks of
@@ -22,6 +22,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 from unittest import mock
 
@@ -30,8 +31,7 @@ import scipy.sparse as sps
 import torch
 import tqdm
 
-from trainer.config import GIBBS_BURN_IN as BURN_IN
-from trainer.config import TrainConfig
+from trainer.config import GIBBS_BURN_IN, TrainConfig
 from trainer.data import Csr, DatasetInfo, load_rows, merge_parts
 from trainer.models import MatrixFactorisation, Model, build_model
 from trainer.selection import Best
@@ -77,6 +77,24 @@ def _pairs(index: torch.Tensor, matrix: Csr) -> tuple[np.ndarray, np.ndarray, to
     return index[matrix.row_ids()].numpy(), matrix.cols.long().numpy(), matrix.vals.float()
 
 
+@dataclass
+class Sums:
+    """Running sums of the kept samples' constants (their factors go straight into the model's blocks)."""
+
+    user: torch.Tensor
+    movie: torch.Tensor
+    w0: float = 0.0
+    n: int = 0
+
+    def add(self, w0: float, c_user: torch.Tensor, c_movie: torch.Tensor) -> None:
+        self.w0, self.n = self.w0 + w0, self.n + 1
+        self.user += c_user
+        self.movie += c_movie
+
+    def copy(self) -> Sums:
+        return Sums(self.user.clone(), self.movie.clone(), self.w0, self.n)
+
+
 def sample(
     con: Any,
     config: TrainConfig,
@@ -93,12 +111,14 @@ def sample(
     users, movies, targets = _pairs(index, merge_parts(matrices, fit_parts))
     held = _pairs(index, matrices["validation"]) if config.validation else None
     user_block, movie_block = blocks(users, movies, info.n_users, info.n_movies)
-    rank, slots = config.hidden[0], config.epochs - BURN_IN
-    # Running sums over the kept samples: constants, factor blocks side by side, and predictions.
-    factors_user = torch.zeros(info.n_users, slots * rank)
-    factors_movie = torch.zeros(info.n_movies, slots * rank)
-    sums: dict[str, Any] = {"w0": 0.0, "user": torch.zeros(info.n_users), "movie": torch.zeros(info.n_movies)}
-    at_best: dict[str, Any] = {}
+    rank = config.hidden[0]
+    model = build_model(config, info.n_users, info.n_movies, mean)
+    assert isinstance(model, MatrixFactorisation) and model.user_factors is not None
+    assert model.movie_factors is not None
+    # Sample k's factors fill block k of the model's, once: a snapshot of the sums at the best sweep is
+    # enough to rebuild the mean of the samples up to it (the later blocks are zeroed at the end).
+    factors_user, factors_movie = model.user_factors.data.zero_(), model.movie_factors.data.zero_()
+    sums, at_best = Sums(torch.zeros(info.n_users), torch.zeros(info.n_movies)), None
     fit_sum, held_sum = torch.zeros(len(targets)), torch.zeros(len(held[2]) if held else 0)
     history: list[dict[str, Any]] = []
     best = Best()
@@ -110,8 +130,8 @@ def sample(
             predicted = predicted.clamp(info.rating_min, info.rating_max)
         return math.sqrt(float((predicted - truth).square().mean()))
 
-    def after_sweep(i: int, fm: Any, hyper: Any, learning: Any) -> tuple[bool, str | None]:
-        nonlocal last
+    def after_sweep(i: int, fm: Any, _hyper: Any, _history: Any) -> tuple[bool, str | None]:
+        nonlocal last, at_best
         epoch = i + 1
         w0, c_user, c_movie, v_user, v_movie = split_sample(fm, user_block, movie_block)
 
@@ -119,24 +139,21 @@ def sample(
             return w0 + c_user[u] + c_movie[m] + (v_user[u] * v_movie[m]).sum(1)
 
         metrics: dict[str, Any] = {"epoch": epoch, "validation_rmse": None}
-        if epoch <= BURN_IN:  # not averaged: the sample alone
+        if epoch <= GIBBS_BURN_IN:  # not averaged: the sample alone
             metrics["train_rmse"] = rmse(predicted(users, movies), 1, targets)
         else:
-            n = epoch - BURN_IN
-            factors_user[:, (n - 1) * rank : n * rank] = v_user
-            factors_movie[:, (n - 1) * rank : n * rank] = v_movie
-            sums["w0"] += w0
-            sums["user"] += c_user
-            sums["movie"] += c_movie
+            sums.add(w0, c_user, c_movie)
+            factors_user[:, (sums.n - 1) * rank : sums.n * rank] = v_user
+            factors_movie[:, (sums.n - 1) * rank : sums.n * rank] = v_movie
             fit_sum.add_(predicted(users, movies))
-            metrics["train_rmse"] = rmse(fit_sum, n, targets)
+            metrics["train_rmse"] = rmse(fit_sum, sums.n, targets)
             if held is not None:
                 held_sum.add_(predicted(held[0], held[1]))
             if held is not None and (epoch % config.eval_every == 0 or epoch == config.epochs):
-                metrics["validation_rmse"] = rmse(held_sum, n, held[2])
-                if metrics["validation_rmse"] < best.rmse:
-                    at_best.update(n=n, w0=sums["w0"], user=sums["user"].clone(), movie=sums["movie"].clone())
+                metrics["validation_rmse"] = rmse(held_sum, sums.n, held[2])
                 best.update(epoch, metrics["validation_rmse"], None, config)
+                if best.epoch == epoch:
+                    at_best = sums.copy()
         now = time.perf_counter()
         metrics["seconds"], last = now - last, now
         history.append(metrics)
@@ -144,9 +161,9 @@ def sample(
         return best.stopped, None
 
     log(f"Gibbs sampling {config.epochs} sweeps on the CPU (myFM), rank {rank}, the mean of the samples after "
-        f"sweep {BURN_IN}")  # fmt: skip
+        f"sweep {GIBBS_BURN_IN}")  # fmt: skip
     sampler = myfm.MyFMRegressor(rank=rank, random_seed=config.seed)
-    # myFM draws a progress bar of its own; the CLI reports each sweep already
+    # myFM draws a progress bar of its own (tqdm, in myfm.base), which would break the CLI's line per sweep
     with mock.patch.object(myfm.base, "tqdm", functools.partial(tqdm.tqdm, disable=True)):
         sampler.fit(
             sps.csr_matrix((len(targets), 0)),  # every feature comes from the two blocks below
@@ -157,25 +174,22 @@ def sample(
             group_shapes=[info.n_users, info.n_movies, info.n_movies, info.n_users],
             callback=after_sweep,
         )
-    chosen = at_best if best.epoch is not None else {"n": len(history) - BURN_IN, **sums}
-    model = build_model(config, info.n_users, info.n_movies, mean)
-    _set_mean(model, chosen, factors_user, factors_movie, rank)
-    if best.epoch is not None:
+    selected = at_best is not None and config.select_best  # else (--last-epoch, a refit) every sample
+    _set_mean(model, at_best if at_best is not None and selected else sums, rank)
+    if selected:  # run() reports the chosen sweep when the best weights are set: they are the model's own
         best.weights = model.state_dict()
     return model, history, time.perf_counter() - started, best
 
 
-def _set_mean(
-    model: Model, chosen: dict[str, Any], factors_user: torch.Tensor, factors_movie: torch.Tensor, rank: int
-) -> None:
-    """Make ``model`` the mean of the first ``chosen["n"]`` samples (the later factor blocks stay zero)."""
-    assert isinstance(model, MatrixFactorisation)
-    n = chosen["n"]
+def _set_mean(model: MatrixFactorisation, sums: Sums, rank: int) -> None:
+    """Make ``model``, whose factor blocks hold the samples, the mean of the first ``sums.n`` of them."""
     assert model.user_bias is not None and model.movie_bias is not None
     assert model.user_factors is not None and model.movie_factors is not None
+    n = sums.n
     with torch.no_grad():
-        model.mean.fill_(chosen["w0"] / n)
-        model.user_bias.copy_(chosen["user"] / n)
-        model.movie_bias.copy_(chosen["movie"] / n)
-        model.user_factors.zero_()[:, : n * rank] = factors_user[:, : n * rank] / math.sqrt(n)
-        model.movie_factors.zero_()[:, : n * rank] = factors_movie[:, : n * rank] / math.sqrt(n)
+        model.mean.fill_(sums.w0 / n)
+        model.user_bias.copy_(sums.user / n)
+        model.movie_bias.copy_(sums.movie / n)
+        for factors in (model.user_factors, model.movie_factors):
+            factors[:, n * rank :] = 0.0
+            factors[:, : n * rank] /= math.sqrt(n)  # on both sides: the mean of the n dot products

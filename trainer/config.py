@@ -124,7 +124,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 # against rank 10's 0.8289, still improving at sweep 200; rank 32 costs more time than a seed may take with its
 # refit (docs/training.md). The sampler runs on one core: the time grows with rank x sweeps.
 GIBBS_BURN_IN = 5
-PRESETS["bayes-fm"] = {"hidden": (20,), "optimizer": "gibbs", "epochs": 200, "eval_every": 1, "patience": 0}
+PRESETS["bayes-fm"] = {"hidden": (20,), "optimizer": "gibbs", "epochs": 200, "eval_every": 1, "patience": 0,
+                       "lr_drops": 0}  # fmt: skip
 
 # GLocal-K's fine-tuning stage (trainer/models.py GlocalK): started from a kernel-ae run (--init-from), with that
 # run's penalties and its full-batch L-BFGS, 10 iterations an epoch, the epoch chosen on validation; dot_scale as
@@ -431,6 +432,9 @@ def validate(config: TrainConfig) -> TrainConfig:
     if (config.model == "bayes-fm") != (config.optimizer == "gibbs"):
         raise TrainerError("bayes-fm is sampled (--optimizer gibbs), and gibbs samples bayes-fm alone; a model "
                            f"{config.model} cannot take --optimizer {config.optimizer}")  # fmt: skip
+    if config.optimizer == "gibbs" and (config.init_from or config.lr_drops):
+        raise TrainerError("bayes-fm starts from its priors and has no learning rate: it takes neither --init-from "
+                           "nor --lr-drops")  # fmt: skip
     if config.optimizer == "gibbs" and config.epochs <= GIBBS_BURN_IN:
         raise TrainerError(f"bayes-fm averages the samples after its first {GIBBS_BURN_IN} sweeps: --epochs must be "
                            f"more than {GIBBS_BURN_IN}, not {config.epochs}")  # fmt: skip

@@ -344,7 +344,8 @@ def _dense(inputs: torch.Tensor | SparseBlock) -> torch.Tensor:
 
 
 class MatrixFactorisation(UserRows, nn.Module):
-    """The baselines: rating = mean + user bias + movie bias + user factors . movie factors.
+    """The baselines, and bayes-fm's mean of samples: rating = mean + user bias + movie bias + user factors . movie
+    factors.
 
     ``biases=False, factors=0`` is the global mean; ``factors=0`` the user+movie biases (the L2
     penalty on the biases is what damps them towards 0 for users and movies with few ratings);
@@ -410,7 +411,7 @@ BUILDERS: dict[str, Builder] = {
     "mf": lambda c, users, movies, mean: MatrixFactorisation(users, movies, mean, factors=c.hidden[0]),
     # The mean of up to (epochs - burn-in) Gibbs samples of rank hidden[0], side by side (trainer/bayes_fm.py).
     "bayes-fm": lambda c, users, movies, mean: MatrixFactorisation(
-        users, movies, mean, factors=c.hidden[0] * max(c.epochs - GIBBS_BURN_IN, 0)
+        users, movies, mean, factors=c.hidden[0] * (c.epochs - GIBBS_BURN_IN)
     ),
     "kernel-ae": lambda c, users, movies, mean: KernelAutoEncoder(
         users, movies, c.hidden, c.l2, c.kernel_l2, input_dropout=c.input_dropout

@@ -67,6 +67,13 @@ def test_the_run_keeps_the_mean_of_the_samples_it_chose_on_validation(warehouse,
     assert used.tolist() == list(range(4 * (summary.best_epoch - GIBBS_BURN_IN)))
 
 
+def test_last_epoch_keeps_the_mean_of_every_sample(warehouse, tmp_path) -> None:
+    summary = run(settings(warehouse, tmp_path, select_best=False))
+    weights = checkpoint.load(summary.run_dir, torch.device("cpu"))["model"]
+    used = (weights["user_factors"].abs().sum(0) > 0).nonzero().flatten()
+    assert summary.best_epoch == SMALL["epochs"] and used.numel() == 4 * (SMALL["epochs"] - GIBBS_BURN_IN)
+
+
 def test_a_refit_averages_as_many_sweeps_on_train_and_validation(warehouse, tmp_path) -> None:
     parent = run(settings(warehouse, tmp_path))
     child = run(refit_config(RefitOptions(parent.run_id, warehouse, tmp_path / "runs", publish_anyway=True)))
@@ -80,6 +87,8 @@ def test_a_refit_averages_as_many_sweeps_on_train_and_validation(warehouse, tmp_
         ({"optimizer": "adam"}, "bayes-fm is sampled"),
         ({"model": "mf", "optimizer": "gibbs"}, "gibbs samples bayes-fm alone"),
         ({"epochs": GIBBS_BURN_IN}, f"--epochs must be more than {GIBBS_BURN_IN}"),
+        ({"init_from": "20260101-000000-abcd"}, "neither --init-from nor --lr-drops"),
+        ({"patience": 5, "lr_drops": 1}, "neither --init-from nor --lr-drops"),
     ],
 )
 def test_settings_that_do_not_apply_are_refused(overrides, refused) -> None:
