@@ -174,9 +174,9 @@ def sample(
             group_shapes=[info.n_users, info.n_movies, info.n_movies, info.n_users],
             callback=after_sweep,
         )
-    selected = at_best is not None and config.select_best  # else (--last-epoch, a refit) every sample
-    _set_mean(model, at_best if at_best is not None and selected else sums, rank)
-    if selected:  # run() reports the chosen sweep when the best weights are set: they are the model's own
+    chosen = at_best if at_best is not None and config.select_best else sums  # else (--last-epoch, a refit) all
+    _set_mean(model, chosen, rank)
+    if chosen is at_best:  # run() reports the chosen sweep when the best weights are set: they are the model's own
         best.weights = model.state_dict()
     return model, history, time.perf_counter() - started, best
 
