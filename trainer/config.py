@@ -246,6 +246,11 @@ class TrainConfig:
         "lambda_s, doubled: the objective here is a sum of squared errors, not half of one).",
         minimum=0,
     )
+    movie_features: bool = setting(
+        True,
+        "bayes-fm only: add each movie's release year (in ten bins) and genres, from the warehouse's movies table, "
+        "to its features (--no-movie-features: the ids and who rated what only).",
+    )
     dot_scale: float = setting(
         1.0, "glocal-k only: the scale of its global convolution kernel (GLocal-K's dot_scale).", above=0
     )

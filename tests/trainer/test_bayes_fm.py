@@ -20,7 +20,7 @@ from trainer.train import run
 pytest.importorskip("myfm")  # absent where bench/gpu_check.sh runs on a bundle (bench/gpu_bundle.sh)
 import scipy.sparse as sps  # noqa: E402  (myFM's dependency)
 
-from trainer.bayes_fm import blocks, myfm, split_sample  # noqa: E402
+from trainer.bayes_fm import blocks, movie_side, myfm, split_sample  # noqa: E402
 
 SMALL = {"model": "bayes-fm", "hidden": (4,), "epochs": 15, "top_n": 0, "publish_anyway": True}
 
@@ -34,18 +34,34 @@ def test_a_sample_reads_as_biases_plus_factors_exactly_as_myfm_predicts() -> Non
     n_users, n_movies, n = 30, 20, 300
     users, movies = rng.integers(0, n_users, n), rng.integers(0, n_movies, n)
     ratings = rng.integers(1, 6, n).astype(float)
-    user_block, movie_block = blocks(users, movies, n_users, n_movies)
+    genres = sps.csr_matrix(rng.integers(0, 2, (n_movies, 4)).astype(float))  # several a movie: they interact
+    user_block, movie_block, shapes = blocks(users, movies, n_users, n_movies, [genres])
+    assert shapes == [n_users, n_movies, n_movies, n_users, 4]
     relations = [myfm.RelationBlock(users, user_block), myfm.RelationBlock(movies, movie_block)]
     fm = myfm.MyFMRegressor(rank=3, random_seed=1).fit(
-        sps.csr_matrix((n, 0)), ratings, X_rel=relations, n_iter=8, n_kept_samples=1,
-        group_shapes=[n_users, n_movies, n_movies, n_users],
-    )  # fmt: skip
+        sps.csr_matrix((n, 0)), ratings, X_rel=relations, n_iter=8, n_kept_samples=1, group_shapes=shapes
+    )
     sample = fm.predictor_.samples[-1]
     w0, c_user, c_movie, v_user, v_movie = split_sample(sample, user_block, movie_block)
     ours = w0 + c_user[users] + c_movie[movies] + (v_user[users] * v_movie[movies]).sum(1)
     theirs = sample.predict_score(sps.csr_matrix((n, 0)), relations)
     np.testing.assert_allclose(ours.numpy(), theirs, rtol=1e-4, atol=1e-4)
     assert np.std(theirs) > 0.05  # the factors take part: not a constant
+
+
+def test_movie_side_features_are_year_bins_and_genres() -> None:
+    con = duckdb.connect()
+    con.execute(
+        "CREATE TABLE movie_index AS SELECT * FROM (VALUES (30, 0), (10, 1), (20, 2), (40, 3)) t(movie_id, movie_idx)"
+    )
+    con.execute(
+        "CREATE TABLE movies AS SELECT * FROM (VALUES (10, 1950, ['Drama']), (20, 1990, ['Comedy', 'Drama']), "
+        "(30, NULL, []), (40, 1990, NULL)) t(movie_id, year, genres)"
+    )  # fmt: skip
+    years, genres = movie_side(con, 4)
+    bins = years.toarray().argmax(1)  # in movie_idx order: movie 30 (no year), 10, 20, 40
+    assert (years.sum(1) == 1).all() and bins[1] < bins[2] == bins[3] < bins[0] == years.shape[1] - 1
+    assert genres.toarray().tolist() == [[0, 0], [0, 1], [1, 1], [0, 0]]  # Comedy, Drama
 
 
 def test_the_run_keeps_the_mean_of_the_samples_it_chose_on_validation(warehouse, tmp_path) -> None:
@@ -94,6 +110,17 @@ def test_a_refit_averages_as_many_sweeps_on_train_and_validation(warehouse, tmp_
 def test_settings_that_do_not_apply_are_refused(overrides, refused) -> None:
     with pytest.raises(TrainerError, match=refused):
         resolve({**SMALL, **overrides})
+
+
+def test_movie_features_can_be_left_out(warehouse, tmp_path) -> None:
+    with_them = run(settings(warehouse, tmp_path))
+    without = run(settings(warehouse, tmp_path, movie_features=False))
+    assert without.validation_rmse != with_them.validation_rmse
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        recorded = con.execute(
+            "SELECT json_extract(config, '$.movie_features')::BOOLEAN FROM runs WHERE run_id = ?", [without.run_id]
+        ).fetchall()  # fmt: skip
+    assert recorded == [(False,)]
 
 
 def test_it_cannot_resume(warehouse, tmp_path) -> None:
