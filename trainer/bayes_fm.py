@@ -1,15 +1,16 @@
-"""The `bayes-fm` model: a Bayesian factorisation machine with "who rated what" features, sampled by Gibbs
-sampling with myFM (Ohtsuki's C++ implementation of Rendle's MCMC for FMs), scored as the mean of its samples.
+"""The `bayes-fm` model: a Bayesian factorisation machine with "who rated what" and movie features, sampled
+by Gibbs sampling with myFM (Ohtsuki's C++ implementation of Rendle's MCMC for FMs), scored as the mean of
+its samples.
 
-Each rating is one row of features: the user, the movie, the movies the user rated and the users who rated the
-movie (each set weighted 1/sqrt of its size: SVD++'s implicit feedback, on both sides), and the movie's
+Each rating is one row of features: the user, the movie, the movies the user rated and the users who rated
+the movie (each set weighted 1/sqrt of its size: SVD++'s implicit feedback, on both sides), and the movie's
 release year and genres (--movie-features; the users' demographics validated worse on u1, docs/training.md).
-Each group of weights gets a prior of its own, and the priors' parameters and the noise are sampled too,
-so there is no penalty to tune. Unlike the autoencoders, nothing is trained by gradient steps: each epoch is
-one Gibbs sweep over every weight, and the model is the average of the samples after the first GIBBS_BURN_IN sweeps
-(myFM's default too). The validation slice scores that running average after every sweep, which chooses
-the number of sweeps (like an epoch) and never sees the test part. The sampling runs on the CPU, on one
-core (myFM has no GPU path); the result is scored anywhere.
+Each group of weights gets a prior of its own, and the priors' parameters and the noise are sampled too, so
+there is no penalty to tune. Unlike the autoencoders, nothing is trained by gradient steps: each epoch is one
+Gibbs sweep over every weight, and the model is the average of the samples after the first GIBBS_BURN_IN
+sweeps (myFM's default too). The validation slice scores that running average after every sweep, which
+chooses the number of sweeps (like an epoch) and never sees the test part. The sampling runs on the CPU, on
+one core (myFM has no GPU path); the result is scored anywhere.
 
 An FM whose features split into a user block and a movie block predicts ``w0 + c_u + c_m + <v_u, v_m>``
 (trainer/models.py MatrixFactorisation's form), so the mean of S samples is one such model with S blocks of
@@ -44,38 +45,46 @@ with warnings.catch_warnings():  # myFM 0.4 imports pkg_resources for its versio
 
 
 def blocks(
-    users: np.ndarray, movies: np.ndarray, n_users: int, n_movies: int, movie_side: Sequence[sps.csr_matrix] = ()
+    users: np.ndarray, movies: np.ndarray, n_users: int, n_movies: int, side_groups: Sequence[sps.csr_matrix] = ()
 ) -> tuple[sps.csr_matrix, sps.csr_matrix, list[int]]:
     """Each user's features (the user, and the movies they rated) and each movie's (the movie, the users who
-    rated it, and ``movie_side``'s columns), from the training ratings' (user_idx, movie_idx) pairs; and the
+    rated it, and ``side_groups``' columns), from the training ratings' (user_idx, movie_idx) pairs; and the
     size of each group of features, user block first (each group gets a prior of its own)."""
     rated = sps.csr_matrix((np.ones(len(users)), (users, movies)), shape=(n_users, n_movies))
     by_user = sps.diags(1 / np.sqrt(np.maximum(np.asarray(rated.sum(1)).ravel(), 1))) @ rated
     by_movie = sps.diags(1 / np.sqrt(np.maximum(np.asarray(rated.sum(0)).ravel(), 1))) @ rated.T
     user_block = sps.hstack([sps.identity(n_users), by_user], format="csr")
-    movie_block = sps.hstack([sps.identity(n_movies), by_movie, *movie_side], format="csr")
-    return user_block, movie_block, [n_users, n_movies, n_movies, n_users] + [side.shape[1] for side in movie_side]
+    movie_block = sps.hstack([sps.identity(n_movies), by_movie, *side_groups], format="csr")
+    return user_block, movie_block, [n_users, n_movies, n_movies, n_users] + [g.shape[1] for g in side_groups]
 
 
 def movie_side(con: Any, n_movies: int) -> list[sps.csr_matrix]:
     """Each movie's release year, one-hot in ten bins of equal counts (or one for an unknown year), and its
-    genres, many-hot: two groups of features, rows in movie_idx order, from the warehouse's movies table."""
+    genres, many-hot: a group of features each, rows in movie_idx order. The bins and the genres come from
+    the whole movies table (the catalogue, not the split's movies); a group the data set has nothing for (no
+    years, or no genres) is left out."""
     rows = con.execute(
         "SELECT year, genres FROM movie_index LEFT JOIN movies USING (movie_id) ORDER BY movie_idx"
     ).fetchall()
     assert len(rows) == n_movies
-    years = np.array([np.nan if year is None else year for year, _ in rows], dtype=float)
-    known = years[~np.isnan(years)]
-    edges = np.unique(np.quantile(known, np.linspace(0.1, 0.9, 9))) if len(known) else np.array([])
-    year_bins = np.where(np.isnan(years), len(edges) + 1, np.digitize(np.nan_to_num(years), edges))
-    names = sorted({genre for _, genres in rows for genre in genres or ()})
-    column = {name: i for i, name in enumerate(names)}
-    pairs = [(movie, column[genre]) for movie, (_, genres) in enumerate(rows) for genre in genres or ()]
-    genre_rows, genre_cols = np.array(pairs, dtype=np.int64).reshape(-1, 2).T
-    return [
-        sps.csr_matrix((np.ones(n_movies), (np.arange(n_movies), year_bins)), shape=(n_movies, len(edges) + 2)),
-        sps.csr_matrix((np.ones(len(pairs)), (genre_rows, genre_cols)), shape=(n_movies, len(names))),
-    ]
+    catalogue_years = np.array(
+        [year for (year,) in con.execute("SELECT year FROM movies WHERE year IS NOT NULL").fetchall()], dtype=float
+    )
+    names = [name for (name,) in con.execute("SELECT DISTINCT unnest(genres) AS g FROM movies ORDER BY g").fetchall()]
+    groups: list[sps.csr_matrix] = []
+    if len(catalogue_years):
+        edges = np.unique(np.quantile(catalogue_years, np.linspace(0.1, 0.9, 9)))
+        years = np.array([np.nan if year is None else year for year, _ in rows], dtype=float)
+        bins = np.where(np.isnan(years), len(edges) + 1, np.digitize(np.nan_to_num(years), edges))
+        groups.append(
+            sps.csr_matrix((np.ones(n_movies), (np.arange(n_movies), bins)), shape=(n_movies, len(edges) + 2))
+        )
+    if names:
+        column = {name: i for i, name in enumerate(names)}
+        pairs = [(movie, column[genre]) for movie, (_, genres) in enumerate(rows) for genre in genres or ()]
+        genre_rows, genre_cols = np.array(pairs, dtype=np.int64).reshape(-1, 2).T
+        groups.append(sps.csr_matrix((np.ones(len(pairs)), (genre_rows, genre_cols)), shape=(n_movies, len(names))))
+    return groups
 
 
 def split_sample(

@@ -12,7 +12,7 @@ import duckdb
 
 from warehouse.errors import WarehouseError
 
-# Table -> its partition column (None: one file). What the trainer reads, plus movies for the titles.
+# Table -> its partition column (None: one file). What the trainer reads (movies: bayes-fm's features, the titles).
 TABLES: dict[str, str | None] = {
     "dataset": None,
     "splits": None,

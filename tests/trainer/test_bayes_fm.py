@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from trainer import checkpoint
-from trainer.config import GIBBS_BURN_IN, resolve
+from trainer.config import GIBBS_BURN_IN, from_dict, resolve
 from trainer.errors import TrainerError
 from trainer.refit import RefitOptions, refit_config
 from trainer.train import run
@@ -56,12 +56,20 @@ def test_movie_side_features_are_year_bins_and_genres() -> None:
     )
     con.execute(
         "CREATE TABLE movies AS SELECT * FROM (VALUES (10, 1950, ['Drama']), (20, 1990, ['Comedy', 'Drama']), "
-        "(30, NULL, []), (40, 1990, NULL)) t(movie_id, year, genres)"
+        "(30, NULL, []), (40, 1990, NULL), (50, 2010, ['Western'])) t(movie_id, year, genres)"
     )  # fmt: skip
     years, genres = movie_side(con, 4)
     bins = years.toarray().argmax(1)  # in movie_idx order: movie 30 (no year), 10, 20, 40
     assert (years.sum(1) == 1).all() and bins[1] < bins[2] == bins[3] < bins[0] == years.shape[1] - 1
-    assert genres.toarray().tolist() == [[0, 0], [0, 1], [1, 1], [0, 0]]  # Comedy, Drama
+    # Comedy, Drama, Western: the genres (and the year bins) are the catalogue's, movie 50 unrated or not
+    assert genres.toarray().tolist() == [[0, 0, 0], [0, 1, 0], [1, 1, 0], [0, 0, 0]]
+
+
+def test_movie_side_leaves_out_what_the_data_set_lacks() -> None:
+    con = duckdb.connect()
+    con.execute("CREATE TABLE movie_index AS SELECT * FROM (VALUES (10, 0), (20, 1)) t(movie_id, movie_idx)")
+    con.execute("CREATE TABLE movies AS SELECT 10 AS movie_id, NULL::INTEGER AS year, []::VARCHAR[] AS genres")
+    assert movie_side(con, 2) == []
 
 
 def test_the_run_keeps_the_mean_of_the_samples_it_chose_on_validation(warehouse, tmp_path) -> None:
@@ -110,6 +118,13 @@ def test_a_refit_averages_as_many_sweeps_on_train_and_validation(warehouse, tmp_
 def test_settings_that_do_not_apply_are_refused(overrides, refused) -> None:
     with pytest.raises(TrainerError, match=refused):
         resolve({**SMALL, **overrides})
+
+
+def test_movie_features_are_bayes_fms_alone_and_off_for_configs_recorded_without_them() -> None:
+    assert resolve({"model": "bayes-fm"}).movie_features and not resolve({"model": "mf"}).movie_features
+    recorded = resolve(SMALL).to_dict()
+    del recorded["movie_features"]  # as a run saved before the setting existed
+    assert from_dict(recorded).movie_features is False
 
 
 def test_movie_features_can_be_left_out(warehouse, tmp_path) -> None:
