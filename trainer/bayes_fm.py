@@ -184,11 +184,11 @@ def sample(
             metrics["train_rmse"] = rmse(fit_sum, sums.n, targets)
             if held is not None:
                 held_sum.add_(predicted(held[0], held[1]))
-            if held is not None and (epoch % config.eval_every == 0 or epoch == config.epochs):
-                metrics["validation_rmse"] = rmse(held_sum, sums.n, held[2])
-                best.update(epoch, metrics["validation_rmse"], None, config)
-                if best.epoch == epoch:
-                    at_best = sums.copy()
+                if config.scores_validation_at(epoch):
+                    metrics["validation_rmse"] = rmse(held_sum, sums.n, held[2])
+                    best.update(epoch, metrics["validation_rmse"], None, config)
+                    if best.epoch == epoch:
+                        at_best = sums.copy()
         now = time.perf_counter()
         metrics["seconds"], last = now - last, now
         history.append(metrics)

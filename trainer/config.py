@@ -373,6 +373,10 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def scores_validation_at(self, epoch: int) -> bool:
+        """Whether the validation slice is scored (and an epoch can be selected) after ``epoch``."""
+        return self.validation and (epoch % self.eval_every == 0 or epoch == self.epochs)
+
 
 def settings() -> dict[str, tuple[Setting, Any, Any]]:
     """Each field's Setting, type and default, by name; the model's choices are the presets."""

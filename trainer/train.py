@@ -198,7 +198,7 @@ def _train(
         if failure := diverged(epoch, metrics["train_rmse"], model, config):
             raise failure
         drop = epoch in config.lr_drop_epochs  # a refit (trainer/refit.py) drops where its validation run did
-        if config.validation and (epoch % config.eval_every == 0 or epoch == config.epochs):
+        if config.scores_validation_at(epoch):
             metrics["validation_rmse"] = data.validation_rmse(model)
             drop = best.update(epoch, metrics["validation_rmse"], model, config)
         if drop:
