@@ -46,3 +46,38 @@ def test_the_diagram_in_docs_development_names_every_module(package: str) -> Non
         names |= set(line[left + 1 : right].split())
     modules = {path.stem for path in (ROOT / package).glob("*.py") if not path.stem.startswith("__")}
     assert modules <= names, f"the {package} box of docs/development.md's diagram lacks {sorted(modules - names)}"
+
+
+def module_level_imports(path: Path) -> set[str]:
+    """The trainer modules a module imports when it is imported: its top-level imports, without those under
+    `if TYPE_CHECKING:` or inside functions (imported when called)."""
+    names = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
+    return {name for name in names if name.startswith("trainer")}
+
+
+def test_trainer_has_no_import_cycle() -> None:
+    modules = {
+        ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): path
+        for path in (ROOT / "trainer").rglob("*.py")
+    }
+    graph = {name: module_level_imports(path) & set(modules) - {name} for name, path in modules.items()}
+    visiting: list[str] = []
+    done: set[str] = set()
+
+    def visit(name: str) -> None:
+        assert name not in visiting, "import cycle: " + " -> ".join(visiting[visiting.index(name) :] + [name])
+        if name in done:
+            return
+        visiting.append(name)
+        for imported in sorted(graph[name]):
+            visit(imported)
+        visiting.pop()
+        done.add(name)
+
+    for name in sorted(graph):
+        visit(name)

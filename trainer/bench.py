@@ -26,8 +26,9 @@ from typing import Any
 import torch
 
 from trainer.blend import BlendOptions, blend
-from trainer.config import PRESETS, resolve
+from trainer.config import resolve
 from trainer.errors import TrainerError
+from trainer.models.registry import REGISTRY
 from trainer.protocols import BENCH_MODELS, PARENTS, PROTOCOLS
 from trainer.refit import RefitOptions, refit_config
 from trainer.train import run
@@ -56,9 +57,9 @@ def bench(
     any); returns the rows written to bench_results."""
     if with_blend and len(models) < 2:
         raise TrainerError("--blend needs two or more --models to blend")
-    unknown = [model for model in models if model not in PRESETS]
+    unknown = [model for model in models if model not in REGISTRY]
     if unknown or not models:
-        raise TrainerError(f"--models takes model names from {', '.join(PRESETS)}, not {', '.join(unknown) or 'none'}")
+        raise TrainerError(f"--models takes model names from {', '.join(REGISTRY)}, not {', '.join(unknown) or 'none'}")
     for name in datasets:
         if name not in PROTOCOLS:
             raise TrainerError(f"no benchmark protocol for data set {name!r}: choose from {', '.join(PROTOCOLS)}")

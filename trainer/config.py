@@ -18,121 +18,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args, get_type_hints
 
 from trainer.errors import TrainerError
-
-# Overrides per model name. "notebook" reproduces the original notebook exactly: one user per
-# optimiser step in user order, RMSprop(lr=0.01, weight_decay=0.5), gradients never zeroed, MSELoss
-# over all movies, unclipped predictions, trained on the whole training side.
-PRESETS: dict[str, dict[str, Any]] = {
-    "autoencoder": {},
-    "notebook": {
-        "validation": False,
-        "learning_rate": 0.01,
-        "weight_decay": 0.5,
-        "batch_size": 1,
-        "shuffle": False,
-        "loss": "all_movies",
-        "clip": False,
-        "cold_start_fallback": False,
-        "accumulate_gradients": True,
-        "drop_first_rating": True,
-    },
-    # I-AutoRec: movie rows, n_users -> 500 sigmoid -> n_users identity, L2 on the weights. Adam
-    # instead of the paper's L-BFGS/Rprop, then one tenth of the rate once validation stalls; settings
-    # chosen on ml-1m random's validation slice (docs/training.md; ml-100k's in trainer/protocols.py). Input
-    # dropout 0.2 with l2 250 validated better than l2 300 without on two splits (0.8260, 0.8274 vs 0.8292, 0.8292).
-    "i-autorec": {
-        "hidden": (500,),
-        "optimizer": "adam",
-        "learning_rate": 1e-3,
-        "weight_decay": 0.0,
-        "l2": 250.0,
-        "input_dropout": 0.2,
-        "batch_size": 256,
-        "epochs": 200,
-        "eval_every": 1,
-        "patience": 6,
-        "lr_drops": 1,
-        "fixed_batches": False,
-    },
-    # DeepRecommender's design (user rows): n-512-512-1024-512-512-n, SELU, dropout 0.8 on the code,
-    # dense re-feeding. Adam instead of its SGD with momentum (this trainer's SGD has no momentum).
-    "deep-ae": {
-        "hidden": (512, 512, 1024, 512, 512),
-        "activation": "selu",
-        "dropout": 0.8,
-        "refeed": True,
-        "optimizer": "adam",
-        "learning_rate": 1e-3,
-        "weight_decay": 0.0,
-        "l2": 0.0,
-        "batch_size": 128,
-        "epochs": 100,
-        "eval_every": 1,
-        "patience": 10,
-        "lr_drops": 0,
-        "fixed_batches": False,
-    },
-    # Sparse FC's kernelised autoencoder (item rows, 500-500 sigmoid, W ⊙ K layers), trained as its paper does:
-    # full-batch L-BFGS (one batch of every movie), 10 iterations an epoch, so that patience and the selected
-    # epoch count in units of 10 iterations. Penalties and optimiser chosen on ml-1m random's validation slice,
-    # where L-BFGS beats Adam; on ml-100k Adam does better (trainer/protocols.py, docs/training.md).
-    "kernel-ae": {
-        "hidden": (500, 500),
-        "optimizer": "lbfgs",
-        "learning_rate": 1.0,
-        "lbfgs_iterations": 10,
-        "weight_decay": 0.0,
-        "l2": 120.0,
-        "kernel_l2": 0.02,  # validated better than 0.01 on all five splits (docs/accuracy.md)
-        "batch_size": 1_000_000,
-        "epochs": 60,
-        "eval_every": 1,
-        "patience": 5,
-        "lr_drops": 0,
-    },
-    # Baselines. The global mean starts at its own value (the training mean): one epoch of SGD leaves it.
-    "global-mean": {"optimizer": "sgd", "learning_rate": 0.1, "weight_decay": 0.0, "epochs": 1, "eval_every": 1},
-    "biases": {
-        "optimizer": "adam",
-        "learning_rate": 0.05,
-        "weight_decay": 0.0,
-        "l2": 5.0,
-        "batch_size": 100_000,
-        "epochs": 200,
-        "eval_every": 1,
-        "patience": 10,
-        "lr_drops": 0,
-    },
-    "mf": {
-        "hidden": (50,),
-        "optimizer": "adam",
-        "learning_rate": 0.03,
-        "weight_decay": 0.0,
-        "l2": 30.0,
-        "batch_size": 100_000,
-        "epochs": 300,
-        "eval_every": 1,
-        "patience": 10,
-        "lr_drops": 0,
-    },
-}
-
-
-# A Bayesian factorisation machine with "who rated what" and movie features (trainer/bayes_fm.py): Gibbs
-# sampling, one sweep an epoch, scored as the mean of the samples after the first GIBBS_BURN_IN sweeps; hidden
-# is its rank. Its priors are sampled too, so it has no penalty to set. Rank 20 validates at 0.8215 on ml-1m
-# random (seed 1, without the movie features) against rank 10's 0.8289, still improving at sweep 200; rank 32
-# costs more time than a seed may take with its refit (docs/training.md). The sampler runs on one core: the
-# time grows with rank x sweeps. Its movie features validate better (docs/training.md); they are off for the
-# other models, and for runs recorded before they existed (a refit of one keeps to its parent's features).
-GIBBS_BURN_IN = 5
-PRESETS["bayes-fm"] = {"hidden": (20,), "optimizer": "gibbs", "epochs": 200, "eval_every": 1, "patience": 0,
-                       "lr_drops": 0, "movie_features": True}  # fmt: skip
-
-# GLocal-K's fine-tuning stage (trainer/models.py GlocalK): started from a kernel-ae run (--init-from), with that
-# run's penalties and its full-batch L-BFGS, 10 iterations an epoch, the epoch chosen on validation; dot_scale as
-# the paper's ml-1m setting (1 on ml-100k, trainer/protocols.py).
-PRESETS["glocal-k"] = PRESETS["kernel-ae"] | {"dot_scale": 0.5, "epochs": 30}
+from trainer.models.registry import REGISTRY
 
 
 @dataclass(frozen=True)
@@ -184,16 +70,10 @@ class TrainConfig:
         "Hold the split's validation slice out of training, to score every --eval-every epochs and select "
         "the best epoch on (--validation), or train on the whole training side (--no-validation).",
     )
-    # the model (see trainer/models.py)
+    # the model (see trainer/models/)
     model: str = setting(
         "autoencoder",
-        "The model preset. 'autoencoder' is the seed design tuned for batched training; 'notebook' "
-        "reproduces the original notebook exactly (one user per step, its optimiser and quirks); 'i-autorec' is "
-        "the item-based autoencoder of Sedhain et al. 2015; 'deep-ae' is DeepRecommender's design; 'kernel-ae' is "
-        "Sparse FC's kernelised autoencoder, and 'glocal-k' GLocal-K's fine-tuning of one (with --init-from); "
-        "'bayes-fm' a Bayesian factorisation machine with who-rated-what and movie features (Gibbs sampling, on the "
-        "CPU); 'global-mean', 'biases' (damped user and movie biases) and 'mf' (biased matrix factorisation) are "
-        "baselines. Each preset carries its chosen settings (docs/training.md); options override them.",
+        "The model, with the settings its preset carries (docs/training.md); options override them.",
         choices=(),
     )
     hidden: tuple[int, ...] = setting(
@@ -385,7 +265,8 @@ def settings() -> dict[str, tuple[Setting, Any, Any]]:
     for f in fields(TrainConfig):
         spec: Setting = f.metadata["setting"]
         if f.name == "model":
-            spec = replace(spec, choices=tuple(PRESETS))
+            summaries = "; ".join(f"'{name}': {model.summary}" for name, model in REGISTRY.items())
+            spec = replace(spec, choices=tuple(REGISTRY), help=f"{spec.help} {summaries}.")
         found[f.name] = (spec, types[f.name], f.default)
     return found
 
@@ -419,10 +300,30 @@ def resolve(overrides: dict[str, Any], config_file: Path | None = None) -> Train
     from_file = _read_config_file(config_file) if config_file else {}
     flags = {key: value for key, value in overrides.items() if value is not None}
     model = flags.get("model", from_file.get("model", TrainConfig.model))
-    if model not in PRESETS:
-        raise TrainerError(f"unknown model {model!r}: choose one of {', '.join(PRESETS)}")
-    config = replace(TrainConfig(), **{**PRESETS[model], **from_file, **flags, "model": model})
+    if model not in REGISTRY:
+        raise TrainerError(f"unknown model {model!r}: choose one of {', '.join(REGISTRY)}")
+    given = {**from_file, **flags}
+    read_by_others = _not_read_by(model, given)
+    if read_by_others:
+        raise TrainerError(read_by_others)
+    config = replace(TrainConfig(), **{**REGISTRY[model].preset, **given, "model": model})
     return validate(config)
+
+
+def _not_read_by(model: str, given: dict[str, Any]) -> str | None:
+    """Why settings given for ``model`` are refused: a model's own setting (ModelSpec.own_settings) set to another
+    value than its default for a model that does not read it would be silently ignored. None when none is."""
+    owners: dict[str, list[str]] = {}
+    for spec in REGISTRY.values():
+        for name in spec.own_settings:
+            owners.setdefault(name, []).append(spec.name)
+    defaults = TrainConfig().to_dict()  # a default value changes nothing: a saved configuration passes as it is
+    ignored = [name for name, value in given.items()
+               if name in owners and model not in owners[name] and value not in (None, defaults[name])]  # fmt: skip
+    if not ignored:
+        return None
+    return "; ".join(f"--{name.replace('_', '-')} is read by {', '.join(owners[name])} only, not by {model}"
+                     for name in ignored)  # fmt: skip
 
 
 def from_dict(values: dict[str, Any]) -> TrainConfig:
@@ -439,18 +340,8 @@ def validate(config: TrainConfig) -> TrainConfig:
             raise TrainerError(f"{name} {reason}")
     if not config.hidden or any(width <= 0 for width in config.hidden):
         raise TrainerError(f"hidden must list positive layer widths, not {config.hidden}")
-    if (config.model == "bayes-fm") != (config.optimizer == "gibbs"):
-        raise TrainerError("bayes-fm is sampled (--optimizer gibbs), and gibbs samples bayes-fm alone; a model "
-                           f"{config.model} cannot take --optimizer {config.optimizer}")  # fmt: skip
-    if config.optimizer == "gibbs" and (config.init_from or config.lr_drops):
-        raise TrainerError("bayes-fm starts from its priors and has no learning rate: it takes neither --init-from "
-                           "nor --lr-drops")  # fmt: skip
-    if config.optimizer == "gibbs" and config.epochs <= GIBBS_BURN_IN:
-        raise TrainerError(f"bayes-fm averages the samples after its first {GIBBS_BURN_IN} sweeps: --epochs must be "
-                           f"more than {GIBBS_BURN_IN}, not {config.epochs}")  # fmt: skip
-    if config.input_dropout and config.optimizer == "lbfgs":
-        raise TrainerError("input_dropout drops other ratings at every evaluation of the loss, which L-BFGS's "
-                           "line search cannot work with: use another --optimizer, or --input-dropout 0")  # fmt: skip
+    if reason := REGISTRY[config.model].check(config):
+        raise TrainerError(reason)
     return config
 
 

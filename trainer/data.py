@@ -9,14 +9,12 @@ Arrow record batches; the list offsets and values become torch tensors without a
 
 from __future__ import annotations
 
-import math
 import queue
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import duckdb
 import numpy as np
@@ -26,11 +24,8 @@ import torch
 from trainer import distributed
 from trainer.config import TrainConfig
 from trainer.errors import TrainerError
-from trainer.sparse import SparseBlock, entry_rows
+from trainer.sparse import Csr, SparseBlock, merge_parts
 from warehouse.connect import open_for_reading
-
-if TYPE_CHECKING:  # models.py reads Csr from here
-    from trainer.models import Model
 
 PARTS = ("train", "validation", "test")
 EVAL_ROWS = 4096  # rows per forward pass when scoring and predicting ...
@@ -72,110 +67,6 @@ def check_split(con: duckdb.DuckDBPyConnection, split: str) -> None:
     known = [row[0] for row in con.execute("SELECT split FROM splits ORDER BY split").fetchall()]
     if split not in known:
         raise TrainerError(f"unknown split {split!r}: this warehouse has {', '.join(known)}")
-
-
-@dataclass
-class Csr:
-    """Rows of a sparse matrix: row i holds cols[offsets[i]:offsets[i+1]] with vals alongside."""
-
-    offsets: torch.Tensor  # int64, n_rows + 1
-    cols: torch.Tensor  # int64
-    vals: torch.Tensor  # float32
-    n_cols: int
-
-    @property
-    def n_rows(self) -> int:
-        return self.offsets.numel() - 1
-
-    @property
-    def counts(self) -> torch.Tensor:
-        return self.offsets.diff()
-
-    def row_ids(self) -> torch.Tensor:
-        """The row of every stored entry (COO rows)."""
-        return entry_rows(self.offsets, self.cols.numel())
-
-    def select(self, rows: torch.Tensor) -> Csr:
-        """The given rows, in the given order (a gather: works the same on CPU and GPU)."""
-        counts = self.counts[rows]
-        offsets = torch.zeros(rows.numel() + 1, dtype=torch.int64, device=rows.device)
-        torch.cumsum(counts, 0, out=offsets[1:])
-        total = int(offsets[-1])
-        shift = torch.repeat_interleave(self.offsets[rows] - offsets[:-1], counts, output_size=total)
-        positions = torch.arange(total, device=rows.device) + shift
-        return Csr(offsets, self.cols.index_select(0, positions), self.vals.index_select(0, positions), self.n_cols)
-
-    def slice(self, start: int, end: int) -> Csr:
-        """Rows start..end-1: views into this matrix, no copy."""
-        first, last = int(self.offsets[start]), int(self.offsets[end])
-        return Csr(self.offsets[start : end + 1] - first, self.cols[first:last], self.vals[first:last], self.n_cols)
-
-    def to_dense(self) -> torch.Tensor:
-        dense = torch.zeros(self.n_rows, self.n_cols, device=self.vals.device)
-        dense[self.row_ids(), self.cols] = self.vals
-        return dense
-
-    def block(self) -> SparseBlock:
-        """These rows as the models' sparse products take them (trainer/sparse.py)."""
-        return SparseBlock(self.offsets, self.cols, self.vals, self.n_cols)
-
-    def to(self, device: torch.device, non_blocking: bool = False) -> Csr:
-        if non_blocking and device.type == "cuda" and self.offsets.device.type == "cpu":
-            # Pinned host memory lets an asynchronous copy overlap with compute; a blocking copy gains nothing.
-            tensors = [t.pin_memory() for t in (self.offsets, self.cols, self.vals)]
-        else:
-            tensors = [self.offsets, self.cols, self.vals]
-        offsets, cols, vals = (t.to(device, non_blocking=non_blocking) for t in tensors)
-        return Csr(offsets, cols, vals, self.n_cols)
-
-    def without(self, users: torch.Tensor, user: int, movie: int) -> Csr:
-        """This block of rows (whose user indexes are ``users``) without the entry (user, movie), if held."""
-        rows = self.row_ids()
-        keep = (users[rows] != user) | (self.cols != movie)
-        if bool(keep.all()):
-            return self
-        counts = torch.bincount(rows[keep], minlength=self.n_rows)
-        offsets = torch.zeros_like(self.offsets)
-        torch.cumsum(counts, 0, out=offsets[1:])
-        return Csr(offsets, self.cols[keep], self.vals[keep], self.n_cols)
-
-    @staticmethod
-    def from_arrow(indexes: pa.Array, ratings: pa.Array, n_cols: int) -> Csr:
-        """CSR from two aligned Arrow list arrays; their offsets and values are the CSR arrays."""
-        offsets = indexes.offsets.to_numpy(zero_copy_only=False).astype(np.int64)
-        cols = indexes.flatten().to_numpy(zero_copy_only=False).astype(np.int64)
-        vals = ratings.flatten().to_numpy(zero_copy_only=False).astype(np.float32)
-        offsets = offsets - offsets[0]  # a sliced batch's offsets need not start at 0
-        return Csr(torch.from_numpy(offsets), torch.from_numpy(cols), torch.from_numpy(vals), n_cols)
-
-    @staticmethod
-    def concat(parts: list[Csr]) -> Csr:
-        """Rows of several CSR blocks stacked (each block's offsets shifted past the ones before)."""
-        offsets, shift = [parts[0].offsets[:1]], 0
-        for part in parts:
-            offsets.append(part.offsets[1:] + shift)
-            shift += int(part.offsets[-1])
-        return Csr(
-            torch.cat(offsets), torch.cat([p.cols for p in parts]), torch.cat([p.vals for p in parts]), parts[0].n_cols
-        )
-
-    @staticmethod
-    def merge(a: Csr, b: Csr) -> Csr:
-        """Row-wise union of two matrices with the same rows (e.g. train and validation)."""
-        rows = torch.cat([a.row_ids(), b.row_ids()])
-        order = torch.argsort(rows, stable=True)
-        counts = a.counts + b.counts
-        offsets = torch.zeros_like(a.offsets)
-        torch.cumsum(counts, 0, out=offsets[1:])
-        return Csr(offsets, torch.cat([a.cols, b.cols])[order], torch.cat([a.vals, b.vals])[order], a.n_cols)
-
-
-def merge_parts(matrices: dict[str, Csr], parts: tuple[str, ...]) -> Csr:
-    """The row-wise union of the named parts (e.g. train and validation as one training matrix)."""
-    merged = matrices[parts[0]]
-    for part in parts[1:]:
-        merged = Csr.merge(merged, matrices[part])
-    return merged
 
 
 def first_rating(con: duckdb.DuckDBPyConnection, split: str, parts: tuple[str, ...]) -> tuple[int, int] | None:
@@ -462,23 +353,9 @@ class TrainingData:
             return rows.block()
         return dense if dense is not None else rows.to_dense()
 
-    @torch.no_grad()
-    def validation_rmse(self, model: Model) -> float:
-        """Global RMSE on the validation slice, predictions clipped as they will be at the end."""
-        model.eval()
-        squared, count = 0.0, 0.0
-        for inputs, index, targets in self._validation_blocks(model.whole_matrix):
-            predicted = model.predict_at(inputs, index, targets.block())
-            if self.config.clip:
-                predicted = predicted.clamp(self.info.rating_min, self.info.rating_max)
-            squared += (predicted - targets.vals).square().sum().item()
-            count += targets.vals.numel()
-        squared, count = distributed.all_sum(self.ctx, self.device, squared, count)
-        return math.sqrt(squared / max(count, 1))
-
-    def _validation_blocks(self, whole: bool) -> Iterator[tuple[torch.Tensor | SparseBlock, torch.Tensor, Csr]]:
+    def validation_blocks(self, whole: bool) -> Iterator[tuple[torch.Tensor | SparseBlock, torch.Tensor, Csr]]:
         """(inputs, their row indexes, validation targets) for blocks of rows, from the cache or streamed;
-        ``whole``: one block of every row."""
+        ``whole``: one block of every row (a model whose rows read each other, trainer/selection.py)."""
         n_rows = self.info.n_users if self.rows == "user" else self.info.n_movies
         block = n_rows if whole else eval_rows(self.n_cols)
         if not self.cached:

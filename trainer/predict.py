@@ -17,9 +17,10 @@ import torch
 
 from trainer.config import TrainConfig
 from trainer.coordinates import Coordinates
-from trainer.data import Csr, DatasetInfo, eval_rows, first_rating, merge_parts, stream_rows
+from trainer.data import DatasetInfo, eval_rows, first_rating, stream_rows
 from trainer.evaluate import rating_metrics
-from trainer.models import Model
+from trainer.models.base import Model
+from trainer.sparse import Csr, merge_parts
 from warehouse.results import prediction_table
 
 

@@ -1,4 +1,5 @@
-"""Model selection on the validation slice: early stopping, learning-rate drops and the best epoch's weights."""
+"""Model selection on the validation slice: its score, early stopping, learning-rate drops and the best epoch's
+weights."""
 
 from __future__ import annotations
 
@@ -8,11 +9,28 @@ from typing import Any
 
 import torch
 
+from trainer import distributed
 from trainer.config import TrainConfig
-from trainer.models import Model
+from trainer.data import TrainingData
+from trainer.models.base import Model
 
 LR_DROP = 0.1  # the learning rate's factor each time validation RMSE stalls (config.lr_drops)
 MIN_IMPROVEMENT = 1e-4  # in validation RMSE, to count as progress for patience
+
+
+@torch.no_grad()
+def validation_rmse(data: TrainingData, model: Model) -> float:
+    """Global RMSE on the validation slice, predictions clipped as they will be at the end."""
+    model.eval()
+    squared, count = 0.0, 0.0
+    for inputs, index, targets in data.validation_blocks(model.whole_matrix):
+        predicted = model.predict_at(inputs, index, targets.block())
+        if data.config.clip:
+            predicted = predicted.clamp(data.info.rating_min, data.info.rating_max)
+        squared += (predicted - targets.vals).square().sum().item()
+        count += targets.vals.numel()
+    squared, count = distributed.all_sum(data.ctx, data.device, squared, count)
+    return math.sqrt(squared / max(count, 1))
 
 
 @dataclass

@@ -22,11 +22,11 @@ from trainer.config import TrainConfig, from_dict
 from trainer.coordinates import Coordinates
 from trainer.data import Batch, DatasetInfo, TrainingData, check_split, dataset_info, dense_output, open_warehouse
 from trainer.errors import TrainerError
-from trainer.models import Model, build_model
+from trainer.models.base import Model, build_model
 from trainer.optim import Optimizer, build_optimizer
 from trainer.predict import fit_biases, mean_rmse, predict
 from trainer.run_record import device_name, new_run_id, pick_device, run_folder, utc_now
-from trainer.selection import LR_DROP, Best
+from trainer.selection import LR_DROP, Best, validation_rmse
 from trainer.trained import start_from
 from warehouse import results
 from warehouse.features import open_features
@@ -168,7 +168,7 @@ def _train(
     elif config.init_from:  # fine-tuning: another run's weights, themselves a candidate (epoch 0)
         start_from(model, con, config.init_from, coords, device)
         if config.validation:
-            best.update(0, data.validation_rmse(model), model, config)
+            best.update(0, validation_rmse(data, model), model, config)
     checkpointed_at = train_seconds  # of training, when the last checkpoint was written
     # The L2 penalty in the units of a sum-of-squares objective, over the mean error's denominator.
     l2_scale = config.l2 / 2 / max(data.n_ratings, 1)
@@ -199,7 +199,7 @@ def _train(
             raise failure
         drop = epoch in config.lr_drop_epochs  # a refit (trainer/refit.py) drops where its validation run did
         if config.scores_validation_at(epoch):
-            metrics["validation_rmse"] = data.validation_rmse(model)
+            metrics["validation_rmse"] = validation_rmse(data, model)
             drop = best.update(epoch, metrics["validation_rmse"], model, config)
         if drop:
             optimizer.defaults["lr"] *= LR_DROP
@@ -243,7 +243,7 @@ def run(
         fit_parts = ("train",) if config.validation else ("train", "validation")
         fallback = fit_biases(con, config.split, fit_parts, info)
 
-        # -- the model: stepped by the training loop, or, for bayes-fm, sampled (trainer/bayes_fm.py)
+        # -- the model: stepped by the training loop, or, for bayes-fm, sampled (trainer/models/bayes_fm.py)
         torch.manual_seed(config.seed)
 
         def save(epoch: int, model: Model, optimizer: dict[str, Any], history: list[dict[str, Any]], seconds: float,
@@ -260,7 +260,7 @@ def run(
                 raise TrainerError("bayes-fm samples in one go, in one process: it cannot --resume, nor run under "
                                    "torchrun; train it again")  # fmt: skip
             # Imported here: myFM (and scipy) only for bayes-fm; the GPU machines' bundle leaves them out.
-            from trainer import bayes_fm
+            from trainer.models import bayes_fm
 
             model, history, train_seconds, best = bayes_fm.sample(
                 con, config, info, fit_parts, fallback.mean, log, on_epoch

@@ -22,9 +22,10 @@ import torch
 from trainer import checkpoint
 from trainer.config import TrainConfig, from_dict
 from trainer.coordinates import Coordinates
-from trainer.data import Csr, eval_rows
+from trainer.data import eval_rows
 from trainer.errors import TrainerError
-from trainer.models import Model, build_model
+from trainer.models.base import Model, build_model
+from trainer.sparse import Csr
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The Bayesian factorisation machine (trainer/bayes_fm.py): its samples read as biases plus factors, the mean of
+"""The Bayesian factorisation machine (trainer/models/bayes_fm.py): its samples read as biases plus factors, the mean of
 the samples chosen on validation is the model a run keeps, a refit averages as many sweeps, and the options that
 do not apply to it are refused."""
 
@@ -12,15 +12,16 @@ import pytest
 import torch
 
 from trainer import checkpoint
-from trainer.config import GIBBS_BURN_IN, from_dict, resolve
+from trainer.config import from_dict, resolve
 from trainer.errors import TrainerError
+from trainer.models.registry import GIBBS_BURN_IN
 from trainer.refit import RefitOptions, refit_config
 from trainer.train import run
 
 pytest.importorskip("myfm")  # absent where bench/gpu_check.sh runs on a bundle (bench/gpu_bundle.sh)
 import scipy.sparse as sps  # noqa: E402  (myFM's dependency)
 
-from trainer.bayes_fm import blocks, movie_side, myfm, split_sample  # noqa: E402
+from trainer.models.bayes_fm import blocks, movie_side, myfm, split_sample  # noqa: E402
 
 SMALL = {"model": "bayes-fm", "hidden": (4,), "epochs": 15, "top_n": 0, "publish_anyway": True}
 

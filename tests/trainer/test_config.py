@@ -1,7 +1,8 @@
 import pytest
 
-from trainer.config import PRESETS, TrainConfig, from_dict, resolve
+from trainer.config import TrainConfig, from_dict, resolve
 from trainer.errors import TrainerError
+from trainer.models.registry import REGISTRY
 
 
 def test_defaults_are_the_seed_model() -> None:
@@ -25,7 +26,7 @@ def test_flags_override_the_file_which_overrides_the_preset(tmp_path) -> None:
     file = tmp_path / "run.toml"
     file.write_text('model = "notebook"\nepochs = 7\nlearning_rate = 0.5\nhidden = [8, 4, 8]\n')
     config = resolve({"learning_rate": 0.1, "seed": None}, file)
-    assert config.model == "notebook" and config.weight_decay == PRESETS["notebook"]["weight_decay"]
+    assert config.model == "notebook" and config.weight_decay == REGISTRY["notebook"].preset["weight_decay"]
     assert config.epochs == 7 and config.learning_rate == 0.1 and config.hidden == (8, 4, 8)
 
 

@@ -7,7 +7,8 @@ import pyarrow as pa
 import pytest
 import torch
 
-from trainer.data import Csr, load_rows, stream_rows
+from trainer.data import load_rows, stream_rows
+from trainer.sparse import Csr
 
 
 def csr(rows: list[dict[int, float]], n_cols: int = 5) -> Csr:

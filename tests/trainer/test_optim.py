@@ -62,7 +62,7 @@ def test_state_dict_round_trip_continues_identically() -> None:
 
 @pytest.mark.parametrize("ours, theirs, settings", CASES[:1] + CASES[2:3], ids=lambda c: getattr(c, "__name__", ""))
 def test_a_transposed_parameter_keeps_its_layout_and_gets_the_same_updates(ours, theirs, settings) -> None:
-    # The autoencoder stores its first weight column-major (trainer/models.py); the flat buffer must not
+    # The autoencoder stores its first weight column-major (trainer/models/autoencoders.py); the flat buffer must not
     # scramble it.
     def make() -> list[torch.Tensor]:
         generator = torch.Generator().manual_seed(0)

@@ -9,7 +9,7 @@ import torch
 
 from trainer.config import resolve
 from trainer.data import dense_output
-from trainer.models import build_model
+from trainer.models.base import build_model
 
 CUDA, CPU = torch.device("cuda"), torch.device("cpu")
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from trainer.config import resolve
-from trainer.models import build_model
+from trainer.models.base import build_model
 from trainer.sparse import SparseBlock, linear_at_observed, sparse_linear
 
 

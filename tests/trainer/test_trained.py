@@ -13,7 +13,7 @@ from trainer import checkpoint
 from trainer.config import resolve
 from trainer.coordinates import Coordinates
 from trainer.errors import TrainerError
-from trainer.models import build_model
+from trainer.models.base import build_model
 from trainer.train import run
 from trainer.trained import start_from
 

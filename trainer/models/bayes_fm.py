@@ -13,8 +13,8 @@ chooses the number of sweeps (like an epoch) and never sees the test part. The s
 one core (myFM has no GPU path); the result is scored anywhere.
 
 An FM whose features split into a user block and a movie block predicts ``w0 + c_u + c_m + <v_u, v_m>``
-(trainer/models.py MatrixFactorisation's form), so the mean of S samples is one such model with S blocks of
-factors side by side: that is the model a `bayes-fm` run keeps, and how it predicts and recommends.
+(trainer/models/factorisation.py MatrixFactorisation's form), so the mean of S samples is one such model with S
+blocks of factors side by side: that is the model a `bayes-fm` run keeps, and how it predicts and recommends.
 """
 
 from __future__ import annotations
@@ -33,10 +33,13 @@ import scipy.sparse as sps
 import torch
 import tqdm
 
-from trainer.config import GIBBS_BURN_IN, TrainConfig
-from trainer.data import Csr, DatasetInfo, load_rows, merge_parts
-from trainer.models import MatrixFactorisation, Model, build_model
+from trainer.config import TrainConfig
+from trainer.data import DatasetInfo, load_rows
+from trainer.models.base import Model, build_model
+from trainer.models.factorisation import MatrixFactorisation
+from trainer.models.registry import GIBBS_BURN_IN
 from trainer.selection import Best
+from trainer.sparse import Csr, merge_parts
 
 with warnings.catch_warnings():  # myFM 0.4 imports pkg_resources for its version, which warns it is deprecated
     warnings.simplefilter("ignore")
