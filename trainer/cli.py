@@ -111,11 +111,25 @@ def _report(summary: RunSummary) -> None:
         outcome = f"Results are staged in {summary.run_dir} (trainer publish writes them)."
     else:
         outcome = _outcome(published)
-    _log(
-        f"run {summary.run_id}: test RMSE {m['rmse']:.4f}, MAE {m['mae']:.4f}, mean per-user RMSE "
-        f"{m['user_rmse']:.4f} on {m['n']:,} ratings ({m['n_cold_start']:,} cold start); trained in "
-        f"{summary.train_seconds:.2f} s, {summary.wall_seconds:.2f} s in all. " + outcome
+    rated = (
+        f"test RMSE {m['rmse']:.4f}, MAE {m['mae']:.4f}, mean per-user RMSE {m['user_rmse']:.4f} on {m['n']:,} "
+        f"ratings ({m['n_cold_start']:,} cold start); "
+        if m["rmse"] is not None
+        else "a model that ranks only; "
     )
+    _log(
+        f"run {summary.run_id}: {rated}trained in {summary.train_seconds:.2f} s, {summary.wall_seconds:.2f} s in "
+        "all. " + _ranking_line(summary.ranking) + outcome
+    )
+
+
+def _ranking_line(ranking: dict[str, dict[str, float]]) -> str:
+    """The held-out ranking's headline figures (trainer/ranking.py), as a sentence; empty when there are none."""
+    test = ranking.get("test")
+    if not test:
+        return ""
+    return (f"Its top 10s: nDCG@10 {test['ndcg@10']:.4f}, recall@10 {test['recall@10']:.4f} over "
+            f"{int(test['users']):,} test users, {int(test['coverage@10']):,} distinct movies. ")  # fmt: skip
 
 
 run_command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
@@ -581,9 +595,12 @@ class _EpochReporter:
             self.progress.stop()
 
     def __call__(self, metrics: dict[str, Any]) -> None:
-        losses = f"train RMSE {metrics['train_rmse']:.4f}"
-        if metrics["validation_rmse"] is not None:
-            losses += f"  validation RMSE {metrics['validation_rmse']:.4f}"
+        shown = {
+            "train RMSE": metrics["train_rmse"],
+            "validation RMSE": metrics["validation_rmse"],
+            "validation nDCG@10": metrics.get("ndcg@10"),
+        }  # (a ranking model's curve has no RMSE)
+        losses = "  ".join(f"{name} {value:.4f}" for name, value in shown.items() if value is not None)
         if self.progress:
             self.progress.update(self.task, completed=metrics["epoch"], losses=losses)
         else:

@@ -45,6 +45,7 @@ Loss = Literal["observed", "all_movies"]
 Activation = Literal["sigmoid", "selu"]
 Device = Literal["auto", "cpu", "cuda"]
 GlobalKernelStart = Literal["identity", "paper"]
+EaseInput = Literal["binary", "stars"]
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,10 @@ class TrainConfig:
         False,
         "bayes-fm (whose preset turns it on): add each movie's release year (in ten bins) and genres, from the "
         "movies table, to its features (--no-movie-features: the ids and who rated what only).",
+    )
+    ease_input: EaseInput = setting(
+        "binary",
+        "ease (whose preset takes 'stars'): what its rows hold, 1 for each rated movie ('binary') or the stars.",
     )
     refeed: bool = setting(
         False,

@@ -20,6 +20,7 @@ from trainer.coordinates import Coordinates
 from trainer.data import DatasetInfo, eval_rows, first_rating, stream_rows
 from trainer.evaluate import rating_metrics
 from trainer.models.base import Model
+from trainer.ranking import RankedBlock, RankingTally, evaluate_block, popularity_percentiles
 from trainer.sparse import Csr, merge_parts
 from warehouse.results import prediction_table
 
@@ -35,8 +36,9 @@ def predict(
     device: torch.device,
     run_id: str,
     fallback: Biases,
-) -> tuple[pa.Table, dict[str, float]]:
-    """Score every held-out test rating and rank each user's unseen movies, in one streamed pass of user rows.
+) -> tuple[pa.Table, dict[str, float | None], dict[str, dict[str, float]]]:
+    """Score every held-out test rating and rank each user's unseen movies, in one streamed pass of user rows:
+    the rows of `predictions`, the rating metrics, and the ranking metrics by held-out part (trainer/ranking.py).
 
     Cold start: a test rating whose user or movie has no training rating is predicted by the damped
     user + movie biases of the training ratings (``fallback``; an unknown user's or movie's bias is 0),
@@ -45,12 +47,25 @@ def predict(
     model.eval()
     user_ids, movie_ids = coords.user_ids, coords.movie_ids
     fallback = fallback.to(device)
+    # the ratings a list shows: clipped to the scale; none for a model that only ranks
+    scale = (info.rating_min, info.rating_max) if config.clip else None
+    ratings = model.predicts_ratings
     score = model.user_scorer(lambda: _movie_rows(con, config, info, fit_parts, device))
     all_parts = ("train", "validation", "test")
     # The notebook quirk: the first line of each of its files (train and test) was never read.
     lost_fit = first_rating(con, config.split, fit_parts) if config.drop_first_rating else None
     lost_test = first_rating(con, config.split, ("test",)) if config.drop_first_rating else None
     tables: list[pa.Table] = []
+    # held-out rankings: the test part's among movies unrated in train and validation (the protocol, whatever the
+    # run trained on), and the validation slice's among movies unrated in what the run trained on
+    known_counts = _counts(con, config.split, ("train", "validation"), info.n_movies)
+    rankings = {"test": RankingTally(popularity_percentiles(known_counts))}
+    if "validation" not in fit_parts:
+        counts = _counts(con, config.split, fit_parts, info.n_movies)
+        rankings["validation"] = RankingTally(popularity_percentiles(counts))
+        # the audit's baseline for a model that only ranks: the most rated movies, on the same slice
+        popular = RankingTally(rankings["validation"].popularity)
+        popular_scores = counts.to(device).double()
     test_users, test_predicted, test_actual, cold_total = [], [], [], 0
     fit_squared, fit_count = 0.0, 0
     for users, matrices in stream_rows(con, config.split, all_parts, info.n_movies, eval_rows(info.n_movies)):
@@ -61,23 +76,22 @@ def predict(
             fit = fit.without(users, *lost_fit)
         if lost_test:
             test = test.without(users, *lost_test)
-        scores = score(fit, users)
-        if config.clip:
-            scores = scores.clamp(info.rating_min, info.rating_max)
-        # the final model on its own training ratings (the audit's figure for a run without a validation slice)
-        fit_squared += (scores[fit.row_ids(), fit.cols] - fit.vals).double().square().sum().item()
-        fit_count += fit.vals.numel()
-
-        # held-out test ratings, and validation ratings when the run held them out (what a blend is fitted on)
-        scored = _Scored(run_id, coords, scores, fit, users, fallback, config, info)
-        rows, predicted, cold, table = scored.held_out("test", test)
-        tables.append(table)
-        test_users.append(users[rows].cpu())
-        test_predicted.append(predicted.cpu())
-        test_actual.append(test.vals.cpu())
-        cold_total += int(cold.sum())
-        if "validation" not in fit_parts:
-            tables.append(scored.held_out("validation", matrices["validation"])[3])
+        raw = score(fit, users)  # what ranks the lists; the clipped ratings are what is predicted
+        scores = raw.clamp(info.rating_min, info.rating_max) if config.clip else raw
+        if model.predicts_ratings:
+            # the final model on its own training ratings (the audit's figure for a run without a validation slice)
+            fit_squared += (scores[fit.row_ids(), fit.cols] - fit.vals).double().square().sum().item()
+            fit_count += fit.vals.numel()
+            # held-out test ratings, and validation ratings when the run held them out (what a blend is fitted on)
+            scored = _Scored(run_id, coords, scores, fit, users, fallback, config, info)
+            rows, predicted, cold, table = scored.held_out("test", test)
+            tables.append(table)
+            test_users.append(users[rows].cpu())
+            test_predicted.append(predicted.cpu())
+            test_actual.append(test.vals.cpu())
+            cold_total += int(cold.sum())
+            if "validation" not in fit_parts:
+                tables.append(scored.held_out("validation", matrices["validation"])[3])
 
         # every (user, movie) pair, on request
         if config.full_matrix:
@@ -93,15 +107,27 @@ def predict(
                 )
             )
 
-        # top-N among movies the user never rated (in any part)
+        # held-out rankings, then the top-N served among movies the user never rated (in any part)
+        block_ids = user_ids[users.cpu().numpy()]
+        for part, tally in rankings.items():
+            known = [matrices["train"], matrices["validation"]] if part == "test" else [fit]
+            ranked = evaluate_block(tally, raw, known, matrices[part])
+            if part == "validation":
+                evaluate_block(popular, popular_scores.expand(len(block_ids), -1), known, matrices[part])
+            tables.append(_list_table(run_id, f"{part}_top_n", block_ids, ranked, movie_ids, scale, ratings))
         if config.top_n:
             rated = [matrices[part] for part in all_parts]
-            tables.append(top_n(run_id, user_ids[users.cpu().numpy()], rated, scores, config.top_n, movie_ids))
+            tables.append(top_n(run_id, block_ids, rated, raw, config.top_n, movie_ids, scale, ratings))
 
-    metrics = rating_metrics(torch.cat(test_users), torch.cat(test_predicted), torch.cat(test_actual))
+    metrics: dict[str, float | None] = {"rmse": None, "mae": None, "user_rmse": None, "n": 0}  # a ranking model's
+    if test_users:
+        metrics |= rating_metrics(torch.cat(test_users), torch.cat(test_predicted), torch.cat(test_actual))
     metrics["n_cold_start"] = cold_total
     metrics["fit_rmse"] = math.sqrt(fit_squared / fit_count) if fit_count else math.nan
-    return pa.concat_tables(tables), metrics
+    ranking = {part: tally.metrics() for part, tally in rankings.items()}
+    if "validation" in ranking and ranking["validation"]:
+        ranking["validation"]["popular ndcg@10"] = popular.metrics()["ndcg@10"]
+    return pa.concat_tables(tables), metrics, ranking
 
 
 @dataclass
@@ -176,11 +202,19 @@ def mean_rmse(con: duckdb.DuckDBPyConnection, split: str, parts: tuple[str, ...]
 
 
 def top_n(
-    run_id: str, user_ids: np.ndarray, rated: Iterable[Csr], scores: torch.Tensor, n: int, movie_ids: np.ndarray
+    run_id: str,
+    user_ids: np.ndarray,
+    rated: Iterable[Csr],
+    scores: torch.Tensor,
+    n: int,
+    movie_ids: np.ndarray,
+    scale: tuple[float, float] | None = None,
+    ratings: bool = True,
 ) -> pa.Table:
     """Rows of `predictions` (kind top_n) for a block of users (``user_ids``, one a row of ``scores``): each
-    user's ``n`` best-scored movies (``movie_ids`` by column) among those not in the ``rated`` blocks.
-    ``scores`` is overwritten at the rated cells."""
+    user's ``n`` best-scored movies (``movie_ids`` by column) among those not in the ``rated`` blocks, their
+    predicted ratings clipped to ``scale`` when given (none when the scores are not ``ratings``). ``scores`` is
+    overwritten at the rated cells."""
     for block in rated:
         scores[block.row_ids(), block.cols] = -math.inf
     n = min(n, len(movie_ids))
@@ -188,14 +222,53 @@ def top_n(
     keep = (best != -math.inf).flatten()  # only the rated cells drop out: a NaN stays, for the audit to see
     at = torch.arange(len(user_ids), device=scores.device).repeat_interleave(n)[keep]
     ranks = torch.arange(1, n + 1, device=scores.device).repeat(len(user_ids))[keep]
+    best = best.flatten()[keep]
     return prediction_table(
         run_id,
         "top_n",
         user_ids[at.cpu().numpy()],
         movie_ids[best_cols.flatten()[keep].cpu().numpy()],
-        _numpy(best.flatten()[keep]),
+        _as_ratings(best, scale, ratings),
         rank=_numpy(ranks),
+        score=_numpy(best),
     )
+
+
+def _list_table(
+    run_id: str, kind: str, user_ids: np.ndarray, ranked: RankedBlock, movie_ids: np.ndarray,
+    scale: tuple[float, float] | None, ratings: bool,
+) -> pa.Table:  # fmt: skip
+    """Rows of `predictions` of ``kind`` (test_top_n, validation_top_n): a block's held-out lists."""
+    rows, ranks = torch.nonzero(ranked.kept, as_tuple=True)
+    scores = ranked.scores[rows, ranks]
+    return prediction_table(
+        run_id,
+        kind,
+        user_ids[ranked.rows[rows].cpu().numpy()],
+        movie_ids[ranked.movies[rows, ranks].cpu().numpy()],
+        _as_ratings(scores, scale, ratings),
+        rank=_numpy(ranks + 1),
+        score=_numpy(scores),
+    )
+
+
+def _as_ratings(scores: torch.Tensor, scale: tuple[float, float] | None, ratings: bool) -> np.ndarray | None:
+    """The predicted ratings a list shows for its scores: clipped to ``scale`` when given; None for a ranking model."""
+    if not ratings:
+        return None
+    return _numpy(scores.clamp(*scale) if scale else scores)
+
+
+def _counts(con: duckdb.DuckDBPyConnection, split: str, parts: tuple[str, ...], n_movies: int) -> torch.Tensor:
+    """Each movie's number of ratings in ``parts``: its popularity."""
+    counts = torch.zeros(n_movies, dtype=torch.int64)
+    found = con.execute(
+        "SELECT movie_idx, count(*) AS n FROM split_ratings WHERE split = $split AND list_contains($parts, part) "
+        "GROUP BY movie_idx",
+        {"split": split, "parts": list(parts)},
+    ).fetchnumpy()
+    counts[torch.from_numpy(found["movie_idx"].astype(np.int64))] = torch.from_numpy(found["n"].astype(np.int64))
+    return counts
 
 
 @dataclass

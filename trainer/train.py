@@ -7,6 +7,7 @@ see it. The results are staged in the run's folder, then audited and published (
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import time
@@ -23,6 +24,7 @@ from trainer.coordinates import Coordinates
 from trainer.data import Batch, DatasetInfo, TrainingData, check_split, dataset_info, dense_output, open_warehouse
 from trainer.errors import TrainerError
 from trainer.models.base import Model, build_model
+from trainer.models.registry import REGISTRY
 from trainer.optim import Optimizer, build_optimizer
 from trainer.predict import fit_biases, mean_rmse, predict
 from trainer.run_record import device_name, new_run_id, pick_device, run_folder, utc_now
@@ -38,7 +40,7 @@ FULL_MATRIX_LIMIT = 50_000_000  # (user, movie) pairs --full-matrix may write
 class RunSummary:
     run_id: str
     run_dir: Path
-    metrics: dict[str, float]
+    metrics: dict[str, float | None]
     train_seconds: float
     wall_seconds: float
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -46,6 +48,7 @@ class RunSummary:
     validation_rmse: float | None = None  # that epoch's validation RMSE
     device: str = "cpu"  # as recorded in runs.device
     published: results.Published | None = None  # None: staged only (no warehouse beside --features)
+    ranking: dict[str, dict[str, float]] = field(default_factory=dict)  # ranking metrics by held-out part
 
 
 def diverged(epoch: int, train_rmse: float, model: Model, config: TrainConfig) -> TrainerError | None:
@@ -243,7 +246,7 @@ def run(
         fit_parts = ("train",) if config.validation else ("train", "validation")
         fallback = fit_biases(con, config.split, fit_parts, info)
 
-        # -- the model: stepped by the training loop, or, for bayes-fm, sampled (trainer/models/bayes_fm.py)
+        # -- the model: stepped by the training loop, or fitted by its own (bayes-fm sampled, ease in closed form)
         torch.manual_seed(config.seed)
 
         def save(epoch: int, model: Model, optimizer: dict[str, Any], history: list[dict[str, Any]], seconds: float,
@@ -255,16 +258,15 @@ def run(
                 "best": best.to_dict(), "coordinates": coords.to_state(), "mean": fallback.mean,
             })  # fmt: skip
 
-        if config.optimizer == "gibbs":
+        fitter = REGISTRY[config.model].fit  # a model fitted outside the loop: sampled, or in closed form
+        if fitter:
             if state or ctx.world_size > 1:
-                raise TrainerError("bayes-fm samples in one go, in one process: it cannot --resume, nor run under "
-                                   "torchrun; train it again")  # fmt: skip
-            # Imported here: myFM (and scipy) only for bayes-fm; the GPU machines' bundle leaves them out.
-            from trainer.models import bayes_fm
-
-            model, history, train_seconds, best = bayes_fm.sample(
-                con, config, info, fit_parts, fallback.mean, log, on_epoch
-            )
+                raise TrainerError(f"{config.model} is fitted in one go, in one process: it cannot --resume, nor run "
+                                   "under torchrun; train it again")  # fmt: skip
+            # Imported here: bayes-fm's myFM (and scipy) only when it trains; the GPU machines' bundle leaves them out.
+            module, name = fitter.split(":")
+            fit = getattr(importlib.import_module(module), name)
+            model, history, train_seconds, best = fit(con, config, info, fit_parts, fallback.mean, log, on_epoch)
             model.to(device)
             save(len(history), model, {}, history, train_seconds, replace(best, weights=None))  # model is the best
         else:
@@ -282,7 +284,7 @@ def run(
             return RunSummary(run_id, run_dir, {}, train_seconds, time.perf_counter() - wall_start, history)
 
         # -- predict: score the test part (read here for the first time) and rank each user's unseen movies
-        predictions, scores = predict(con, config, info, coords, fit_parts, model, device, run_id, fallback)
+        predictions, scores, ranking = predict(con, config, info, coords, fit_parts, model, device, run_id, fallback)
         # the audit's baseline: predicting the training mean, on the validation slice when it is held out
         baseline = mean_rmse(con, config.split, ("validation",) if config.validation else fit_parts, fallback.mean)
     finally:
@@ -292,7 +294,7 @@ def run(
     row = _run_row(run_id, started_at, config, info, device, model, history, best, scores, baseline, run_dir)
     row |= {"train_seconds": train_seconds, "wall_seconds": time.perf_counter() - wall_start}
     tables = {"epoch_metrics": results.epoch_table(run_id, history), "predictions": predictions,
-              "run_index": coords.table(run_id)}  # fmt: skip
+              "run_index": coords.table(run_id), "ranking_metrics": results.ranking_table(run_id, ranking)}  # fmt: skip
     results.stage(run_dir, row, tables)
     published = None
     if config.features and not warehouse.exists():  # a trainer given only the Parquet features
@@ -302,17 +304,19 @@ def run(
         published = results.publish(run_dir, warehouse, config.lock_wait_seconds, config.publish_anyway)
     distributed.teardown(ctx)
     return RunSummary(run_id, run_dir, scores, train_seconds, row["wall_seconds"], history, row["best_epoch"],
-                      row["validation_rmse"], row["device"], published)  # fmt: skip
+                      row["validation_rmse"], row["device"], published, ranking)  # fmt: skip
 
 
 def _run_row(
     run_id: str, started_at: str, config: TrainConfig, info: DatasetInfo, device: torch.device, model: Model,
-    history: list[dict[str, Any]], best: Best, scores: dict[str, float], baseline: float | None, run_dir: Path,
+    history: list[dict[str, Any]], best: Best, scores: dict[str, float | None], baseline: float | None, run_dir: Path,
 ) -> dict[str, Any]:  # fmt: skip
     """The run's row of `runs` (sql/results/runs.sql), timings aside."""
-    selected = config.select_best and best.weights is not None
+    selected = config.select_best and best.epoch is not None
     last_validation = next((h["validation_rmse"] for h in reversed(history) if h["validation_rmse"] is not None), None)
-    validation = best.rmse if selected else last_validation
+    validation = (best.rmse if selected else last_validation) if model.predicts_ratings else None
+    # the audit: a rating model's RMSE against the training mean's; a ranking model's lists against popular's
+    audit_slice = ("validation" if config.validation else "train") if model.predicts_ratings else "validation ranking"
     return {
         "run_id": run_id, "kind": "train", "parent_run_id": config.refit_of or config.init_from,
         "started_at": started_at, "finished_at": utc_now(), "model": config.model,
@@ -325,6 +329,6 @@ def _run_row(
         "n_parameters": sum(p.numel() for p in model.parameters()), "torch_version": torch.__version__,
         "run_dir": str(run_dir.resolve()), "config": json.dumps(config.to_dict(), sort_keys=True),
         # the audit's figures: the scored model on validation when held out (else on training), and the baseline
-        "audit_slice": "validation" if config.validation else "train", "baseline_rmse": baseline,
+        "audit_slice": audit_slice, "baseline_rmse": baseline if model.predicts_ratings else None,
         "audit_rmse": validation if config.validation else scores["fit_rmse"],
     }  # fmt: skip

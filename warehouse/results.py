@@ -27,7 +27,8 @@ from warehouse.errors import WarehouseError
 from warehouse.sql import RESULTS_DIR, VIEWS_DIR, read
 from warehouse.swap import rewriting
 
-RESULT_TABLES = ("runs", "epoch_metrics", "predictions", "run_index")  # also the order of the DDL files
+# also the order of the DDL files
+RESULT_TABLES = ("runs", "epoch_metrics", "predictions", "run_index", "ranking_metrics")
 VIEWS = ("run_metrics", "latest_run", "latest_predictions", "latest_scoring", "recommendations")  # dependency order
 BENCH_TABLE, BENCH_VIEW = "bench_results", "bench_summary"  # written by `trainer bench`
 RUN_FILE = "run.json"
@@ -43,8 +44,11 @@ PREDICTION_SCHEMA = pa.schema(
         ("predicted_rating", pa.float32()),
         ("actual_rating", pa.float32()),
         ("cold_start", pa.bool_()),
+        ("score", pa.float32()),
     ]
 )
+RANKING_SCHEMA = pa.schema([("run_id", pa.string()), ("part", pa.string()), ("metric", pa.string()),
+                            ("value", pa.float64())])  # fmt: skip
 EPOCH_SCHEMA = pa.schema(
     [
         ("run_id", pa.string()),
@@ -61,10 +65,11 @@ def prediction_table(
     kind: str,
     user_ids: np.ndarray,
     movie_ids: np.ndarray,
-    predicted: np.ndarray,
+    predicted: np.ndarray | None,
     actual: np.ndarray | None = None,
     rank: np.ndarray | None = None,
     cold: np.ndarray | None = None,
+    score: np.ndarray | None = None,
 ) -> pa.Table:
     """Rows of `predictions` (sql/results/predictions.sql says what each kind holds)."""
     n = len(user_ids)
@@ -79,12 +84,20 @@ def prediction_table(
             pa.array(user_ids, pa.int32()),
             pa.array(movie_ids, pa.int32()),
             column(rank, pa.int32()),
-            pa.array(predicted, pa.float32()),
+            column(predicted, pa.float32()),
             column(actual, pa.float32()),
             column(cold, pa.bool_()),
+            column(score, pa.float32()),
         ],
         schema=PREDICTION_SCHEMA,
     )
+
+
+def ranking_table(run_id: str, metrics: dict[str, dict[str, float]]) -> pa.Table:
+    """Rows of `ranking_metrics`: the run's ranking metrics, by held-out part and metric name."""
+    rows = [{"run_id": run_id, "part": part, "metric": name, "value": value}
+            for part, found in metrics.items() for name, value in found.items()]  # fmt: skip
+    return pa.Table.from_pylist(rows, schema=RANKING_SCHEMA)
 
 
 def epoch_table(run_id: str, history: list[dict[str, Any]]) -> pa.Table:
@@ -239,7 +252,15 @@ def audit(con: duckdb.DuckDBPyConnection, run: dict[str, Any]) -> list[str]:
         if missing:
             reasons.append(f"{missing:,} users with movies left to recommend got no recommendations")
     model, baseline, where = run.get("audit_rmse"), run.get("baseline_rmse"), run.get("audit_slice", "validation")
-    if model is None or baseline is None:
+    if where == "validation ranking":  # a model that only ranks: its validation lists against the most popular's
+        found = dict(con.execute("SELECT metric, value FROM ranking_metrics WHERE run_id = ? AND part = 'validation'",
+                                 [run_id]).fetchall())  # fmt: skip
+        ranked, popular = found.get("ndcg@10"), found.get("popular ndcg@10")
+        if ranked is None or popular is None:
+            reasons.append("no validation ranking to compare with the most popular movies'")
+        elif not ranked >= popular:
+            reasons.append(f"validation nDCG@10 {ranked:.4f} is worse than the most popular movies' ({popular:.4f})")
+    elif model is None or baseline is None:
         reasons.append(f"no {where} RMSE to compare with predicting the training mean")
     elif not model <= baseline:  # a NaN fails too
         reasons.append(f"{where} RMSE {model:.4f} is worse than predicting the training mean ({baseline:.4f})")

@@ -9,10 +9,19 @@ SELECT
     round(test_rmse, 4) AS test_rmse, round(test_mae, 4) AS test_mae,
     round(test_user_rmse, 4) AS test_user_rmse, round(validation_rmse, 4) AS validation_rmse,
     round(baseline_rmse, 4) AS baseline_rmse,
+    -- the held-out ranking (ranking_metrics): the top 10s' nDCG and recall on test, nDCG on validation
+    round(test_ndcg_10, 4) AS test_ndcg_10, round(test_recall_10, 4) AS test_recall_10,
+    test_coverage_10, round(validation_ndcg_10, 4) AS validation_ndcg_10,
     CASE WHEN audit_passed THEN 'passed' WHEN promoted THEN 'failed, published anyway'
          WHEN NOT audit_passed THEN 'failed' END AS audit,
     audit_reason, coalesce(promoted, true) AS served,
     n_test, n_cold_start, n_scored_users, n_skipped_users,
     round(train_seconds, 2) AS train_seconds, round(wall_seconds, 2) AS wall_seconds
 FROM runs
+LEFT JOIN (
+    PIVOT (SELECT run_id, part || '_' || replace(metric, '@', '_') AS name, value FROM ranking_metrics
+           WHERE metric IN ('ndcg@10', 'recall@10', 'coverage@10'))
+    ON name IN ('test_ndcg_10', 'test_recall_10', 'test_coverage_10', 'validation_ndcg_10')
+    USING any_value(value) GROUP BY run_id
+) USING (run_id)
 ORDER BY finished_at DESC;

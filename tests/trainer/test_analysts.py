@@ -44,8 +44,10 @@ def test_example_query_answers(trained, example) -> None:
     con = duckdb.connect(str(trained), read_only=True)
     con.execute("SET VARIABLE user_id = 1")
     con.execute("SET VARIABLE min_ratings = 1")  # the small warehouse has few held-out ratings a movie
+    con.execute("SET VARIABLE run_id = (SELECT run_id FROM latest_run)")
     relation = con.sql(example.read_text())
     rows = relation.fetchall()
+    con.close()
     assert rows, f"{example.name} returned nothing"
     assert all(value is not None for value in rows[0][:2])
 

@@ -58,12 +58,14 @@ def test_a_refit_trains_on_train_and_validation_for_the_epochs_its_run_chose(war
     assert len(child.history) == parent.best_epoch and child.validation_rmse is None
     with duckdb.connect(str(warehouse), read_only=True) as con:
         row = con.execute("SELECT parent_run_id, epochs_run FROM runs WHERE run_id = ?", [child.run_id]).fetchone()
-        kinds = con.execute("SELECT DISTINCT kind FROM predictions WHERE run_id = ?", [child.run_id]).fetchall()
+        kinds = con.execute(
+            "SELECT DISTINCT kind FROM predictions WHERE run_id = ? ORDER BY kind", [child.run_id]
+        ).fetchall()
         n_train = con.execute("SELECT count(*) FROM split_ratings WHERE split = 'random' AND part = 'train'").fetchone()
         n_both = con.execute("SELECT count(*) FROM split_ratings WHERE split = 'random' AND part IN ('train', "
                              "'validation')").fetchone()  # fmt: skip
     assert row == (parent.run_id, parent.best_epoch)
-    assert kinds == [("test",)]  # no validation predictions: that slice is its training data now
+    assert kinds == [("test",), ("test_top_n",)]  # no validation predictions: that slice is its training data now
     assert n_both[0] > n_train[0]
     assert child.metrics["n"] == parent.metrics["n"] and child.metrics["rmse"] != parent.metrics["rmse"]
 

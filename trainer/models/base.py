@@ -39,6 +39,9 @@ class Model(Protocol):
     # Whether a row's outputs depend on the other rows too (GLocal-K's convolution over the whole matrix): it
     # is then always given every row at once, in training (--batch-size) and in scoring (trainer/data.py).
     whole_matrix: bool
+    # Whether its outputs are star ratings (scored by RMSE, served in latest_predictions), or only scores that
+    # rank movies (popular, ease): their runs are judged on their lists alone (trainer/ranking.py).
+    predicts_ratings: bool
 
     def __call__(self, inputs: torch.Tensor | SparseBlock, index: torch.Tensor) -> torch.Tensor:
         """The predicted ratings of a block of rows (``index``: their user_idx, or movie_idx): the same shape
@@ -73,6 +76,7 @@ class UserRows:
     rows = "user"
     folds_in = True
     whole_matrix = False
+    predicts_ratings = True
 
     def user_scorer(self, movie_rows: Callable[[], Iterable[tuple[torch.Tensor, Csr]]]) -> UserScorer:
         return lambda fit, users: self(fit.to_dense(), users)  # type: ignore[operator]  # (an nn.Module's __call__)

@@ -29,6 +29,9 @@ class ModelSpec:
     name: str
     summary: str  # one sentence for --help
     builder: str  # "package.module:function"; function(config, n_users, n_movies, mean) returns the network
+    # A model fitted outside the training loop (sampled, or in closed form): "package.module:function", called as
+    # function(con, config, info, fit_parts, mean, log, on_epoch) -> (model, history, seconds, selection).
+    fit: str | None = None
     preset: Mapping[str, Any] = field(default_factory=dict)  # settings that override TrainConfig's defaults
     # Settings only this model (and the models that name them too) reads; given to another model they are refused.
     own_settings: tuple[str, ...] = ()
@@ -47,6 +50,13 @@ def _gibbs_only(config: TrainConfig) -> str | None:
     if config.epochs <= GIBBS_BURN_IN:
         return (f"bayes-fm averages the samples after its first {GIBBS_BURN_IN} sweeps: --epochs must be more than "
                 f"{GIBBS_BURN_IN}, not {config.epochs}")  # fmt: skip
+    return None
+
+
+def _closed_form(config: TrainConfig) -> str | None:
+    """popular and ease are fitted in one go on one process: nothing to resume, start from, or step."""
+    if config.init_from or config.optimizer == "gibbs":
+        return f"{config.model} is fitted in closed form: it takes neither --init-from nor --optimizer gibbs"
     return None
 
 
@@ -175,6 +185,7 @@ _SPECS = [
         "bayes-fm",
         "a Bayesian factorisation machine with who-rated-what and movie features (Gibbs sampling, on the CPU)",
         "trainer.models.factorisation:bayes_fm",
+        fit="trainer.models.bayes_fm:sample",
         preset={
             "hidden": (20,),
             "optimizer": "gibbs",
@@ -208,6 +219,29 @@ _SPECS = [
         "trainer.models.factorisation:mf",
         preset={**_BASELINE, "hidden": (50,), "learning_rate": 0.03, "l2": 30.0, "epochs": 300},
         check=_stepped,
+    ),
+]
+
+# Models built for ranking (trainer/models/ease.py): no rating predictions, judged on their lists alone.
+_SPECS += [
+    ModelSpec(
+        "popular",
+        "a ranking baseline: the most rated movies the user has not seen",
+        "trainer.models.ease:popular",
+        fit="trainer.models.ease:fit",
+        preset={"epochs": 1},
+        check=_closed_form,
+    ),
+    # λ chosen on validation nDCG@10 from --l2 x (1/4 .. 4), a grid that holds the best λ of ml-100k u1 and ml-1m
+    # random inside it (docs/ranking.md).
+    ModelSpec(
+        "ease",
+        "EASE^R, a closed-form item-item autoencoder for ranking (Steck 2019); --l2 is its λ, tried x 1/4 to x 4",
+        "trainer.models.ease:ease",
+        fit="trainer.models.ease:fit",
+        preset={"l2": 4000.0, "ease_input": "stars", "epochs": 5},
+        own_settings=("ease_input",),
+        check=_closed_form,
     ),
 ]
 

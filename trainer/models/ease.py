@@ -1,0 +1,211 @@
+"""Models built for ranking, fitted in closed form rather than by the training loop: `popular` (the most rated
+movies a user has not seen: the baseline every recommender must beat) and `ease`, EASE^R (Steck 2019,
+"Embarrassingly Shallow Autoencoders for Sparse Data").
+
+EASE^R is an item-item autoencoder with one layer and no hidden units: a user's row x of who-rated-what (or of
+the stars, --ease-input stars) is mapped to scores x·B, where B (movies x movies) has a zero diagonal, so no
+movie explains itself. The least-squares B with an L2 penalty λ has a closed form: with P = (XᵀX + λI)⁻¹,
+B = I − P·diag(1/diag(P)). One dense movies x movies inverse per λ: each λ of the grid (--l2, times
+EASE_LAMBDA_STEPS) is fitted and the one whose lists rank best on the validation slice (nDCG@10, the
+protocol of trainer/ranking.py) is kept, like an epoch. Neither model predicts ratings: their runs have
+ranking metrics, not RMSE, and they score any user from her row alone (fold-in), new users included.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import torch
+from torch import nn
+
+from trainer.data import DatasetInfo, eval_rows, load_rows
+from trainer.errors import TrainerError
+from trainer.models.base import Model, UserRows, UserScorer
+from trainer.ranking import MAIN_METRIC, RankingTally, evaluate_block
+from trainer.selection import Best
+from trainer.sparse import Csr, SparseBlock, merge_parts
+
+if TYPE_CHECKING:
+    from trainer.config import TrainConfig
+
+# The λ tried, as multiples of --l2 (each a fit of its own, chosen on validation).
+EASE_LAMBDA_STEPS = (0.25, 0.5, 1.0, 2.0, 4.0)
+# The movies x movies matrices EASE holds while fitting (the Gram matrix, its inverse, B): it refuses a data set
+# whose three would pass this many bytes, rather than run the machine out of memory.
+EASE_MAX_BYTES = 12 * 2**30
+
+
+class RankingModel(UserRows, nn.Module):
+    """A model that scores movies for ranking, from a user's row alone: no rating predictions."""
+
+    predicts_ratings = False
+    dense_on_gpu = False
+
+    def __init__(self, n_movies: int, stars: bool) -> None:
+        super().__init__()
+        self.n_movies, self.stars = n_movies, stars
+
+    def inputs(self, rows: Csr) -> torch.Tensor:
+        """A block of users' rows as the model reads them: 1 where rated (or the stars), 0 elsewhere."""
+        dense = rows.to_dense()
+        return dense if self.stars else (dense > 0).to(dense.dtype)
+
+    def forward(self, inputs: torch.Tensor | SparseBlock, index: torch.Tensor) -> torch.Tensor:
+        if isinstance(inputs, SparseBlock):
+            return self.predict_at(inputs, index, inputs)
+        return self.scores(inputs if self.stars else (inputs > 0).to(inputs.dtype))
+
+    def predict_at(self, inputs: torch.Tensor | SparseBlock, index: torch.Tensor, at: SparseBlock) -> torch.Tensor:
+        if isinstance(inputs, SparseBlock):
+            inputs = Csr(inputs.offsets, inputs.cols, inputs.vals, inputs.n_cols).to_dense()
+        return self(inputs, index)[at.row_ids(), at.cols]
+
+    def scores(self, inputs: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def regularised(self) -> list[torch.Tensor]:
+        return []
+
+    def score_rows(self, rows: Csr) -> torch.Tensor:
+        """The scores of a block of users from their rows."""
+        return self.scores(self.inputs(rows))
+
+    def user_scorer(self, movie_rows: Callable[[], Iterable[tuple[torch.Tensor, Csr]]]) -> UserScorer:
+        return lambda fit, users: self.score_rows(fit)
+
+
+class Popular(RankingModel):
+    """Every user's scores are the movies' numbers of training ratings."""
+
+    def __init__(self, n_movies: int) -> None:
+        super().__init__(n_movies, stars=False)
+        self.counts = nn.Parameter(torch.zeros(n_movies), requires_grad=False)
+
+    def scores(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.counts.repeat(inputs.shape[0], 1)  # a copy of its own: top-N masks rated movies in place
+
+
+class Ease(RankingModel):
+    """EASE^R: scores = x · B, B a movies x movies matrix with a zero diagonal."""
+
+    def __init__(self, n_movies: int, stars: bool) -> None:
+        super().__init__(n_movies, stars)
+        self.weights = nn.Parameter(torch.zeros(n_movies, n_movies), requires_grad=False)
+
+    def scores(self, inputs: torch.Tensor) -> torch.Tensor:
+        return inputs @ self.weights
+
+    def score_rows(self, rows: Csr) -> torch.Tensor:
+        """x · B from the rows' ratings alone: a sparse product, a fraction of the dense one's arithmetic."""
+        return torch.sparse.mm(_sparse(rows, self.stars), self.weights)
+
+
+def popular(config: TrainConfig, n_users: int, n_movies: int, mean: float) -> Popular:
+    return Popular(n_movies)
+
+
+def ease(config: TrainConfig, n_users: int, n_movies: int, mean: float) -> Ease:
+    return Ease(n_movies, stars=config.ease_input == "stars")
+
+
+def fit(
+    con: duckdb.DuckDBPyConnection,
+    config: TrainConfig,
+    info: DatasetInfo,
+    fit_parts: tuple[str, ...],
+    mean: float,
+    log: Callable[[str], None],
+    on_epoch: Callable[[dict[str, Any]], None],
+) -> tuple[Model, list[dict[str, Any]], float, Best]:
+    """Fit `popular` or `ease` on ``fit_parts``: the model (for ease, at the λ whose lists rank best on the
+    validation slice), its curve (one entry per λ, with the validation nDCG@10), the seconds and the selection."""
+    from trainer.models.base import build_model  # (base imports this module's registry entry lazily)
+
+    started = time.perf_counter()
+    model = build_model(config, info.n_users, info.n_movies, mean)
+    assert isinstance(model, Popular | Ease)
+    parts = fit_parts + (("validation",) if config.validation else ())
+    _, matrices = load_rows(con, config.split, parts, info.n_movies)
+    train = merge_parts(matrices, fit_parts)
+    history: list[dict[str, Any]] = []
+    best = Best()
+    candidates = _lambdas(config) if isinstance(model, Ease) else [None]
+    if isinstance(model, Ease):
+        needed = 3 * 4 * info.n_movies**2
+        if needed > EASE_MAX_BYTES:
+            raise TrainerError(f"ease holds {info.n_movies:,} x {info.n_movies:,} matrices while fitting, about "
+                               f"{needed / 2**30:.0f} GB, more than its bound of {EASE_MAX_BYTES / 2**30:.0f} GB: "
+                               "train popular, or a model that reads user rows in batches")  # fmt: skip
+        gram = _gram(train, model.stars)
+    kept: dict[str, torch.Tensor] | None = None
+    for epoch, strength in enumerate(candidates, start=1):
+        step_start = time.perf_counter()
+        if isinstance(model, Ease):
+            assert strength is not None
+            model.weights.data = _ease_weights(gram, strength)
+        else:
+            model.counts.data = train.counts.new_zeros(info.n_movies).index_add_(
+                0, train.cols, torch.ones_like(train.cols)).float()  # fmt: skip
+        metrics: dict[str, Any] = {"epoch": epoch, "train_rmse": None, "validation_rmse": None, "lambda": strength}
+        if config.validation:
+            metrics[MAIN_METRIC] = validation_ranking(model, train, matrices["validation"])[MAIN_METRIC]
+            if best.epoch is None or metrics[MAIN_METRIC] > history[best.epoch - 1][MAIN_METRIC]:
+                best.epoch = epoch
+                kept = {name: t.detach().clone() for name, t in model.state_dict().items()}
+        metrics["seconds"] = time.perf_counter() - step_start
+        history.append(metrics)
+        on_epoch(metrics)
+        if strength is not None:
+            found = f", validation {MAIN_METRIC} {metrics[MAIN_METRIC]:.4f}" if config.validation else ""
+            log(f"ease λ {strength:g}{found}")
+    if kept is not None and config.select_best:
+        model.load_state_dict(kept)
+        if isinstance(model, Ease):
+            chosen = history[(best.epoch or 1) - 1]
+            log(f"selected λ {chosen['lambda']:g} (validation {MAIN_METRIC} {chosen[MAIN_METRIC]:.4f})")
+    return model, history, time.perf_counter() - started, best
+
+
+def _lambdas(config: TrainConfig) -> list[float]:
+    """--l2 alone without a validation slice to choose on (or with --last-epoch); else the grid around it."""
+    if not config.validation:
+        return [config.l2]
+    return [config.l2 * step for step in EASE_LAMBDA_STEPS]
+
+
+def _sparse(rows: Csr, stars: bool) -> torch.Tensor:
+    """The rows as a torch CSR tensor: 1 for each rating, or its stars."""
+    values = rows.vals if stars else torch.ones_like(rows.vals)
+    return torch.sparse_csr_tensor(rows.offsets, rows.cols, values, (rows.n_rows, rows.n_cols))
+
+
+def _gram(train: Csr, stars: bool) -> torch.Tensor:
+    """XᵀX of the training rows, in float64: the inverse of a nearly singular Gram loses float32's digits."""
+    inputs = _sparse(train, stars)
+    return torch.sparse.mm(inputs.to_sparse_coo().t(), inputs.to_dense()).double()
+
+
+def _ease_weights(gram: torch.Tensor, strength: float) -> torch.Tensor:
+    """B = I − P·diag(1/diag(P)), P = (G + λI)⁻¹: the diagonal is 0."""
+    regularised = gram.clone()
+    regularised.diagonal().add_(strength)
+    inverse = torch.cholesky_inverse(torch.linalg.cholesky(regularised))
+    weights = -inverse / inverse.diagonal()
+    weights.diagonal().zero_()
+    return weights.float()
+
+
+@torch.no_grad()
+def validation_ranking(model: RankingModel, train: Csr, validation: Csr) -> dict[str, float]:
+    """The ranking metrics of the model's lists on the validation slice: candidates unrated in training."""
+    tally = RankingTally(popularity=torch.zeros(model.n_movies, dtype=torch.float64))
+    block = eval_rows(model.n_movies)
+    for start in range(0, train.n_rows, block):
+        end = min(start + block, train.n_rows)
+        rows, held = train.slice(start, end), validation.slice(start, end)
+        evaluate_block(tally, model.score_rows(rows), [rows], held)
+    return tally.metrics() or {MAIN_METRIC: math.nan}
