@@ -47,7 +47,8 @@ def build(
             help=(
                 "The folder holding the MovieLens files (any layout: ml-100k, ml-1m, ml-10m, ml-latest, "
                 f"ml-20m/25m/32m). If it does not exist and is named after an official data set "
-                f"({', '.join(KNOWN_DATASETS)}), the official zip is downloaded, checked and unpacked there."
+                f"({', '.join(KNOWN_DATASETS)}), the official zip is downloaded, checked against its pinned "
+                "SHA-256 and published MD5 (ml-latest, which changes over time: the MD5 only) and unpacked there."
             ),
         ),
     ] = Path("data/ml-1m"),
@@ -125,7 +126,7 @@ def build(
         else:
             from etl.download import ensure_dataset  # the network code, only when there is something to fetch
 
-            folder = ensure_dataset(input_dir)
+            folder = ensure_dataset(input_dir, log=log)
         report = build_warehouse(folder, warehouse, options, log=log)
     except WarehouseError as error:
         typer.echo(f"etl: error: {error}", err=True)

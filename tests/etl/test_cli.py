@@ -22,6 +22,7 @@ def test_help():
     assert result.exit_code == 0
     for option in ("--input", "--warehouse", "--max-bad-rows", "--seed", "--test-fraction", "--validation-fraction"):
         assert option in result.output
+    assert "SHA-256" in result.output and "Traceback" not in result.output
 
 
 def test_build(movielens, tmp_path, query):

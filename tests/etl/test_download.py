@@ -1,4 +1,6 @@
-"""Tests for etl.download against a real local HTTP server serving hand-made zips."""
+"""Tests for etl.download against a real local HTTP server serving hand-made zips.
+
+The pinned SHA-256 digests are of the official zips, so each test pins what it serves (or nothing: MD5 only)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from etl import download
+from etl.datasets import OFFICIAL_SHA256
 from etl.download import KNOWN_DATASETS, ensure_dataset
 from etl.errors import EtlError
 
@@ -41,6 +45,14 @@ def served(tmp_path: Path) -> Iterator[tuple[Path, str]]:
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+@pytest.fixture(autouse=True)
+def pins(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The pinned digests ensure_dataset checks: none unless a test pins the zip it serves."""
+    table: dict[str, str] = {}
+    monkeypatch.setattr(download, "OFFICIAL_SHA256", table)
+    return table
 
 
 @pytest.fixture
@@ -122,6 +134,7 @@ def test_checksum_mismatch_unpacks_nothing(served: tuple[Path, str], data_dir: P
         ensure_dataset(data_dir / "ml-100k", base_url=url, timeout=5)
 
     message = str(err.value)
+    assert message.startswith("ml-100k.zip: MD5 mismatch: ") and "\n" not in message
     assert f"{url}/ml-100k.zip" in message
     assert wrong in message and actual in message
     assert list(data_dir.iterdir()) == [], "target or temp files left behind"
@@ -196,3 +209,74 @@ def test_md5_file_without_digest_fails(served: tuple[Path, str], data_dir: Path)
         ensure_dataset(data_dir / "ml-100k", base_url=url, timeout=5)
 
     assert list(data_dir.iterdir()) == []
+
+
+def sha256_of(root: Path, name: str) -> str:
+    return hashlib.sha256((root / f"{name}.zip").read_bytes()).hexdigest()
+
+
+def test_every_official_zip_but_ml_latest_has_a_pinned_sha256() -> None:
+    assert set(OFFICIAL_SHA256) == set(KNOWN_DATASETS) - {"ml-latest"}
+    assert all(len(digest) == 64 and digest == digest.lower() for digest in OFFICIAL_SHA256.values())
+    assert all(int(digest, 16) >= 0 for digest in OFFICIAL_SHA256.values())
+
+
+def test_pinned_sha256_and_md5_match(served: tuple[Path, str], data_dir: Path, pins: dict[str, str]) -> None:
+    root, url = served
+    publish(root, "ml-100k", [("ml-100k/u.data", U_DATA)])
+    pins["ml-100k"] = sha256_of(root, "ml-100k")
+    logged: list[str] = []
+
+    folder = ensure_dataset(data_dir / "ml-100k", base_url=url, timeout=5, log=logged.append)
+
+    assert (folder / "u.data").read_bytes() == U_DATA
+    assert sorted(p.name for p in data_dir.iterdir()) == ["ml-100k"]
+    assert logged == [
+        f"{folder} does not exist: downloading {url}/ml-100k.zip",
+        f"ml-100k.zip: SHA-256 and MD5 match; unpacked to {folder}",
+    ]
+
+
+def test_pinned_sha256_mismatch_leaves_nothing(served: tuple[Path, str], data_dir: Path, pins: dict[str, str]) -> None:
+    root, url = served
+    publish(root, "ml-100k", [("ml-100k/u.data", U_DATA)])  # its MD5 matches: only the pin catches it
+    pins["ml-100k"] = pinned = "ab" * 32
+    found = sha256_of(root, "ml-100k")
+
+    with pytest.raises(EtlError) as err:
+        ensure_dataset(data_dir / "ml-100k", base_url=url, timeout=5)
+
+    message = str(err.value)
+    assert message.startswith(f"ml-100k.zip: SHA-256 mismatch: expected {pinned}, found {found} ")
+    assert f"{url}/ml-100k.zip" in message and "nothing was unpacked" in message and "\n" not in message
+    assert list(data_dir.iterdir()) == [], "the partial download or the unpacked folder is left"
+
+
+def test_md5_is_a_second_check(served: tuple[Path, str], data_dir: Path, pins: dict[str, str]) -> None:
+    root, url = served
+    wrong = "0123456789abcdef0123456789abcdef"
+    actual = publish(root, "ml-100k", [("ml-100k/u.data", U_DATA)], md5_text=f"{wrong}  ml-100k.zip\n")
+    pins["ml-100k"] = sha256_of(root, "ml-100k")
+
+    with pytest.raises(EtlError) as err:
+        ensure_dataset(data_dir / "ml-100k", base_url=url, timeout=5)
+
+    assert str(err.value).startswith(
+        f"ml-100k.zip: MD5 mismatch: expected {wrong} (published at {url}/ml-100k.zip.md5)"
+    )
+    assert f"found {actual}." in str(err.value)
+    assert list(data_dir.iterdir()) == []
+
+
+def test_ml_latest_is_checked_by_its_md5_only(
+    served: tuple[Path, str], data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, url = served
+    monkeypatch.setattr(download, "OFFICIAL_SHA256", OFFICIAL_SHA256)  # the real table: ml-latest is not in it
+    publish(root, "ml-latest", [("ml-latest/ratings.csv", b"userId,movieId,rating,timestamp\n1,1,4.0,1\n")])
+    logged: list[str] = []
+
+    folder = ensure_dataset(data_dir / "ml-latest", base_url=url, timeout=5, log=logged.append)
+
+    assert (folder / "ratings.csv").exists()
+    assert logged[-1].startswith("ml-latest.zip: MD5 matches (no SHA-256 is pinned for it: it changes over time")
