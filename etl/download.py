@@ -2,8 +2,8 @@
 
 Before anything is unpacked, the zip is checked against the SHA-256 pinned for it in etl.datasets
 (every official zip but ml-latest, which GroupLens republishes from time to time) and then against
-the MD5 published beside it. It is unpacked beside the target first, so a failure never leaves a
-half-made folder.
+the MD5 published beside it. It is unpacked beside the target first, and a failure removes the
+download and any folder this made, so it never leaves a half-made or empty folder.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, Trans
 
 from etl.datasets import BASE_URL, KNOWN_DATASETS, OFFICIAL_SHA256
 from etl.errors import EtlError
+from etl.folders import make_folders, remove_empty
 
 # Zips whose top-level folder is not named after the zip.
 _FOLDER_IN_ZIP = {"ml-10m": "ml-10M100K"}
@@ -70,20 +71,24 @@ def ensure_dataset(
         )
     base = (base_url or os.environ.get("MOVIELENS_BASE_URL") or BASE_URL).rstrip("/")
     zip_url = f"{base}/{name}.zip"
-    folder.parent.mkdir(parents=True, exist_ok=True)
 
     log(f"{folder} does not exist: downloading {zip_url}")
-    expected_md5 = _fetch_md5(f"{zip_url}.md5", timeout)
-    # Same file system as the target, so the final move is a cheap rename.
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{name}-", suffix=".zip.part", dir=folder.parent)
-    tmp_zip = Path(tmp_name)
+    expected_md5 = _fetch_md5(f"{zip_url}.md5", timeout)  # first: offline, it fails before anything is made
+    made = make_folders(folder.parent)
     try:
-        with os.fdopen(fd, "wb") as out:
-            found_md5, found_sha256 = _download(zip_url, out, timeout)
-        _check_digests(name, zip_url, expected_md5, found_md5, found_sha256)
-        _unpack(tmp_zip, zip_url, _FOLDER_IN_ZIP.get(name, name), folder)
-    finally:
-        tmp_zip.unlink(missing_ok=True)
+        # Same file system as the target, so the final move is a cheap rename.
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{name}-", suffix=".zip.part", dir=folder.parent)
+        tmp_zip = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                found_md5, found_sha256 = _download(zip_url, out, timeout)
+            _check_digests(name, zip_url, expected_md5, found_md5, found_sha256)
+            _unpack(tmp_zip, zip_url, _FOLDER_IN_ZIP.get(name, name), folder)
+        finally:
+            tmp_zip.unlink(missing_ok=True)
+    except BaseException:
+        remove_empty(made)
+        raise
     checked = "SHA-256 and MD5 match" if name in OFFICIAL_SHA256 else _MD5_ONLY
     log(f"{name}.zip: {checked}; unpacked to {folder}")
     return folder

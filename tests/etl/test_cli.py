@@ -1,7 +1,9 @@
-"""etl.cli: help, a build, errors as one plain line (exit 1), bad option values (exit 2)."""
+"""etl.cli: help, a build, errors as one plain line (exit 1) that leave no folder behind, bad option values
+(exit 2)."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 
@@ -12,6 +14,13 @@ from etl.cli import app
 
 # No MOVIELENS_DIR or WAREHOUSE from the environment running the tests.
 runner = CliRunner(env={"MOVIELENS_DIR": None, "WAREHOUSE": None})
+
+
+def closed_port_url() -> str:
+    """A URL on a port nothing listens on, so a download fails at once, as offline."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
 def test_help():
@@ -89,6 +98,25 @@ def test_bad_option_values(movielens, tmp_path, option, value):
     assert option in result.output
     assert "Traceback" not in result.output
     assert not (tmp_path / "w.duckdb").exists()
+
+
+def test_bare_build_offline_leaves_nothing(tmp_path, monkeypatch):
+    """`etl build` in an empty folder, offline: data/ml-1m is missing and cannot be downloaded."""
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["build"], env={"MOVIELENS_BASE_URL": closed_port_url()})
+    assert result.exit_code == 1
+    assert "etl: error: Download of " in result.output and "offline" in result.output
+    assert list(tmp_path.iterdir()) == [], "data/ or a download left behind"
+
+
+def test_failed_build_removes_the_warehouse_folder_it_made(movielens, tmp_path):
+    folder = movielens("ml-1m")
+    with (folder / "ratings.dat").open("a") as f:
+        f.write("1::1::6::978300760\n")
+    warehouse = tmp_path / "new" / "sub" / "w.duckdb"
+    result = runner.invoke(app, ["build", "--input", str(folder), "--warehouse", str(warehouse)])
+    assert result.exit_code == 1
+    assert not (tmp_path / "new").exists()
 
 
 def test_module_entry_point_exit_status(tmp_path):

@@ -13,6 +13,7 @@ import zipfile
 from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 
@@ -57,7 +58,8 @@ def pins(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
 
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
-    """Where MOVIELENS_DIR's parent lives; deliberately not created, ensure_dataset must make it."""
+    """Where MOVIELENS_DIR's parent lives; deliberately not created: ensure_dataset must make it, and remove it
+    again when it fails."""
     return tmp_path / "data"
 
 
@@ -137,7 +139,7 @@ def test_checksum_mismatch_unpacks_nothing(served: tuple[Path, str], data_dir: P
     assert message.startswith("ml-100k.zip: MD5 mismatch: ") and "\n" not in message
     assert f"{url}/ml-100k.zip" in message
     assert wrong in message and actual in message
-    assert list(data_dir.iterdir()) == [], "target or temp files left behind"
+    assert not data_dir.exists(), "target, temp files or the folder made for them left behind"
 
 
 @pytest.mark.parametrize("evil_kind", ["dotdot", "absolute"])
@@ -151,7 +153,7 @@ def test_escaping_member_is_refused(served: tuple[Path, str], data_dir: Path, tm
         ensure_dataset(data_dir / "ml-100k", base_url=url, timeout=5)
 
     assert evil in str(err.value)
-    assert list(data_dir.iterdir()) == []
+    assert not data_dir.exists()
     written = [p for p in tmp_path.rglob("*") if p.is_file() and p.read_bytes() == b"pwned"]
     assert written == []
 
@@ -166,7 +168,7 @@ def test_symlink_member_is_refused(served: tuple[Path, str], data_dir: Path) -> 
         ensure_dataset(data_dir / "ml-100k", base_url=url, timeout=5)
 
     assert "ml-100k/passwd" in str(err.value)
-    assert list(data_dir.iterdir()) == []
+    assert not data_dir.exists()
 
 
 def test_unknown_name_lists_known_data_sets(data_dir: Path) -> None:
@@ -187,7 +189,7 @@ def test_unreachable_server_explains_how_to_use_local_files(data_dir: Path) -> N
     message = str(err.value)
     assert f"{url}/ml-100k.zip.md5" in message
     assert "offline" in message and "MOVIELENS_DIR" in message
-    assert list(data_dir.iterdir()) == []
+    assert not data_dir.exists()
 
 
 def test_missing_md5_file_fails(served: tuple[Path, str], data_dir: Path) -> None:
@@ -198,7 +200,7 @@ def test_missing_md5_file_fails(served: tuple[Path, str], data_dir: Path) -> Non
         ensure_dataset(data_dir / "ml-100k", base_url=url, timeout=5)
 
     assert f"{url}/ml-100k.zip.md5" in str(err.value)
-    assert list(data_dir.iterdir()) == []
+    assert not data_dir.exists()
 
 
 def test_md5_file_without_digest_fails(served: tuple[Path, str], data_dir: Path) -> None:
@@ -208,7 +210,7 @@ def test_md5_file_without_digest_fails(served: tuple[Path, str], data_dir: Path)
     with pytest.raises(EtlError, match="No MD5 digest"):
         ensure_dataset(data_dir / "ml-100k", base_url=url, timeout=5)
 
-    assert list(data_dir.iterdir()) == []
+    assert not data_dir.exists()
 
 
 def sha256_of(root: Path, name: str) -> str:
@@ -237,7 +239,9 @@ def test_pinned_sha256_and_md5_match(served: tuple[Path, str], data_dir: Path, p
     ]
 
 
-def test_pinned_sha256_mismatch_leaves_nothing(served: tuple[Path, str], data_dir: Path, pins: dict[str, str]) -> None:
+def test_pinned_sha256_mismatch_leaves_nothing(
+    served: tuple[Path, str], data_dir: Path, pins: dict[str, str], tmp_path: Path
+) -> None:
     root, url = served
     publish(root, "ml-100k", [("ml-100k/u.data", U_DATA)])  # its MD5 matches: only the pin catches it
     pins["ml-100k"] = pinned = "ab" * 32
@@ -249,7 +253,8 @@ def test_pinned_sha256_mismatch_leaves_nothing(served: tuple[Path, str], data_di
     message = str(err.value)
     assert message.startswith(f"ml-100k.zip: SHA-256 mismatch: expected {pinned}, found {found} ")
     assert f"{url}/ml-100k.zip" in message and "nothing was unpacked" in message and "\n" not in message
-    assert list(data_dir.iterdir()) == [], "the partial download or the unpacked folder is left"
+    assert not data_dir.exists(), "the partial download, the unpacked folder or the folder made for them is left"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["served"]
 
 
 def test_md5_is_a_second_check(served: tuple[Path, str], data_dir: Path, pins: dict[str, str]) -> None:
@@ -265,7 +270,7 @@ def test_md5_is_a_second_check(served: tuple[Path, str], data_dir: Path, pins: d
         f"ml-100k.zip: MD5 mismatch: expected {wrong} (published at {url}/ml-100k.zip.md5)"
     )
     assert f"found {actual}." in str(err.value)
-    assert list(data_dir.iterdir()) == []
+    assert not data_dir.exists()
 
 
 def test_ml_latest_is_checked_by_its_md5_only(
@@ -280,3 +285,39 @@ def test_ml_latest_is_checked_by_its_md5_only(
 
     assert (folder / "ratings.csv").exists()
     assert logged[-1].startswith("ml-latest.zip: MD5 matches (no SHA-256 is pinned for it: it changes over time")
+
+
+def test_dropped_download_removes_the_part_file_and_the_folders_it_made(
+    served: tuple[Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, url = served
+    publish(root, "ml-100k", [("ml-100k/u.data", U_DATA)])
+    target = tmp_path / "new" / "data" / "ml-100k"
+    parts: list[Path] = []
+
+    def dropped(url: str, out: BinaryIO, timeout: float) -> tuple[str, str]:
+        out.write(b"PK\x03\x04 half a zip")
+        parts.extend(target.parent.glob("*.part"))
+        raise EtlError(f"Download of {url} failed (Connection reset by peer).")
+
+    monkeypatch.setattr(download, "_download", dropped)
+
+    with pytest.raises(EtlError, match="Connection reset"):
+        ensure_dataset(target, base_url=url, timeout=5)
+
+    assert len(parts) == 1 and not parts[0].exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["served"], "new/ or new/data/ left behind"
+
+
+def test_a_failure_keeps_folders_it_did_not_make(
+    served: tuple[Path, str], data_dir: Path, pins: dict[str, str]
+) -> None:
+    root, url = served
+    publish(root, "ml-100k", [("ml-100k/u.data", U_DATA)])
+    pins["ml-100k"] = "ab" * 32
+    data_dir.mkdir()
+
+    with pytest.raises(EtlError, match="SHA-256 mismatch"):
+        ensure_dataset(data_dir / "ml-100k", base_url=url, timeout=5)
+
+    assert data_dir.is_dir() and list(data_dir.iterdir()) == []
