@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -31,6 +32,15 @@ def main(
     """Load MovieLens files into the DuckDB warehouse: validate, split, and build the rating matrices."""
 
 
+def _local_folder_hint(ctx: typer.Context, input_dir: Path) -> str:
+    """How to rerun with a local MovieLens folder: the same make goals when make ran `etl` (the Makefile exports
+    MAKECMDGOALS), else the command that was run."""
+    example = f"/path/to/{input_dir.name if input_dir.name in KNOWN_DATASETS else 'ml-1m'}"
+    if "MAKELEVEL" in os.environ:
+        return " ".join(["make", *os.environ.get("MAKECMDGOALS", "").split(), f"MOVIELENS_DIR={example}"])
+    return f"{ctx.command_path} --input {example}"
+
+
 def _fraction(value: float) -> float:
     if not 0.0 < value < 1.0:
         raise typer.BadParameter("must be between 0 and 1 (exclusive).")
@@ -39,6 +49,7 @@ def _fraction(value: float) -> float:
 
 @app.command()
 def build(
+    ctx: typer.Context,
     input_dir: Annotated[
         Path,
         typer.Option(
@@ -126,7 +137,7 @@ def build(
         else:
             from etl.download import ensure_dataset  # the network code, only when there is something to fetch
 
-            folder = ensure_dataset(input_dir, log=log)
+            folder = ensure_dataset(input_dir, hint=_local_folder_hint(ctx, input_dir), log=log)
         report = build_warehouse(folder, warehouse, options, log=log)
     except WarehouseError as error:
         typer.echo(f"etl: error: {error}", err=True)

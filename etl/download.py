@@ -36,7 +36,6 @@ _FOLDER_IN_ZIP = {"ml-10m": "ml-10M100K"}
 
 _MD5_TOKEN = re.compile(r"\b[0-9a-fA-F]{32}\b")
 _CHUNK = 1 << 20
-_HINT = "make etl MOVIELENS_DIR=/path/to/ml-1m"
 # ml-latest: GroupLens republishes it from time to time, so no SHA-256 can be pinned and its MD5 is the only check.
 _MD5_ONLY = "MD5 matches (no SHA-256 is pinned for it: it changes over time, so its published MD5 is the only check)"
 
@@ -50,13 +49,16 @@ def ensure_dataset(
     *,
     base_url: str | None = None,
     timeout: float = 30.0,
+    hint: str | None = None,
     log: Callable[[str], None] = lambda message: None,
 ) -> Path:
     """Return ``folder``, first downloading and unpacking it if it does not exist.
 
     The data set is named by ``folder.name`` (e.g. ``ml-1m``). ``base_url`` defaults to
     ``$MOVIELENS_BASE_URL`` or :data:`BASE_URL` (a mirror must serve the official zips: the pinned
-    SHA-256 digests apply to it too); ``timeout`` is per socket operation.
+    SHA-256 digests apply to it too); ``timeout`` is per socket operation. ``hint`` is the command
+    that points the caller at a local folder instead, for the error messages (default:
+    ``etl build --input /path/to/<name>``).
     """
     if folder.is_dir():
         return folder
@@ -64,16 +66,18 @@ def ensure_dataset(
         raise EtlError(f"MovieLens path {folder} exists but is not a folder.")
     name = folder.name
     if name not in KNOWN_DATASETS:
+        example = hint or "etl build --input /path/to/ml-1m"
         raise EtlError(
             f"MovieLens folder {folder} does not exist, and {name!r} is not a data set that can be "
             f"downloaded (known: {', '.join(KNOWN_DATASETS)}). "
-            f"Set MOVIELENS_DIR to a folder holding MovieLens files, e.g. {_HINT}."
+            f"Point to a folder holding MovieLens files: {example}"
         )
+    hint = hint or f"etl build --input /path/to/{name}"
     base = (base_url or os.environ.get("MOVIELENS_BASE_URL") or BASE_URL).rstrip("/")
     zip_url = f"{base}/{name}.zip"
 
     log(f"{folder} does not exist: downloading {zip_url}")
-    expected_md5 = _fetch_md5(f"{zip_url}.md5", timeout)  # first: offline, it fails before anything is made
+    expected_md5 = _fetch_md5(f"{zip_url}.md5", timeout, hint)  # first: offline, it fails before anything is made
     made = make_folders(folder.parent)
     try:
         # Same file system as the target, so the final move is a cheap rename.
@@ -81,7 +85,7 @@ def ensure_dataset(
         tmp_zip = Path(tmp_name)
         try:
             with os.fdopen(fd, "wb") as out:
-                found_md5, found_sha256 = _download(zip_url, out, timeout)
+                found_md5, found_sha256 = _download(zip_url, out, timeout, hint)
             _check_digests(name, zip_url, expected_md5, found_md5, found_sha256)
             _unpack(tmp_zip, zip_url, _FOLDER_IN_ZIP.get(name, name), folder)
         finally:
@@ -111,7 +115,7 @@ def _check_digests(name: str, zip_url: str, expected_md5: str, found_md5: str, f
 
 
 @contextmanager
-def _network_errors(url: str) -> Iterator[None]:
+def _network_errors(url: str, hint: str) -> Iterator[None]:
     """Turn connection failures into an EtlError that tells the user what to do."""
     try:
         yield
@@ -124,13 +128,13 @@ def _network_errors(url: str) -> Iterator[None]:
             reason = str(exc) or type(exc).__name__
         raise EtlError(
             f"Download of {url} failed ({reason}). This machine may be offline: fetch and unzip "
-            f"the data set elsewhere and point MOVIELENS_DIR at it, e.g. {_HINT}."
+            f"the data set elsewhere, copy it here and point to it: {hint}"
         ) from exc
 
 
-def _fetch_md5(url: str, timeout: float) -> str:
+def _fetch_md5(url: str, timeout: float, hint: str) -> str:
     """Return the lower-case digest published at ``url`` (its format varies by data set)."""
-    with _network_errors(url), urllib.request.urlopen(url, timeout=timeout) as resp:
+    with _network_errors(url, hint), urllib.request.urlopen(url, timeout=timeout) as resp:
         # The file is one short line; the cap guards against an HTML page served by mistake.
         text = resp.read(4096).decode("ascii", errors="replace")
     match = _MD5_TOKEN.search(text)
@@ -139,10 +143,10 @@ def _fetch_md5(url: str, timeout: float) -> str:
     return match.group(0).lower()
 
 
-def _download(url: str, out: BinaryIO, timeout: float) -> tuple[str, str]:
+def _download(url: str, out: BinaryIO, timeout: float, hint: str) -> tuple[str, str]:
     """Stream ``url`` into ``out`` and return its MD5 and SHA-256; a progress bar only on a terminal."""
     md5, sha256 = hashlib.md5(usedforsecurity=False), hashlib.sha256()
-    with _network_errors(url), urllib.request.urlopen(url, timeout=timeout) as resp:
+    with _network_errors(url, hint), urllib.request.urlopen(url, timeout=timeout) as resp:
         length = resp.headers.get("Content-Length")
         columns = (TextColumn(url.rsplit("/", 1)[-1]), BarColumn(), DownloadColumn(), TransferSpeedColumn())
         with Progress(*columns, console=Console(stderr=True), disable=not sys.stderr.isatty()) as bar:

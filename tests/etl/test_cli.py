@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from etl.cli import app
 
-# No MOVIELENS_DIR or WAREHOUSE from the environment running the tests.
-runner = CliRunner(env={"MOVIELENS_DIR": None, "WAREHOUSE": None})
+# No MOVIELENS_DIR or WAREHOUSE from the environment running the tests, nor make's (`make test` runs them).
+runner = CliRunner(env={"MOVIELENS_DIR": None, "WAREHOUSE": None, "MAKELEVEL": None, "MAKECMDGOALS": None})
 
 
 def closed_port_url() -> str:
@@ -100,12 +100,30 @@ def test_bad_option_values(movielens, tmp_path, option, value):
     assert not (tmp_path / "w.duckdb").exists()
 
 
+@pytest.mark.parametrize("make", [None, "run", ""])
+def test_missing_input_suggests_the_command_that_was_run(tmp_path, make):
+    env = {} if make is None else {"MAKELEVEL": "1", "MAKECMDGOALS": make}
+    args = ["build", "--input", str(tmp_path / "nonexistent"), "--warehouse", str(tmp_path / "w.duckdb")]
+    result = runner.invoke(app, args, env=env, prog_name="etl")
+    assert result.exit_code == 1
+    line = result.output.strip()
+    assert line.startswith("etl: error: ") and "\n" not in line
+    expected = {
+        None: ": etl build --input /path/to/ml-1m",
+        "run": ": make run MOVIELENS_DIR=/path/to/ml-1m",
+        "": ": make MOVIELENS_DIR=/path/to/ml-1m",
+    }[make]
+    assert line.endswith(expected)
+    assert "make" not in line if make is None else "--input" not in line
+
+
 def test_bare_build_offline_leaves_nothing(tmp_path, monkeypatch):
     """`etl build` in an empty folder, offline: data/ml-1m is missing and cannot be downloaded."""
     monkeypatch.chdir(tmp_path)
-    result = runner.invoke(app, ["build"], env={"MOVIELENS_BASE_URL": closed_port_url()})
+    result = runner.invoke(app, ["build"], env={"MOVIELENS_BASE_URL": closed_port_url()}, prog_name="etl")
     assert result.exit_code == 1
     assert "etl: error: Download of " in result.output and "offline" in result.output
+    assert result.output.rstrip().endswith(": etl build --input /path/to/ml-1m")
     assert list(tmp_path.iterdir()) == [], "data/ or a download left behind"
 
 

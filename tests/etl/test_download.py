@@ -176,8 +176,17 @@ def test_unknown_name_lists_known_data_sets(data_dir: Path) -> None:
         ensure_dataset(data_dir / "my-ratings", base_url=closed_port_url(), timeout=1)
 
     message = str(err.value)
-    assert "does not exist" in message and "MOVIELENS_DIR" in message
+    assert "does not exist" in message and message.endswith(": etl build --input /path/to/ml-1m")
     assert all(name in message for name in KNOWN_DATASETS)
+    assert not data_dir.exists()
+
+
+def test_errors_suggest_the_callers_command(data_dir: Path) -> None:
+    hint = "make run MOVIELENS_DIR=/path/to/ml-100k"
+    for name in ("my-ratings", "ml-100k"):  # no such data set; offline
+        with pytest.raises(EtlError) as err:
+            ensure_dataset(data_dir / name, base_url=closed_port_url(), timeout=1, hint=hint)
+        assert str(err.value).endswith(f": {hint}")
 
 
 def test_unreachable_server_explains_how_to_use_local_files(data_dir: Path) -> None:
@@ -188,7 +197,7 @@ def test_unreachable_server_explains_how_to_use_local_files(data_dir: Path) -> N
 
     message = str(err.value)
     assert f"{url}/ml-100k.zip.md5" in message
-    assert "offline" in message and "MOVIELENS_DIR" in message
+    assert "offline" in message and message.endswith(": etl build --input /path/to/ml-100k")
     assert not data_dir.exists()
 
 
@@ -295,7 +304,7 @@ def test_dropped_download_removes_the_part_file_and_the_folders_it_made(
     target = tmp_path / "new" / "data" / "ml-100k"
     parts: list[Path] = []
 
-    def dropped(url: str, out: BinaryIO, timeout: float) -> tuple[str, str]:
+    def dropped(url: str, out: BinaryIO, timeout: float, hint: str) -> tuple[str, str]:
         out.write(b"PK\x03\x04 half a zip")
         parts.extend(target.parent.glob("*.part"))
         raise EtlError(f"Download of {url} failed (Connection reset by peer).")
