@@ -55,6 +55,7 @@ def build(
         typer.Option(
             "--input",
             envvar="MOVIELENS_DIR",
+            file_okay=False,
             help=(
                 "The folder holding the MovieLens files (any layout: ml-100k, ml-1m, ml-10m, ml-latest, "
                 f"ml-20m/25m/32m). If it does not exist and is named after an official data set "
@@ -65,7 +66,7 @@ def build(
     ] = Path("data/ml-1m"),
     warehouse: Annotated[
         Path,
-        typer.Option(envvar="WAREHOUSE", help="The DuckDB file to create or replace."),
+        typer.Option(envvar="WAREHOUSE", dir_okay=False, help="The DuckDB file to create or replace."),
     ] = Path("warehouse.duckdb"),
     max_bad_rows: Annotated[
         int,
@@ -228,8 +229,10 @@ def export(
     ] = 30.0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
 ) -> None:
-    """Write the feature tables (user and movie matrices, splits, indexes, dataset, movies) as Parquet, the
-    per-split tables hive-partitioned by split, for other engines and for `trainer run --features`."""
+    """Write the feature tables as Parquet, for other engines and for `trainer run --features`.
+
+    The user and movie matrices, splits, indexes, dataset and movies; the per-split tables hive-partitioned by
+    split."""
     try:
         rows = export_features(warehouse, output, lock_wait)
     except WarehouseError as error:

@@ -88,9 +88,14 @@ def test_bad_row_is_one_plain_error(movielens, tmp_path):
 @pytest.mark.parametrize(
     "option, value",
     [("--test-fraction", "2"), ("--test-fraction", "0"), ("--validation-fraction", "1"), ("--validation-fraction", "-0.1"),
-     ("--max-bad-rows", "-1"), ("--seed", "abc"), ("--lock-wait", "-5"), ("--test-fraction", "a tenth")],
+     ("--max-bad-rows", "-1"), ("--seed", "abc"), ("--lock-wait", "-5"), ("--test-fraction", "a tenth"),
+     ("--memory-limit-mb", "10"), ("--storage-version", "v0.9"), ("--input", "a-file"), ("--warehouse", "a-folder")],
 )  # fmt: skip
 def test_bad_option_values(movielens, tmp_path, option, value):
+    (tmp_path / "a-file").write_text("not a folder")
+    (tmp_path / "a-folder").mkdir()
+    if value in ("a-file", "a-folder"):
+        value = str(tmp_path / value)
     result = runner.invoke(
         app, ["build", "--input", str(tmp_path), "--warehouse", str(tmp_path / "w.duckdb"), option, value]
     )
