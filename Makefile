@@ -6,6 +6,8 @@ MOVIELENS_DIR ?= data/ml-1m
 WAREHOUSE     ?= warehouse.duckdb
 SPLIT         ?= random
 TRAIN_ARGS    ?=
+# So that etl's errors (offline, no such folder) suggest rerunning the same goals with MOVIELENS_DIR set.
+export MAKECMDGOALS
 
 .PHONY: all install etl train run test test-fast lint bench-etl bench-train bench-score bench-scale gpu-check clean
 

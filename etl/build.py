@@ -28,6 +28,7 @@ import duckdb
 from etl.column_tests import ColumnTest, key_of, run_tests
 from etl.dag import Stage, macros_for, plan, runs_apart
 from etl.errors import EtlError
+from etl.folders import make_folders, remove_empty
 from etl.layouts import Layout, check_latin1_text, detect_encoding, detect_layout, detect_newline
 from etl.models import Model, models_for, table_name
 from warehouse.carry_over import carry_over
@@ -99,16 +100,19 @@ def build_warehouse(
     log(f"{input_dir}: {layout.name} layout, " + ", ".join(f"{f.path.name} ({f.bytes:,} bytes)" for f in inputs))
 
     warehouse = warehouse.resolve()
-    warehouse.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale(warehouse)
-    building = side_file(warehouse, "building")
     report = EtlReport(warehouse=warehouse, layout=layout.name)
     models = models_for(layout)
     stages = plan(models)  # before the new file: a wrong declaration stops the build with nothing to undo
+    made = make_folders(warehouse.parent)  # removed again if the build fails
+    building = side_file(warehouse, "building")
     try:
+        remove_stale(warehouse)
         con = new_file(building, options.storage_version, options.memory_limit_mb, ROW_GROUP_SIZE)
-    except duckdb.Error as error:  # a read-only folder or file system, a full disk
-        raise EtlError(f"{warehouse}: cannot create the new warehouse beside it: {error}") from error
+    except BaseException as error:
+        remove_empty(made)
+        if isinstance(error, duckdb.Error):  # a read-only folder or file system, a full disk
+            raise EtlError(f"{warehouse}: cannot create the new warehouse beside it: {error}") from error
+        raise
     workers = _Workers(con, lambda cursor: _set_variables(cursor, input_dir, layout, inputs, options))
     try:
         _set_variables(con, input_dir, layout, inputs, options)
@@ -148,6 +152,7 @@ def build_warehouse(
         workers.close()
         con.close()
         remove(building)
+        remove_empty(made)
         if isinstance(error, (duckdb.Error, OSError)):  # a full disk at the checkpoint, say: no traceback
             raise EtlError(f"{warehouse}: cannot write the new warehouse: {error}") from error
         raise

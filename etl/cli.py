@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -31,6 +32,15 @@ def main(
     """Load MovieLens files into the DuckDB warehouse: validate, split, and build the rating matrices."""
 
 
+def _local_folder_hint(ctx: typer.Context, input_dir: Path) -> str:
+    """How to rerun with a local MovieLens folder: the same make goals when make ran `etl` (the Makefile exports
+    MAKECMDGOALS), else the command that was run."""
+    example = f"/path/to/{input_dir.name if input_dir.name in KNOWN_DATASETS else 'ml-1m'}"
+    if "MAKELEVEL" in os.environ:
+        return " ".join(["make", *os.environ.get("MAKECMDGOALS", "").split(), f"MOVIELENS_DIR={example}"])
+    return f"{ctx.command_path} --input {example}"
+
+
 def _fraction(value: float) -> float:
     if not 0.0 < value < 1.0:
         raise typer.BadParameter("must be between 0 and 1 (exclusive).")
@@ -39,21 +49,24 @@ def _fraction(value: float) -> float:
 
 @app.command()
 def build(
+    ctx: typer.Context,
     input_dir: Annotated[
         Path,
         typer.Option(
             "--input",
             envvar="MOVIELENS_DIR",
+            file_okay=False,
             help=(
                 "The folder holding the MovieLens files (any layout: ml-100k, ml-1m, ml-10m, ml-latest, "
                 f"ml-20m/25m/32m). If it does not exist and is named after an official data set "
-                f"({', '.join(KNOWN_DATASETS)}), the official zip is downloaded, checked and unpacked there."
+                f"({', '.join(KNOWN_DATASETS)}), the official zip is downloaded, checked against its pinned "
+                "SHA-256 and published MD5 (ml-latest, which changes over time: the MD5 only) and unpacked there."
             ),
         ),
     ] = Path("data/ml-1m"),
     warehouse: Annotated[
         Path,
-        typer.Option(envvar="WAREHOUSE", help="The DuckDB file to create or replace."),
+        typer.Option(envvar="WAREHOUSE", dir_okay=False, help="The DuckDB file to create or replace."),
     ] = Path("warehouse.duckdb"),
     max_bad_rows: Annotated[
         int,
@@ -125,7 +138,7 @@ def build(
         else:
             from etl.download import ensure_dataset  # the network code, only when there is something to fetch
 
-            folder = ensure_dataset(input_dir)
+            folder = ensure_dataset(input_dir, hint=_local_folder_hint(ctx, input_dir), log=log)
         report = build_warehouse(folder, warehouse, options, log=log)
     except WarehouseError as error:
         typer.echo(f"etl: error: {error}", err=True)
@@ -216,8 +229,10 @@ def export(
     ] = 30.0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only errors.")] = False,
 ) -> None:
-    """Write the feature tables (user and movie matrices, splits, indexes, dataset, movies) as Parquet, the
-    per-split tables hive-partitioned by split, for other engines and for `trainer run --features`."""
+    """Write the feature tables as Parquet, for other engines and for `trainer run --features`.
+
+    The user and movie matrices, splits, indexes, dataset and movies; the per-split tables hive-partitioned by
+    split."""
     try:
         rows = export_features(warehouse, output, lock_wait)
     except WarehouseError as error:

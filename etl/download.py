@@ -1,7 +1,9 @@
 """Fetch a MovieLens data set from files.grouplens.org when its folder is missing.
 
-The zip is checked against its published MD5 before anything is unpacked, and it
-is unpacked beside the target first so a failure never leaves a half-made folder.
+Before anything is unpacked, the zip is checked against the SHA-256 pinned for it in etl.datasets
+(every official zip but ml-latest, which GroupLens republishes from time to time) and then against
+the MD5 published beside it. It is unpacked beside the target first, and a failure removes the
+download and any folder this made, so it never leaves a half-made or empty folder.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import tempfile
 import urllib.error
 import urllib.request
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
@@ -25,26 +27,38 @@ from typing import BinaryIO
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
-from etl.datasets import BASE_URL, KNOWN_DATASETS
+from etl.datasets import BASE_URL, KNOWN_DATASETS, OFFICIAL_SHA256
 from etl.errors import EtlError
+from etl.folders import make_folders, remove_empty
 
 # Zips whose top-level folder is not named after the zip.
 _FOLDER_IN_ZIP = {"ml-10m": "ml-10M100K"}
 
 _MD5_TOKEN = re.compile(r"\b[0-9a-fA-F]{32}\b")
 _CHUNK = 1 << 20
-_HINT = "make etl MOVIELENS_DIR=/path/to/ml-1m"
+# ml-latest: GroupLens republishes it from time to time, so no SHA-256 can be pinned and its MD5 is the only check.
+_MD5_ONLY = "MD5 matches (no SHA-256 is pinned for it: it changes over time, so its published MD5 is the only check)"
 
 # What a failed or dropped connection raises; local disk errors (plain OSError) are
 # deliberately not here so they are not misreported as the network being down.
 _NETWORK_ERRORS = (urllib.error.URLError, http.client.HTTPException, TimeoutError, ConnectionError)
 
 
-def ensure_dataset(folder: Path, *, base_url: str | None = None, timeout: float = 30.0) -> Path:
+def ensure_dataset(
+    folder: Path,
+    *,
+    base_url: str | None = None,
+    timeout: float = 30.0,
+    hint: str | None = None,
+    log: Callable[[str], None] = lambda message: None,
+) -> Path:
     """Return ``folder``, first downloading and unpacking it if it does not exist.
 
     The data set is named by ``folder.name`` (e.g. ``ml-1m``). ``base_url`` defaults to
-    ``$MOVIELENS_BASE_URL`` or :data:`BASE_URL`; ``timeout`` is per socket operation.
+    ``$MOVIELENS_BASE_URL`` or :data:`BASE_URL` (a mirror must serve the official zips: the pinned
+    SHA-256 digests apply to it too); ``timeout`` is per socket operation. ``hint`` is the command
+    that points the caller at a local folder instead, for the error messages (default:
+    ``etl build --input /path/to/<name>``).
     """
     if folder.is_dir():
         return folder
@@ -52,35 +66,56 @@ def ensure_dataset(folder: Path, *, base_url: str | None = None, timeout: float 
         raise EtlError(f"MovieLens path {folder} exists but is not a folder.")
     name = folder.name
     if name not in KNOWN_DATASETS:
+        example = hint or "etl build --input /path/to/ml-1m"
         raise EtlError(
             f"MovieLens folder {folder} does not exist, and {name!r} is not a data set that can be "
             f"downloaded (known: {', '.join(KNOWN_DATASETS)}). "
-            f"Set MOVIELENS_DIR to a folder holding MovieLens files, e.g. {_HINT}."
+            f"Point to a folder holding MovieLens files: {example}"
         )
+    hint = hint or f"etl build --input /path/to/{name}"
     base = (base_url or os.environ.get("MOVIELENS_BASE_URL") or BASE_URL).rstrip("/")
     zip_url = f"{base}/{name}.zip"
-    folder.parent.mkdir(parents=True, exist_ok=True)
 
-    expected = _fetch_md5(f"{zip_url}.md5", timeout)
-    # Same file system as the target, so the final move is a cheap rename.
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{name}-", suffix=".zip.part", dir=folder.parent)
-    tmp_zip = Path(tmp_name)
+    log(f"{folder} does not exist: downloading {zip_url}")
+    expected_md5 = _fetch_md5(f"{zip_url}.md5", timeout, hint)  # first: offline, it fails before anything is made
+    made = make_folders(folder.parent)
     try:
-        with os.fdopen(fd, "wb") as out:
-            actual = _download(zip_url, out, timeout)
-        if actual != expected:
-            raise EtlError(
-                f"Checksum mismatch for {zip_url}: expected MD5 {expected}, got {actual}. "
-                "The download is corrupt or was tampered with; nothing was unpacked."
-            )
-        _unpack(tmp_zip, zip_url, _FOLDER_IN_ZIP.get(name, name), folder)
-    finally:
-        tmp_zip.unlink(missing_ok=True)
+        # Same file system as the target, so the final move is a cheap rename.
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{name}-", suffix=".zip.part", dir=folder.parent)
+        tmp_zip = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                found_md5, found_sha256 = _download(zip_url, out, timeout, hint)
+            _check_digests(name, zip_url, expected_md5, found_md5, found_sha256)
+            _unpack(tmp_zip, zip_url, _FOLDER_IN_ZIP.get(name, name), folder)
+        finally:
+            tmp_zip.unlink(missing_ok=True)
+    except BaseException:
+        remove_empty(made)
+        raise
+    checked = "SHA-256 and MD5 match" if name in OFFICIAL_SHA256 else _MD5_ONLY
+    log(f"{name}.zip: {checked}; unpacked to {folder}")
     return folder
 
 
+def _check_digests(name: str, zip_url: str, expected_md5: str, found_md5: str, found_sha256: str) -> None:
+    """Raise EtlError, in one line, unless the download matches its pinned SHA-256 and its published MD5."""
+    cleaned = "the download was deleted and nothing was unpacked"
+    pinned = OFFICIAL_SHA256.get(name)
+    if pinned is not None and found_sha256 != pinned:
+        raise EtlError(
+            f"{name}.zip: SHA-256 mismatch: expected {pinned}, found {found_sha256} (downloaded from {zip_url}). "
+            f"The download is corrupt or not the official file; {cleaned}."
+        )
+    if found_md5 != expected_md5:
+        raise EtlError(
+            f"{name}.zip: MD5 mismatch: expected {expected_md5} (published at {zip_url}.md5), found {found_md5}. "
+            f"The download is corrupt or was tampered with; {cleaned}."
+        )
+
+
 @contextmanager
-def _network_errors(url: str) -> Iterator[None]:
+def _network_errors(url: str, hint: str) -> Iterator[None]:
     """Turn connection failures into an EtlError that tells the user what to do."""
     try:
         yield
@@ -93,13 +128,13 @@ def _network_errors(url: str) -> Iterator[None]:
             reason = str(exc) or type(exc).__name__
         raise EtlError(
             f"Download of {url} failed ({reason}). This machine may be offline: fetch and unzip "
-            f"the data set elsewhere and point MOVIELENS_DIR at it, e.g. {_HINT}."
+            f"the data set elsewhere, copy it here and point to it: {hint}"
         ) from exc
 
 
-def _fetch_md5(url: str, timeout: float) -> str:
+def _fetch_md5(url: str, timeout: float, hint: str) -> str:
     """Return the lower-case digest published at ``url`` (its format varies by data set)."""
-    with _network_errors(url), urllib.request.urlopen(url, timeout=timeout) as resp:
+    with _network_errors(url, hint), urllib.request.urlopen(url, timeout=timeout) as resp:
         # The file is one short line; the cap guards against an HTML page served by mistake.
         text = resp.read(4096).decode("ascii", errors="replace")
     match = _MD5_TOKEN.search(text)
@@ -108,19 +143,20 @@ def _fetch_md5(url: str, timeout: float) -> str:
     return match.group(0).lower()
 
 
-def _download(url: str, out: BinaryIO, timeout: float) -> str:
-    """Stream ``url`` into ``out`` and return its MD5; a progress bar only on a terminal."""
-    digest = hashlib.md5(usedforsecurity=False)
-    with _network_errors(url), urllib.request.urlopen(url, timeout=timeout) as resp:
+def _download(url: str, out: BinaryIO, timeout: float, hint: str) -> tuple[str, str]:
+    """Stream ``url`` into ``out`` and return its MD5 and SHA-256; a progress bar only on a terminal."""
+    md5, sha256 = hashlib.md5(usedforsecurity=False), hashlib.sha256()
+    with _network_errors(url, hint), urllib.request.urlopen(url, timeout=timeout) as resp:
         length = resp.headers.get("Content-Length")
         columns = (TextColumn(url.rsplit("/", 1)[-1]), BarColumn(), DownloadColumn(), TransferSpeedColumn())
         with Progress(*columns, console=Console(stderr=True), disable=not sys.stderr.isatty()) as bar:
             task = bar.add_task("download", total=int(length) if length else None)
             while chunk := resp.read(_CHUNK):
-                digest.update(chunk)
+                md5.update(chunk)
+                sha256.update(chunk)
                 out.write(chunk)
                 bar.advance(task, len(chunk))
-    return digest.hexdigest()
+    return md5.hexdigest(), sha256.hexdigest()
 
 
 def _unpack(archive: Path, url: str, inner: str, folder: Path) -> None:

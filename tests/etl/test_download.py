@@ -1,4 +1,6 @@
-"""Tests for etl.download against a real local HTTP server serving hand-made zips."""
+"""Tests for etl.download against a real local HTTP server serving hand-made zips.
+
+The pinned SHA-256 digests are of the official zips, so each test pins what it serves (or nothing: MD5 only)."""
 
 from __future__ import annotations
 
@@ -11,9 +13,12 @@ import zipfile
 from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 
+from etl import download
+from etl.datasets import OFFICIAL_SHA256
 from etl.download import KNOWN_DATASETS, ensure_dataset
 from etl.errors import EtlError
 
@@ -43,9 +48,18 @@ def served(tmp_path: Path) -> Iterator[tuple[Path, str]]:
         thread.join()
 
 
+@pytest.fixture(autouse=True)
+def pins(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """The pinned digests ensure_dataset checks: none unless a test pins the zip it serves."""
+    table: dict[str, str] = {}
+    monkeypatch.setattr(download, "OFFICIAL_SHA256", table)
+    return table
+
+
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
-    """Where MOVIELENS_DIR's parent lives; deliberately not created, ensure_dataset must make it."""
+    """Where MOVIELENS_DIR's parent lives; deliberately not created: ensure_dataset must make it, and remove it
+    again when it fails."""
     return tmp_path / "data"
 
 
@@ -122,9 +136,10 @@ def test_checksum_mismatch_unpacks_nothing(served: tuple[Path, str], data_dir: P
         ensure_dataset(data_dir / "ml-100k", base_url=url, timeout=5)
 
     message = str(err.value)
+    assert message.startswith("ml-100k.zip: MD5 mismatch: ") and "\n" not in message
     assert f"{url}/ml-100k.zip" in message
     assert wrong in message and actual in message
-    assert list(data_dir.iterdir()) == [], "target or temp files left behind"
+    assert not data_dir.exists(), "target, temp files or the folder made for them left behind"
 
 
 @pytest.mark.parametrize("evil_kind", ["dotdot", "absolute"])
@@ -138,7 +153,7 @@ def test_escaping_member_is_refused(served: tuple[Path, str], data_dir: Path, tm
         ensure_dataset(data_dir / "ml-100k", base_url=url, timeout=5)
 
     assert evil in str(err.value)
-    assert list(data_dir.iterdir()) == []
+    assert not data_dir.exists()
     written = [p for p in tmp_path.rglob("*") if p.is_file() and p.read_bytes() == b"pwned"]
     assert written == []
 
@@ -153,7 +168,7 @@ def test_symlink_member_is_refused(served: tuple[Path, str], data_dir: Path) -> 
         ensure_dataset(data_dir / "ml-100k", base_url=url, timeout=5)
 
     assert "ml-100k/passwd" in str(err.value)
-    assert list(data_dir.iterdir()) == []
+    assert not data_dir.exists()
 
 
 def test_unknown_name_lists_known_data_sets(data_dir: Path) -> None:
@@ -161,8 +176,17 @@ def test_unknown_name_lists_known_data_sets(data_dir: Path) -> None:
         ensure_dataset(data_dir / "my-ratings", base_url=closed_port_url(), timeout=1)
 
     message = str(err.value)
-    assert "does not exist" in message and "MOVIELENS_DIR" in message
+    assert "does not exist" in message and message.endswith(": etl build --input /path/to/ml-1m")
     assert all(name in message for name in KNOWN_DATASETS)
+    assert not data_dir.exists()
+
+
+def test_errors_suggest_the_callers_command(data_dir: Path) -> None:
+    hint = "make run MOVIELENS_DIR=/path/to/ml-100k"
+    for name in ("my-ratings", "ml-100k"):  # no such data set; offline
+        with pytest.raises(EtlError) as err:
+            ensure_dataset(data_dir / name, base_url=closed_port_url(), timeout=1, hint=hint)
+        assert str(err.value).endswith(f": {hint}")
 
 
 def test_unreachable_server_explains_how_to_use_local_files(data_dir: Path) -> None:
@@ -173,8 +197,8 @@ def test_unreachable_server_explains_how_to_use_local_files(data_dir: Path) -> N
 
     message = str(err.value)
     assert f"{url}/ml-100k.zip.md5" in message
-    assert "offline" in message and "MOVIELENS_DIR" in message
-    assert list(data_dir.iterdir()) == []
+    assert "offline" in message and message.endswith(": etl build --input /path/to/ml-100k")
+    assert not data_dir.exists()
 
 
 def test_missing_md5_file_fails(served: tuple[Path, str], data_dir: Path) -> None:
@@ -185,7 +209,7 @@ def test_missing_md5_file_fails(served: tuple[Path, str], data_dir: Path) -> Non
         ensure_dataset(data_dir / "ml-100k", base_url=url, timeout=5)
 
     assert f"{url}/ml-100k.zip.md5" in str(err.value)
-    assert list(data_dir.iterdir()) == []
+    assert not data_dir.exists()
 
 
 def test_md5_file_without_digest_fails(served: tuple[Path, str], data_dir: Path) -> None:
@@ -195,4 +219,114 @@ def test_md5_file_without_digest_fails(served: tuple[Path, str], data_dir: Path)
     with pytest.raises(EtlError, match="No MD5 digest"):
         ensure_dataset(data_dir / "ml-100k", base_url=url, timeout=5)
 
-    assert list(data_dir.iterdir()) == []
+    assert not data_dir.exists()
+
+
+def sha256_of(root: Path, name: str) -> str:
+    return hashlib.sha256((root / f"{name}.zip").read_bytes()).hexdigest()
+
+
+def test_every_official_zip_but_ml_latest_has_a_pinned_sha256() -> None:
+    assert set(OFFICIAL_SHA256) == set(KNOWN_DATASETS) - {"ml-latest"}
+    assert all(len(digest) == 64 and digest == digest.lower() for digest in OFFICIAL_SHA256.values())
+    assert all(int(digest, 16) >= 0 for digest in OFFICIAL_SHA256.values())
+
+
+def test_pinned_sha256_and_md5_match(served: tuple[Path, str], data_dir: Path, pins: dict[str, str]) -> None:
+    root, url = served
+    publish(root, "ml-100k", [("ml-100k/u.data", U_DATA)])
+    pins["ml-100k"] = sha256_of(root, "ml-100k")
+    logged: list[str] = []
+
+    folder = ensure_dataset(data_dir / "ml-100k", base_url=url, timeout=5, log=logged.append)
+
+    assert (folder / "u.data").read_bytes() == U_DATA
+    assert sorted(p.name for p in data_dir.iterdir()) == ["ml-100k"]
+    assert logged == [
+        f"{folder} does not exist: downloading {url}/ml-100k.zip",
+        f"ml-100k.zip: SHA-256 and MD5 match; unpacked to {folder}",
+    ]
+
+
+def test_pinned_sha256_mismatch_leaves_nothing(
+    served: tuple[Path, str], data_dir: Path, pins: dict[str, str], tmp_path: Path
+) -> None:
+    root, url = served
+    publish(root, "ml-100k", [("ml-100k/u.data", U_DATA)])  # its MD5 matches: only the pin catches it
+    pins["ml-100k"] = pinned = "ab" * 32
+    found = sha256_of(root, "ml-100k")
+
+    with pytest.raises(EtlError) as err:
+        ensure_dataset(data_dir / "ml-100k", base_url=url, timeout=5)
+
+    message = str(err.value)
+    assert message.startswith(f"ml-100k.zip: SHA-256 mismatch: expected {pinned}, found {found} ")
+    assert f"{url}/ml-100k.zip" in message and "nothing was unpacked" in message and "\n" not in message
+    assert not data_dir.exists(), "the partial download, the unpacked folder or the folder made for them is left"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["served"]
+
+
+def test_md5_is_a_second_check(served: tuple[Path, str], data_dir: Path, pins: dict[str, str]) -> None:
+    root, url = served
+    wrong = "0123456789abcdef0123456789abcdef"
+    actual = publish(root, "ml-100k", [("ml-100k/u.data", U_DATA)], md5_text=f"{wrong}  ml-100k.zip\n")
+    pins["ml-100k"] = sha256_of(root, "ml-100k")
+
+    with pytest.raises(EtlError) as err:
+        ensure_dataset(data_dir / "ml-100k", base_url=url, timeout=5)
+
+    assert str(err.value).startswith(
+        f"ml-100k.zip: MD5 mismatch: expected {wrong} (published at {url}/ml-100k.zip.md5)"
+    )
+    assert f"found {actual}." in str(err.value)
+    assert not data_dir.exists()
+
+
+def test_ml_latest_is_checked_by_its_md5_only(
+    served: tuple[Path, str], data_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, url = served
+    monkeypatch.setattr(download, "OFFICIAL_SHA256", OFFICIAL_SHA256)  # the real table: ml-latest is not in it
+    publish(root, "ml-latest", [("ml-latest/ratings.csv", b"userId,movieId,rating,timestamp\n1,1,4.0,1\n")])
+    logged: list[str] = []
+
+    folder = ensure_dataset(data_dir / "ml-latest", base_url=url, timeout=5, log=logged.append)
+
+    assert (folder / "ratings.csv").exists()
+    assert logged[-1].startswith("ml-latest.zip: MD5 matches (no SHA-256 is pinned for it: it changes over time")
+
+
+def test_dropped_download_removes_the_part_file_and_the_folders_it_made(
+    served: tuple[Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, url = served
+    publish(root, "ml-100k", [("ml-100k/u.data", U_DATA)])
+    target = tmp_path / "new" / "data" / "ml-100k"
+    parts: list[Path] = []
+
+    def dropped(url: str, out: BinaryIO, timeout: float, hint: str) -> tuple[str, str]:
+        out.write(b"PK\x03\x04 half a zip")
+        parts.extend(target.parent.glob("*.part"))
+        raise EtlError(f"Download of {url} failed (Connection reset by peer).")
+
+    monkeypatch.setattr(download, "_download", dropped)
+
+    with pytest.raises(EtlError, match="Connection reset"):
+        ensure_dataset(target, base_url=url, timeout=5)
+
+    assert len(parts) == 1 and not parts[0].exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["served"], "new/ or new/data/ left behind"
+
+
+def test_a_failure_keeps_folders_it_did_not_make(
+    served: tuple[Path, str], data_dir: Path, pins: dict[str, str]
+) -> None:
+    root, url = served
+    publish(root, "ml-100k", [("ml-100k/u.data", U_DATA)])
+    pins["ml-100k"] = "ab" * 32
+    data_dir.mkdir()
+
+    with pytest.raises(EtlError, match="SHA-256 mismatch"):
+        ensure_dataset(data_dir / "ml-100k", base_url=url, timeout=5)
+
+    assert data_dir.is_dir() and list(data_dir.iterdir()) == []
