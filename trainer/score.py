@@ -13,6 +13,9 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -146,26 +149,131 @@ def _users_to_score(con: duckdb.DuckDBPyConnection, options: ScoreOptions) -> np
     ids = trained.rated_users(con, options.since)
     if options.users is None:
         return ids
-    named = _named_users(con, options.users)
-    unknown = np.setdiff1d(named, ids if options.since is None else trained.rated_users(con))
+    named = _named_users(options.users, options.warehouse)
+    unknown = np.setdiff1d(named.ids, ids if options.since is None else trained.rated_users(con))
     if len(unknown):
         raise TrainerError(f"--users names {len(unknown):,} users with no rating in {options.warehouse} "
                            f"(e.g. {unknown[0]})")  # fmt: skip
-    return np.intersect1d(ids, named).astype(np.int64)
+    chosen = np.isin(ids, named.ids)
+    for low, high in named.ranges:
+        chosen |= (ids >= low) & (ids <= high)
+    return ids[chosen].astype(np.int64)
 
 
-def _named_users(con: duckdb.DuckDBPyConnection, users: str) -> np.ndarray:
-    """--users: comma-separated ids, or a query whose one column is user ids."""
+@dataclass(frozen=True)
+class _Named:
+    """The users --users names: ids, each of which must have a rating, and ranges of ids (inclusive), which
+    name the users with a rating inside them (kept as bounds: 1-10000000000 costs nothing)."""
+
+    ids: np.ndarray
+    ranges: tuple[tuple[int, int], ...] = ()
+
+
+_MAX_ID = 2**63 - 1  # ids are read as 64-bit integers
+_LIST = re.compile(r"[0-9.,+\-\s]*")  # what a list of ids and ranges is made of (a query has letters)
+_INTEGER_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT",
+                  "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT"}  # fmt: skip
+
+
+def _named_users(users: str, warehouse: Path) -> _Named:
+    """--users: comma-separated ids and ranges (12,40,100-200); @FILE, a file of them (one a line, or
+    comma-separated); or one SELECT statement whose one column is user ids (_query_users)."""
     text = users.strip()
-    if text.replace(",", " ").replace(" ", "").isdigit():
-        return np.unique(np.array([int(part) for part in text.replace(",", " ").split()], dtype=np.int64))
+    if text.startswith("@"):
+        path = Path(text[1:].strip())
+        try:
+            return _id_list(path.read_text(encoding="utf-8"), f"--users {text}")
+        except (OSError, UnicodeDecodeError) as error:
+            raise TrainerError(f"--users {text}: cannot read the file of user ids: {error}") from error
+    if _LIST.fullmatch(text):
+        return _id_list(text, "--users")
+    return _Named(_checked_ids(_query_users(text, warehouse)))
+
+
+def _id_list(text: str, source: str) -> _Named:
+    """Ids and ranges (low-high) separated by commas, blanks or lines."""
+    ids, ranges = [], []
+    for item in re.split(r"[\s,]+", re.sub(r"\s*-\s*", "-", text.strip())):
+        if not item:
+            continue
+        low, dash, high = item.partition("-")
+        if not dash:
+            ids.append(_id(item, item, source))
+            continue
+        bounds = _id(low, item, source), _id(high, item, source)
+        if bounds[0] > bounds[1]:
+            raise TrainerError(f"{source}: the range {item} is empty (write the lower id first)")
+        ranges.append(bounds)
+    return _Named(np.unique(np.array(ids, dtype=np.int64)), tuple(ranges))
+
+
+def _id(digits: str, item: str, source: str) -> int:
+    if not digits.isascii() or not digits.isdigit():
+        raise TrainerError(f"{source}: {item!r} is not a user id or a range of them (whole numbers: 12, or 1-100)")
+    if len(digits) > 19 or int(digits) > _MAX_ID:
+        raise TrainerError(f"{source}: the user id {digits[:30]}{'...' if len(digits) > 30 else ''} is past 64 bits")
+    return int(digits)
+
+
+def _checked_ids(values: list[int | None]) -> np.ndarray:
+    """A query's user ids as 64-bit integers: a NULL, or one past 64 bits, is refused."""
+    for value in values:
+        if value is None:
+            raise TrainerError("--users: the query returned a NULL user id")
+        if not -_MAX_ID - 1 <= value <= _MAX_ID:
+            raise TrainerError(f"--users: the query returned the user id {value}, past 64 bits")
+    return np.unique(np.array(values, dtype=np.int64))
+
+
+def _query_users(query: str, warehouse: Path) -> list[int | None]:
+    """Run the --users query: one SELECT statement (DuckDB's own parser says), in another process, on a
+    read-only connection to the warehouse with external access disabled and the configuration locked: it
+    reads the warehouse's tables and nothing else, and writes nothing (no COPY, ATTACH, INSTALL, read_csv of
+    another file). Another process, because those settings hold for a whole DuckDB database instance: set in
+    this one, they would outlive the scoring in any other connection of this process to the warehouse (a
+    notebook's), and a second instance here would drop this process's DuckDB lock on the file when closed."""
     try:
-        result = con.execute(f"SELECT * FROM ({text})")
+        statements = duckdb.extract_statements(query)
     except duckdb.Error as error:
         raise TrainerError(f"--users is neither a list of ids nor a query this warehouse answers: {error}") from error
-    if len(result.description or []) != 1:
-        raise TrainerError("--users: the query must return one column, of user ids")
+    if len(statements) != 1 or statements[0].type != duckdb.StatementType.SELECT:
+        kinds = ", ".join(statement.type.name for statement in statements) or "nothing"
+        raise TrainerError(
+            f"--users is neither a list of ids nor a query this warehouse answers: it must be one SELECT statement, "
+            f"not {kinds}"
+        )
+    child = subprocess.run(
+        [sys.executable, "-P", "-c", _QUERY_CHILD, str(warehouse), json.dumps(sorted(_INTEGER_TYPES))],
+        input=statements[0].query, capture_output=True, text=True, check=False,
+    )  # fmt: skip
     try:
-        return np.unique(np.array([row[0] for row in result.fetchall()], dtype=np.int64))
-    except (TypeError, ValueError) as error:
-        raise TrainerError(f"--users: the query must return user ids (whole numbers): {error}") from error
+        answer = json.loads(child.stdout.splitlines()[-1])
+    except (IndexError, ValueError):
+        last = (child.stderr.strip().splitlines() or [f"exit status {child.returncode}"])[-1]
+        raise TrainerError(f"--users: the query could not be run: {last}") from None
+    if "error" in answer:
+        raise TrainerError(f"--users is neither a list of ids nor a query this warehouse answers: {answer['error']}")
+    if len(answer["types"]) != 1:
+        raise TrainerError("--users: the query must return one column, of user ids")
+    if answer["types"][0] not in _INTEGER_TYPES:
+        raise TrainerError(f"--users: the query must return user ids as whole numbers, not {answer['types'][0]} "
+                           "(nothing is rounded: cast them if they are whole, e.g. CAST(x AS INTEGER))")  # fmt: skip
+    return answer["ids"]
+
+
+# The --users query's process: the statement on stdin, one line of JSON out (its column types, and the ids
+# when there is one integer column; or the error). Started with -P: no module of the working folder is loaded.
+_QUERY_CHILD = """
+import json, sys
+import duckdb
+try:
+    con = duckdb.connect(sys.argv[1], read_only=True)
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
+    result = con.execute(sys.stdin.read())
+    types = [str(column[1]) for column in result.description or []]
+    ids = [row[0] for row in result.fetchall()] if len(types) == 1 and types[0] in json.loads(sys.argv[2]) else []
+    print(json.dumps({"types": types, "ids": ids}))
+except duckdb.Error as error:
+    print(json.dumps({"error": str(error)}))
+"""

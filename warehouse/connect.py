@@ -24,6 +24,15 @@ def lock_holder(error: Exception) -> str:
     return f"PID {match.group(1)}" if match else "another process"
 
 
+def locked(path: Path, holder: str, waited_seconds: float) -> WarehouseError:
+    """The plain message for a warehouse another process holds open read-write."""
+    return WarehouseError(
+        f"{path} is locked by {holder} (waited {waited_seconds:.0f} s). "
+        "DuckDB allows one writer or many readers at a time: close the other session "
+        "(DuckDB CLI, notebook, trainer) and try again."
+    )
+
+
 def connect(
     path: Path, *, read_only: bool, lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS
 ) -> duckdb.DuckDBPyConnection:
@@ -41,11 +50,7 @@ def connect(
             if not is_lock_error(error):
                 raise WarehouseError(f"{path}: cannot open the warehouse: {error}") from error
             if time.monotonic() >= deadline:
-                raise WarehouseError(
-                    f"{path} is locked by {lock_holder(error)} (waited {lock_wait_seconds:.0f} s). "
-                    "DuckDB allows one writer or many readers at a time: close the other session "
-                    "(DuckDB CLI, notebook, trainer) and try again."
-                ) from error
+                raise locked(path, lock_holder(error), lock_wait_seconds) from error
             time.sleep(delay)
             delay = min(delay * 2, 2.0)
 

@@ -145,3 +145,51 @@ def test_staged_run_values_are_bound(warehouse, staged) -> None:
     assert "pwned" not in tables(warehouse)
     with duckdb.connect(str(warehouse), read_only=True) as con:
         assert con.execute("SELECT model, split FROM runs").fetchall() == [(PAYLOAD, PAYLOAD)]
+
+
+# -- trainer score --users: ids, ranges, @file, or one SELECT run read-only with external access disabled
+
+
+@pytest.fixture(scope="module")
+def trained_run(small_warehouse, tmp_path_factory) -> tuple[Path, str]:
+    """A warehouse holding one training run, and the run's id."""
+    root = tmp_path_factory.mktemp("scoring")
+    warehouse = root / "warehouse.duckdb"
+    shutil.copyfile(small_warehouse, warehouse)
+    assert train(warehouse, root).exit_code == 0
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        ((run_id,),) = con.execute("SELECT run_id FROM runs").fetchall()
+    return warehouse, run_id
+
+
+@pytest.mark.parametrize(
+    "users, phrase",
+    [
+        # the issue's: closes the old code's subquery, copies a table out, reopens one
+        ("select 1); copy (select * from runs) to 'leak.csv'; select * from (select 1", "Parser Error"),
+        ("select 1; copy (select * from runs) to 'leak.csv'", "one SELECT statement, not SELECT, COPY"),
+        ("copy (select * from runs) to 'leak.csv'", "one SELECT statement, not COPY"),
+        ("select 1); attach 'other.duckdb' as o (read_write); create table o.pwned as select 1; "
+         "select * from (select 1", "Parser Error"),
+        ("attach 'other.duckdb' as o (read_write)", "one SELECT statement, not ATTACH"),
+        ("select user_id from ratings; attach 'other.duckdb' as o (read_write); create table o.pwned (i int)",
+         "one SELECT statement, not SELECT, ATTACH, CREATE"),
+        ("install httpfs", "one SELECT statement, not LOAD"),
+        ("select * from read_csv('/etc/passwd')", "file system operations are disabled"),
+        ("select 1 from read_text('/etc/passwd')", "file system operations are disabled"),
+        ("select * from query('copy (select 1) to ''leak.csv''')", "Expected a single SELECT statement"),
+    ],
+)  # fmt: skip
+def test_score_users_runs_one_select_that_reads_only_the_warehouse(
+    trained_run, tmp_path, monkeypatch, users, phrase
+) -> None:
+    warehouse, run_id = trained_run
+    monkeypatch.chdir(tmp_path)  # where 'leak.csv' and 'other.duckdb' would be written
+    with duckdb.connect("other.duckdb") as other:
+        other.execute("CREATE TABLE mine AS SELECT 1 AS x")
+    other_before, warehouse_before = (tmp_path / "other.duckdb").read_bytes(), warehouse.read_bytes()
+    result = trainer("score", run_id, "--warehouse", str(warehouse), "--runs-dir", str(tmp_path / "runs"),
+                     "--device", "cpu", "--users", users)  # fmt: skip
+    refused(result, "--users is neither a list of ids nor a query this warehouse answers", phrase)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.duckdb"]  # no leak.csv, no runs/
+    assert (tmp_path / "other.duckdb").read_bytes() == other_before and warehouse.read_bytes() == warehouse_before

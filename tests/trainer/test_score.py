@@ -277,3 +277,49 @@ def test_a_scoring_is_audited_on_its_own_and_not_served_because_its_run_was(copy
     scoring, output = score(data, "weak", "--publish-anyway")
     assert "published anyway" in output
     assert query(copy.warehouse, "SELECT count(*) FROM recommendations WHERE run_id = ?", [scoring]) != [(0,)]
+
+
+def test_users_by_ranges_and_from_a_file(copy, tmp_path) -> None:
+    def scored(users: str) -> list[int]:
+        run_id, _ = score(copy, "autoencoder", "--users", users)
+        return [user for (user,) in query(copy.warehouse, "SELECT DISTINCT user_id FROM predictions WHERE run_id = ? "
+                                                          "ORDER BY 1", [run_id])]  # fmt: skip
+
+    # A range names the users with a rating inside it, however wide; an id alone must have one.
+    assert scored("1-3, 7, 58 - 99999999999") == [1, 2, 3, 7, 58, 59, 60]
+    ids = tmp_path / "users.txt"
+    ids.write_text("4\n5,6\n\n10-11\n")  # one a line, or comma-separated
+    assert scored(f"@{ids}") == [4, 5, 6, 10, 11]
+    assert scored("WITH young AS (SELECT user_id FROM users WHERE user_id < 3) SELECT user_id FROM young") == [1, 2]
+
+
+@pytest.mark.parametrize(
+    ("users", "message"),
+    [
+        ("SELECT 1.5", "--users: the query must return user ids as whole numbers, not DECIMAL(2,1)"),
+        ("SELECT user_id / 2 FROM users", "not DOUBLE"),
+        ("1.5", "--users: '1.5' is not a user id or a range of them"),
+        ("99999999999999999999", "--users: the user id 99999999999999999999 is past 64 bits"),
+        ("SELECT 99999999999999999999", "--users: the query returned the user id 99999999999999999999, past 64 bits"),
+        ("SELECT NULL::INTEGER", "--users: the query returned a NULL user id"),
+        ("9-2", "--users: the range 9-2 is empty"),
+        ("-3", "--users: '-3' is not a user id"),
+        ("@no-such-file", "--users @no-such-file: cannot read the file of user ids"),
+        ("SELECT 1; SELECT 2", "it must be one SELECT statement, not SELECT, SELECT"),
+    ],
+)
+def test_bad_lists_and_queries_of_users_are_one_line_errors(copy, users, message) -> None:
+    before = [training_rows(copy.warehouse, run_id) for run_id in copy.runs.values()]
+    result = CliRunner().invoke(app, ["score", copy.runs["autoencoder"], "--warehouse", str(copy.warehouse),
+                                      "--runs-dir", str(copy.runs_dir), "--users", users])  # fmt: skip
+    assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output
+    assert [training_rows(copy.warehouse, run_id) for run_id in copy.runs.values()] == before
+
+
+def test_a_file_of_ids_that_is_not_one_is_refused(copy, tmp_path) -> None:
+    ids = tmp_path / "users.csv"
+    ids.write_text("user_id\n1\n2\n")  # a CSV's header
+    result = CliRunner().invoke(app, ["score", copy.runs["autoencoder"], "--warehouse", str(copy.warehouse),
+                                      "--runs-dir", str(copy.runs_dir), "--users", f"@{ids}"])  # fmt: skip
+    assert result.exit_code == 1 and f"--users @{ids}: 'user_id' is not a user id" in result.output
