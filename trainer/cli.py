@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Callable
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional, get_args
 
@@ -29,6 +30,7 @@ app = typer.Typer(
     add_completion=False,
 )
 DEFAULTS = TrainConfig()
+NOT_SERVED = 3  # the exit code of a run that finished, was recorded, and serves nothing (docs/reliability.md)
 # Options shared by the commands that publish into the warehouse or run a model outside `trainer run`.
 LockWait = Annotated[float, typer.Option(min=0, help="Seconds to wait for another writer of the warehouse.")]
 Threads = Annotated[int, typer.Option(min=0, help="CPU threads for torch's arithmetic; 0 keeps torch's default.")]
@@ -103,6 +105,7 @@ def run_command(*, config_file: Optional[Path], resume: Optional[Path], **given:
         _fail(error)
     if summary.metrics:  # empty on a torchrun rank other than 0, which reports for all
         _report(summary)
+        _exit_unless_served(summary.published)
 
 
 def _report(summary: RunSummary) -> None:
@@ -335,6 +338,57 @@ def publish(
     except WarehouseError as error:
         _fail(error)
     _log(f"run {published.run_id}: results written to {warehouse}. {_outcome(published)}")
+    _exit_unless_served(published)
+
+
+class Role(StrEnum):
+    """The analysts' roles a run can serve (warehouse/serving.py)."""
+
+    recommendations = "recommendations"
+    predictions = "predictions"
+
+
+@app.command()
+def promote(
+    run_id: Annotated[
+        str,
+        typer.Argument(
+            help="The run to serve: a training run or a blend that passed its audit, on the data in the warehouse "
+            "now (SELECT run_id, model, serves FROM run_metrics lists them).",
+            show_default=False,
+        ),
+    ],
+    roles: Annotated[
+        Optional[list[Role]],
+        typer.Option(
+            "--as",
+            help="The role to give it: 'recommendations' (the recommendations view) or 'predictions' "
+            "(latest_predictions and latest_run); repeat for both. Default: every role it can play.",
+            show_default=False,
+        ),
+    ] = None,
+    warehouse: Annotated[Path, typer.Option(envvar="WAREHOUSE", help="The warehouse the run is in.")] = Path(
+        DEFAULTS.warehouse
+    ),
+    lock_wait: LockWait = DEFAULTS.lock_wait_seconds,
+) -> None:
+    """Serve a run by hand: one that did not beat the run serving a role, or an earlier run to go back to."""
+    try:
+        if roles:
+            verdicts = results.promote(run_id, warehouse, tuple(dict.fromkeys(role.value for role in roles)), lock_wait)
+        else:
+            verdicts = results.promote_wherever_it_can(run_id, warehouse, lock_wait)
+    except WarehouseError as error:
+        _fail(error)
+    served = " and ".join(verdict.role for verdict in verdicts)
+    _log(f"run {run_id} now serves {served}. SELECT * FROM served_runs;")
+
+
+def _exit_unless_served(published: results.Published | None) -> None:
+    """A run that finished but serves nothing (its audit failed, or it did not beat the runs serving) exits with
+    NOT_SERVED, so that a scheduler can tell it from a failure (1) and from a run analysts now see (0)."""
+    if published is not None and not published.serves:
+        raise typer.Exit(NOT_SERVED)
 
 
 @app.command("score")
@@ -537,6 +591,7 @@ def blend_command(
         f"{m['n']:,} ratings; validation RMSE {summary.validation_rmse:.4f}; {summary.wall_seconds:.2f} s. "
         + _outcome(summary.published)
     )
+    _exit_unless_served(summary.published)
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -554,14 +609,26 @@ def _widths(text: str | None) -> tuple[int, ...] | None:
         ) from None
 
 
-def _outcome(published: results.Published, views: str = "recommendations, latest_predictions and latest_run") -> str:
-    """Whether a published run was promoted to the analysts' ``views``, and if not, why."""
+def _outcome(published: results.Published, views: str = "recommendations and latest_scoring") -> str:
+    """What analysts see of a published run now: the roles it took (a training run or a blend) or, for a scoring
+    run, its users' lists in ``views``; and if nothing, why, with the command that serves it anyway."""
     if not published.promoted:
-        return (f"Not promoted: the audit failed ({published.audit_reason}). The run is recorded in runs "
-                "(SELECT * FROM run_metrics); analysts keep the last run that passed.")  # fmt: skip
-    anyway = "" if published.audit_passed else f", published anyway despite its audit ({published.audit_reason})"
-    return (f"Promoted: analysts now see it in {views}{anyway}. "
-            "SELECT * FROM run_metrics; SELECT * FROM recommendations;")  # fmt: skip
+        return (f"Not served: the audit failed ({published.audit_reason}). The run is recorded in runs "
+                "(SELECT * FROM run_metrics); analysts keep what they had.")  # fmt: skip
+    anyway = "" if published.audit_passed else f" It was published despite its audit ({published.audit_reason})."
+    if not published.roles:
+        return f"Promoted: analysts now see it in {views}.{anyway}"
+    said = []
+    for verdict in published.roles:
+        view = "recommendations" if verdict.role == "recommendations" else "latest_predictions and latest_run"
+        if verdict.serves:
+            said.append(f"It now serves {verdict.role} ({view}): {verdict.reason}.")
+        else:
+            said.append(f"It does not serve {verdict.role}: {verdict.reason}.")
+    promotable = [verdict.role for verdict in published.roles if verdict.promotable]
+    if promotable:
+        said.append(f"To serve it anyway: trainer promote {published.run_id} --as {' --as '.join(promotable)}")
+    return " ".join(said) + anyway
 
 
 def _log(message: str) -> None:

@@ -202,11 +202,17 @@ class TrainConfig:
         False,
         "Also write a prediction for every (user, movie) pair; refused when that would exceed 50 million rows.",
     )
+    publish: bool = setting(
+        True,
+        "Write the results into the warehouse when the run ends (--publish), or only stage them in the run's folder "
+        "(--no-publish: nothing analysts see changes; `trainer publish RUN_DIR` writes them later).",
+    )
     publish_anyway: bool = setting(
         False,
-        "Serve the run's results even if they fail the audit (non-finite or out-of-scale predictions, "
-        "users left without recommendations, a validation RMSE worse than predicting the training mean); the "
-        "override is recorded in runs.",
+        "Let the run be served even if it fails the audit (non-finite or out-of-scale predictions, users left "
+        "without recommendations, a validation RMSE worse than predicting the training mean, lists that rank worse "
+        "than the most popular movies); the override is recorded in runs. It still takes a role only by doing at "
+        "least as well on validation as the run serving it; `trainer promote` serves it regardless.",
     )
     # the notebook's quirks, reproduced by the "notebook" preset only
     accumulate_gradients: bool = setting(False, internal="the notebook preset's quirk: never zero the gradients")

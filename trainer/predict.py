@@ -50,6 +50,9 @@ def predict(
     # the ratings a list shows: clipped to the scale; none for a model that only ranks
     scale = (info.rating_min, info.rating_max) if config.clip else None
     ratings = model.predicts_ratings
+    # a model that scores a user from her ratings alone reads all that are known where a list is made (the notebook
+    # preset reproduces the original's lists, from the training ratings)
+    folds = model.folds_in and not config.drop_first_rating
     score = model.user_scorer(lambda: _movie_rows(con, config, info, fit_parts, device))
     all_parts = ("train", "validation", "test")
     # The notebook quirk: the first line of each of its files (train and test) was never read.
@@ -111,13 +114,18 @@ def predict(
         block_ids = user_ids[users.cpu().numpy()]
         for part, tally in rankings.items():
             known = [matrices["train"], matrices["validation"]] if part == "test" else [fit]
-            ranked = evaluate_block(tally, raw, known, matrices[part])
+            # a model that folds in ranks from every rating known at that point: for the test part, the validation
+            # slice's too (the protocol's candidates); the others rank from what they were trained on
+            reads_more = part == "test" and folds and "validation" not in fit_parts
+            ranks = score(merge_parts(matrices, ("train", "validation")), users) if reads_more else raw
+            ranked = evaluate_block(tally, ranks, known, matrices[part])
             if part == "validation":
                 evaluate_block(popular, popular_scores.expand(len(block_ids), -1), known, matrices[part])
             tables.append(_list_table(run_id, f"{part}_top_n", block_ids, ranked, movie_ids, scale, ratings))
         if config.top_n:
             rated = [matrices[part] for part in all_parts]
-            tables.append(top_n(run_id, block_ids, rated, raw, config.top_n, movie_ids, scale, ratings))
+            served = score(merge_parts(matrices, all_parts), users) if folds else raw  # every rating the user has
+            tables.append(top_n(run_id, block_ids, rated, served, config.top_n, movie_ids, scale, ratings))
 
     metrics: dict[str, float | None] = {"rmse": None, "mae": None, "user_rmse": None, "n": 0}  # a ranking model's
     if test_users:

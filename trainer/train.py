@@ -297,7 +297,10 @@ def run(
               "run_index": coords.table(run_id), "ranking_metrics": results.ranking_table(run_id, ranking)}  # fmt: skip
     results.stage(run_dir, row, tables)
     published = None
-    if config.features and not warehouse.exists():  # a trainer given only the Parquet features
+    if not config.publish:
+        log(f"not published (--no-publish): the results stay in {run_dir}; write them into the warehouse with: "
+            f"trainer publish {run_dir} --warehouse {warehouse}")  # fmt: skip
+    elif config.features and not warehouse.exists():  # a trainer given only the Parquet features
         log(f"no warehouse at {warehouse}: the results stay in {run_dir}; write them into a warehouse the ETL "
             f"built from the same files with: trainer publish {run_dir} --warehouse PATH")  # fmt: skip
     else:

@@ -22,6 +22,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
+from warehouse import serving
 from warehouse.connect import DEFAULT_LOCK_WAIT_SECONDS, missing_tables
 from warehouse.errors import WarehouseError
 from warehouse.sql import RESULTS_DIR, VIEWS_DIR, read
@@ -29,7 +30,9 @@ from warehouse.swap import rewriting
 
 # also the order of the DDL files
 RESULT_TABLES = ("runs", "epoch_metrics", "predictions", "run_index", "ranking_metrics")
-VIEWS = ("run_metrics", "latest_run", "latest_predictions", "latest_scoring", "recommendations")  # dependency order
+SERVING_TABLE = "serving"  # which run serves each role: decisions, not a run's own rows (warehouse/serving.py)
+VIEWS = ("served_runs", "run_metrics", "latest_run", "latest_predictions", "latest_scoring",
+         "recommendations")  # dependency order  # fmt: skip
 BENCH_TABLE, BENCH_VIEW = "bench_results", "bench_summary"  # written by `trainer bench`
 RUN_FILE = "run.json"
 PUBLISHED_MARKER = "published"
@@ -137,6 +140,12 @@ class Published:
     promoted: bool  # the serving views now show this run
     audit_passed: bool
     audit_reason: str  # why the audit failed; empty when it passed
+    roles: tuple[serving.Verdict, ...] = ()  # for a training run or a blend: which roles it took, and why (not)
+
+    @property
+    def serves(self) -> bool:
+        """Whether analysts now see the run: a role taken, or, for a scoring run, its users' lists."""
+        return any(verdict.serves for verdict in self.roles) if self.roles else self.promoted
 
 
 def publish(
@@ -164,13 +173,34 @@ def publish(
                 "UPDATE runs SET audit_passed = ?, audit_reason = ?, promoted = ? WHERE run_id = ?",
                 [not reasons, "; ".join(reasons) or None, promoted, run["run_id"]],
             )
+            con.execute(f"DELETE FROM {SERVING_TABLE} WHERE run_id = ?", [run["run_id"]])  # published again
+            verdicts = [] if run.get("kind") == "score" else serving.contest(con, run["run_id"])
     except (WarehouseError, duckdb.Error, OSError) as error:  # the warehouse is as it was
         raise WarehouseError(
             f"could not write the results: {error}\nNothing is lost: the results are kept in {run_dir}. Once that "
             f"is put right, write them with:\n    trainer publish {run_dir} --warehouse {warehouse}"
         ) from error
     (run_dir / PUBLISHED_MARKER).touch()
-    return Published(run["run_id"], promoted, not reasons, "; ".join(reasons))
+    return Published(run["run_id"], promoted, not reasons, "; ".join(reasons), tuple(verdicts))
+
+
+def promote(
+    run_id: str, warehouse: Path, roles: tuple[str, ...], lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS
+) -> list[serving.Verdict]:
+    """Put a published, passing run in ``roles`` by hand (warehouse/serving.py): to serve a run that did not win
+    a role, or to go back to an earlier one."""
+    with rewriting(warehouse, lock_wait_seconds) as con:
+        create_results(con)
+        return serving.promote(con, run_id, roles)
+
+
+def promote_wherever_it_can(
+    run_id: str, warehouse: Path, lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS
+) -> list[serving.Verdict]:
+    """promote() into every role the run can play."""
+    with rewriting(warehouse, lock_wait_seconds) as con:
+        create_results(con)
+        return serving.promote(con, run_id, serving.playable(con, run_id))
 
 
 def _staged_run(run_dir: Path) -> dict[str, Any]:
@@ -202,6 +232,10 @@ def create_results(con: duckdb.DuckDBPyConnection) -> None:
     """The results tables (kept as they are when present) and the views over them."""
     for table in RESULT_TABLES:
         con.execute(read(RESULTS_DIR / f"{table}.sql"))
+    con.execute(read(RESULTS_DIR / f"{SERVING_TABLE}.sql"))
+    # a warehouse built before lineages existed: its own data alone
+    con.execute("CREATE TABLE IF NOT EXISTS dataset_lineage AS SELECT fingerprint FROM dataset")
+    serving.backfill(con)
     for view in VIEWS:
         con.execute(read(VIEWS_DIR / f"{view}.sql"))
 
@@ -253,8 +287,10 @@ def audit(con: duckdb.DuckDBPyConnection, run: dict[str, Any]) -> list[str]:
             reasons.append(f"{missing:,} users with movies left to recommend got no recommendations")
     model, baseline, where = run.get("audit_rmse"), run.get("baseline_rmse"), run.get("audit_slice", "validation")
     if where == "validation ranking":  # a model that only ranks: its validation lists against the most popular's
+        # (a refit's validation slice is its training data: the run it refits chose on validation, and is judged)
+        judged = json.loads(run.get("config") or "{}").get("refit_of") or run_id
         found = dict(con.execute("SELECT metric, value FROM ranking_metrics WHERE run_id = ? AND part = 'validation'",
-                                 [run_id]).fetchall())  # fmt: skip
+                                 [judged]).fetchall())  # fmt: skip
         ranked, popular = found.get("ndcg@10"), found.get("popular ndcg@10")
         if ranked is None or popular is None:
             reasons.append("no validation ranking to compare with the most popular movies'")

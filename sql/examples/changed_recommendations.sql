@@ -1,14 +1,16 @@
--- Users whose recommendations changed at their latest scoring: each user's newest served run with
--- recommendations for them (a `trainer score` run, or a training run) against the one before it, with the
--- movies that came into the list and those that left it. A new user, scored for the first time by
+-- Users whose recommendations changed at their latest scoring: each user's newest list from the run serving
+-- recommendations or a `trainer score` run of it, against the one before it, with the movies that came into the
+-- list and those that left it. A new user, scored for the first time by
 -- `trainer score`, has no previous run; users a training run scored first are not listed. Newest first.
 -- duckdb -readonly warehouse.duckdb -c ".read sql/examples/changed_recommendations.sql"
-WITH scorings AS (
+WITH served AS (SELECT run_id FROM served_runs WHERE role = 'recommendations'),
+scorings AS (
     SELECT p.user_id, p.run_id, any_value(r.finished_at) AS scored_at, any_value(coalesce(r.kind, 'train')) AS kind,
            list(p.movie_id ORDER BY p.rank) AS movies
     FROM predictions AS p
     JOIN runs AS r USING (run_id)
     WHERE p.kind = 'top_n' AND coalesce(r.promoted, true)
+      AND (r.run_id IN (SELECT run_id FROM served) OR r.kind = 'score' AND r.parent_run_id IN (SELECT run_id FROM served))
     GROUP BY p.user_id, p.run_id
 ),
 ranked AS (

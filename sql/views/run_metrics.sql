@@ -1,7 +1,7 @@
 -- run_metrics: every run's headline figures and audit, newest first (scoring runs: what they scored and
 -- skipped, with their training run as parent). grain: one row per run.
 -- audit: 'passed', 'failed' (kept out of the serving views), 'failed, published anyway', or NULL for runs
--- written before audits existed.
+-- written before audits existed. passed: it may be served; serves: the roles it serves now.
 CREATE OR REPLACE VIEW run_metrics AS
 SELECT
     run_id, coalesce(kind, 'train') AS kind, parent_run_id, finished_at, model, split, dataset_name, device,
@@ -14,7 +14,9 @@ SELECT
     test_coverage_10, round(validation_ndcg_10, 4) AS validation_ndcg_10,
     CASE WHEN audit_passed THEN 'passed' WHEN promoted THEN 'failed, published anyway'
          WHEN NOT audit_passed THEN 'failed' END AS audit,
-    audit_reason, coalesce(promoted, true) AS served,
+    audit_reason, coalesce(promoted, true) AS passed,
+    -- the roles it serves now (served_runs): 'recommendations', 'predictions', both, or NULL
+    (SELECT string_agg(role, ', ' ORDER BY role) FROM served_runs AS s WHERE s.run_id = runs.run_id) AS serves,
     n_test, n_cold_start, n_scored_users, n_skipped_users,
     round(train_seconds, 2) AS train_seconds, round(wall_seconds, 2) AS wall_seconds
 FROM runs

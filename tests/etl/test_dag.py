@@ -24,7 +24,8 @@ COMMON = [
     "macros/read_lines", "macros/whole_number", "macros/split_parts", "seeds/occupations", "staging/ratings_lines",
     "staging/stg_ratings", "intermediate/int_movies_checked", "intermediate/int_users_checked",
     "intermediate/int_ratings_checked", "core/movies", "core/ratings", "core/users", "core/rejected_rows",
-    "core/user_index", "core/movie_index", "core/dataset", "splits/rating_splits", "splits/split_ratings",
+    "core/user_index", "core/movie_index", "core/dataset", "core/dataset_lineage", "splits/rating_splits",
+    "splits/split_ratings",
     "splits/splits", "macros/matrix_rows", "features/user_matrix", "features/movie_matrix",
 ]  # fmt: skip
 STAGING = {

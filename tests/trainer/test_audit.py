@@ -12,7 +12,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from trainer.cli import app
+from trainer.cli import NOT_SERVED, app
 from trainer.config import resolve
 from trainer.errors import TrainerError
 from trainer.train import run
@@ -94,7 +94,7 @@ def test_a_weak_run_is_recorded_but_not_served(warehouse, tmp_path) -> None:
     assert query(warehouse, SERVED) == before  # row for row
     audit, reason, served, baseline, validation = query(
         warehouse,
-        f"SELECT audit, audit_reason, served, baseline_rmse, validation_rmse FROM run_metrics "
+        f"SELECT audit, audit_reason, passed, baseline_rmse, validation_rmse FROM run_metrics "
         f"WHERE run_id = '{weak.run_id}'",
     )[0]
     assert (audit, served) == ("failed", False) and validation > baseline and "training mean" in reason
@@ -106,14 +106,19 @@ def test_a_huge_learning_rate_never_reaches_the_analysts(warehouse, tmp_path) ->
     """The issue's case: lr 1000 stays finite here but is far worse than the mean, so the audit stops it."""
     before = query(warehouse, SERVED)
     result = trainer_run(warehouse, tmp_path, "--learning-rate", "1000", "--epochs", "3")
-    assert result.exit_code == 0, result.output
-    assert "Not promoted: the audit failed" in result.output
+    assert result.exit_code == NOT_SERVED, result.output  # finished and recorded, not served
+    assert "Not served: the audit failed" in result.output
     assert query(warehouse, SERVED) == before
 
 
-def test_publish_anyway_serves_a_failing_run_and_records_the_override(warehouse, tmp_path) -> None:
+def test_publish_anyway_lets_a_failing_run_be_served_and_records_the_override(warehouse, tmp_path) -> None:
+    before = query(warehouse, "SELECT run_id FROM latest_run")
     weak = run(settings(warehouse, tmp_path / "r", epochs=1, learning_rate=1e-6, publish_anyway=True))
     assert weak.published.promoted and not weak.published.audit_passed
+    # it may be served, but does not replace a run that validates better: trainer promote serves it
+    assert query(warehouse, "SELECT run_id FROM latest_run") == before
+    promoted = CliRunner().invoke(app, ["promote", weak.run_id, "--as", "predictions", "--warehouse", str(warehouse)])
+    assert promoted.exit_code == 0, promoted.output
     assert query(warehouse, "SELECT run_id FROM latest_run") == [(weak.run_id,)]
     assert query(warehouse, f"SELECT audit FROM run_metrics WHERE run_id = '{weak.run_id}'") == [
         ("failed, published anyway",)

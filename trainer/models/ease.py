@@ -5,9 +5,10 @@ movies a user has not seen: the baseline every recommender must beat) and `ease`
 EASE^R is an item-item autoencoder with one layer and no hidden units: a user's row x of who-rated-what (or of
 the stars, --ease-input stars) is mapped to scores x·B, where B (movies x movies) has a zero diagonal, so no
 movie explains itself. The least-squares B with an L2 penalty λ has a closed form: with P = (XᵀX + λI)⁻¹,
-B = I − P·diag(1/diag(P)). One dense movies x movies inverse per λ: each λ of the grid (--l2, times
-EASE_LAMBDA_STEPS) is fitted and the one whose lists rank best on the validation slice (nDCG@10, the
-protocol of trainer/ranking.py) is kept, like an epoch. Neither model predicts ratings: their runs have
+B = I − P·diag(1/diag(P)). One dense movies x movies inverse per λ: λ is searched on a log scale from --l2
+(_next_lambda), and the one whose lists rank best on the validation slice (nDCG@10, the protocol of
+trainer/ranking.py) is kept, like an epoch. Float32 throughout: the ranking it gives matched float64's on
+ml-100k and ml-1m (docs/ranking.md), in half the time. Neither model predicts ratings: their runs have
 ranking metrics, not RMSE, and they score any user from her row alone (fold-in), new users included.
 """
 
@@ -32,8 +33,6 @@ from trainer.sparse import Csr, SparseBlock, merge_parts
 if TYPE_CHECKING:
     from trainer.config import TrainConfig
 
-# The λ tried, as multiples of --l2 (each a fit of its own, chosen on validation).
-EASE_LAMBDA_STEPS = (0.25, 0.5, 1.0, 2.0, 4.0)
 # The movies x movies matrices EASE holds while fitting (the Gram matrix, its inverse, B): it refuses a data set
 # whose three would pass this many bytes, rather than run the machine out of memory.
 EASE_MAX_BYTES = 12 * 2**30
@@ -122,7 +121,8 @@ def fit(
     on_epoch: Callable[[dict[str, Any]], None],
 ) -> tuple[Model, list[dict[str, Any]], float, Best]:
     """Fit `popular` or `ease` on ``fit_parts``: the model (for ease, at the λ whose lists rank best on the
-    validation slice), its curve (one entry per λ, with the validation nDCG@10), the seconds and the selection."""
+    validation slice), its curve (one entry per λ tried, with the validation nDCG@10), the seconds and the
+    selection (the entry kept)."""
     from trainer.models.base import build_model  # (base imports this module's registry entry lazily)
 
     started = time.perf_counter()
@@ -132,49 +132,61 @@ def fit(
     _, matrices = load_rows(con, config.split, parts, info.n_movies)
     train = merge_parts(matrices, fit_parts)
     history: list[dict[str, Any]] = []
-    best = Best()
-    candidates = _lambdas(config) if isinstance(model, Ease) else [None]
-    if isinstance(model, Ease):
-        needed = 3 * 4 * info.n_movies**2
-        if needed > EASE_MAX_BYTES:
-            raise TrainerError(f"ease holds {info.n_movies:,} x {info.n_movies:,} matrices while fitting, about "
-                               f"{needed / 2**30:.0f} GB, more than its bound of {EASE_MAX_BYTES / 2**30:.0f} GB: "
-                               "train popular, or a model that reads user rows in batches")  # fmt: skip
-        gram = _gram(train, model.stars)
-    kept: dict[str, torch.Tensor] | None = None
-    for epoch, strength in enumerate(candidates, start=1):
-        step_start = time.perf_counter()
-        if isinstance(model, Ease):
-            assert strength is not None
-            model.weights.data = _ease_weights(gram, strength)
-        else:
-            model.counts.data = train.counts.new_zeros(info.n_movies).index_add_(
-                0, train.cols, torch.ones_like(train.cols)).float()  # fmt: skip
-        metrics: dict[str, Any] = {"epoch": epoch, "train_rmse": None, "validation_rmse": None, "lambda": strength}
+    best, kept = Best(), None
+
+    def fitted(settings: dict[str, float]) -> None:
+        """Record a fit in the curve (scored on validation, and kept when it ranks best so far)."""
+        nonlocal kept
+        # "settings": what a refit of the run takes from the entry it kept (trainer/refit.py)
+        metrics: dict[str, Any] = {"epoch": len(history) + 1, "train_rmse": None, "validation_rmse": None,
+                                   "settings": settings}  # fmt: skip
         if config.validation:
             metrics[MAIN_METRIC] = validation_ranking(model, train, matrices["validation"])[MAIN_METRIC]
             if best.epoch is None or metrics[MAIN_METRIC] > history[best.epoch - 1][MAIN_METRIC]:
-                best.epoch = epoch
+                best.epoch = metrics["epoch"]
                 kept = {name: t.detach().clone() for name, t in model.state_dict().items()}
         metrics["seconds"] = time.perf_counter() - step_start
         history.append(metrics)
         on_epoch(metrics)
-        if strength is not None:
-            found = f", validation {MAIN_METRIC} {metrics[MAIN_METRIC]:.4f}" if config.validation else ""
-            log(f"ease λ {strength:g}{found}")
+
+    step_start = time.perf_counter()
+    if isinstance(model, Popular):
+        model.counts.data = torch.bincount(train.cols, minlength=info.n_movies).float()
+        fitted({})
+        return model, history, time.perf_counter() - started, best
+    gram = _gram(train, model.stars, info.n_movies)
+    while (strength := _next_lambda(config, history)) is not None:
+        step_start = time.perf_counter()
+        model.weights.data = _ease_weights(gram, strength)
+        fitted({"l2": strength})
     if kept is not None and config.select_best:
         model.load_state_dict(kept)
-        if isinstance(model, Ease):
-            chosen = history[(best.epoch or 1) - 1]
-            log(f"selected λ {chosen['lambda']:g} (validation {MAIN_METRIC} {chosen[MAIN_METRIC]:.4f})")
+    if best.epoch is not None:
+        chosen = history[best.epoch - 1]
+        tried = ", ".join(f"{h['settings']['l2']:g}" for h in history)
+        log(f"ease: λ {chosen['settings']['l2']:g} chosen of {tried} (validation {MAIN_METRIC} "
+            f"{chosen[MAIN_METRIC]:.4f})")  # fmt: skip
     return model, history, time.perf_counter() - started, best
 
 
-def _lambdas(config: TrainConfig) -> list[float]:
-    """--l2 alone without a validation slice to choose on (or with --last-epoch); else the grid around it."""
+def _next_lambda(config: TrainConfig, history: list[dict[str, Any]]) -> float | None:
+    """The next λ for ease to try, or None when done: --l2 alone without a validation slice to choose on; else
+    --l2, half and twice it, then twice past the best while the best lies at an edge of what was tried (a search
+    on a log scale), at most --epochs of them."""
+    tried = {h["settings"]["l2"]: h.get(MAIN_METRIC, math.nan) for h in history}
     if not config.validation:
-        return [config.l2]
-    return [config.l2 * step for step in EASE_LAMBDA_STEPS]
+        return None if tried else config.l2
+    if len(tried) >= config.epochs:
+        return None
+    for strength in (config.l2, config.l2 / 2, config.l2 * 2):
+        if strength not in tried:
+            return strength
+    best = max(tried, key=lambda strength: tried[strength])
+    if best == min(tried):
+        return best / 2
+    if best == max(tried):
+        return best * 2
+    return None
 
 
 def _sparse(rows: Csr, stars: bool) -> torch.Tensor:
@@ -183,20 +195,26 @@ def _sparse(rows: Csr, stars: bool) -> torch.Tensor:
     return torch.sparse_csr_tensor(rows.offsets, rows.cols, values, (rows.n_rows, rows.n_cols))
 
 
-def _gram(train: Csr, stars: bool) -> torch.Tensor:
-    """XᵀX of the training rows, in float64: the inverse of a nearly singular Gram loses float32's digits."""
+def _gram(train: Csr, stars: bool, n_movies: int) -> torch.Tensor:
+    """XᵀX of the training rows, refused past EASE_MAX_BYTES (the Gram matrix, its factor and B, each movies x
+    movies), rather than run the machine out of memory."""
+    needed = 3 * 4 * n_movies**2
+    if needed > EASE_MAX_BYTES:
+        raise TrainerError(f"ease holds {n_movies:,} x {n_movies:,} matrices while fitting, about "
+                           f"{needed / 2**30:.0f} GB, more than its bound of {EASE_MAX_BYTES / 2**30:.0f} GB: "
+                           "train popular, or a model that reads user rows in batches")  # fmt: skip
     inputs = _sparse(train, stars)
-    return torch.sparse.mm(inputs.to_sparse_coo().t(), inputs.to_dense()).double()
+    return torch.sparse.mm(inputs.to_sparse_coo().t(), inputs.to_dense())
 
 
 def _ease_weights(gram: torch.Tensor, strength: float) -> torch.Tensor:
-    """B = I − P·diag(1/diag(P)), P = (G + λI)⁻¹: the diagonal is 0."""
+    """B = I − P·diag(1/diag(P)), P = (G + λI)⁻¹ by its Cholesky factor: the diagonal comes out 0."""
     regularised = gram.clone()
     regularised.diagonal().add_(strength)
     inverse = torch.cholesky_inverse(torch.linalg.cholesky(regularised))
     weights = -inverse / inverse.diagonal()
     weights.diagonal().zero_()
-    return weights.float()
+    return weights
 
 
 @torch.no_grad()

@@ -1,0 +1,142 @@
+"""The analysts' two roles (warehouse/serving.py): a run takes one only when it does at least as well on that role's
+validation metric as the run serving it, on the same data and split; `trainer promote` switches by hand; the views
+serve only runs of the data in the warehouse now."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import duckdb
+import pytest
+from typer.testing import CliRunner
+
+from trainer.cli import NOT_SERVED, app
+
+
+def trainer(*arguments: str):
+    return CliRunner().invoke(app, [*arguments])
+
+
+def train(warehouse: Path, tmp_path: Path, *options: str):
+    return trainer("run", "--warehouse", str(warehouse), "--runs-dir", str(tmp_path / "runs"), "--threads", "1",
+                   *options)  # fmt: skip
+
+
+def served(warehouse: Path) -> dict[str, str]:
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        return dict(con.execute("SELECT role, run_id FROM served_runs").fetchall())
+
+
+def newest_run(warehouse: Path) -> str:
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        return con.execute("SELECT run_id FROM runs ORDER BY finished_at DESC LIMIT 1").fetchall()[0][0]
+
+
+@pytest.fixture(scope="module")
+def trained(small_warehouse, tmp_path_factory) -> tuple[Path, str, str]:
+    """A warehouse served by a ranking model (recommendations) and a rating model trained in full (predictions)."""
+    root = tmp_path_factory.mktemp("serving")
+    path = root / "warehouse.duckdb"
+    shutil.copyfile(small_warehouse, path)
+    ranked = train(path, root, "--model", "ease")
+    assert ranked.exit_code == 0, ranked.output
+    ease_run = newest_run(path)
+    rated = train(path, root)
+    assert rated.exit_code == 0, rated.output
+    assert "now serves predictions" in rated.output
+    return path, ease_run, newest_run(path)
+
+
+@pytest.fixture
+def warehouse(trained, tmp_path) -> tuple[Path, str, str]:
+    path, ease_run, long_run = trained
+    shutil.copyfile(path, tmp_path / "warehouse.duckdb")
+    return tmp_path / "warehouse.duckdb", ease_run, long_run
+
+
+def validation_ndcg(path: Path, run_id: str) -> float:
+    with duckdb.connect(str(path), read_only=True) as con:
+        return con.execute(
+            "SELECT value FROM ranking_metrics WHERE run_id = ? AND part = 'validation' AND metric = 'ndcg@10'",
+            [run_id],
+        ).fetchall()[0][0]
+
+
+def test_each_role_goes_to_the_run_that_plays_it(warehouse) -> None:
+    path, ease_run, long_run = warehouse
+    roles = served(path)
+    assert roles["predictions"] == long_run  # ease predicts no ratings
+    # the autoencoder came second: it took recommendations only if its lists ranked at least as well on validation
+    better = long_run if validation_ndcg(path, long_run) >= validation_ndcg(path, ease_run) else ease_run
+    assert roles["recommendations"] == better
+    with duckdb.connect(str(path), read_only=True) as con:
+        runs = {row[0] for row in con.execute("SELECT DISTINCT run_id FROM recommendations").fetchall()}
+        (latest,) = con.execute("SELECT run_id FROM latest_run").fetchall()[0]
+    assert runs == {better} and latest == long_run
+
+
+def test_a_smoke_run_after_a_long_one_serves_nothing_and_says_so(warehouse, tmp_path) -> None:
+    path, ease_run, long_run = warehouse
+    # two epochs do not beat the training mean on this tiny data: published anyway, it meets the champion
+    result = train(path, tmp_path, "--epochs", "2", "--publish-anyway")
+    smoke = newest_run(path)
+    assert result.exit_code == NOT_SERVED, result.output
+    assert "It does not serve predictions: its validation RMSE" in result.output
+    assert f"worse than run {long_run}'s" in result.output
+    assert f"trainer promote {smoke} --as" in result.output
+    before = served(path)
+    assert before["predictions"] == long_run
+
+    promoted = trainer("promote", smoke, "--as", "predictions", "--warehouse", str(path))
+    assert promoted.exit_code == 0, promoted.output
+    assert served(path) == before | {"predictions": smoke}
+    back = trainer("promote", long_run, "--warehouse", str(path))  # back to the earlier run, in every role it plays
+    assert back.exit_code == 0 and served(path)["predictions"] == long_run
+
+
+def test_promote_refuses_what_a_run_cannot_serve(warehouse) -> None:
+    path, ease_run, long_run = warehouse
+    before = served(path)
+    result = trainer("promote", ease_run, "--as", "predictions", "--warehouse", str(path))
+    assert result.exit_code == 1 and "predicts no ratings" in result.output
+    result = trainer("promote", "20990101-000000-0000", "--warehouse", str(path))
+    assert result.exit_code == 1 and "no run 20990101-000000-0000" in result.output
+    assert served(path) == before
+    promoted = trainer("promote", ease_run, "--warehouse", str(path))  # every role it can play: recommendations
+    assert promoted.exit_code == 0 and served(path) == before | {"recommendations": ease_run}
+
+
+def test_a_model_that_ranks_worse_than_popular_does_not_serve_recommendations(warehouse, tmp_path) -> None:
+    path, _, _ = warehouse
+    before = served(path)
+    result = train(path, tmp_path, "--model", "popular")  # ties popular: it may serve
+    assert result.exit_code in (0, NOT_SERVED)
+    with duckdb.connect(str(path), read_only=True) as con:
+        worse = con.execute(
+            "SELECT run_id FROM ranking_metrics WHERE part = 'validation' GROUP BY run_id "
+            "HAVING max(value) FILTER (metric = 'ndcg@10') < max(value) FILTER (metric = 'popular ndcg@10')"
+        ).fetchall()
+    assert {before["recommendations"], served(path)["recommendations"]}.isdisjoint({row[0] for row in worse})
+
+
+def test_no_publish_stages_the_run_and_changes_nothing(warehouse, tmp_path) -> None:
+    path, ease_run, long_run = warehouse
+    result = train(path, tmp_path, "--epochs", "2", "--no-publish")
+    assert result.exit_code == 0 and "not published (--no-publish)" in result.output
+    with duckdb.connect(str(path), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM runs").fetchall()[0][0] == 2
+    (staged,) = (tmp_path / "runs").iterdir()
+    assert (staged / "run.json").exists()
+    assert served(path)["predictions"] == long_run
+
+
+def test_a_rebuild_from_other_data_serves_none_of_the_old_runs(warehouse, movielens, etl_build) -> None:
+    path, _, _ = warehouse
+    other = movielens("ml-latest")
+    etl_build(other, path)
+    assert served(path) == {}
+    with duckdb.connect(str(path), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM recommendations").fetchall()[0][0] == 0
+        assert con.execute("SELECT count(*) FROM latest_predictions").fetchall()[0][0] == 0
+        assert con.execute("SELECT count(*) FROM runs").fetchall()[0][0] == 2  # kept, not served
