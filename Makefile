@@ -6,6 +6,8 @@ MOVIELENS_DIR ?= data/ml-1m
 WAREHOUSE     ?= warehouse.duckdb
 SPLIT         ?= random
 TRAIN_ARGS    ?=
+RANKER        ?= ease
+RANK_ARGS     ?=
 # So that etl's errors (offline, no such folder) suggest rerunning the same goals with MOVIELENS_DIR set.
 export MAKECMDGOALS
 
@@ -24,8 +26,12 @@ install: $(BIN)/python
 etl: install
 	$(BIN)/etl build --input $(MOVIELENS_DIR) --warehouse $(WAREHOUSE)
 
+# Both analysts' roles: the rating model (predictions), then the ranking model (recommendations), chosen on
+# validation and refitted on train + validation. A run that serves nothing exits 3 and stops make.
 train: install
 	$(BIN)/trainer run --warehouse $(WAREHOUSE) --split $(SPLIT) $(TRAIN_ARGS)
+	ranked=$$($(BIN)/trainer run --warehouse $(WAREHOUSE) --split $(SPLIT) --model $(RANKER) $(RANK_ARGS)) \
+		&& $(BIN)/trainer refit $$ranked --warehouse $(WAREHOUSE) >/dev/null
 
 # Lint and types, then every test, the slow end-to-end ones on ../shared/data included (they skip when it is absent).
 test: lint

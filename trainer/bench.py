@@ -100,15 +100,14 @@ def bench(
                     "dataset": name, "protocol": protocol.description, "split": protocol.split, "seed": seed,
                     "run_id": summary.run_id, "test_rmse": m["rmse"], "test_mae": m["mae"],
                     "validation_rmse": summary.validation_rmse, "best_epoch": summary.best_epoch,
+                    **_ranking_columns(summary.ranking),
                     "epochs_run": len(summary.history), "train_seconds": seconds,
                     "device": summary.device + (cpu_threads if summary.device.startswith("cpu") else ""),
                     "config": json.dumps(config.to_dict(), sort_keys=True),
                 }  # fmt: skip
                 rows.append(row)
-                log(
-                    f"{name} seed {seed} {model}: test RMSE {m['rmse']:.4f}, MAE {m['mae']:.4f}, "
-                    f"best epoch {summary.best_epoch}/{len(summary.history)}, {seconds:.1f} s"
-                )
+                log(f"{name} seed {seed} {model}: {_figures(m, summary.ranking)}, best epoch {summary.best_epoch}/"
+                    f"{len(summary.history)}, {seconds:.1f} s")  # fmt: skip
                 # a fine-tuned model's refit fine-tunes its parent's refit; one that kept its parent's weights has none
                 start = refits.get(PARENTS.get(model, ""))
                 if refit and (not parent or (start and summary.best_epoch)):
@@ -121,13 +120,15 @@ def bench(
                     refits[model] = row | {
                         "finished_at": datetime.now(UTC).replace(tzinfo=None), "model": f"{model} refit",
                         "run_id": again.run_id, "test_rmse": again.metrics["rmse"], "test_mae": again.metrics["mae"],
+                        **_ranking_columns(again.ranking),
                         "best_epoch": settings.epochs, "epochs_run": len(again.history),
                         "train_seconds": seconds + before + again.train_seconds,
                         "config": json.dumps(settings.to_dict(), sort_keys=True),
                     }  # fmt: skip
                     rows.append(refits[model])
-                    log(f"{name} seed {seed} {model} refit: test RMSE {again.metrics['rmse']:.4f}, {settings.epochs} "
-                        f"epochs on train + validation, {refits[model]['train_seconds']:.1f} s")  # fmt: skip
+                    figures = _figures(again.metrics, again.ranking)
+                    log(f"{name} seed {seed} {model} refit: {figures}, {settings.epochs} epochs on train + "
+                        f"validation, {refits[model]['train_seconds']:.1f} s")  # fmt: skip
             if with_blend:
                 members = [refits.get(model, trained[model]) for model in models]
                 blend_name = "blend refit" if refits else "blend"
@@ -139,6 +140,7 @@ def bench(
                     "finished_at": datetime.now(UTC).replace(tzinfo=None), "model": blend_name, "run_id": mixed.run_id,
                     "test_rmse": mixed.metrics["rmse"], "test_mae": mixed.metrics["mae"],
                     "validation_rmse": mixed.validation_rmse, "best_epoch": None, "epochs_run": None,
+                    **_ranking_columns({}),
                     "train_seconds": own_seconds,
                     "config": json.dumps({"members": list(models), **mixed.blender.to_dict()}),
                 })  # fmt: skip
@@ -158,6 +160,21 @@ def bench(
     log(f"the bench took {minutes:.1f} minutes in all (ETL, training, scoring and blends, {threads} "
         f"thread{'s' if threads > 1 else ''})")  # fmt: skip
     return rows
+
+
+def _ranking_columns(ranking: dict[str, dict[str, float]]) -> dict[str, float | None]:
+    """A bench row's ranking figures (bench_results), from a run's ranking metrics by held-out part."""
+    test, validation = ranking.get("test", {}), ranking.get("validation", {})
+    return {"test_ndcg_10": test.get("ndcg@10"), "test_recall_10": test.get("recall@10"),
+            "test_coverage_10": test.get("coverage@10"), "validation_ndcg_10": validation.get("ndcg@10")}  # fmt: skip
+
+
+def _figures(metrics: dict[str, float | None], ranking: dict[str, dict[str, float]]) -> str:
+    """A run's test figures for the bench's log: RMSE and MAE where it predicts ratings, and nDCG@10."""
+    said = [f"test RMSE {metrics['rmse']:.4f}, MAE {metrics['mae']:.4f}"] if metrics["rmse"] is not None else []
+    if "ndcg@10" in ranking.get("test", {}):
+        said.append(f"nDCG@10 {ranking['test']['ndcg@10']:.4f}")
+    return ", ".join(said)
 
 
 def _build_warehouse(data: Path, warehouse: Path, split_seed: int) -> None:
@@ -189,12 +206,13 @@ def latest_summary(warehouse: Path) -> list[dict[str, Any]]:
     try:
         table = con.sql("""
             SELECT dataset, model, protocol, n_seeds, rmse, coalesce(rmse_std, 0) AS rmse_std, mae,
-                   coalesce(mae_std, 0) AS mae_std, train_seconds, device,
+                   coalesce(mae_std, 0) AS mae_std, ndcg_10, coalesce(ndcg_10_std, 0) AS ndcg_10_std, coverage_10,
+                   train_seconds, device,
                    (SELECT any_value(r.config) FROM bench_results AS r
                     WHERE r.bench_id = s.bench_id AND r.model = s.model AND r.dataset = s.dataset) AS config
             FROM bench_summary AS s
             QUALIFY row_number() OVER (PARTITION BY dataset, model ORDER BY finished_at DESC) = 1
-            ORDER BY dataset, rmse""").to_arrow_table()
+            ORDER BY dataset, rmse NULLS LAST, ndcg_10 DESC""").to_arrow_table()
     finally:
         con.close()
     return table.to_pylist()
@@ -202,17 +220,21 @@ def latest_summary(warehouse: Path) -> list[dict[str, Any]]:
 
 def markdown_table(summary: list[dict[str, Any]]) -> str:
     def figure(s: dict[str, Any], key: str) -> str:
+        if s[key] is None:  # a model that ranks only has no RMSE; a blend no ranking
+            return "–"
         return f"{s[key]:.4f} ± {s[key + '_std']:.4f}" if s["n_seeds"] > 1 else f"{s[key]:.4f}"
 
     lines = [
-        "| model | data set | protocol | RMSE | MAE | train time (per seed) | device | regenerate with |",
-        "|---|---|---|---|---|---|---|---|",
+        "| model | data set | protocol | RMSE | MAE | nDCG@10 | top-10 coverage | train time (per seed) | device | "
+        "regenerate with |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in summary:
         seeds = f", {s['n_seeds']} seeds" if s["n_seeds"] > 1 else ""
+        coverage = "–" if s["coverage_10"] is None else f"{s['coverage_10']:,.0f}"
         lines.append(
             f"| {s['model']} | {s['dataset']} | {s['protocol']}{seeds} | {figure(s, 'rmse')} | "
-            f"{figure(s, 'mae')} | {s['train_seconds']:.1f} s | {s['device']} | "
+            f"{figure(s, 'mae')} | {figure(s, 'ndcg_10')} | {coverage} | {s['train_seconds']:.1f} s | {s['device']} | "
             f"`{_command(s)}` |"
         )
     return "\n".join(lines) + "\n"

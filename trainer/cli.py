@@ -105,10 +105,10 @@ def run_command(*, config_file: Optional[Path], resume: Optional[Path], **given:
         _fail(error)
     if summary.metrics:  # empty on a torchrun rank other than 0, which reports for all
         _report(summary)
-        _exit_unless_served(summary.published)
 
 
 def _report(summary: RunSummary) -> None:
+    """What a training run (or a refit) did, on standard error; its id on standard output; its exit code."""
     m, published = summary.metrics, summary.published
     if published is None:
         outcome = f"Results are staged in {summary.run_dir} (trainer publish writes them)."
@@ -124,6 +124,8 @@ def _report(summary: RunSummary) -> None:
         f"run {summary.run_id}: {rated}trained in {summary.train_seconds:.2f} s, {summary.wall_seconds:.2f} s in "
         "all. " + _ranking_line(summary.ranking) + outcome
     )
+    typer.echo(summary.run_id)  # alone on standard output, for scripts: trainer refit $(trainer run …)
+    _exit_unless_served(published)
 
 
 def _ranking_line(ranking: dict[str, dict[str, float]]) -> str:

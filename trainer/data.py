@@ -148,6 +148,16 @@ def load_rows(
     return users, {p: Csr.concat([m[p] for _, m in batches]) for p in parts}
 
 
+def user_rows_with_validation(
+    con: duckdb.DuckDBPyConnection, split: str, fit_parts: tuple[str, ...], validation: bool, n_movies: int
+) -> tuple[torch.Tensor, Csr, Csr | None]:
+    """Every user's row of the training matrix (``fit_parts`` merged) and, when ``validation``, of the validation
+    slice, in index order: what a model fitted outside the training loop reads (bayes-fm, ease)."""
+    parts = fit_parts + (("validation",) if validation else ())
+    index, matrices = load_rows(con, split, parts, n_movies)
+    return index, merge_parts(matrices, fit_parts), matrices["validation"] if validation else None
+
+
 def count_ratings(con: duckdb.DuckDBPyConnection, split: str, parts: tuple[str, ...]) -> int:
     """How many ratings these parts of the split hold (from the splits table)."""
     _columns(parts, "user")  # checks the part names before they go into the query

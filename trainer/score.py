@@ -81,7 +81,8 @@ def score(options: ScoreOptions, log: Callable[[str], None] = lambda message: No
         if changes:
             log(f"since run {options.run_id} trained: " + "; ".join(changes) + " (read through the run's own ids)")
         info = dataset_info(con)
-        fingerprint, rating_min, rating_max = info.fingerprint, info.rating_min, info.rating_max
+        fingerprint = info.fingerprint
+        scale = (info.rating_min, info.rating_max) if config.clip else None
 
         wanted = _users_to_score(con, options)
         if not len(wanted):
@@ -110,14 +111,14 @@ def score(options: ScoreOptions, log: Callable[[str], None] = lambda message: No
         with torch.no_grad():
             for user_ids, rated in trained.user_rows(con, coords):
                 rated = rated.to(device)
-                scores = scorer(rated, torch.from_numpy(coords.users(user_ids)).to(device))
-                if config.clip:
-                    scores = scores.clamp(rating_min, rating_max)
-                squared += (scores[rated.row_ids(), rated.cols] - rated.vals).double().square().sum().item()
-                squared_mean += (rated.vals.double() - loaded.mean).square().sum().item()
-                count += rated.vals.numel()
-                # the top-N leaves out every movie the user rated, new ratings included
-                tables.append(top_n(run_id, user_ids, [rated], scores, n, coords.movie_ids))
+                raw = scorer(rated, torch.from_numpy(coords.users(user_ids)).to(device))
+                if model.predicts_ratings:
+                    scores = raw.clamp(*scale) if scale else raw
+                    squared += (scores[rated.row_ids(), rated.cols] - rated.vals).double().square().sum().item()
+                    squared_mean += (rated.vals.double() - loaded.mean).square().sum().item()
+                    count += rated.vals.numel()
+                # the top-N leaves out every movie the user rated, new ratings included; ranked as training ranks
+                tables.append(top_n(run_id, user_ids, [rated], raw, n, coords.movie_ids, scale, model.predicts_ratings))
     finally:
         con.close()
 
@@ -130,8 +131,10 @@ def score(options: ScoreOptions, log: Callable[[str], None] = lambda message: No
         "run_dir": str(run_dir.resolve()), "config": json.dumps(config.to_dict(), sort_keys=True),
         "n_scored_users": len(users), "n_skipped_users": len(skipped), "n_unseen_movies": unseen_movies,
         "n_unseen_ratings": unseen_ratings,
-        # the audit's figures: the model's RMSE on the scored users' ratings it read, and the training mean's
-        "audit_slice": "scored users'", "audit_rmse": math.sqrt(squared / count) if count else None,
+        # the audit's figures: the model's RMSE on the scored users' ratings it read, and the training mean's (a
+        # model that only ranks predicts no rating to check: its scores are checked for being finite)
+        "audit_slice": "scored users'" if model.predicts_ratings else "scores",
+        "audit_rmse": math.sqrt(squared / count) if count else None,
         "baseline_rmse": math.sqrt(squared_mean / count) if count else None,
     }  # fmt: skip
     predictions = pa.concat_tables(tables) if tables else results.prediction_table(run_id, "top_n", *[np.array([])] * 3)

@@ -268,7 +268,7 @@ def audit(con: duckdb.DuckDBPyConnection, run: dict[str, Any]) -> list[str]:
     ((low, high),) = con.execute("SELECT rating_min, rating_max FROM dataset").fetchall()
     bad = con.execute(
         "SELECT count(*) FROM predictions WHERE run_id = ? AND (NOT isfinite(predicted_rating) "
-        "OR predicted_rating < ? OR predicted_rating > ?)",
+        "OR predicted_rating < ? OR predicted_rating > ? OR NOT isfinite(score))",
         [run_id, low, high],
     ).fetchall()[0][0]
     if bad:
@@ -296,6 +296,8 @@ def audit(con: duckdb.DuckDBPyConnection, run: dict[str, Any]) -> list[str]:
             reasons.append("no validation ranking to compare with the most popular movies'")
         elif not ranked >= popular:
             reasons.append(f"validation nDCG@10 {ranked:.4f} is worse than the most popular movies' ({popular:.4f})")
+    elif where == "scores":  # a scoring by a model that only ranks: its scores were checked above
+        pass
     elif model is None or baseline is None:
         reasons.append(f"no {where} RMSE to compare with predicting the training mean")
     elif not model <= baseline:  # a NaN fails too

@@ -19,3 +19,9 @@ CREATE TABLE IF NOT EXISTS bench_results (
     device          VARCHAR,    -- with the number of CPU threads torch used
     config          VARCHAR     -- JSON: the run's resolved TrainConfig
 );
+-- Added with ranking metrics: the run's held-out ranking (ranking_metrics), NULL for a blend. ALTER keeps the
+-- results warehouses of earlier benches writable.
+ALTER TABLE bench_results ADD COLUMN IF NOT EXISTS test_ndcg_10 DOUBLE;
+ALTER TABLE bench_results ADD COLUMN IF NOT EXISTS test_recall_10 DOUBLE;
+ALTER TABLE bench_results ADD COLUMN IF NOT EXISTS test_coverage_10 DOUBLE;
+ALTER TABLE bench_results ADD COLUMN IF NOT EXISTS validation_ndcg_10 DOUBLE;

@@ -18,7 +18,7 @@ from trainer.errors import TrainerError
 from trainer.train import run
 from warehouse.sql import EXAMPLES_DIR
 
-MODELS = ("autoencoder", "i-autorec", "mf")  # user rows (folds in), movie rows, factors
+MODELS = ("autoencoder", "i-autorec", "mf", "ease")  # user rows (folds in), movie rows, factors, ranking only
 SETTINGS = {"epochs": 8, "batch_size": 16, "seed": 5, "device": "cpu", "top_n": 5}
 MOVIE_SHIFT = 10  # the generated movies' ids start above 1, so that a new movie can sort below them all
 NEW_USER = 61  # the generated users are 1..60
@@ -141,11 +141,12 @@ def test_new_ratings_change_a_users_recommendations_and_leave_out_the_movies_jus
     assert user_1[1] == scoring and set(just_rated) <= set(user_1[5])
 
 
-def test_a_new_user_is_scored_from_their_ratings_alone_by_a_model_that_folds_in(copy) -> None:
+@pytest.mark.parametrize("model", ["autoencoder", "ease"])
+def test_a_new_user_is_scored_from_their_ratings_alone_by_a_model_that_folds_in(copy, model) -> None:
     rated = unrated(copy.warehouse, 1)[:4]  # any four movies
     rebuild(copy, users=[f"{NEW_USER}::F::25::3::12345"], ratings=[f"{NEW_USER}::{m}::5::978400000" for m in rated])
 
-    scoring, output = score(copy, "autoencoder")
+    scoring, output = score(copy, model)
     assert f"{NEW_USER} users scored" in output and "skipped" not in output
     recommended = query(copy.warehouse, "SELECT movie_id, run_id FROM recommendations WHERE user_id = ?", [NEW_USER])
     assert len(recommended) == SETTINGS["top_n"] and {run_id for _, run_id in recommended} == {scoring}
@@ -153,6 +154,8 @@ def test_a_new_user_is_scored_from_their_ratings_alone_by_a_model_that_folds_in(
     assert query(copy.warehouse, "SELECT run_id, kind FROM latest_scoring WHERE user_id = ?", [NEW_USER]) == [
         (scoring, "score")
     ]
+    ratings = query(copy.warehouse, "SELECT count(predicted_rating) FROM predictions WHERE run_id = ?", [scoring])
+    assert ratings == [(0,)] if model == "ease" else ratings != [(0,)]  # a ranking model predicts no rating
 
 
 @pytest.mark.parametrize("model", ["i-autorec", "mf"])

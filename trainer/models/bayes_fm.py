@@ -34,12 +34,12 @@ import torch
 import tqdm
 
 from trainer.config import TrainConfig
-from trainer.data import DatasetInfo, load_rows
+from trainer.data import DatasetInfo, user_rows_with_validation
 from trainer.models.base import Model, build_model
 from trainer.models.factorisation import MatrixFactorisation
 from trainer.models.registry import GIBBS_BURN_IN
 from trainer.selection import Best
-from trainer.sparse import Csr, merge_parts
+from trainer.sparse import Csr
 
 with warnings.catch_warnings():  # myFM 0.4 imports pkg_resources for its version, which warns it is deprecated
     warnings.simplefilter("ignore")
@@ -143,10 +143,9 @@ def sample(
 ) -> tuple[Model, list[dict[str, Any]], float, Best]:
     """Sample a `bayes-fm` on ``fit_parts``: the model (the mean of the samples up to the sweep chosen on
     validation, else of them all), the learning curve, the seconds it took, and the selection."""
-    parts = fit_parts + (("validation",) if config.validation else ())
-    index, matrices = load_rows(con, config.split, parts, info.n_movies)
-    users, movies, targets = _pairs(index, merge_parts(matrices, fit_parts))
-    held = _pairs(index, matrices["validation"]) if config.validation else None
+    index, train, validation = user_rows_with_validation(con, config.split, fit_parts, config.validation, info.n_movies)
+    users, movies, targets = _pairs(index, train)
+    held = _pairs(index, validation) if validation is not None else None
     side = movie_side(con, info.n_movies) if config.movie_features else []
     user_block, movie_block, group_shapes = blocks(users, movies, info.n_users, info.n_movies, side)
     rank = config.hidden[0]

@@ -23,12 +23,12 @@ import duckdb
 import torch
 from torch import nn
 
-from trainer.data import DatasetInfo, eval_rows, load_rows
+from trainer.data import DatasetInfo, eval_rows, user_rows_with_validation
 from trainer.errors import TrainerError
-from trainer.models.base import Model, UserRows, UserScorer
+from trainer.models.base import Model, UserRows, UserScorer, build_model
 from trainer.ranking import MAIN_METRIC, RankingTally, evaluate_block
 from trainer.selection import Best
-from trainer.sparse import Csr, SparseBlock, merge_parts
+from trainer.sparse import Csr, SparseBlock
 
 if TYPE_CHECKING:
     from trainer.config import TrainConfig
@@ -123,14 +123,10 @@ def fit(
     """Fit `popular` or `ease` on ``fit_parts``: the model (for ease, at the λ whose lists rank best on the
     validation slice), its curve (one entry per λ tried, with the validation nDCG@10), the seconds and the
     selection (the entry kept)."""
-    from trainer.models.base import build_model  # (base imports this module's registry entry lazily)
-
     started = time.perf_counter()
     model = build_model(config, info.n_users, info.n_movies, mean)
     assert isinstance(model, Popular | Ease)
-    parts = fit_parts + (("validation",) if config.validation else ())
-    _, matrices = load_rows(con, config.split, parts, info.n_movies)
-    train = merge_parts(matrices, fit_parts)
+    _, train, validation = user_rows_with_validation(con, config.split, fit_parts, config.validation, info.n_movies)
     history: list[dict[str, Any]] = []
     best, kept = Best(), None
 
@@ -140,8 +136,8 @@ def fit(
         # "settings": what a refit of the run takes from the entry it kept (trainer/refit.py)
         metrics: dict[str, Any] = {"epoch": len(history) + 1, "train_rmse": None, "validation_rmse": None,
                                    "settings": settings}  # fmt: skip
-        if config.validation:
-            metrics[MAIN_METRIC] = validation_ranking(model, train, matrices["validation"])[MAIN_METRIC]
+        if validation is not None:
+            metrics[MAIN_METRIC] = validation_ranking(model, train, validation)[MAIN_METRIC]
             if best.epoch is None or metrics[MAIN_METRIC] > history[best.epoch - 1][MAIN_METRIC]:
                 best.epoch = metrics["epoch"]
                 kept = {name: t.detach().clone() for name, t in model.state_dict().items()}
