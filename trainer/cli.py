@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import shlex
 import sys
 from collections.abc import Callable
 from datetime import datetime
@@ -11,10 +12,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional, get_args
 
 import typer
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from trainer.config import Setting, TrainConfig, choices, problem, resolve, settings
-from trainer.errors import TrainerError
+from trainer.errors import Interrupted, TrainerError
 from trainer.protocols import BENCH_MODELS, PROTOCOLS
 from warehouse import results
 from warehouse.errors import WarehouseError
@@ -98,7 +100,9 @@ def run_command(*, config_file: Optional[Path], resume: Optional[Path], **given:
         if resume is not None and not resume.is_dir():
             raise TrainerError(f"{resume}: no such run folder to resume")
         with _EpochReporter(config.epochs) as report:
-            summary = train_run(config, resume_dir=resume, on_epoch=report, log=_log)
+            summary = train_run(config, resume_dir=resume, on_epoch=report, log=report.log)
+    except Interrupted as stop:
+        _interrupted(stop)
     except WarehouseError as error:
         _fail(error)
     if summary.metrics:  # empty on a torchrun rank other than 0, which reports for all
@@ -179,6 +183,20 @@ app.command("run")(run_command)
 # are the same command: this one-command app is what trainer/__init__.py exposes to typer.
 run_app = typer.Typer(add_completion=False)
 run_app.command("run")(run_command)
+
+
+def _interrupted(stop: Interrupted) -> None:
+    """Ctrl-C during training: where the run's last checkpoint is and the command that continues from it."""
+    from trainer.checkpoint import FILE_NAME
+
+    if stop.checkpoint_epoch is None:
+        _log(f"trainer: interrupted before the run's first checkpoint (one is written every --checkpoint-seconds "
+             f"of training): nothing to resume in {stop.run_dir}; start the run again.")  # fmt: skip
+    else:
+        _log(f"trainer: interrupted. The last checkpoint, after epoch {stop.checkpoint_epoch}, is "
+             f"{stop.run_dir / FILE_NAME}. Continue the run from it with:\n"
+             f"  trainer run --resume {shlex.quote(str(stop.run_dir))}")  # fmt: skip
+    raise typer.Exit(130)  # as for any Ctrl-C: 128 + SIGINT
 
 
 @app.command("bench")
@@ -463,7 +481,9 @@ def refit_command(
         _log(f"refitting run {run_id} ({config.model}) on {config.split}'s training side and validation slice: "
              f"{config.epochs} epochs{drops}")  # fmt: skip
         with _EpochReporter(config.epochs) as report:
-            summary = train_run(config, on_epoch=report, log=_log)
+            summary = train_run(config, on_epoch=report, log=report.log)
+    except Interrupted as stop:  # a refit is a run of its own, resumed as any
+        _interrupted(stop)
     except WarehouseError as error:
         _fail(error)
     _report(summary)
@@ -569,10 +589,14 @@ def _log(message: str) -> None:
 
 
 class _EpochReporter:
-    """A progress bar with the losses on a terminal; one plain line per epoch otherwise (logs, CI)."""
+    """A progress bar with the losses on a terminal; one plain line per epoch otherwise (logs, CI).
+
+    While the bar is live, every message goes through its console (`log`), which prints it above the bar: a
+    message written to the terminal past rich would land on the bar's own line."""
 
     def __init__(self, epochs: int) -> None:
         self.epochs = epochs
+        self.reported = 0  # epochs reported so far
         self.progress: Progress | None = None
         if sys.stderr.isatty():
             self.progress = Progress(
@@ -581,6 +605,7 @@ class _EpochReporter:
                 BarColumn(),
                 TextColumn("{task.fields[losses]}"),
                 TimeRemainingColumn(),
+                console=Console(stderr=True),  # with the log lines, not on stdout
                 transient=False,
             )
             self.task = self.progress.add_task("train", total=epochs, losses="")
@@ -592,9 +617,18 @@ class _EpochReporter:
 
     def __exit__(self, *exc: object) -> None:
         if self.progress:
+            if not self.reported:  # stopped before its first epoch (an error): no empty bar above the message
+                self.progress.live.transient = True
             self.progress.stop()
 
+    def log(self, message: str) -> None:
+        if self.progress and self.progress.live.is_started:
+            self.progress.console.print(message, markup=False, highlight=False, soft_wrap=True)
+        else:
+            _log(message)
+
     def __call__(self, metrics: dict[str, Any]) -> None:
+        self.reported += 1
         shown = {
             "train RMSE": metrics["train_rmse"],
             "validation RMSE": metrics["validation_rmse"],
