@@ -7,16 +7,20 @@ import os
 import shlex
 import sys
 from collections.abc import Callable
+from dataclasses import fields
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional, get_args
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from trainer.config import Setting, TrainConfig, choices, problem, resolve, settings
 from trainer.errors import Interrupted, TrainerError
+from trainer.models.registry import REGISTRY
 from trainer.protocols import BENCH_MODELS, PROTOCOLS
 from warehouse import results
 from warehouse.errors import WarehouseError
@@ -25,7 +29,84 @@ from warehouse.version import print_version
 if TYPE_CHECKING:
     from trainer.train import RunSummary
 
+# The commands in the order of the README's table, for `trainer --help`; a command not named here comes after them.
+COMMAND_ORDER = ("run", "score", "blend", "refit", "publish", "bench", "report")
+
+
+def _reflowed(text: str | None) -> str | None:
+    """A docstring's paragraphs, each on one line: rich's help keeps a docstring's line breaks, which break
+    lines again mid-sentence in a terminal of another width."""
+    if not text:
+        return text
+    return "\n\n".join(" ".join(paragraph.split()) for paragraph in inspect.cleandoc(text).split("\n\n"))
+
+
+def _flags_shown_bare(params: list[Any]) -> None:
+    """A flag (--help, --publish-anyway, --clip/--no-clip) takes no value: no <bool> beside it, which Typer shows
+    for every flag whose metavar is not set."""
+    for param in params:
+        if isinstance(param, TyperOption) and param.is_flag and param.metavar is None:
+            param.metavar = ""
+
+
+class _Context(typer.Context):
+    @property
+    def command_path(self) -> str:
+        """`typer trainer run` for typer's own CLI, which would say `typer [PATH_OR_MODULE] run`."""
+        parent = self.parent
+        module = parent.params.get("path_or_module") if parent is not None else None
+        if parent is not None and module and parent.parent is None:
+            return f"{parent.info_name} {module} {self.info_name}"
+        return super().command_path
+
+
+class _Command(TyperCommand):
+    """Every trainer command: help reflowed to the terminal, usage naming positionals as their help does (RUN_ID,
+    not {run_id}), and no <bool> beside a flag."""
+
+    context_class = _Context
+
+    def __init__(self, name: str | None, **attrs: Any) -> None:
+        attrs["help"] = _reflowed(attrs.get("help"))
+        super().__init__(name, **attrs)
+        _flags_shown_bare(self.params)
+
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)
+        _flags_shown_bare([option])
+        return option
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if isinstance(param, TyperArgument):
+                name = param.display_name_raw + ("..." if param.nargs != 1 else "")
+                pieces.append(name if param.required else f"[{name}]")
+            else:
+                pieces.extend(param.get_usage_pieces(ctx))
+        return pieces
+
+
+class _Group(TyperGroup):
+    """`trainer` itself: its commands listed in the README's order, its flags without <bool>."""
+
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        _flags_shown_bare(self.params)
+
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)
+        _flags_shown_bare([option])
+        return option
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        names = super().list_commands(ctx)
+        rank = {name: index for index, name in enumerate(COMMAND_ORDER)}
+        return sorted(names, key=lambda name: rank.get(name, len(rank)))
+
+
 app = typer.Typer(
+    cls=_Group,
     help="Train autoencoders on the warehouse's rating matrices and write predictions back for analysts.",
     no_args_is_help=True,
     add_completion=False,
@@ -51,20 +132,51 @@ def _fail(error: Exception) -> None:
     raise typer.Exit(1)
 
 
+# `trainer run --help`'s panels: each TrainConfig setting with an option, by panel, in the order shown. A setting
+# named nowhere lands in "Options" (tests/trainer/test_cli.py checks that none does).
+RUN_PANELS = {
+    "Data": ("warehouse", "features", "split", "validation"),
+    "Model": ("model", "hidden", "activation", "dropout", "input_dropout", "movie_features", "ease_input", "refeed",
+              "dot_scale", "global_kernel_start", "init_from"),
+    "Optimisation": ("optimizer", "learning_rate", "lbfgs_iterations", "weight_decay", "l2", "kernel_l2", "epochs",
+                     "batch_size", "shuffle", "fixed_batches", "loss", "seed"),
+    "Selection on the validation slice": ("eval_every", "patience", "lr_drops", "select_best"),
+    "Predictions and publishing": ("clip", "cold_start_fallback", "top_n", "full_matrix", "publish", "publish_anyway",
+                                   "lock_wait_seconds"),
+    "Machine": ("device", "threads", "cache_budget_mb", "dense_cache_mb", "checkpoint_seconds", "runs_dir"),
+}  # fmt: skip
+_PANEL_OF = {name: panel for panel, names in RUN_PANELS.items() for name in names}
+_PATHS = ("warehouse", "features", "runs_dir")  # str settings that name a file or folder: shown as <path>
+# Choices too many for the types column: their help lists them, with what each is.
+_METAVARS = {"model": "<name>", "optimizer": "<name>", "loss": "<kind>", "hidden": "<widths>"}
+# --model's help points to the list of models that ends `trainer run --help`, one a line, at the terminal's width.
+_MODEL_HELP = next(f.metadata["setting"].help for f in fields(TrainConfig) if f.name == "model") + (
+    " The models are listed below."
+)
+_MODELS_EPILOG = "Models (--model):\n" + "\n".join(
+    f"{name:<12} {escape(model.summary)}" for name, model in REGISTRY.items()
+)
+
+
 def _option(name: str, spec: Setting, kind: Any, default: Any) -> inspect.Parameter:
-    """One `trainer run` option from a TrainConfig field: None when not given, so that presets apply."""
+    """One `trainer run` option from a TrainConfig field. It shows the field's default, but a value left at it
+    reaches the command as None (_checker), so that the model's preset and a config file apply."""
     allowed = choices(kind, spec)
     cli_type: Any = Literal[allowed] if allowed else (str if name == "hidden" else _plain(kind))
+    if name in _PATHS:
+        cli_type = Path
     shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
     option = typer.Option(
         *spec.flags,
-        help=spec.help,
+        help=_MODEL_HELP if name == "model" else spec.help,
         envvar=spec.envvar,
         callback=_checker(name),
-        show_default=str(shown) if default is not None else False,
+        show_default=shown is not None,
+        metavar=_METAVARS.get(name),
+        rich_help_panel=_PANEL_OF.get(name),
     )
     return inspect.Parameter(
-        name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[Optional[cli_type], option]
+        name, inspect.Parameter.KEYWORD_ONLY, default=shown, annotation=Annotated[Optional[cli_type], option]
     )
 
 
@@ -74,12 +186,16 @@ def _plain(kind: Any) -> Any:
     return args[0] if args else kind
 
 
-def _checker(name: str) -> Callable[[Any], Any]:
-    """A callback refusing a value the setting does not allow with a usage error (exit 2) naming the option."""
+def _checker(name: str) -> Callable[[Any, Any, Any], Any]:
+    """A callback refusing a value the setting does not allow with a usage error (exit 2) naming the option;
+    a value nobody gave (the option's default) becomes None."""
 
-    def check(value: Any) -> Any:
-        if value is None:
+    def check(ctx: typer.Context, param: typer.CallbackParam, value: Any) -> Any:
+        source = ctx.get_parameter_source(param.name or name)
+        if value is None or source is None or source.name == "DEFAULT":
             return None
+        if isinstance(value, Path):
+            value = str(value)  # TrainConfig keeps paths as given, as strings
         if name == "hidden":
             value = _widths(value)
         reason = problem(name, value)
@@ -171,18 +287,21 @@ run_command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
                 ),
             ],
         ),
-        *(
-            _option(name, spec, kind, default)
-            for name, (spec, kind, default) in settings().items()
-            if not spec.internal
+        *sorted(
+            (
+                _option(name, spec, kind, default)
+                for name, (spec, kind, default) in settings().items()
+                if not spec.internal
+            ),
+            key=lambda option: list(RUN_PANELS).index(_PANEL_OF[option.name]) if option.name in _PANEL_OF else -1,
         ),
     ]
 )
-app.command("run")(run_command)
+app.command("run", cls=_Command, epilog=_MODELS_EPILOG)(run_command)
 # `typer trainer run ...` (typer's own `run`, on the app it finds in the trainer package) and `trainer run ...`
 # are the same command: this one-command app is what trainer/__init__.py exposes to typer.
 run_app = typer.Typer(add_completion=False)
-run_app.command("run")(run_command)
+run_app.command("run", cls=_Command, epilog=_MODELS_EPILOG)(run_command)
 
 
 def _interrupted(stop: Interrupted) -> None:
@@ -199,7 +318,7 @@ def _interrupted(stop: Interrupted) -> None:
     raise typer.Exit(130)  # as for any Ctrl-C: 128 + SIGINT
 
 
-@app.command("bench")
+@app.command("bench", cls=_Command)
 def bench_command(
     data_dir: Annotated[
         Path,
@@ -291,12 +410,14 @@ def bench_command(
     typer.echo(markdown.read_text())
 
 
-@app.command("report")
+@app.command("report", cls=_Command)
 def report_command(
     run_id: Annotated[
         str,
         typer.Argument(
-            help="The run whose learning curve to draw (SELECT run_id FROM run_metrics lists them).", show_default=False
+            metavar="RUN_ID",
+            help="The run whose learning curve to draw (SELECT run_id FROM run_metrics lists them).",
+            show_default=False,
         ),
     ],
     warehouse: Annotated[Path, typer.Option(envvar="WAREHOUSE", help="The warehouse holding the run.")] = Path(
@@ -325,11 +446,12 @@ def report_command(
         _log("no bench results in that warehouse yet (trainer bench writes them): no model comparison chart")
 
 
-@app.command()
+@app.command(cls=_Command)
 def publish(
     run_dir: Annotated[
         Path,
         typer.Argument(
+            metavar="RUN_DIR",
             help="The run folder whose staged results to write (printed by the run that could not write them).",
             show_default=False,
         ),
@@ -355,11 +477,12 @@ def publish(
     _log(f"run {published.run_id}: results written to {warehouse}. {_outcome(published)}")
 
 
-@app.command("score")
+@app.command("score", cls=_Command)
 def score_command(
     run_id: Annotated[
         str,
         typer.Argument(
+            metavar="RUN_ID",
             help="The training run whose model scores (SELECT run_id, kind FROM run_metrics lists them).",
             show_default=False,
         ),
@@ -428,11 +551,12 @@ def score_command(
     )
 
 
-@app.command("refit")
+@app.command("refit", cls=_Command)
 def refit_command(
     run_id: Annotated[
         str,
         typer.Argument(
+            metavar="RUN_ID",
             help="The training run to refit, trained with a validation slice (SELECT run_id, model, best_epoch FROM "
             "run_metrics lists them).",
             show_default=False,
@@ -489,11 +613,12 @@ def refit_command(
     _report(summary)
 
 
-@app.command("blend")
+@app.command("blend", cls=_Command)
 def blend_command(
     run_ids: Annotated[
         list[str],
         typer.Argument(
+            metavar="RUN_ID",
             help="Two or more training runs on the same split of the same data (SELECT run_id, model, split FROM "
             "run_metrics lists them): different models, seeds or settings.",
             show_default=False,
