@@ -366,9 +366,14 @@ def bench_command(
             help="The warehouse the results table (bench_results, and the view bench_summary) is written into.",
         ),
     ] = Path(DEFAULTS.warehouse),
-    markdown: Annotated[Path, typer.Option(help="Where to write the results as a Markdown table.")] = Path(
-        "docs/bench-results.md"
-    ),
+    markdown: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Where to write the results as a Markdown table. Default: bench-results.md in --warehouse's folder "
+            "(the repository's docs/bench-results.md is written with --markdown docs/bench-results.md).",
+            show_default=False,
+        ),
+    ] = None,
     with_blend: Annotated[
         bool,
         typer.Option(
@@ -390,6 +395,7 @@ def bench_command(
     and write the results table into the warehouse and as Markdown."""
     from trainer.bench import bench  # imports torch
 
+    markdown = markdown or warehouse.parent / "bench-results.md"
     try:
         bench(
             data_dir,
@@ -529,10 +535,10 @@ def score_command(
     """Score users with a trained run's model, from the ratings in the warehouse now, without retraining.
 
     New ratings since the run trained change the predictions, and the movies just rated leave the
-    recommendations. Autoencoders of user rows (the default model, deep-ae) also score users the run never
-    saw, from their ratings alone; the other models score the users they know and report the rest. The
-    results are published as a run of kind 'score' (runs.parent_run_id names the training run), and
-    recommendations show each user's newest scoring.
+    recommendations. The models that take a user's ratings as their input (the default autoencoder, notebook,
+    deep-ae, popular and ease) also score users the run never saw, from their ratings alone; the other models
+    score the users they know and report the rest. The results are published as a run of kind 'score'
+    (runs.parent_run_id names the training run), and recommendations show each user's newest scoring.
     """
     from trainer.score import ScoreOptions, score  # torch is imported only by the commands that need it
 

@@ -238,6 +238,35 @@ def test_trainer_help_lists_the_commands_in_the_readmes_order() -> None:
     assert documented and listed == [name for name in documented if name in listed] == list(COMMANDS)
 
 
+def test_help_says_what_the_defaults_are() -> None:
+    score = flat(help_of("score"))
+    assert "the default model, deep-ae" not in score and "the default autoencoder" in score
+    bench = flat(help_of("bench"))
+    assert "docs/bench-results.md]" not in bench and "Default: bench-results.md in --warehouse's folder" in bench
+
+
+def test_bench_writes_its_markdown_beside_the_warehouse_unless_told(tmp_path, monkeypatch) -> None:
+    import trainer.bench
+
+    written = []
+
+    def bench(data_dir, work_dir, warehouse, markdown, **options):
+        markdown.parent.mkdir(parents=True, exist_ok=True)
+        markdown.write_text("| model | test RMSE |\n")
+        written.append(markdown)
+        return []
+
+    monkeypatch.setattr(trainer.bench, "bench", bench)
+    monkeypatch.chdir(tmp_path)
+    results = tmp_path / "elsewhere" / "results.duckdb"
+    result = invoke("bench", "--warehouse", str(results))
+    assert result.exit_code == 0, result.output
+    assert written == [tmp_path / "elsewhere" / "bench-results.md"] and not (tmp_path / "docs").exists()
+    assert "| model | test RMSE |" in result.output
+    result = invoke("bench", "--warehouse", str(results), "--markdown", "docs/bench-results.md")
+    assert result.exit_code == 0 and written[-1] == Path("docs/bench-results.md")
+
+
 def test_defaults_shown_in_help_leave_the_preset_and_config_file_in_charge(warehouse, tmp_path, monkeypatch) -> None:
     """--help shows TrainConfig's defaults, but an option left alone is not given: mf's preset (hidden 50, learning
     rate 0.03, l2 30) and a config file still apply; an option given, even at the default's value, overrides."""
