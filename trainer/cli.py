@@ -19,7 +19,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from trainer.config import Setting, TrainConfig, choices, problem, resolve, settings
-from trainer.errors import Interrupted, TrainerError
+from trainer.errors import Interrupted, TrainerError, UnknownSplit
 from trainer.models.registry import REGISTRY
 from trainer.protocols import BENCH_MODELS, PROTOCOLS
 from warehouse import results
@@ -62,7 +62,7 @@ class _Context(typer.Context):
 
 class _Command(TyperCommand):
     """Every trainer command: help reflowed to the terminal, usage naming positionals as their help does (RUN_ID,
-    not {run_id}), and no <bool> beside a flag."""
+    not {run_id}), no <bool> beside a flag, and a mistyped choice said without pydantic's "Value error, "."""
 
     context_class = _Context
 
@@ -85,6 +85,13 @@ class _Command(TyperCommand):
             else:
                 pieces.extend(param.get_usage_pieces(ctx))
         return pieces
+
+    def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except typer.BadParameter as error:  # Typer checks a Literal choice with pydantic, whose message says so
+            error.message = error.message.removeprefix("Value error, ")
+            raise
 
 
 class _Group(TyperGroup):
@@ -206,7 +213,7 @@ def _checker(name: str) -> Callable[[Any, Any, Any], Any]:
     return check
 
 
-def run_command(*, config_file: Optional[Path], resume: Optional[Path], **given: Any) -> None:
+def run_command(ctx: typer.Context, *, config_file: Optional[Path], resume: Optional[Path], **given: Any) -> None:
     """Train a model on one split of the warehouse, score it on the held-out ratings, audit the results, and
     write runs, per-epoch metrics and predictions into the warehouse."""
     from trainer.train import run as train_run  # torch is imported only by the commands that train
@@ -217,6 +224,10 @@ def run_command(*, config_file: Optional[Path], resume: Optional[Path], **given:
             raise TrainerError(f"{resume}: no such run folder to resume")
         with _EpochReporter(config.epochs) as report:
             summary = train_run(config, resume_dir=resume, on_epoch=report, log=report.log)
+    except UnknownSplit as error:
+        if given.get("split") is None or resume is not None:  # from a config file or the checkpoint: not a usage error
+            _fail(error)
+        raise typer.BadParameter(str(error), ctx=ctx, param_hint="'--split'") from None
     except Interrupted as stop:
         _interrupted(stop)
     except WarehouseError as error:
@@ -254,6 +265,7 @@ def _ranking_line(ranking: dict[str, dict[str, float]]) -> str:
 
 run_command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
     [
+        inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context),
         inspect.Parameter(
             "config_file",
             inspect.Parameter.KEYWORD_ONLY,

@@ -64,9 +64,15 @@ def test_missing_warehouse_says_run_make_etl(tmp_path) -> None:
 
 
 def test_unknown_split_lists_the_known_ones(warehouse, tmp_path) -> None:
+    # Only the warehouse knows its splits: still a usage error (exit 2) naming --split, with the known ones.
     result = invoke("run", "--warehouse", str(warehouse), "--split", "u1", "--runs-dir", str(tmp_path))
-    assert result.exit_code == 1
-    assert "unknown split 'u1'" in result.output and "random" in result.output
+    assert result.exit_code == 2, result.output
+    assert "'--split'" in result.output and "unknown split 'u1'" in result.output and "random" in result.output
+    # From a config file it is no mistake of the command line: a plain error (exit 1)
+    config = tmp_path / "run.toml"
+    config.write_text('split = "u1"\n')
+    result = invoke("run", "--warehouse", str(warehouse), "--config", str(config), "--runs-dir", str(tmp_path))
+    assert result.exit_code == 1 and "unknown split 'u1'" in result.output and "--split" not in result.output
 
 
 def test_unknown_model_and_bad_values(warehouse) -> None:
@@ -163,7 +169,7 @@ def test_typer_trainer_run_and_python_m_trainer_run_are_trainer_run(warehouse, t
         code, output = outcome(form, "--model", "typo")
         assert code == 2 and "'i-autorec'" in output, (name, output)
         code, output = outcome(form, "--split", "nope")
-        assert code == 1 and "unknown split 'nope'" in output, (name, output)
+        assert code == 2 and "'--split'" in output and "unknown split 'nope'" in output, (name, output)
     results = {}
     for name, form in forms.items():
         code, output = outcome(form, "--epochs", "3", "--threads", "1", copy=name)
@@ -172,7 +178,7 @@ def test_typer_trainer_run_and_python_m_trainer_run_are_trainer_run(warehouse, t
     assert len({tuple(lines) for lines in results.values()}) == 1, results  # the same metrics from each form
 
 
-# -- one style of help (issue #29's first hour)
+# -- one style of help, usage errors that name the option (issue #29's first hour)
 
 
 def help_of(*command: str, columns: int = 100) -> str:
@@ -265,6 +271,29 @@ def test_bench_writes_its_markdown_beside_the_warehouse_unless_told(tmp_path, mo
     assert "| model | test RMSE |" in result.output
     result = invoke("bench", "--warehouse", str(results), "--markdown", "docs/bench-results.md")
     assert result.exit_code == 0 and written[-1] == Path("docs/bench-results.md")
+
+
+def test_usage_mistakes_exit_2_and_name_the_option() -> None:
+    mistakes = [
+        (["run", "--model", "autoencodr"], "--model", "'autoencoder'"),
+        (["run", "--device", "gpu"], "--device", "'cuda'"),
+        (["run", "--optimizer", "adamw"], "--optimizer", "'adam'"),
+        (["run", "--loss", "mae"], "--loss", "'observed'"),
+        (["run", "--activation", "relu"], "--activation", "'selu'"),
+        (["run", "--ease-input", "counts"], "--ease-input", "'stars'"),
+        (["run", "--global-kernel-start", "zero"], "--global-kernel-start", "'paper'"),
+        (["run", "--hidden", "20,x"], "--hidden", "whole numbers"),
+        (["run", "--epochs", "0"], "--epochs", "at least 1"),
+        (["score", "RUN", "--device", "gpu"], "--device", "'cpu'"),
+        (["refit", "RUN", "--device", "gpu"], "--device", "'cpu'"),
+        (["blend", "A", "B", "--device", "gpu"], "--device", "'cpu'"),
+        (["blend"], "RUN_ID", "Missing argument"),
+    ]
+    for args, option, said in mistakes:
+        result = runner.invoke(app, args, env={"COLUMNS": "200"})
+        assert result.exit_code == 2, (args, result.output)
+        assert f"'{option}'" in result.output and said in result.output, (args, result.output)
+        assert "Value error" not in result.output and "Traceback" not in result.output, result.output
 
 
 def test_defaults_shown_in_help_leave_the_preset_and_config_file_in_charge(warehouse, tmp_path, monkeypatch) -> None:
