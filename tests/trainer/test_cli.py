@@ -241,7 +241,8 @@ def test_trainer_help_lists_the_commands_in_the_readmes_order() -> None:
                   if line.startswith("| `trainer ")]  # fmt: skip
     commands = help_of().split("─ Commands ")[1]
     listed = [match[1] for match in re.finditer(r"^│ (\w+) ", commands, flags=re.MULTILINE)]
-    assert documented and listed == [name for name in documented if name in listed] == list(COMMANDS)
+    # every command of the README's table, in its order (trainer.cli.COMMAND_ORDER); any other after them
+    assert documented and listed[: len(documented)] == documented, (documented, listed)
 
 
 def test_help_says_what_the_defaults_are() -> None:
@@ -309,7 +310,8 @@ def test_defaults_shown_in_help_leave_the_preset_and_config_file_in_charge(wareh
         second = invoke(*common, "--learning-rate", "0.01")
     finally:
         torch.set_num_threads(threads)
-    assert first.exit_code == 0 and second.exit_code == 0, first.output + second.output
+    for result in (first, second):  # finished and recorded in runs (whether or not it serves analysts)
+        assert "test RMSE" in result.output and result.exit_code not in (1, 2), result.output
     con = duckdb.connect(str(warehouse), read_only=True)
     rows = con.execute(
         "SELECT json_extract(config, ['$.hidden', '$.learning_rate', '$.l2', '$.epochs'])::VARCHAR[] FROM runs "
