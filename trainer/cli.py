@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import inspect
 import os
+import shlex
 import sys
 from collections.abc import Callable
+from dataclasses import fields
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional, get_args
 
 import typer
+from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from trainer.config import Setting, TrainConfig, choices, problem, resolve, settings
-from trainer.errors import TrainerError
+from trainer.errors import Interrupted, TrainerError, UnknownSplit
+from trainer.models.registry import REGISTRY
 from trainer.protocols import BENCH_MODELS, PROTOCOLS
 from warehouse import results
 from warehouse.errors import WarehouseError
@@ -24,7 +30,91 @@ from warehouse.version import print_version
 if TYPE_CHECKING:
     from trainer.train import RunSummary
 
+# The commands in the order of the README's table, for `trainer --help`; a command not named here comes after them.
+COMMAND_ORDER = ("run", "score", "blend", "refit", "publish", "bench", "report")
+
+
+def _reflowed(text: str | None) -> str | None:
+    """A docstring's paragraphs, each on one line: rich's help keeps a docstring's line breaks, which break
+    lines again mid-sentence in a terminal of another width."""
+    if not text:
+        return text
+    return "\n\n".join(" ".join(paragraph.split()) for paragraph in inspect.cleandoc(text).split("\n\n"))
+
+
+def _flags_shown_bare(params: list[Any]) -> None:
+    """A flag (--help, --publish-anyway, --clip/--no-clip) takes no value: no <bool> beside it, which Typer shows
+    for every flag whose metavar is not set."""
+    for param in params:
+        if isinstance(param, TyperOption) and param.is_flag and param.metavar is None:
+            param.metavar = ""
+
+
+class _Context(typer.Context):
+    @property
+    def command_path(self) -> str:
+        """`typer trainer run` for typer's own CLI, which would say `typer [PATH_OR_MODULE] run`."""
+        parent = self.parent
+        module = parent.params.get("path_or_module") if parent is not None else None
+        if parent is not None and module and parent.parent is None:
+            return f"{parent.info_name} {module} {self.info_name}"
+        return super().command_path
+
+
+class _Command(TyperCommand):
+    """Every trainer command: help reflowed to the terminal, usage naming positionals as their help does (RUN_ID,
+    not {run_id}), no <bool> beside a flag, and a mistyped choice said without pydantic's "Value error, "."""
+
+    context_class = _Context
+
+    def __init__(self, name: str | None, **attrs: Any) -> None:
+        attrs["help"] = _reflowed(attrs.get("help"))
+        super().__init__(name, **attrs)
+        _flags_shown_bare(self.params)
+
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)
+        _flags_shown_bare([option])
+        return option
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if isinstance(param, TyperArgument):
+                name = param.display_name_raw + ("..." if param.nargs != 1 else "")
+                pieces.append(name if param.required else f"[{name}]")
+            else:
+                pieces.extend(param.get_usage_pieces(ctx))
+        return pieces
+
+    def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except typer.BadParameter as error:  # Typer checks a Literal choice with pydantic, whose message says so
+            error.message = error.message.removeprefix("Value error, ")
+            raise
+
+
+class _Group(TyperGroup):
+    """`trainer` itself: its commands listed in the README's order, its flags without <bool>."""
+
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        _flags_shown_bare(self.params)
+
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)
+        _flags_shown_bare([option])
+        return option
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        names = super().list_commands(ctx)
+        rank = {name: index for index, name in enumerate(COMMAND_ORDER)}
+        return sorted(names, key=lambda name: rank.get(name, len(rank)))
+
+
 app = typer.Typer(
+    cls=_Group,
     help="Train autoencoders on the warehouse's rating matrices and write predictions back for analysts.",
     no_args_is_help=True,
     add_completion=False,
@@ -51,20 +141,51 @@ def _fail(error: Exception) -> None:
     raise typer.Exit(1)
 
 
+# `trainer run --help`'s panels: each TrainConfig setting with an option, by panel, in the order shown. A setting
+# named nowhere lands in "Options" (tests/trainer/test_cli.py checks that none does).
+RUN_PANELS = {
+    "Data": ("warehouse", "features", "split", "validation"),
+    "Model": ("model", "hidden", "activation", "dropout", "input_dropout", "movie_features", "ease_input", "refeed",
+              "dot_scale", "global_kernel_start", "init_from"),
+    "Optimisation": ("optimizer", "learning_rate", "lbfgs_iterations", "weight_decay", "l2", "kernel_l2", "epochs",
+                     "batch_size", "shuffle", "fixed_batches", "loss", "seed"),
+    "Selection on the validation slice": ("eval_every", "patience", "lr_drops", "select_best"),
+    "Predictions and publishing": ("clip", "cold_start_fallback", "top_n", "full_matrix", "publish", "publish_anyway",
+                                   "lock_wait_seconds"),
+    "Machine": ("device", "threads", "cache_budget_mb", "dense_cache_mb", "checkpoint_seconds", "runs_dir"),
+}  # fmt: skip
+_PANEL_OF = {name: panel for panel, names in RUN_PANELS.items() for name in names}
+_PATHS = ("warehouse", "features", "runs_dir")  # str settings that name a file or folder: shown as <path>
+# Choices too many for the types column: their help lists them, with what each is.
+_METAVARS = {"model": "<name>", "optimizer": "<name>", "loss": "<kind>", "hidden": "<widths>"}
+# --model's help points to the list of models that ends `trainer run --help`, one a line, at the terminal's width.
+_MODEL_HELP = next(f.metadata["setting"].help for f in fields(TrainConfig) if f.name == "model") + (
+    " The models are listed below."
+)
+_MODELS_EPILOG = "Models (--model):\n" + "\n".join(
+    f"{name:<12} {escape(model.summary)}" for name, model in REGISTRY.items()
+)
+
+
 def _option(name: str, spec: Setting, kind: Any, default: Any) -> inspect.Parameter:
-    """One `trainer run` option from a TrainConfig field: None when not given, so that presets apply."""
+    """One `trainer run` option from a TrainConfig field. It shows the field's default, but a value left at it
+    reaches the command as None (_checker), so that the model's preset and a config file apply."""
     allowed = choices(kind, spec)
     cli_type: Any = Literal[allowed] if allowed else (str if name == "hidden" else _plain(kind))
+    if name in _PATHS:
+        cli_type = Path
     shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
     option = typer.Option(
         *spec.flags,
-        help=spec.help,
+        help=_MODEL_HELP if name == "model" else spec.help,
         envvar=spec.envvar,
         callback=_checker(name),
-        show_default=str(shown) if default is not None else False,
+        show_default=shown is not None,
+        metavar=_METAVARS.get(name),
+        rich_help_panel=_PANEL_OF.get(name),
     )
     return inspect.Parameter(
-        name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[Optional[cli_type], option]
+        name, inspect.Parameter.KEYWORD_ONLY, default=shown, annotation=Annotated[Optional[cli_type], option]
     )
 
 
@@ -74,12 +195,16 @@ def _plain(kind: Any) -> Any:
     return args[0] if args else kind
 
 
-def _checker(name: str) -> Callable[[Any], Any]:
-    """A callback refusing a value the setting does not allow with a usage error (exit 2) naming the option."""
+def _checker(name: str) -> Callable[[Any, Any, Any], Any]:
+    """A callback refusing a value the setting does not allow with a usage error (exit 2) naming the option;
+    a value nobody gave (the option's default) becomes None."""
 
-    def check(value: Any) -> Any:
-        if value is None:
+    def check(ctx: typer.Context, param: typer.CallbackParam, value: Any) -> Any:
+        source = ctx.get_parameter_source(param.name or name)
+        if value is None or source is None or source.name == "DEFAULT":
             return None
+        if isinstance(value, Path):
+            value = str(value)  # TrainConfig keeps paths as given, as strings
         if name == "hidden":
             value = _widths(value)
         reason = problem(name, value)
@@ -90,7 +215,7 @@ def _checker(name: str) -> Callable[[Any], Any]:
     return check
 
 
-def run_command(*, config_file: Optional[Path], resume: Optional[Path], **given: Any) -> None:
+def run_command(ctx: typer.Context, *, config_file: Optional[Path], resume: Optional[Path], **given: Any) -> None:
     """Train a model on one split of the warehouse, score it on the held-out ratings, audit the results, and
     write runs, per-epoch metrics and predictions into the warehouse."""
     from trainer.train import run as train_run  # torch is imported only by the commands that train
@@ -100,7 +225,13 @@ def run_command(*, config_file: Optional[Path], resume: Optional[Path], **given:
         if resume is not None and not resume.is_dir():
             raise TrainerError(f"{resume}: no such run folder to resume")
         with _EpochReporter(config.epochs) as report:
-            summary = train_run(config, resume_dir=resume, on_epoch=report, log=_log)
+            summary = train_run(config, resume_dir=resume, on_epoch=report, log=report.log)
+    except UnknownSplit as error:
+        if given.get("split") is None or resume is not None:  # from a config file or the checkpoint: not a usage error
+            _fail(error)
+        raise typer.BadParameter(str(error), ctx=ctx, param_hint="'--split'") from None
+    except Interrupted as stop:
+        _interrupted(stop)
     except WarehouseError as error:
         _fail(error)
     if summary.metrics:  # empty on a torchrun rank other than 0, which reports for all
@@ -139,6 +270,7 @@ def _ranking_line(ranking: dict[str, dict[str, float]]) -> str:
 
 run_command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
     [
+        inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=typer.Context),
         inspect.Parameter(
             "config_file",
             inspect.Parameter.KEYWORD_ONLY,
@@ -172,21 +304,38 @@ run_command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
                 ),
             ],
         ),
-        *(
-            _option(name, spec, kind, default)
-            for name, (spec, kind, default) in settings().items()
-            if not spec.internal
+        *sorted(
+            (
+                _option(name, spec, kind, default)
+                for name, (spec, kind, default) in settings().items()
+                if not spec.internal
+            ),
+            key=lambda option: list(RUN_PANELS).index(_PANEL_OF[option.name]) if option.name in _PANEL_OF else -1,
         ),
     ]
 )
-app.command("run")(run_command)
+app.command("run", cls=_Command, epilog=_MODELS_EPILOG)(run_command)
 # `typer trainer run ...` (typer's own `run`, on the app it finds in the trainer package) and `trainer run ...`
 # are the same command: this one-command app is what trainer/__init__.py exposes to typer.
 run_app = typer.Typer(add_completion=False)
-run_app.command("run")(run_command)
+run_app.command("run", cls=_Command, epilog=_MODELS_EPILOG)(run_command)
 
 
-@app.command("bench")
+def _interrupted(stop: Interrupted) -> None:
+    """Ctrl-C during training: where the run's last checkpoint is and the command that continues from it."""
+    from trainer.checkpoint import FILE_NAME
+
+    if stop.checkpoint_epoch is None:
+        _log(f"trainer: interrupted before the run's first checkpoint (one is written every --checkpoint-seconds "
+             f"of training): nothing to resume in {stop.run_dir}; start the run again.")  # fmt: skip
+    else:
+        _log(f"trainer: interrupted. The last checkpoint, after epoch {stop.checkpoint_epoch}, is "
+             f"{stop.run_dir / FILE_NAME}. Continue the run from it with:\n"
+             f"  trainer run --resume {shlex.quote(str(stop.run_dir))}")  # fmt: skip
+    raise typer.Exit(130)  # as for any Ctrl-C: 128 + SIGINT
+
+
+@app.command("bench", cls=_Command)
 def bench_command(
     data_dir: Annotated[
         Path,
@@ -234,9 +383,14 @@ def bench_command(
             help="The warehouse the results table (bench_results, and the view bench_summary) is written into.",
         ),
     ] = Path(DEFAULTS.warehouse),
-    markdown: Annotated[Path, typer.Option(help="Where to write the results as a Markdown table.")] = Path(
-        "docs/bench-results.md"
-    ),
+    markdown: Annotated[
+        Optional[Path],
+        typer.Option(
+            help="Where to write the results as a Markdown table. Default: bench-results.md in --warehouse's folder "
+            "(the repository's docs/bench-results.md is written with --markdown docs/bench-results.md).",
+            show_default=False,
+        ),
+    ] = None,
     with_blend: Annotated[
         bool,
         typer.Option(
@@ -258,6 +412,7 @@ def bench_command(
     and write the results table into the warehouse and as Markdown."""
     from trainer.bench import bench  # imports torch
 
+    markdown = markdown or warehouse.parent / "bench-results.md"
     try:
         bench(
             data_dir,
@@ -278,12 +433,14 @@ def bench_command(
     typer.echo(markdown.read_text())
 
 
-@app.command("report")
+@app.command("report", cls=_Command)
 def report_command(
     run_id: Annotated[
         str,
         typer.Argument(
-            help="The run whose learning curve to draw (SELECT run_id FROM run_metrics lists them).", show_default=False
+            metavar="RUN_ID",
+            help="The run whose learning curve to draw (SELECT run_id FROM run_metrics lists them).",
+            show_default=False,
         ),
     ],
     warehouse: Annotated[Path, typer.Option(envvar="WAREHOUSE", help="The warehouse holding the run.")] = Path(
@@ -312,11 +469,12 @@ def report_command(
         _log("no bench results in that warehouse yet (trainer bench writes them): no model comparison chart")
 
 
-@app.command()
+@app.command(cls=_Command)
 def publish(
     run_dir: Annotated[
         Path,
         typer.Argument(
+            metavar="RUN_DIR",
             help="The run folder whose staged results to write (printed by the run that could not write them).",
             show_default=False,
         ),
@@ -393,11 +551,12 @@ def _exit_unless_served(published: results.Published | None) -> None:
         raise typer.Exit(NOT_SERVED)
 
 
-@app.command("score")
+@app.command("score", cls=_Command)
 def score_command(
     run_id: Annotated[
         str,
         typer.Argument(
+            metavar="RUN_ID",
             help="The training run whose model scores (SELECT run_id, kind FROM run_metrics lists them).",
             show_default=False,
         ),
@@ -444,10 +603,10 @@ def score_command(
     """Score users with a trained run's model, from the ratings in the warehouse now, without retraining.
 
     New ratings since the run trained change the predictions, and the movies just rated leave the
-    recommendations. Autoencoders of user rows (the default model, deep-ae) also score users the run never
-    saw, from their ratings alone; the other models score the users they know and report the rest. The
-    results are published as a run of kind 'score' (runs.parent_run_id names the training run), and
-    recommendations show each user's newest scoring.
+    recommendations. The models that take a user's ratings as their input (the default autoencoder, notebook,
+    deep-ae, popular and ease) also score users the run never saw, from their ratings alone; the other models
+    score the users they know and report the rest. The results are published as a run of kind 'score'
+    (runs.parent_run_id names the training run), and recommendations show each user's newest scoring.
     """
     from trainer.score import ScoreOptions, score  # torch is imported only by the commands that need it
 
@@ -466,11 +625,12 @@ def score_command(
     )
 
 
-@app.command("refit")
+@app.command("refit", cls=_Command)
 def refit_command(
     run_id: Annotated[
         str,
         typer.Argument(
+            metavar="RUN_ID",
             help="The training run to refit, trained with a validation slice (SELECT run_id, model, best_epoch FROM "
             "run_metrics lists them).",
             show_default=False,
@@ -519,17 +679,20 @@ def refit_command(
         _log(f"refitting run {run_id} ({config.model}) on {config.split}'s training side and validation slice: "
              f"{config.epochs} epochs{drops}")  # fmt: skip
         with _EpochReporter(config.epochs) as report:
-            summary = train_run(config, on_epoch=report, log=_log)
+            summary = train_run(config, on_epoch=report, log=report.log)
+    except Interrupted as stop:  # a refit is a run of its own, resumed as any
+        _interrupted(stop)
     except WarehouseError as error:
         _fail(error)
     _report(summary)
 
 
-@app.command("blend")
+@app.command("blend", cls=_Command)
 def blend_command(
     run_ids: Annotated[
         list[str],
         typer.Argument(
+            metavar="RUN_ID",
             help="Two or more training runs on the same split of the same data (SELECT run_id, model, split FROM "
             "run_metrics lists them): different models, seeds or settings.",
             show_default=False,
@@ -638,10 +801,14 @@ def _log(message: str) -> None:
 
 
 class _EpochReporter:
-    """A progress bar with the losses on a terminal; one plain line per epoch otherwise (logs, CI)."""
+    """A progress bar with the losses on a terminal; one plain line per epoch otherwise (logs, CI).
+
+    While the bar is live, every message goes through its console (`log`), which prints it above the bar: a
+    message written to the terminal past rich would land on the bar's own line."""
 
     def __init__(self, epochs: int) -> None:
         self.epochs = epochs
+        self.reported = 0  # epochs reported so far
         self.progress: Progress | None = None
         if sys.stderr.isatty():
             self.progress = Progress(
@@ -650,6 +817,7 @@ class _EpochReporter:
                 BarColumn(),
                 TextColumn("{task.fields[losses]}"),
                 TimeRemainingColumn(),
+                console=Console(stderr=True),  # with the log lines, not on stdout
                 transient=False,
             )
             self.task = self.progress.add_task("train", total=epochs, losses="")
@@ -661,9 +829,18 @@ class _EpochReporter:
 
     def __exit__(self, *exc: object) -> None:
         if self.progress:
+            if not self.reported:  # stopped before its first epoch (an error): no empty bar above the message
+                self.progress.live.transient = True
             self.progress.stop()
 
+    def log(self, message: str) -> None:
+        if self.progress and self.progress.live.is_started:
+            self.progress.console.print(message, markup=False, highlight=False, soft_wrap=True)
+        else:
+            _log(message)
+
     def __call__(self, metrics: dict[str, Any]) -> None:
+        self.reported += 1
         shown = {
             "train RMSE": metrics["train_rmse"],
             "validation RMSE": metrics["validation_rmse"],

@@ -110,9 +110,9 @@ class TrainConfig:
     # the validation slices of ml-100k u1 and ml-1m random, with patience and lr_drops (docs/training.md).
     optimizer: Optimizer = setting(
         "rmsprop",
-        "The optimiser. 'lbfgs' is L-BFGS with a strong-Wolfe line search, --lbfgs-iterations per batch: with a "
-        "--batch-size of every row, the papers' full-batch training. 'gibbs' (bayes-fm only, which takes no other) "
-        "samples instead of stepping: one Gibbs sweep an epoch.",
+        "The optimiser: rmsprop, adam, sgd, lbfgs (L-BFGS with a strong-Wolfe line search, --lbfgs-iterations per "
+        "batch: with a --batch-size of every row, the papers' full-batch training) or gibbs (bayes-fm only, which "
+        "takes no other: it samples instead of stepping, one Gibbs sweep an epoch).",
     )
     learning_rate: float = setting(
         0.01, "The optimiser's learning rate (for lbfgs, each line search's first trial step).", above=0

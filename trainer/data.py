@@ -23,7 +23,7 @@ import torch
 
 from trainer import distributed
 from trainer.config import TrainConfig
-from trainer.errors import TrainerError
+from trainer.errors import UnknownSplit
 from trainer.sparse import Csr, SparseBlock, merge_parts
 from warehouse.connect import open_for_reading
 
@@ -66,7 +66,7 @@ def dataset_info(con: duckdb.DuckDBPyConnection) -> DatasetInfo:
 def check_split(con: duckdb.DuckDBPyConnection, split: str) -> None:
     known = [row[0] for row in con.execute("SELECT split FROM splits ORDER BY split").fetchall()]
     if split not in known:
-        raise TrainerError(f"unknown split {split!r}: this warehouse has {', '.join(known)}")
+        raise UnknownSplit(split, known)
 
 
 def first_rating(con: duckdb.DuckDBPyConnection, split: str, parts: tuple[str, ...]) -> tuple[int, int] | None:

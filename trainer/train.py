@@ -22,7 +22,7 @@ from trainer import checkpoint, distributed
 from trainer.config import TrainConfig, from_dict
 from trainer.coordinates import Coordinates
 from trainer.data import Batch, DatasetInfo, TrainingData, check_split, dataset_info, dense_output, open_warehouse
-from trainer.errors import TrainerError
+from trainer.errors import Interrupted, TrainerError
 from trainer.models.base import Model, build_model
 from trainer.models.registry import REGISTRY
 from trainer.optim import Optimizer, build_optimizer
@@ -239,6 +239,7 @@ def run(
     warehouse = Path(config.warehouse)
     features = Path(config.features) if config.features else None
     con = open_features(features) if features else open_warehouse(warehouse, config.lock_wait_seconds)
+    checkpointed = [state["epoch"]] if state else []  # the epochs the run's checkpoint has held, for Ctrl-C
     try:
         info = dataset_info(con)
         coords = Coordinates.read(con)  # the run's own: its model is only ever read through these
@@ -257,6 +258,7 @@ def run(
                 "history": history, "train_seconds": seconds, "fingerprint": info.fingerprint,
                 "best": best.to_dict(), "coordinates": coords.to_state(), "mean": fallback.mean,
             })  # fmt: skip
+            checkpointed.append(epoch)
 
         fitter = REGISTRY[config.model].fit  # a model fitted outside the loop: sampled, or in closed form
         if fitter:
@@ -287,6 +289,8 @@ def run(
         predictions, scores, ranking = predict(con, config, info, coords, fit_parts, model, device, run_id, fallback)
         # the audit's baseline: predicting the training mean, on the validation slice when it is held out
         baseline = mean_rmse(con, config.split, ("validation",) if config.validation else fit_parts, fallback.mean)
+    except KeyboardInterrupt:  # Ctrl-C: the command line says where the run can resume from
+        raise Interrupted(run_dir, checkpointed[-1] if checkpointed else None) from None
     finally:
         con.close()
 

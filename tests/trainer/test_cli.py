@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -63,9 +64,15 @@ def test_missing_warehouse_says_run_make_etl(tmp_path) -> None:
 
 
 def test_unknown_split_lists_the_known_ones(warehouse, tmp_path) -> None:
+    # Only the warehouse knows its splits: still a usage error (exit 2) naming --split, with the known ones.
     result = invoke("run", "--warehouse", str(warehouse), "--split", "u1", "--runs-dir", str(tmp_path))
-    assert result.exit_code == 1
-    assert "unknown split 'u1'" in result.output and "random" in result.output
+    assert result.exit_code == 2, result.output
+    assert "'--split'" in result.output and "unknown split 'u1'" in result.output and "random" in result.output
+    # From a config file it is no mistake of the command line: a plain error (exit 1)
+    config = tmp_path / "run.toml"
+    config.write_text('split = "u1"\n')
+    result = invoke("run", "--warehouse", str(warehouse), "--config", str(config), "--runs-dir", str(tmp_path))
+    assert result.exit_code == 1 and "unknown split 'u1'" in result.output and "--split" not in result.output
 
 
 def test_unknown_model_and_bad_values(warehouse) -> None:
@@ -157,13 +164,157 @@ def test_typer_trainer_run_and_python_m_trainer_run_are_trainer_run(warehouse, t
     for name, form in forms.items():
         code, output = outcome(form, "--help")
         assert code == 0 and "--learning-rate" in output and "--publish-anyway" in output, (name, output)
+        if name == "typer":  # not typer's own `typer [PATH_OR_MODULE] run`: the command as typed
+            assert "Usage: python -m typer trainer run [OPTIONS]" in output, output
         code, output = outcome(form, "--model", "typo")
         assert code == 2 and "'i-autorec'" in output, (name, output)
         code, output = outcome(form, "--split", "nope")
-        assert code == 1 and "unknown split 'nope'" in output, (name, output)
+        assert code == 2 and "'--split'" in output and "unknown split 'nope'" in output, (name, output)
     results = {}
     for name, form in forms.items():
         code, output = outcome(form, "--epochs", "3", "--threads", "1", copy=name)
         assert code == 0, (name, output)
         results[name] = [line.split(":", 1)[1].split(";")[0] for line in output.splitlines() if "test RMSE" in line]
     assert len({tuple(lines) for lines in results.values()}) == 1, results  # the same metrics from each form
+
+
+# -- one style of help, usage errors that name the option (issue #29's first hour)
+
+
+def help_of(*command: str, columns: int = 100) -> str:
+    result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": str(columns)}, prog_name="trainer")
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def flat(text: str) -> str:
+    """Help text with the terminal's line breaks and the panels' borders taken out, to search for a phrase."""
+    return " ".join(text.replace("│", " ").split())
+
+
+COMMANDS = ("run", "score", "blend", "refit", "publish", "bench", "report")
+
+
+def test_run_help_groups_its_options_in_panels_readable_at_100_columns() -> None:
+    from trainer.cli import RUN_PANELS
+    from trainer.config import settings
+
+    output = help_of("run")
+    lines = output.splitlines()
+    assert max(len(line) for line in lines) <= 100
+    titles = [line.split("─ ", 1)[1].split(" ─")[0] for line in lines if line.startswith("╭─ ")]
+    assert titles == ["Options", *RUN_PANELS]
+    options = {name for name, (spec, _, _) in settings().items() if not spec.internal}
+    assert options <= {name for names in RUN_PANELS.values() for name in names}, "a setting without a panel"
+
+    def panel(title: str) -> str:
+        return output.split(f"╭─ {title} ")[1].split("╰")[0]
+
+    assert "--split" in panel("Data") and "--learning-rate" in panel("Optimisation")
+    assert "--threads" in panel("Machine") and "--publish-anyway" in panel("Predictions and publishing")
+    assert "--config" in panel("Options") and "--resume" in panel("Options")
+    # the help column is not squeezed (it was 22 characters wide, for 291 lines)
+    (row,) = [line for line in lines if line.startswith("│ --optimizer ")]
+    assert len(row) - row.index("The optimiser") >= 40
+    assert "Models (--model):" in output and all(f" {name} " in output for name in ("i-autorec", "ease"))
+
+
+def test_every_command_shows_options_arguments_and_defaults_alike() -> None:
+    for command in ("", *COMMANDS):
+        output = help_of(*command.split())
+        usage = next(line for line in output.splitlines() if "Usage:" in line)
+        assert "<bool>" not in output, command  # a flag takes no value
+        assert "{" not in usage and "}" not in usage, usage  # positionals as RUN_ID, not {run_id}
+        assert "[default: (" not in output, command
+        if "--warehouse" in output:
+            (row,) = [line for line in output.splitlines() if line.startswith("│ --warehouse ")]
+            assert "<path>" in row, (command, row)
+            assert "[default: warehouse.duckdb]" in output, command
+    assert "Usage: trainer score [OPTIONS] RUN_ID " in help_of("score")
+    assert "Usage: trainer blend [OPTIONS] RUN_ID... " in help_of("blend")
+    assert "Usage: trainer publish [OPTIONS] RUN_DIR " in help_of("publish")
+
+
+def test_trainer_help_lists_the_commands_in_the_readmes_order() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    documented = [line.split("`trainer ")[1].split()[0].rstrip("`") for line in readme.splitlines()
+                  if line.startswith("| `trainer ")]  # fmt: skip
+    commands = help_of().split("─ Commands ")[1]
+    listed = [match[1] for match in re.finditer(r"^│ (\w+) ", commands, flags=re.MULTILINE)]
+    # every command of the README's table, in its order (trainer.cli.COMMAND_ORDER); any other after them
+    assert documented and listed[: len(documented)] == documented, (documented, listed)
+
+
+def test_help_says_what_the_defaults_are() -> None:
+    score = flat(help_of("score"))
+    assert "the default model, deep-ae" not in score and "the default autoencoder" in score
+    bench = flat(help_of("bench"))
+    assert "docs/bench-results.md]" not in bench and "Default: bench-results.md in --warehouse's folder" in bench
+
+
+def test_bench_writes_its_markdown_beside_the_warehouse_unless_told(tmp_path, monkeypatch) -> None:
+    import trainer.bench
+
+    written = []
+
+    def bench(data_dir, work_dir, warehouse, markdown, **options):
+        markdown.parent.mkdir(parents=True, exist_ok=True)
+        markdown.write_text("| model | test RMSE |\n")
+        written.append(markdown)
+        return []
+
+    monkeypatch.setattr(trainer.bench, "bench", bench)
+    monkeypatch.chdir(tmp_path)
+    results = tmp_path / "elsewhere" / "results.duckdb"
+    result = invoke("bench", "--warehouse", str(results))
+    assert result.exit_code == 0, result.output
+    assert written == [tmp_path / "elsewhere" / "bench-results.md"] and not (tmp_path / "docs").exists()
+    assert "| model | test RMSE |" in result.output
+    result = invoke("bench", "--warehouse", str(results), "--markdown", "docs/bench-results.md")
+    assert result.exit_code == 0 and written[-1] == Path("docs/bench-results.md")
+
+
+def test_usage_mistakes_exit_2_and_name_the_option() -> None:
+    mistakes = [
+        (["run", "--model", "autoencodr"], "--model", "'autoencoder'"),
+        (["run", "--device", "gpu"], "--device", "'cuda'"),
+        (["run", "--optimizer", "adamw"], "--optimizer", "'adam'"),
+        (["run", "--loss", "mae"], "--loss", "'observed'"),
+        (["run", "--activation", "relu"], "--activation", "'selu'"),
+        (["run", "--ease-input", "counts"], "--ease-input", "'stars'"),
+        (["run", "--global-kernel-start", "zero"], "--global-kernel-start", "'paper'"),
+        (["run", "--hidden", "20,x"], "--hidden", "whole numbers"),
+        (["run", "--epochs", "0"], "--epochs", "at least 1"),
+        (["score", "RUN", "--device", "gpu"], "--device", "'cpu'"),
+        (["refit", "RUN", "--device", "gpu"], "--device", "'cpu'"),
+        (["blend", "A", "B", "--device", "gpu"], "--device", "'cpu'"),
+        (["blend"], "RUN_ID", "Missing argument"),
+    ]
+    for args, option, said in mistakes:
+        result = runner.invoke(app, args, env={"COLUMNS": "200"})
+        assert result.exit_code == 2, (args, result.output)
+        assert f"'{option}'" in result.output and said in result.output, (args, result.output)
+        assert "Value error" not in result.output and "Traceback" not in result.output, result.output
+
+
+def test_defaults_shown_in_help_leave_the_preset_and_config_file_in_charge(warehouse, tmp_path, monkeypatch) -> None:
+    """--help shows TrainConfig's defaults, but an option left alone is not given: mf's preset (hidden 50, learning
+    rate 0.03, l2 30) and a config file still apply; an option given, even at the default's value, overrides."""
+    config = tmp_path / "run.toml"
+    config.write_text("l2 = 7.0\n")
+    common = ["run", "--model", "mf", "--epochs", "2", "--runs-dir", str(tmp_path / "runs"), "--threads", "1"]
+    threads = torch.get_num_threads()
+    try:
+        first = invoke(*common, "--warehouse", str(warehouse), "--config", str(config))
+        monkeypatch.setenv("WAREHOUSE", str(warehouse))  # from the environment: given too
+        second = invoke(*common, "--learning-rate", "0.01")
+    finally:
+        torch.set_num_threads(threads)
+    for result in (first, second):  # finished and recorded in runs (whether or not it serves analysts)
+        assert "test RMSE" in result.output and result.exit_code not in (1, 2), result.output
+    con = duckdb.connect(str(warehouse), read_only=True)
+    rows = con.execute(
+        "SELECT json_extract(config, ['$.hidden', '$.learning_rate', '$.l2', '$.epochs'])::VARCHAR[] FROM runs "
+        "ORDER BY started_at"
+    ).fetchall()
+    assert rows == [(["[50]", "0.03", "7.0", "2"],), (["[50]", "0.01", "30.0", "2"],)]
