@@ -11,7 +11,7 @@ RANK_ARGS     ?=
 # So that etl's errors (offline, no such folder) suggest rerunning the same goals with MOVIELENS_DIR set.
 export MAKECMDGOALS
 
-.PHONY: all install etl train run test test-fast lint bench-etl bench-train bench-score bench-scale gpu-check clean
+.PHONY: all install etl train run test test-fast lint bench-etl bench-train bench-score bench-scale gpu-check clean readme-example
 
 # The main job, end to end: install, data (downloaded if missing), ETL, training, predictions.
 all run: etl train
@@ -58,6 +58,10 @@ bench-score: install
 
 bench-scale: install
 	$(BIN)/python bench/scale_bench.py
+
+# The README's console session on ../shared/data/ml-1m, written to docs/readme-example.txt (the README quotes it).
+readme-example: install
+	$(BIN)/python bench/readme_example.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

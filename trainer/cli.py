@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from trainer.train import RunSummary
 
 # The commands in the order of the README's table, for `trainer --help`; a command not named here comes after them.
-COMMAND_ORDER = ("run", "score", "blend", "refit", "publish", "bench", "report")
+COMMAND_ORDER = ("run", "score", "blend", "refit", "promote", "publish", "bench", "report")
 
 
 def _reflowed(text: str | None) -> str | None:
@@ -508,11 +508,12 @@ class Role(StrEnum):
     predictions = "predictions"
 
 
-@app.command()
+@app.command("promote", cls=_Command)
 def promote(
     run_id: Annotated[
         str,
         typer.Argument(
+            metavar="RUN_ID",
             help="The run to serve: a training run or a blend that passed its audit, on the data in the warehouse "
             "now (SELECT run_id, model, serves FROM run_metrics lists them).",
             show_default=False,
@@ -524,6 +525,7 @@ def promote(
             "--as",
             help="The role to give it: 'recommendations' (the recommendations view) or 'predictions' "
             "(latest_predictions and latest_run); repeat for both. Default: every role it can play.",
+            metavar="ROLE",
             show_default=False,
         ),
     ] = None,
@@ -783,7 +785,7 @@ def _outcome(published: results.Published, views: str = "recommendations and lat
     anyway = "" if published.audit_passed else f" It was published despite its audit ({published.audit_reason})."
     if not published.roles:
         return f"Promoted: analysts now see it in {views}.{anyway}"
-    said = []
+    said = [anyway.strip()] if anyway else []
     for verdict in published.roles:
         view = "recommendations" if verdict.role == "recommendations" else "latest_predictions and latest_run"
         if verdict.serves:
@@ -793,7 +795,7 @@ def _outcome(published: results.Published, views: str = "recommendations and lat
     promotable = [verdict.role for verdict in published.roles if verdict.promotable]
     if promotable:
         said.append(f"To serve it anyway: trainer promote {published.run_id} --as {' --as '.join(promotable)}")
-    return " ".join(said) + anyway
+    return " ".join(said)
 
 
 def _log(message: str) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import duckdb
 from typer.testing import CliRunner
 
-from trainer.cli import app
+from trainer.cli import NOT_SERVED, app
 
 
 def train(warehouse: Path, runs_dir: Path, *extra: str):
@@ -52,7 +52,7 @@ def test_warehouse_disk_full_then_publish(warehouse, tmp_path, small_disk) -> No
     (run_dir,) = (tmp_path / "runs").iterdir()
     remount(disk, f"size={4 * warehouse.stat().st_size}")
     published = CliRunner().invoke(app, ["publish", str(run_dir), "--warehouse", str(full)])
-    assert published.exit_code == 0, published.output
+    assert published.exit_code in (0, NOT_SERVED), published.output
     staged = json.loads((run_dir / "run.json").read_text())
     assert runs(full) == [(staged["run_id"], staged["test_rmse"])]
 
@@ -65,7 +65,7 @@ def test_read_only_warehouse_then_publish(warehouse, tmp_path, small_disk) -> No
     failed_plainly(result, "could not write the results", "Read-only file system", "Nothing is lost")
     (run_dir,) = (tmp_path / "runs").iterdir()
     remount(disk, "rw")
-    assert CliRunner().invoke(app, ["publish", str(run_dir), "--warehouse", str(locked)]).exit_code == 0
+    assert CliRunner().invoke(app, ["publish", str(run_dir), "--warehouse", str(locked)]).exit_code in (0, NOT_SERVED)
     assert [run_id for run_id, _ in runs(locked)] == [run_dir.name]
 
 
@@ -87,7 +87,7 @@ def test_runs_disk_full_while_staging_then_resume(warehouse, tmp_path, small_dis
     # Room for the checkpoint (its size measured on a first run), not for every (user, movie) prediction.
     sizing = tmp_path / "sizing.duckdb"
     shutil.copyfile(warehouse, sizing)
-    assert train(sizing, tmp_path / "sizing").exit_code == 0
+    assert train(sizing, tmp_path / "sizing").exit_code in (0, NOT_SERVED)
     (checkpoint,) = (tmp_path / "sizing").glob("*/checkpoint.pt")
     disk = small_disk(checkpoint.stat().st_size + 8 * 1024)
     failed_plainly(train(warehouse, disk / "runs", "--full-matrix"), "cannot stage the results", "trainer run --resume")
@@ -96,5 +96,5 @@ def test_runs_disk_full_while_staging_then_resume(warehouse, tmp_path, small_dis
     assert runs(warehouse) == []
     remount(disk, f"size={1 << 24}")
     resumed = CliRunner().invoke(app, ["run", "--resume", str(run_dir), "--device", "cpu"])
-    assert resumed.exit_code == 0, resumed.output
+    assert resumed.exit_code in (0, NOT_SERVED), resumed.output
     assert [run_id for run_id, _ in runs(warehouse)] == [run_dir.name]
