@@ -32,9 +32,8 @@ from trainer.models.registry import REGISTRY
 from trainer.protocols import BENCH_MODELS, PARENTS, PROTOCOLS
 from trainer.refit import RefitOptions, refit_config
 from trainer.train import run
-from warehouse.connect import connect
 from warehouse.errors import WarehouseError
-from warehouse.results import publish_bench
+from warehouse.results import latest_summary, publish_bench
 
 
 def bench(
@@ -195,27 +194,6 @@ def _build_warehouse(data: Path, warehouse: Path, split_seed: int) -> None:
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode:
         raise TrainerError(f"the ETL failed on {data}: {done.stderr.strip()}")
-
-
-def latest_summary(warehouse: Path) -> list[dict[str, Any]]:
-    """Each (data set, model)'s latest bench figures (mean and std over its seeds), best RMSE first.
-
-    Latest per model, not per bench: a bench of a few models updates their rows and keeps the others'.
-    """
-    con = connect(warehouse, read_only=True)
-    try:
-        table = con.sql("""
-            SELECT dataset, model, protocol, n_seeds, rmse, coalesce(rmse_std, 0) AS rmse_std, mae,
-                   coalesce(mae_std, 0) AS mae_std, ndcg_10, coalesce(ndcg_10_std, 0) AS ndcg_10_std, coverage_10,
-                   train_seconds, device,
-                   (SELECT any_value(r.config) FROM bench_results AS r
-                    WHERE r.bench_id = s.bench_id AND r.model = s.model AND r.dataset = s.dataset) AS config
-            FROM bench_summary AS s
-            QUALIFY row_number() OVER (PARTITION BY dataset, model ORDER BY finished_at DESC) = 1
-            ORDER BY dataset, rmse NULLS LAST, ndcg_10 DESC""").to_arrow_table()
-    finally:
-        con.close()
-    return table.to_pylist()
 
 
 def markdown_table(summary: list[dict[str, Any]]) -> str:

@@ -129,8 +129,10 @@ def stream_rows(
         }
         return users, matrices
 
-    yield from _prefetch(convert(batch) for batch in reader)
-    cursor.close()
+    try:
+        yield from _prefetch(convert(batch) for batch in reader)
+    finally:  # also when the caller stops early: the reader's thread is joined first
+        cursor.close()
 
 
 def load_rows(
@@ -188,23 +190,42 @@ def shard_ratings(
 
 
 def _prefetch(items: Iterator, depth: int = 2) -> Iterator:
-    """Run an iterator one step ahead in a thread (DuckDB and torch release the GIL while working)."""
+    """Run an iterator one step ahead in a thread (DuckDB and torch release the GIL while working). A consumer
+    that stops early (a diverged run, an error) stops the thread too: it is joined before this generator ends,
+    so nothing is left reading the caller's cursor."""
     slots: queue.Queue = queue.Queue(maxsize=depth)
-    done = object()
+    done, stop = object(), threading.Event()
+
+    def offer(item: object) -> bool:
+        """Put an item for the consumer, unless it stopped listening."""
+        while not stop.is_set():
+            try:
+                slots.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
 
     def fill() -> None:
         try:
             for item in items:
-                slots.put(item)
+                if not offer(item):
+                    return
         except BaseException as error:  # handed to the consumer, raised there
-            slots.put(error)
-        slots.put(done)
+            offer(error)
+            return
+        offer(done)
 
-    threading.Thread(target=fill, daemon=True).start()
-    while (item := slots.get()) is not done:
-        if isinstance(item, BaseException):
-            raise item
-        yield item
+    thread = threading.Thread(target=fill, daemon=True)
+    thread.start()
+    try:
+        while (item := slots.get()) is not done:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
 
 
 @dataclass

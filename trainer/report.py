@@ -15,9 +15,9 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display, same output on every machine
 import matplotlib.pyplot as plt  # noqa: E402 (after the backend is chosen)
 
-from trainer.bench import latest_summary  # noqa: E402
 from trainer.errors import TrainerError  # noqa: E402
 from warehouse.connect import connect  # noqa: E402
+from warehouse.results import latest_summary  # noqa: E402
 
 # Published RMSE on the same protocols (anchors: docs/accuracy.md), drawn as reference lines.
 PUBLISHED = {
@@ -89,6 +89,7 @@ def model_comparison(warehouse: Path, path: Path) -> Path | None:
     rows = [
         (s["dataset"], s["protocol"], s["model"], s["rmse"], s["rmse_std"], s["n_seeds"])
         for s in reversed(latest_summary(warehouse))
+        if s["rmse"] is not None  # a model that only ranks has no RMSE to chart
     ]  # best at the top of each chart
     datasets = sorted({r[0] for r in rows})
     figure, panels = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 3.8), dpi=100, squeeze=False)

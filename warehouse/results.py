@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 
 from warehouse import serving
-from warehouse.connect import DEFAULT_LOCK_WAIT_SECONDS, missing_tables
+from warehouse.connect import DEFAULT_LOCK_WAIT_SECONDS, connect, missing_tables
 from warehouse.errors import WarehouseError
 from warehouse.sql import RESULTS_DIR, VIEWS_DIR, read
 from warehouse.swap import rewriting
@@ -314,3 +314,24 @@ def publish_bench(
         con.execute(read(RESULTS_DIR / f"{BENCH_TABLE}.sql"))
         con.execute(f"INSERT INTO {BENCH_TABLE} BY NAME SELECT * FROM bench_rows")
         con.execute(read(VIEWS_DIR / f"{BENCH_VIEW}.sql"))
+
+
+def latest_summary(warehouse: Path) -> list[dict[str, Any]]:
+    """Each (data set, model)'s latest bench figures (mean and std over its seeds), best RMSE first.
+
+    Latest per model, not per bench: a bench of a few models updates their rows and keeps the others'.
+    """
+    con = connect(warehouse, read_only=True)
+    try:
+        table = con.sql("""
+            SELECT dataset, model, protocol, n_seeds, rmse, coalesce(rmse_std, 0) AS rmse_std, mae,
+                   coalesce(mae_std, 0) AS mae_std, ndcg_10, coalesce(ndcg_10_std, 0) AS ndcg_10_std, coverage_10,
+                   train_seconds, device,
+                   (SELECT any_value(r.config) FROM bench_results AS r
+                    WHERE r.bench_id = s.bench_id AND r.model = s.model AND r.dataset = s.dataset) AS config
+            FROM bench_summary AS s
+            QUALIFY row_number() OVER (PARTITION BY dataset, model ORDER BY finished_at DESC) = 1
+            ORDER BY dataset, rmse NULLS LAST, ndcg_10 DESC""").to_arrow_table()
+    finally:
+        con.close()
+    return table.to_pylist()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import duckdb
 import pyarrow as pa
 import pytest
@@ -161,3 +163,22 @@ def test_every_epoch_takes_each_training_rating_once(small_warehouse, fixed) -> 
     assert first == second == expected
     assert (set(first_batches) == set(second_batches)) == fixed
     assert first_batches != second_batches  # a new order, or new batches
+
+
+def test_a_consumer_that_stops_early_leaves_no_thread_and_no_cursor(warehouse) -> None:
+    con = duckdb.connect(str(warehouse), read_only=True)
+    before = threading.active_count()
+    rows = stream_rows(con, "random", ("train",), 40, batch_rows=4)  # 60 users: 15 batches, read ahead
+    next(rows)
+    rows.close()  # as a diverged run's loop does when it raises
+    assert threading.active_count() == before
+    # the connection is free and the data still reads
+    assert con.execute("SELECT count(*) FROM user_matrix").fetchall()[0][0] > 0
+
+    def loop_that_fails() -> None:  # the training loop's shape: the stream ends with the frame that raised
+        for _ in stream_rows(con, "random", ("train",), 40, batch_rows=4):
+            raise RuntimeError("stop")
+
+    with pytest.raises(RuntimeError, match="stop"):
+        loop_that_fails()
+    assert threading.active_count() == before

@@ -1,3 +1,5 @@
+import subprocess
+import sys
 from datetime import datetime
 
 from typer.testing import CliRunner
@@ -57,3 +59,9 @@ def test_report_draws_the_learning_curve_and_the_bench_comparison(warehouse, tmp
 def test_report_of_an_unknown_run_says_where_to_look(warehouse, tmp_path) -> None:
     outcome = CliRunner().invoke(app, ["report", "nope", "--warehouse", str(warehouse), "--out-dir", str(tmp_path)])
     assert outcome.exit_code == 1 and "has no run 'nope'" in outcome.output
+
+
+def test_report_imports_no_torch() -> None:
+    """Drawing charts from the warehouse needs neither torch nor the trainer's models."""
+    code = "import sys, trainer.report; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
