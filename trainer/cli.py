@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import os
 import sys
+import warnings
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -643,6 +644,7 @@ def entry_point() -> None:
     from trainer.threads import prepare
 
     prepare()  # before torch is imported: OpenMP's waiting threads sleep, and the load is measured from here
+    warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")  # tested: test_sparse.py
     try:
         app(prog_name="trainer")
     except SystemExit as done:
