@@ -21,6 +21,7 @@ import time
 from typing import Any
 
 from trainer.config import resolve
+from trainer.threads import configure, step_work
 from trainer.train import run
 
 # kernel-ae's preset first, then one change at a time around it: the penalties (Sparse FC's own included), the
@@ -59,7 +60,7 @@ def main() -> None:
     parser.add_argument("--model", default="kernel-ae", help="The preset every setting starts from.")
     parser.add_argument("--split", default="random", help="The split to train and validate on.")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda.")
-    parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default).")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: as trainer run chooses).")
     parser.add_argument("--budget-seconds", type=float, default=float("inf"),
                         help="Start no further setting once this many seconds have passed.")  # fmt: skip
     parser.add_argument("--grid", type=json.loads, default=GRID,
@@ -69,8 +70,6 @@ def main() -> None:
     args = parser.parse_args()
     common: dict[str, Any] = {"warehouse": args.warehouse, "model": args.model, "split": args.split,
                               "device": args.device, "top_n": 0, "publish_anyway": True}  # fmt: skip
-    if args.threads:
-        common["threads"] = args.threads
     overrides = {name: parse_value(value) for name, _, value in (item.partition("=") for item in args.set)}
     if any(change.get("validation", True) is False for change in [overrides, *args.grid]):
         parser.error("every setting is chosen on the validation slice: validation cannot be turned off")
@@ -83,7 +82,9 @@ def main() -> None:
                 print(f"budget of {args.budget_seconds:.0f} s spent: {len(args.grid) - len(rows)} setting(s) not run")
                 break
             change = {key: tuple(value) if isinstance(value, list) else value for key, value in change.items()}
-            summary = run(resolve({**common, "runs_dir": runs_dir, **change, **overrides}))
+            config = resolve({**common, "runs_dir": runs_dir, **change, **overrides})
+            configure(args.threads, step_work(config))  # this script is the process's command line
+            summary = run(config)
             label = " ".join(f"{key}={value}" for key, value in change.items()) or "preset"
             assert summary.validation_rmse is not None  # every setting holds the validation slice out
             rows.append((summary.validation_rmse, label))

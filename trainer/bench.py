@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from trainer.blend import BlendOptions, blend
-from trainer.config import resolve
+from trainer.config import TrainConfig, resolve
 from trainer.errors import TrainerError
 from trainer.models.registry import REGISTRY
 from trainer.protocols import BENCH_MODELS, PARENTS, PROTOCOLS
@@ -49,11 +49,13 @@ def bench(
     with_blend: bool = False,
     refit: bool = False,
     log: Callable[[str], None] = lambda message: None,
+    before_run: Callable[[TrainConfig], object] = lambda config: None,
 ) -> list[dict[str, Any]]:
     """Run every model on every data set's protocol, with ``refit`` refit each (model '<model> refit'; a model
     that fine-tunes a parent, from the parent's refit, unless it kept the parent's weights), and with
     ``with_blend`` blend them on each seed (model 'blend', or 'blend refit' of the refits where there are
-    any); returns the rows written to bench_results."""
+    any); returns the rows written to bench_results. ``before_run(config)`` is called before each training run:
+    the command line sets the process's threads for it there (trainer/threads.py), as `trainer run` does."""
     if with_blend and len(models) < 2:
         raise TrainerError("--blend needs two or more --models to blend")
     unknown = [model for model in models if model not in REGISTRY]
@@ -66,8 +68,7 @@ def bench(
             raise TrainerError(f"{data_dir / name}: no such folder (the MovieLens {name} files)")
     started = time.perf_counter()
     bench_id = f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
-    threads = torch.get_num_threads()  # CPU timings depend on it (see docs/accuracy.md)
-    cpu_threads = f", {threads} thread{'s' if threads > 1 else ''}"
+    used: set[int] = set()  # torch's threads in the runs: CPU timings depend on them (see docs/accuracy.md)
     rows: list[dict[str, Any]] = []
     work_dir.mkdir(parents=True, exist_ok=True)
     for name in datasets:
@@ -89,7 +90,10 @@ def bench(
                 })  # fmt: skip
                 if max_epochs:
                     config = replace(config, epochs=min(config.epochs, max_epochs))
+                before_run(config)
                 summary = run(config)
+                threads = torch.get_num_threads()
+                used.add(threads)
                 m = summary.metrics
                 own_seconds += summary.train_seconds
                 # a fine-tuning run's train time includes its parent's training
@@ -101,7 +105,7 @@ def bench(
                     "validation_rmse": summary.validation_rmse, "best_epoch": summary.best_epoch,
                     **_ranking_columns(summary.ranking),
                     "epochs_run": len(summary.history), "train_seconds": seconds,
-                    "device": summary.device + (cpu_threads if summary.device.startswith("cpu") else ""),
+                    "device": summary.device + (_threads(threads) if summary.device.startswith("cpu") else ""),
                     "config": json.dumps(config.to_dict(), sort_keys=True),
                 }  # fmt: skip
                 rows.append(row)
@@ -112,6 +116,7 @@ def bench(
                 if refit and (not parent or (start and summary.best_epoch)):
                     settings = refit_config(RefitOptions(summary.run_id, warehouse, work_dir / "runs",
                                                          init_from=start["run_id"] if start else None))  # fmt: skip
+                    before_run(settings)
                     again = run(settings)
                     own_seconds += again.train_seconds
                     # its train time: its own, the runs' that chose its epochs, and its parent's refit's
@@ -156,8 +161,9 @@ def bench(
     markdown.parent.mkdir(parents=True, exist_ok=True)
     markdown.write_text(markdown_table(latest_summary(results_warehouse)))
     minutes = (time.perf_counter() - started) / 60
-    log(f"the bench took {minutes:.1f} minutes in all (ETL, training, scoring and blends, {threads} "
-        f"thread{'s' if threads > 1 else ''})")  # fmt: skip
+    counts = "/".join(map(str, sorted(used))) or "no"
+    log(f"the bench took {minutes:.1f} minutes in all (ETL, training, scoring and blends, {counts} "
+        f"thread{'s' if counts != '1' else ''})")  # fmt: skip
     return rows
 
 
@@ -174,6 +180,10 @@ def _figures(metrics: dict[str, float | None], ranking: dict[str, dict[str, floa
     if "ndcg@10" in ranking.get("test", {}):
         said.append(f"nDCG@10 {ranking['test']['ndcg@10']:.4f}")
     return ", ".join(said)
+
+
+def _threads(count: int) -> str:
+    return f", {count} thread{'s' if count > 1 else ''}"
 
 
 def _build_warehouse(data: Path, warehouse: Path, split_seed: int) -> None:

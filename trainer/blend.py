@@ -46,7 +46,6 @@ class BlendOptions:
     top_n: int = 20
     runs_dir: Path = Path("runs")
     device: str = "auto"
-    threads: int = 0
     lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS
     publish_anyway: bool = False
 
@@ -71,8 +70,6 @@ def blend(options: BlendOptions, log: Callable[[str], None] = lambda message: No
     if len(options.run_ids) < 2 or len(set(options.run_ids)) != len(options.run_ids):
         raise TrainerError("a blend takes two or more different training runs")
     device = pick_device(options.device)
-    if options.threads:
-        torch.set_num_threads(options.threads)
     needs = ("dataset", "ratings", "user_index", "movie_index", "runs", "predictions")
     con = open_for_reading(options.warehouse, options.lock_wait_seconds, needs=needs)
     try:
@@ -120,7 +117,8 @@ def blend(options: BlendOptions, log: Callable[[str], None] = lambda message: No
         "test_user_rmse": metrics["user_rmse"], "n_test": metrics["n"], "torch_version": torch.__version__,
         "run_dir": str(run_dir.resolve()),
         "config": json.dumps({"ridge": options.ridge, "activity": options.activity, "top_n": options.top_n,
-                              "publish_anyway": options.publish_anyway}),  # fmt: skip
+                              "publish_anyway": options.publish_anyway,
+                              "threads": torch.get_num_threads()}),  # this process's (trainer/threads.py)  # fmt: skip
         "members": json.dumps({"runs": list(options.run_ids), **blender.to_dict()}),
         # the audit's figures: the blend out of fold on the validation slice, and the training mean there
         "audit_slice": "validation", "audit_rmse": validation_rmse, "baseline_rmse": baseline,

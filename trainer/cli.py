@@ -6,6 +6,7 @@ import inspect
 import os
 import shlex
 import sys
+import warnings
 from collections.abc import Callable
 from dataclasses import fields
 from datetime import datetime
@@ -123,7 +124,7 @@ DEFAULTS = TrainConfig()
 NOT_SERVED = 3  # the exit code of a run that finished, was recorded, and serves nothing (docs/reliability.md)
 # Options shared by the commands that publish into the warehouse or run a model outside `trainer run`.
 LockWait = Annotated[float, typer.Option(min=0, help="Seconds to wait for another writer of the warehouse.")]
-Threads = Annotated[int, typer.Option(min=0, help="CPU threads for torch's arithmetic; 0 keeps torch's default.")]
+Threads = Annotated[int, typer.Option(min=0, help="CPU threads for torch's arithmetic; 0: chosen from the free cores.")]
 
 
 @app.callback()
@@ -222,6 +223,7 @@ def run_command(ctx: typer.Context, *, config_file: Optional[Path], resume: Opti
 
     try:
         config = resolve(given, config_file)
+        _threads(config.threads, config)
         if resume is not None and not resume.is_dir():
             raise TrainerError(f"{resume}: no such run folder to resume")
         with _EpochReporter(config.epochs) as report:
@@ -426,6 +428,7 @@ def bench_command(
             with_blend=with_blend,
             refit=refit,
             log=_log,
+            before_run=lambda config: _threads(0, config, say=False),  # each row records its threads
         )
     except WarehouseError as error:
         _fail(error)
@@ -612,8 +615,9 @@ def score_command(
     """
     from trainer.score import ScoreOptions, score  # torch is imported only by the commands that need it
 
-    options = ScoreOptions(run_id, warehouse, users, since, top_n, runs_dir, device, threads, lock_wait, publish_anyway)
+    options = ScoreOptions(run_id, warehouse, users, since, top_n, runs_dir, device, lock_wait, publish_anyway)
     try:
+        used = _threads(threads, say=False)  # said in the summary: an error stays one line
         summary = score(options, log=_log)
     except WarehouseError as error:
         _fail(error)
@@ -622,7 +626,8 @@ def score_command(
               "left out") if summary.n_unseen_ratings else ""  # fmt: skip
     _log(
         f"scoring run {summary.run_id} of run {summary.parent_run_id}: {summary.n_scored_users:,} users scored"
-        f"{skipped}{unseen}; scored in {summary.score_seconds:.2f} s, published in {summary.publish_seconds:.2f} s. "
+        f"{skipped}{unseen}; scored in {summary.score_seconds:.2f} s on {_count(used)}, published in "
+        f"{summary.publish_seconds:.2f} s. "
         + _outcome(summary.published, "recommendations and latest_scoring, for the users it scored")
     )
 
@@ -675,6 +680,7 @@ def refit_command(
     options = RefitOptions(run_id, warehouse, runs_dir, device, threads, lock_wait, publish_anyway, init_from)
     try:
         config = refit_config(options)
+        _threads(threads, config)
         drops = ""
         if config.lr_drop_epochs:
             drops = f", the learning rate dropping after epoch {', '.join(map(str, config.lr_drop_epochs))}"
@@ -745,9 +751,10 @@ def blend_command(
     is read only once the weights are fixed."""
     from trainer.blend import BlendOptions, blend  # torch is imported only by the commands that need it
 
-    options = BlendOptions(tuple(run_ids), warehouse, ridge, activity, top_n, runs_dir, device, threads, lock_wait,
+    options = BlendOptions(tuple(run_ids), warehouse, ridge, activity, top_n, runs_dir, device, lock_wait,
                            publish_anyway)  # fmt: skip
     try:
+        used = _threads(threads, say=False)  # said in the summary: an error stays one line
         summary = blend(options, log=_log)
     except WarehouseError as error:
         _fail(error)
@@ -755,8 +762,8 @@ def blend_command(
     members = ", ".join(f"{rmse:.4f}" for rmse in summary.member_test_rmse.values())
     _log(
         f"blend {summary.run_id}: test RMSE {m['rmse']:.4f} (members: {members}), MAE {m['mae']:.4f} on "
-        f"{m['n']:,} ratings; validation RMSE {summary.validation_rmse:.4f}; {summary.wall_seconds:.2f} s. "
-        + _outcome(summary.published)
+        f"{m['n']:,} ratings; validation RMSE {summary.validation_rmse:.4f}; {summary.wall_seconds:.2f} s on "
+        f"{_count(used)}. " + _outcome(summary.published)
     )
     _exit_unless_served(summary.published)
 
@@ -800,6 +807,24 @@ def _outcome(published: results.Published, views: str = "recommendations and lat
 
 def _log(message: str) -> None:
     typer.echo(message, err=True)
+
+
+def _threads(requested: int, config: TrainConfig | None = None, *, say: bool = True) -> int:
+    """Set this process's torch threads for the command (trainer/threads.py), before any library function runs:
+    --threads N, or with 0 the number chosen from the free cores and ``config``'s training step (with ``say``,
+    said at once, and why). Returns the number."""
+    import torch
+
+    from trainer.threads import configure, step_work
+
+    choice = configure(requested, step_work(config) if config else None)
+    if choice and say:
+        _log(choice.describe())
+    return torch.get_num_threads()
+
+
+def _count(threads: int) -> str:
+    return f"{threads} CPU thread{'s' if threads != 1 else ''}"
 
 
 class _EpochReporter:
@@ -864,6 +889,10 @@ def entry_point() -> None:
     atexit handlers, so a profiler should run the app itself through typer's runner:
     python -m cProfile -o run.prof -m typer trainer run --warehouse ...
     """
+    from trainer.threads import prepare
+
+    prepare()  # before torch is imported: OpenMP's waiting threads sleep, and the load is measured from here
+    warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")  # tested: test_sparse.py
     try:
         app(prog_name="trainer")
     except SystemExit as done:

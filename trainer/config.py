@@ -223,8 +223,8 @@ class TrainConfig:
     device: Device = setting("auto", "Where to train: auto (a CUDA GPU when there is one, else the CPU), cpu or cuda.")
     threads: int = setting(
         0,
-        "CPU threads for torch's arithmetic; 0 keeps torch's default, one per core. On a machine whose cores "
-        "other work is also using, 1 can be several times faster.",
+        "CPU threads for torch's arithmetic; 0 chooses: the cores other processes leave free, and 1 for a small "
+        "training step (trainer/threads.py). runs.config records the number used.",
         minimum=0,
     )
     cache_budget_mb: int = setting(

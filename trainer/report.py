@@ -10,14 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import duckdb
-import matplotlib
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # files only: no display, same output on every machine
-import matplotlib.pyplot as plt  # noqa: E402 (after the backend is chosen)
-
-from trainer.errors import TrainerError  # noqa: E402
-from warehouse.connect import connect  # noqa: E402
-from warehouse.results import latest_summary  # noqa: E402
+from trainer.errors import TrainerError
+from warehouse.connect import connect
+from warehouse.results import latest_summary
 
 # Published RMSE on the same protocols (anchors: docs/accuracy.md), drawn as reference lines.
 PUBLISHED = {
@@ -61,7 +58,10 @@ def learning_curve(run_id: str, warehouse: Path, path: Path) -> Path:
     if not epochs:
         raise TrainerError(f"run {run_id} has no learning curve in epoch_metrics: a scoring run (trainer score) "
                            "or a blend trains nothing; draw its training runs' (parent_run_id, members)")  # fmt: skip
-    figure, axes = plt.subplots(figsize=(7, 4.2), dpi=100)
+    # A Figure of its own rather than pyplot's: drawn to files by Agg, with no process-wide backend to choose
+    # and no display, the same output on every machine.
+    figure = Figure(figsize=(7, 4.2), dpi=100)
+    axes = figure.subplots()
     axes.plot([e[0] for e in epochs], [e[1] for e in epochs], label="train RMSE", color="tab:blue")
     scored = [(e[0], e[2]) for e in epochs if e[2] is not None]
     if scored:
@@ -78,7 +78,6 @@ def learning_curve(run_id: str, warehouse: Path, path: Path) -> Path:
     axes.legend()
     figure.tight_layout()
     figure.savefig(path)
-    plt.close(figure)
     return path
 
 
@@ -92,7 +91,8 @@ def model_comparison(warehouse: Path, path: Path) -> Path | None:
         if s["rmse"] is not None  # a model that only ranks has no RMSE to chart
     ]  # best at the top of each chart
     datasets = sorted({r[0] for r in rows})
-    figure, panels = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 3.8), dpi=100, squeeze=False)
+    figure = Figure(figsize=(6 * len(datasets), 3.8), dpi=100)
+    panels = figure.subplots(1, len(datasets), squeeze=False)
     for axes, dataset in zip(panels[0], datasets):
         mine = [r for r in rows if r[0] == dataset]
         axes.barh([r[2] for r in mine], [r[3] for r in mine], xerr=[r[4] for r in mine], color="tab:blue", capsize=3)
@@ -108,5 +108,4 @@ def model_comparison(warehouse: Path, path: Path) -> Path | None:
         axes.grid(axis="x", alpha=0.3)
     figure.tight_layout()
     figure.savefig(path)
-    plt.close(figure)
     return path

@@ -46,7 +46,6 @@ class ScoreOptions:
     top_n: int | None = None  # None: as many as the training run wrote
     runs_dir: Path = Path("runs")
     device: str = "auto"
-    threads: int = 0
     lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS
     publish_anyway: bool = False
 
@@ -70,8 +69,6 @@ def score(options: ScoreOptions, log: Callable[[str], None] = lambda message: No
     """Score ``options.users`` with run ``options.run_id``'s model and publish the scoring as a run of its own."""
     started, started_at = time.perf_counter(), utc_now()
     device = pick_device(options.device)
-    if options.threads:
-        torch.set_num_threads(options.threads)
     needs = ("dataset", "ratings", "user_index", "movie_index", "runs")
     con = open_for_reading(options.warehouse, options.lock_wait_seconds, needs=needs)
     try:
@@ -128,7 +125,9 @@ def score(options: ScoreOptions, log: Callable[[str], None] = lambda message: No
         "finished_at": utc_now(), "model": config.model, "split": parent["split"], "seed": config.seed,
         "dataset_name": parent["dataset_name"], "dataset_fingerprint": fingerprint, "device": device_name(device),
         "n_parameters": sum(p.numel() for p in model.parameters()), "torch_version": torch.__version__,
-        "run_dir": str(run_dir.resolve()), "config": json.dumps(config.to_dict(), sort_keys=True),
+        "run_dir": str(run_dir.resolve()),
+        # the training run's settings, with the threads this process scored on (trainer/threads.py)
+        "config": json.dumps(config.to_dict() | {"threads": torch.get_num_threads()}, sort_keys=True),
         "n_scored_users": len(users), "n_skipped_users": len(skipped), "n_unseen_movies": unseen_movies,
         "n_unseen_ratings": unseen_ratings,
         # the audit's figures: the model's RMSE on the scored users' ratings it read, and the training mean's (a

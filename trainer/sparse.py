@@ -11,7 +11,6 @@ every epoch builds it once.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,8 +19,8 @@ import pyarrow as pa
 import torch
 
 # Creating a CSR tensor warns once per process that the layout is in beta; the products used here are
-# tested against their dense equivalents (tests/trainer/test_sparse.py).
-warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
+# tested against their dense equivalents (tests/trainer/test_sparse.py). The `trainer` command silences the
+# warning for its process (trainer/cli.py entry_point); a library changes no process-wide filter.
 
 
 def entry_rows(offsets: torch.Tensor, n_entries: int) -> torch.Tensor:

@@ -232,9 +232,8 @@ def run(
     ctx, device = distributed.setup(pick_device(config.device))
     log, on_epoch = (log, on_epoch) if ctx.is_main else (lambda message: None, lambda metrics: None)
     state = checkpoint.load(resume_dir, device) if resume_dir else None
-    config = _resumed(config, state)
-    if config.threads:
-        torch.set_num_threads(config.threads)
+    # the process's threads, as the command line set them (trainer/threads.py), recorded in runs.config
+    config = replace(_resumed(config, state), threads=torch.get_num_threads())
     run_id, run_dir, started_at = _run_folder(config, state, resume_dir, ctx)
     warehouse = Path(config.warehouse)
     features = Path(config.features) if config.features else None

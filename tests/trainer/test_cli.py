@@ -11,6 +11,7 @@ import duckdb
 import torch
 from typer.testing import CliRunner
 
+import trainer.threads
 from trainer.cli import NOT_SERVED, app
 
 runner = CliRunner()
@@ -55,6 +56,30 @@ def test_run_end_to_end_prints_the_metrics(warehouse, tmp_path) -> None:
     assert con.execute(
         "SELECT epochs, split, model, json_extract(config, '$.threads')::INTEGER FROM runs"
     ).fetchall() == [(3, "random", "autoencoder", 1)]
+    assert "torch threads" not in result.output  # asked for, not chosen: nothing to say
+
+
+def test_threads_0_chooses_says_so_once_and_records_the_number(warehouse, tmp_path, monkeypatch) -> None:
+    # --threads 0, the default: the free cores (here 3, idle) for a large step, 1 for the default's small one
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(trainer.threads, "usable_cores", lambda: 3)
+    monkeypatch.setattr(trainer.threads, "busy_elsewhere", lambda: 0.0)
+    threads = torch.get_num_threads()
+    try:
+        common = ("--warehouse", str(warehouse), "--epochs", "2", "--runs-dir", str(tmp_path / "r"))
+        large = invoke("run", *common, "--hidden", "500", "--threads", "0")
+        assert torch.get_num_threads() == 3
+        small = invoke("run", *common)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
+    assert {large.exit_code, small.exit_code} <= {0, NOT_SERVED}, large.output + small.output
+    assert large.output.count("torch threads:") == 1
+    assert "torch threads: 3 (3 usable cores, 0.0 kept busy by other processes;" in large.output
+    assert "torch threads: 1 (3 usable cores, 0.0 kept busy by other processes, a small training step" in small.output
+    con = duckdb.connect(str(warehouse), read_only=True)
+    recorded = "SELECT json_extract(config, '$.hidden[0]')::INTEGER, json_extract(config, '$.threads')::INTEGER"
+    assert con.execute(f"{recorded} FROM runs ORDER BY started_at").fetchall() == [(500, 3), (20, 1)]
 
 
 def test_missing_warehouse_says_run_make_etl(tmp_path) -> None:
