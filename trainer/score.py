@@ -87,6 +87,7 @@ def score(options: ScoreOptions, log: Callable[[str], None] = lambda message: No
             among = " among the users --users names" if options.users else ""
             raise TrainerError(f"no user has a rating{since}{among}: nothing to score")
         known = coords.users(wanted) >= 0
+        _say_who(wanted, known, options, log)
         skipped = wanted[~known] if not model.folds_in else wanted[:0]
         users = wanted if model.folds_in else wanted[known]
         if len(skipped):
@@ -144,6 +145,16 @@ def score(options: ScoreOptions, log: Callable[[str], None] = lambda message: No
     published = results.publish(run_dir, options.warehouse, options.lock_wait_seconds, options.publish_anyway)
     return ScoreSummary(run_id, options.run_id, run_dir, len(users), len(skipped), unseen_movies, unseen_ratings,
                         changes, score_seconds, time.perf_counter() - started - score_seconds, published)  # fmt: skip
+
+
+def _say_who(wanted: np.ndarray, known: np.ndarray, options: ScoreOptions, log: Callable[[str], None]) -> None:
+    """Name the users about to be scored, and why each is (up to 20 of them): every user is not worth a line."""
+    if options.users is None and options.since is None:
+        return
+    why = f"rated since {options.since:%Y-%m-%d %H:%M}" if options.since else "named by --users"
+    named = [f"{user} ({why if was_known else 'a new user'})" for user, was_known in zip(wanted[:20], known[:20])]
+    more = f" and {len(wanted) - 20:,} more" if len(wanted) > 20 else ""
+    log(f"scoring {len(wanted):,} user{'s' if len(wanted) != 1 else ''}: {', '.join(named)}{more}")
 
 
 def _users_to_score(con: duckdb.DuckDBPyConnection, options: ScoreOptions) -> np.ndarray:

@@ -207,6 +207,14 @@ def test_which_users_to_score(copy) -> None:
     assert scored("--users", "SELECT user_id FROM users WHERE user_id % 20 = 0") == [20, 40, 60]
     assert scored("--since", "2019-01-01") == [3]
     assert scored("--since", "2019-01-01", "--users", "1,2,3") == [3]
+    # it names the users it scores, and why
+    rebuild(
+        copy,
+        users=[f"{NEW_USER}::F::25::3::12345"],
+        ratings=[f"{NEW_USER}::{unrated(copy.warehouse, 1)[0]}::5::1600000100"],
+    )
+    _, said = score(copy, "autoencoder", "--since", "2019-01-01")
+    assert f"scoring 2 users: 3 (rated since 2019-01-01 00:00), {NEW_USER} (a new user)" in said
 
 
 @pytest.mark.parametrize(

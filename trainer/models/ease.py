@@ -187,8 +187,7 @@ def _next_lambda(config: TrainConfig, history: list[dict[str, Any]]) -> float | 
 
 def _sparse(rows: Csr, stars: bool) -> torch.Tensor:
     """The rows as a torch CSR tensor: 1 for each rating, or its stars."""
-    values = rows.vals if stars else torch.ones_like(rows.vals)
-    return torch.sparse_csr_tensor(rows.offsets, rows.cols, values, (rows.n_rows, rows.n_cols))
+    return rows.block().matrix(rows.vals if stars else torch.ones_like(rows.vals))
 
 
 def _gram(train: Csr, stars: bool, n_movies: int) -> torch.Tensor:
