@@ -685,7 +685,7 @@ def refit_command(
         if config.lr_drop_epochs:
             drops = f", the learning rate dropping after epoch {', '.join(map(str, config.lr_drop_epochs))}"
         _log(f"refitting run {run_id} ({config.model}) on {config.split}'s training side and validation slice: "
-             f"{config.epochs} epochs{drops}")  # fmt: skip
+             f"{config.epochs} epoch{'s' if config.epochs != 1 else ''}{drops}")  # fmt: skip
         with _EpochReporter(config.epochs) as report:
             summary = train_run(config, on_epoch=report, log=report.log)
     except Interrupted as stop:  # a refit is a run of its own, resumed as any

@@ -68,11 +68,11 @@ def refit_config(options: RefitOptions) -> TrainConfig:
     if epochs == 0:
         raise TrainerError(f"run {run_id} kept the weights it started from (no epoch of fine-tuning validated "
                            f"better): its refit is run {options.init_from} itself")  # fmt: skip
-    # A model fitted outside the loop may choose settings of its own on validation, epoch by epoch (ease's λ).
+    # A model fitted outside the loop may choose settings of its own on validation, epoch by epoch (ease's λ, fitted
+    # once: its epochs are the λ it tried).
     chosen = state["history"][epochs - 1].get("settings", {}) if state["history"] else {}
-    return replace(
+    refitted = replace(
         config,
-        **chosen,
         init_from=options.init_from,
         validation=False,
         epochs=epochs,
@@ -85,3 +85,4 @@ def refit_config(options: RefitOptions) -> TrainConfig:
         lock_wait_seconds=options.lock_wait_seconds,
         publish_anyway=options.publish_anyway,
     )
+    return replace(refitted, **chosen)

@@ -106,9 +106,10 @@ def _contest(con: duckdb.DuckDBPyConnection, run_id: str, role: str) -> Verdict:
         return Verdict(role, False, f"it has no {name} to compare with run {holder['run_id']}'s {theirs:.4f}", True)
     if theirs is not None and mine is not None and not _at_least_as_good(role, mine, theirs):
         return Verdict(role, False, f"its {name} {mine:.4f} is worse than run {holder['run_id']}'s {theirs:.4f}", True)
-    against = f"{mine:.4f} against run {holder['run_id']}'s {theirs:.4f}" if mine is not None and theirs is not None \
-        else f"newer than run {holder['run_id']}, and neither has a {name}"  # fmt: skip
-    reason = f"its {name} {against}" if theirs is not None else against
+    if theirs is None:  # a run from before ranking metrics: the newer run takes its place
+        reason = f"run {holder['run_id']} has no {name} to compare with"
+    else:
+        reason = f"its {name} {mine:.4f} against run {holder['run_id']}'s {theirs:.4f}"
     _record(con, role, run_id, reason)
     return Verdict(role, True, reason)
 

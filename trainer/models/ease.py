@@ -154,7 +154,7 @@ def fit(
     while (strength := _next_lambda(config, history)) is not None:
         step_start = time.perf_counter()
         model.weights.data = _ease_weights(gram, strength)
-        fitted({"l2": strength})
+        fitted({"l2": strength, "epochs": 1})  # a refit fits the λ chosen, once
     if kept is not None and config.select_best:
         model.load_state_dict(kept)
     if best.epoch is not None:
