@@ -26,13 +26,14 @@ from trainer.models.registry import REGISTRY
 from trainer.protocols import BENCH_MODELS, PROTOCOLS
 from warehouse import results
 from warehouse.errors import WarehouseError
+from warehouse.sql import EXAMPLES_DIR
 from warehouse.version import print_version
 
 if TYPE_CHECKING:
     from trainer.train import RunSummary
 
 # The commands in the order of the README's table, for `trainer --help`; a command not named here comes after them.
-COMMAND_ORDER = ("run", "score", "blend", "refit", "promote", "publish", "bench", "report")
+COMMAND_ORDER = ("run", "score", "blend", "refit", "promote", "publish", "bench", "report", "examples")
 
 
 def _reflowed(text: str | None) -> str | None:
@@ -547,6 +548,34 @@ def promote(
         _fail(error)
     served = " and ".join(verdict.role for verdict in verdicts)
     _log(f"run {run_id} now serves {served}. SELECT * FROM served_runs;")
+
+
+@app.command("examples", cls=_Command)
+def examples_command(
+    name: Annotated[
+        Optional[str],
+        typer.Argument(
+            metavar="NAME",
+            help="An example's name (e.g. user_top10): print its SQL. Without it, list the examples.",
+            show_default=False,
+        ),
+    ] = None,
+    path: Annotated[
+        bool, typer.Option("--path", help="Print the example's file path instead, for the DuckDB CLI's .read.")
+    ] = False,
+) -> None:
+    """The analysts' example queries, shipped with the package: list them, print one, or give its path
+    (duckdb -readonly warehouse.duckdb -c ".read $(trainer examples user_top10 --path)")."""
+    found = {file.stem: file for file in sorted(EXAMPLES_DIR.glob("*.sql"))}
+    if name is None:
+        for stem, file in found.items():
+            first = file.read_text().splitlines()[0].removeprefix("-- ")
+            typer.echo(f"{stem:<24} {first}")
+        return
+    if name.removesuffix(".sql") not in found:
+        raise typer.BadParameter(f"no example {name!r}: choose one of {', '.join(found)}", param_hint="'NAME'")
+    file = found[name.removesuffix(".sql")]
+    typer.echo(str(file) if path else file.read_text().rstrip("\n"))
 
 
 def _exit_unless_served(published: results.Published | None) -> None:

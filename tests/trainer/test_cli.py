@@ -343,3 +343,14 @@ def test_defaults_shown_in_help_leave_the_preset_and_config_file_in_charge(wareh
         "ORDER BY started_at"
     ).fetchall()
     assert rows == [(["[50]", "0.03", "7.0", "2"],), (["[50]", "0.01", "30.0", "2"],)]
+
+
+def test_examples_are_listed_printed_and_located_from_the_installed_package() -> None:
+    listed = runner.invoke(app, ["examples"])
+    assert listed.exit_code == 0 and "user_top10" in listed.output and "ranking_quality" in listed.output
+    printed = runner.invoke(app, ["examples", "user_top10"])
+    assert printed.exit_code == 0 and "FROM recommendations" in printed.output
+    located = runner.invoke(app, ["examples", "user_top10.sql", "--path"])
+    assert located.exit_code == 0 and Path(located.output.strip()).read_text().startswith("-- A user's ten best")
+    wrong = runner.invoke(app, ["examples", "nope"])
+    assert wrong.exit_code == 2 and "no example 'nope'" in wrong.output
