@@ -51,7 +51,8 @@ def carry_over(
             try:
                 started = time.perf_counter()
                 _keep(con, kind, name, sql)
-                log(f"  kept {kind} {name} from the previous warehouse  {time.perf_counter() - started:.2f} s")
+                # aligned with the build's own lines (etl/build.py): name, what happened, seconds
+                log(f"  {name:<20} {'kept ' + kind:>17} {time.perf_counter() - started:6.2f} s")
             except duckdb.CatalogException as error:
                 waiting.append((kind, name, sql, error))
             except duckdb.Error as error:
