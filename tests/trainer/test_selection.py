@@ -113,3 +113,26 @@ def test_a_stall_drops_the_learning_rate_before_it_stops_the_run() -> None:
     assert best.update(5, 0.82, model, settings) is False and not best.stopped  # patience counts from the drop
     assert best.update(6, 0.82, model, settings) is False and best.stopped  # no drops left: stop
     assert (best.epoch, best.rmse) == (2, 0.8)
+
+
+@pytest.mark.parametrize("model, overrides", [("popular", {}), ("ease", {"l2": 20.0})])
+def test_corrupted_test_ratings_change_nothing_a_ranking_model_chooses(
+    model, overrides, small_warehouse, tmp_path, corrupt_test_ratings
+) -> None:
+    """The leak test for the models that only rank: their fit, the λ chosen on validation and the validation lists
+    are the same whatever the test part holds; only the test figures see it."""
+    clean, corrupt = tmp_path / "clean.duckdb", tmp_path / "corrupt.duckdb"
+    clean.write_bytes(small_warehouse.read_bytes())
+    corrupt.write_bytes(small_warehouse.read_bytes())
+    corrupt_test_ratings(corrupt)
+    a = run(config(clean, tmp_path, model=model, **overrides))
+    b = run(config(corrupt, tmp_path, model=model, **overrides))
+    assert [h.get("ndcg@10") for h in a.history] == [h.get("ndcg@10") for h in b.history]
+    assert a.best_epoch == b.best_epoch and a.ranking["validation"] == b.ranking["validation"]
+    saved_a, saved_b = (checkpoint.load(s.run_dir, torch.device("cpu")) for s in (a, b))
+    for name, weights in saved_a["model"].items():
+        assert torch.equal(weights, saved_b["model"][name])
+    lists = "SELECT user_id, movie_id, rank FROM predictions WHERE kind = 'validation_top_n' ORDER BY ALL"
+    with duckdb.connect(str(clean), read_only=True) as one, duckdb.connect(str(corrupt), read_only=True) as other:
+        assert one.execute(lists).fetchall() == other.execute(lists).fetchall()
+    assert a.ranking["test"] != b.ranking["test"]  # while the test figures do see the corruption
