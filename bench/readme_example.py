@@ -49,6 +49,7 @@ def main() -> None:
     warehouse = env["WAREHOUSE"]
     shell(f"make etl MOVIELENS_DIR={os.path.relpath(args.data, ROOT)}")
     shell("make train")
+    shell(".venv/bin/trainer run --epochs 3")  # a quick smoke run: recorded, not served (exit 3)
     query = f'{cli} -readonly {warehouse} -c "SET VARIABLE user_id = 1" -c ".read sql/examples/user_top10.sql"'
     shell(query, query.replace(str(cli), "duckdb").replace(warehouse, "warehouse.duckdb"))
     top = [row.split(",")[0] for row in shell(f"{cli} -readonly -csv -noheader {warehouse} -c \"SELECT movie_id "
