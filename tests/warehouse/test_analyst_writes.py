@@ -307,7 +307,7 @@ def test_a_session_opened_while_the_etl_swaps_is_refused_then_opens_once_it_is_d
         answers.append(analyst.do("open", "write during"))
 
     def log(message: str) -> None:
-        if moment == "during the carry-over" and "kept table analyst_notes" in message:
+        if moment == "during the carry-over" and "analyst_notes" in message and "kept table" in message:
             analyst_tries()
 
     if moment == "right before the swap":
