@@ -19,7 +19,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
-from trainer.config import Setting, TrainConfig, choices, problem, resolve, settings
+from trainer.config import MAX_THREADS, Setting, TrainConfig, choices, problem, resolve, settings
 from trainer.errors import Interrupted, TrainerError, UnknownSplit
 from trainer.models.registry import REGISTRY
 from trainer.protocols import BENCH_MODELS, PROTOCOLS
@@ -123,7 +123,9 @@ DEFAULTS = TrainConfig()
 NOT_SERVED = 3  # the exit code of a run that finished, was recorded, and serves nothing (docs/reliability.md)
 # Options shared by the commands that publish into the warehouse or run a model outside `trainer run`.
 LockWait = Annotated[float, typer.Option(min=0, help="Seconds to wait for another writer of the warehouse.")]
-Threads = Annotated[int, typer.Option(min=0, help="CPU threads for torch's arithmetic; 0 keeps torch's default.")]
+Threads = Annotated[
+    int, typer.Option(min=0, max=MAX_THREADS, help="CPU threads for torch's arithmetic; 0 keeps torch's default.")
+]
 
 
 @app.callback()

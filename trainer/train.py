@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import json
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -93,6 +94,30 @@ def _check(con: Any, config: TrainConfig, info: DatasetInfo, coords: Coordinates
     if config.full_matrix and info.n_users * info.n_movies > FULL_MATRIX_LIMIT:
         raise TrainerError(f"--full-matrix would write {info.n_users * info.n_movies:,} predictions "
                            f"(limit {FULL_MATRIX_LIMIT:,}); use the top-N recommendations instead")  # fmt: skip
+
+
+def _memory(device: torch.device) -> int:
+    """The bytes of memory ``device`` has in all: the GPU's, or the machine's."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def _fits_in_memory(config: TrainConfig, info: DatasetInfo, mean: float, device: torch.device) -> None:
+    """Refuse, before any allocation, a model whose weights (and, for a model the loop steps, their gradients)
+    cannot fit in the device's memory: --hidden widths, or bayes-fm's samples, too many for this data set. Measured
+    on a model built without memory (torch's meta device), so the check costs nothing."""
+    with torch.device("meta"):
+        probe = build_model(config, info.n_users, info.n_movies, mean)
+    weights = sum(t.numel() * t.element_size() for t in probe.state_dict().values())
+    fitted = REGISTRY[config.model].fit is not None
+    needed, memory = weights * (1 if fitted else 2), _memory(device)
+    if needed > memory:
+        widths, held = ",".join(map(str, config.hidden)), "weights" if fitted else "weights and their gradients"
+        raise TrainerError(f"a {config.model} model with --hidden {widths} on {info.n_users:,} users x "
+                           f"{info.n_movies:,} movies would need {needed / 2**30:,.1f} GiB for its {held}, more than "
+                           f"the {memory / 2**30:,.1f} GiB of memory of this {device.type.upper()}; choose smaller "
+                           "--hidden widths")  # fmt: skip
 
 
 def _restored(
@@ -246,6 +271,7 @@ def run(
         _check(con, config, info, coords, state)
         fit_parts = ("train",) if config.validation else ("train", "validation")
         fallback = fit_biases(con, config.split, fit_parts, info)
+        _fits_in_memory(config, info, fallback.mean, device)
 
         # -- the model: stepped by the training loop, or fitted by its own (bayes-fm sampled, ease in closed form)
         torch.manual_seed(config.seed)
