@@ -364,4 +364,5 @@ def _run_row(
         # the audit's figures: the scored model on validation when held out (else on training), and the baseline
         "audit_slice": audit_slice, "baseline_rmse": baseline if model.predicts_ratings else None,
         "audit_rmse": validation if config.validation else scores["fit_rmse"],
+        "checkpoint_sha256": checkpoint.digest(run_dir),  # the final checkpoint: what score, blend and refit load
     }  # fmt: skip
