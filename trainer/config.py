@@ -358,6 +358,13 @@ def resolve(overrides: dict[str, Any], config_file: Path | None = None) -> Train
     return validate(config)
 
 
+def named(overrides: dict[str, Any], config_file: Path | None = None) -> frozenset[str]:
+    """The settings the user gave (a flag, its environment variable or the config file; None in ``overrides``: not
+    given): a resumed run keeps its own for all but a few of them (trainer/train.py)."""
+    from_file = _read_config_file(config_file) if config_file else {}
+    return frozenset(from_file) | {key for key, value in overrides.items() if value is not None}
+
+
 def _not_read_by(model: str, given: dict[str, Any]) -> str | None:
     """Why settings given for ``model`` are refused: a model's own setting (ModelSpec.own_settings) set to another
     value than its default for a model that does not read it would be silently ignored. None when none is."""

@@ -12,7 +12,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
@@ -23,7 +23,7 @@ from trainer import checkpoint, distributed
 from trainer.config import TrainConfig, from_dict
 from trainer.coordinates import Coordinates
 from trainer.data import Batch, DatasetInfo, TrainingData, check_split, dataset_info, dense_output, open_warehouse
-from trainer.errors import Interrupted, TrainerError
+from trainer.errors import Finished, Interrupted, TrainerError
 from trainer.models.base import Model, build_model
 from trainer.models.registry import REGISTRY
 from trainer.optim import Optimizer, build_optimizer
@@ -64,12 +64,55 @@ def diverged(epoch: int, train_rmse: float, model: Model, config: TrainConfig) -
     )
 
 
-def _resumed(config: TrainConfig, state: dict[str, Any] | None) -> TrainConfig:
-    """A resumed run continues with the configuration it started with, machine settings aside."""
+def _resumed(config: TrainConfig, state: dict[str, Any] | None, named: Collection[str] = ()) -> TrainConfig:
+    """A resumed run continues with the configuration it started with, machine settings aside, and the warehouse
+    the user names (``named``: the settings given), where it publishes (checked to hold the data it trained on)."""
     if not state:
         return config
-    machine = {"device": config.device, "lock_wait_seconds": config.lock_wait_seconds, "threads": config.threads}
+    machine: dict[str, Any] = {"device": config.device, "lock_wait_seconds": config.lock_wait_seconds,
+                               "threads": config.threads}  # fmt: skip
+    if "warehouse" in named:
+        machine["warehouse"] = config.warehouse
     return from_dict({**state["config"], **machine})
+
+
+def _finish_staged(
+    run_dir: Path, state: dict[str, Any], config: TrainConfig, ctx: distributed.Context, log: Callable[[str], None]
+) -> RunSummary | None:
+    """A resumed run whose results are staged (run.json, written last, says it trained and predicted to the end):
+    nothing to train or predict again. Published: said, nothing done (Finished). Staged by --no-publish (or beside
+    Parquet features with no warehouse): refused, naming `trainer publish`. Otherwise, stopped while it published:
+    its staged results are published as they are. None when nothing is staged: the run goes on from its checkpoint."""
+    if not (run_dir / results.RUN_FILE).exists():
+        return None
+    staged, run_id = results.staged_run(run_dir), state["run_id"]
+    if staged["run_id"] != run_id:
+        raise TrainerError(f"{run_dir} holds run {staged['run_id']}'s staged results but run {run_id}'s checkpoint: "
+                           f"a checkpoint copied or moved there; put run {staged['run_id']}'s own back")  # fmt: skip
+    if staged.get("checkpoint_sha256") not in (None, checkpoint.digest(run_dir)):
+        raise TrainerError(f"{run_dir / checkpoint.FILE_NAME} is not the checkpoint run {run_id} staged its results "
+                           "with (its SHA-256 differs): it was changed or replaced since")  # fmt: skip
+    warehouse = Path(config.warehouse)
+    if (run_dir / results.PUBLISHED_MARKER).exists():
+        raise Finished(f"run {run_id} finished and its results were published already ({staged.get('finished_at')}): "
+                       f"nothing to resume. To write them into another warehouse: trainer publish {run_dir} "
+                       "--warehouse PATH")  # fmt: skip
+    if not config.publish or (config.features and not warehouse.exists()):
+        raise TrainerError(f"run {run_id} finished; its results are staged in {run_dir} and were never published, "
+                           f"nothing to resume. Write them with: trainer publish {run_dir} --warehouse "
+                           f"{warehouse}")  # fmt: skip
+    if not ctx.is_main:  # under torchrun, rank 0 alone publishes and reports
+        distributed.teardown(ctx)
+        return RunSummary(run_id, run_dir, {}, 0.0, 0.0)
+    log(f"run {run_id} finished and staged its results before it stopped: publishing them into {warehouse}")
+    published = results.publish(run_dir, warehouse, config.lock_wait_seconds, config.publish_anyway)
+    distributed.teardown(ctx)
+    figures = {"rmse": "test_rmse", "mae": "test_mae", "user_rmse": "test_user_rmse", "n": "n_test",
+               "n_cold_start": "n_cold_start"}  # fmt: skip
+    return RunSummary(run_id, run_dir, {name: staged.get(field) for name, field in figures.items()},
+                      staged.get("train_seconds") or 0.0, staged.get("wall_seconds") or 0.0, state["history"],
+                      staged.get("best_epoch"), staged.get("validation_rmse"), staged.get("device") or "cpu",
+                      published)  # fmt: skip
 
 
 def _run_folder(
@@ -77,6 +120,10 @@ def _run_folder(
 ) -> tuple[str, Path, str]:
     """The run's id, its folder (created before training: a read-only or full disk is said at once) and start."""
     run_id = state["run_id"] if state else distributed.broadcast(ctx, new_run_id())
+    if resume_dir is not None and resume_dir.resolve().name != run_id:  # a folder is named after its run
+        raise TrainerError(f"{resume_dir} holds run {run_id}'s checkpoint, not run {resume_dir.resolve().name}'s: "
+                           f"resume run {run_id} from its own folder (or, if this one was renamed, give it back the "
+                           "run's name)")  # fmt: skip
     run_dir = run_folder(resume_dir or Path(config.runs_dir) / run_id)
     return run_id, run_dir, state["started_at"] if state else utc_now()
 
@@ -250,14 +297,19 @@ def run(
     resume_dir: Path | None = None,
     on_epoch: Callable[[dict[str, Any]], None] = lambda metrics: None,
     log: Callable[[str], None] = lambda message: None,
+    named: Collection[str] = (),
 ) -> RunSummary:
-    """Train ``config`` (or resume the run in ``resume_dir``), then audit and publish its results."""
+    """Train ``config`` (or resume the run in ``resume_dir``, in the warehouse it started with unless ``named``, the
+    settings the user gave, holds warehouse), then audit and publish its results. Resuming a run that finished says
+    so and does nothing, or publishes its staged results if it stopped while publishing them (_finish_staged)."""
     wall_start = time.perf_counter()
     # -- set-up. Under torchrun: this process's rank and device; only rank 0 reports (trainer/distributed.py).
     ctx, device = distributed.setup(pick_device(config.device))
     log, on_epoch = (log, on_epoch) if ctx.is_main else (lambda message: None, lambda metrics: None)
     state = checkpoint.load(resume_dir, device) if resume_dir else None
-    config = _resumed(config, state)
+    config = _resumed(config, state, named)
+    if resume_dir and state and (finished := _finish_staged(resume_dir, state, config, ctx, log)):
+        return finished
     if config.threads:
         torch.set_num_threads(config.threads)
     run_id, run_dir, started_at = _run_folder(config, state, resume_dir, ctx)

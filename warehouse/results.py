@@ -164,7 +164,7 @@ def publish(
 ) -> Published:
     """Write a staged run into the warehouse, audit it, and promote it to the serving views if it passed
     (or ``publish_anyway``; None: as the run was configured)."""
-    run = _staged_run(run_dir)
+    run = staged_run(run_dir)
     if missing := missing_files(run_dir, run):
         kind = run.get("kind") or "train"
         again = (f"remove {RUN_FILE} and `trainer run --resume {run_dir}` stages them again from the checkpoint"
@@ -219,7 +219,8 @@ def promote_wherever_it_can(
         return serving.promote(con, run_id, serving.playable(con, run_id))
 
 
-def _staged_run(run_dir: Path) -> dict[str, Any]:
+def staged_run(run_dir: Path) -> dict[str, Any]:
+    """The staged run's row of `runs` (its run.json), refused with the reason when there is none or it is not one."""
     run_file = run_dir / RUN_FILE
     if not run_file.exists():
         raise WarehouseError(f"{run_dir}: no staged results ({RUN_FILE} is missing); the run did not finish")
