@@ -125,6 +125,7 @@ def stage(run_dir: Path, run: dict[str, Any], tables: dict[str, pa.Table]) -> No
     if unknown := set(tables) - set(RESULT_TABLES[1:]):
         raise ValueError(f"not result tables: {sorted(unknown)}")
     try:
+        (run_dir / PUBLISHED_MARKER).unlink(missing_ok=True)  # nor say they are published (trainer run --resume)
         # Written by DuckDB: importing pyarrow.parquet would add to every run's start-up.
         scratch = duckdb.connect()
         for table in RESULT_TABLES[1:]:
