@@ -6,6 +6,7 @@ else cannot run code. Hence only tensors, numbers, strings, lists and dicts go i
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,17 @@ def load(run_dir: Path, device: torch.device) -> dict[str, Any]:
         return torch.load(path, map_location=device, weights_only=True)
     except Exception as error:  # unpickling errors come in many types; all mean "not ours"
         raise TrainerError(f"{path}: not a checkpoint this trainer can load safely ({error})") from error
+
+
+def digest(run_dir: Path) -> str:
+    """The SHA-256 of the run's checkpoint file, in hex: recorded in its row of `runs` (runs.checkpoint_sha256), so
+    that a checkpoint copied or changed in its folder since is never loaded as the run's (trainer/trained.py)."""
+    path = run_dir / FILE_NAME
+    try:
+        with path.open("rb") as file:
+            return hashlib.file_digest(file, "sha256").hexdigest()
+    except OSError as error:
+        raise TrainerError(f"{path}: cannot read the checkpoint: {error.strerror or error}") from error
 
 
 def rng_states() -> dict[str, Any]:

@@ -20,8 +20,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
-from trainer.config import Setting, TrainConfig, choices, problem, resolve, settings
-from trainer.errors import Interrupted, TrainerError, UnknownSplit
+from trainer.config import MAX_THREADS, Setting, TrainConfig, choices, named, problem, resolve, settings
+from trainer.errors import Finished, Interrupted, TrainerError, UnknownSplit
 from trainer.models.registry import REGISTRY
 from trainer.protocols import BENCH_MODELS, PROTOCOLS
 from warehouse import results
@@ -125,7 +125,9 @@ DEFAULTS = TrainConfig()
 NOT_SERVED = 3  # the exit code of a run that finished, was recorded, and serves nothing (docs/reliability.md)
 # Options shared by the commands that publish into the warehouse or run a model outside `trainer run`.
 LockWait = Annotated[float, typer.Option(min=0, help="Seconds to wait for another writer of the warehouse.")]
-Threads = Annotated[int, typer.Option(min=0, help="CPU threads for torch's arithmetic; 0: chosen from the free cores.")]
+Threads = Annotated[
+    int, typer.Option(min=0, max=MAX_THREADS, help="CPU threads for torch's arithmetic; 0: chosen from the free cores.")
+]
 
 
 @app.callback()
@@ -228,7 +230,11 @@ def run_command(ctx: typer.Context, *, config_file: Optional[Path], resume: Opti
         if resume is not None and not resume.is_dir():
             raise TrainerError(f"{resume}: no such run folder to resume")
         with _EpochReporter(config.epochs) as report:
-            summary = train_run(config, resume_dir=resume, on_epoch=report, log=report.log)
+            summary = train_run(config, resume_dir=resume, on_epoch=report, log=report.log,
+                                named=named(given, config_file))  # fmt: skip
+    except Finished as done:  # --resume of a run published already: nothing to do
+        _log(f"trainer: {done}")
+        return
     except UnknownSplit as error:
         if given.get("split") is None or resume is not None:  # from a config file or the checkpoint: not a usage error
             _fail(error)
@@ -301,8 +307,8 @@ run_command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
                     show_default=False,
                     help=(
                         "Continue the interrupted run in this folder (e.g. runs/20261128-101500-ab12) from its "
-                        "last checkpoint, with the settings and warehouse it started with (only --device, "
-                        "--threads and --lock-wait apply)."
+                        "last checkpoint, with the settings and warehouse it started with (only --warehouse, "
+                        "--device, --threads and --lock-wait apply). A run that finished is not run again."
                     ),
                 ),
             ],

@@ -32,7 +32,18 @@ class Setting:
     minimum: float | None = None  # value >= minimum
     above: float | None = None  # value > above
     below: float | None = None  # value < below
+    maximum: float | None = None  # value <= maximum (each value, for a tuple of them)
+    too_big: str = ""  # what a value past maximum would do, said with the refusal
     internal: str = ""  # why the field has no option (set by presets only); empty: it has one
+
+
+# The largest whole numbers a setting may take: a run's figures are written into INTEGER (32-bit) and BIGINT (64-bit)
+# columns, and a value past them would train for nothing, then fail to publish.
+INT32_MAX, INT64_MAX = 2**31 - 1, 2**63 - 1
+MAX_THREADS = 1024  # CPU threads: more than any machine this runs on has cores
+# A hidden layer's width: its first layer holds (movies or users) x width weights; 2**24 of them on ml-100k's 1,682
+# movies would already be 113 GB. run() also checks the whole model against the machine's memory.
+MAX_WIDTH = 2**24 - 1
 
 
 def setting(default: Any, help: str = "", **spec: Any) -> Any:
@@ -78,7 +89,11 @@ class TrainConfig:
         choices=(),
     )
     hidden: tuple[int, ...] = setting(
-        (20, 10, 20), "Hidden layer widths, comma-separated (e.g. 500 or 20,10,20); for mf, the number of factors."
+        (20, 10, 20),
+        "Hidden layer widths, comma-separated (e.g. 500 or 20,10,20); for mf, the number of factors.",
+        minimum=1,
+        maximum=MAX_WIDTH,
+        too_big="a layer that wide would not fit in memory",
     )
     activation: Activation = setting("sigmoid", "The autoencoders' hidden activation.")
     dropout: float = setting(
@@ -118,11 +133,13 @@ class TrainConfig:
         0.01, "The optimiser's learning rate (for lbfgs, each line search's first trial step).", above=0
     )
     lbfgs_iterations: int = setting(
-        20, "lbfgs only: L-BFGS iterations per batch (per epoch with one batch).", minimum=1
+        20, "lbfgs only: L-BFGS iterations per batch (per epoch with one batch).", minimum=1, maximum=INT32_MAX
     )
     weight_decay: float = setting(0.00001, "L2 weight decay, applied by the optimiser to every parameter.", minimum=0)
-    epochs: int = setting(200, "The most passes over the training rows.", minimum=1)
-    batch_size: int = setting(256, "Rows per optimiser step: users, or movies for i-autorec.", minimum=1)
+    epochs: int = setting(200, "The most passes over the training rows.", minimum=1, maximum=INT32_MAX)
+    batch_size: int = setting(
+        256, "Rows per optimiser step: users, or movies for i-autorec.", minimum=1, maximum=INT32_MAX
+    )
     # The loop averages the error over the batch's ratings, so it adds l2/2 * ||W||^2 / (number of training
     # ratings): the same minimiser whatever the batch size. Unlike weight_decay, biases can be left out.
     l2: float = setting(
@@ -163,7 +180,10 @@ class TrainConfig:
     )
     # model selection on the validation slice (never the test part)
     patience: int = setting(
-        20, "Stop when validation RMSE has not improved for this many epochs (0: train every epoch).", minimum=0
+        20,
+        "Stop when validation RMSE has not improved for this many epochs (0: train every epoch).",
+        minimum=0,
+        maximum=INT32_MAX,
     )
     select_best: bool = setting(
         True,
@@ -176,6 +196,7 @@ class TrainConfig:
         "Before stopping early, divide the learning rate by 10 this many times, each time validation RMSE has "
         "not improved for --patience epochs.",
         minimum=0,
+        maximum=INT32_MAX,
     )
     shuffle: bool = setting(True, "Take the rows in a new random order every epoch (--no-shuffle: in user order).")
     fixed_batches: bool = setting(
@@ -185,7 +206,10 @@ class TrainConfig:
         "(--no-fixed-batches).",
     )
     seed: int = setting(
-        0, "Seeds the weights and the order of rows: the same seed on the same data gives the same run on a CPU."
+        0,
+        "Seeds the weights and the order of rows: the same seed on the same data gives the same run on a CPU.",
+        minimum=-INT64_MAX - 1,
+        maximum=INT64_MAX,
     )
     loss: Loss = setting(
         "observed",
@@ -197,7 +221,9 @@ class TrainConfig:
     cold_start_fallback: bool = setting(
         True, "Predict a test rating whose user or movie has no training rating by the damped user and movie biases."
     )
-    top_n: int = setting(20, "How many recommendations to write per user, among movies they never rated.", minimum=0)
+    top_n: int = setting(
+        20, "How many recommendations to write per user, among movies they never rated.", minimum=0, maximum=INT32_MAX
+    )
     full_matrix: bool = setting(
         False,
         "Also write a prediction for every (user, movie) pair; refused when that would exceed 50 million rows.",
@@ -226,12 +252,14 @@ class TrainConfig:
         "CPU threads for torch's arithmetic; 0 chooses: the cores other processes leave free, and 1 for a small "
         "training step (trainer/threads.py). runs.config records the number used.",
         minimum=0,
+        maximum=MAX_THREADS,
     )
     cache_budget_mb: int = setting(
         2048,
         "Keep the training matrix in memory (on the GPU when training there) when it fits in this many MB; "
         "otherwise stream it from DuckDB every epoch.",
         above=0,
+        maximum=INT32_MAX,
     )
     dense_cache_mb: int = setting(
         2048,
@@ -239,9 +267,13 @@ class TrainConfig:
         "users x movies copy of a cached training matrix on the device when it fits in this many MB; otherwise "
         "each batch's dense rows are built from the sparse matrix.",
         minimum=0,
+        maximum=INT32_MAX,
     )
     eval_every: int = setting(
-        5, "Epochs between validation scores (the learning curve; chances to select an epoch).", minimum=1
+        5,
+        "Epochs between validation scores (the learning curve; chances to select an epoch).",
+        minimum=1,
+        maximum=INT32_MAX,
     )
     # By the clock, not by epochs: a small data set's epoch takes milliseconds, an epoch at ml-32m's size minutes.
     checkpoint_seconds: float = setting(
@@ -299,10 +331,15 @@ def problem(name: str, value: Any) -> str | None:
         (spec.minimum, lambda v, b: v >= b, "at least"),
         (spec.above, lambda v, b: v > b, "above"),
         (spec.below, lambda v, b: v < b, "below"),
+        (spec.maximum, lambda v, b: v <= b, "at most"),
     ]
-    for bound, holds, words in bounds:
-        if bound is not None and not holds(value, bound):
-            return f"must be {words} {bound:g}, not {value}"
+    each = " each" if isinstance(value, tuple) else ""  # hidden's widths: every one of them
+    for one in value if isinstance(value, tuple) else (value,):
+        for bound, holds, words in bounds:
+            if bound is not None and not holds(one, bound):
+                why = f" ({spec.too_big})" if words == "at most" and spec.too_big else ""
+                shown = f"{bound:g}" if isinstance(bound, float) else str(bound)
+                return f"must be {words} {shown}{each}{why}, not {one}"
     return None
 
 
@@ -319,6 +356,13 @@ def resolve(overrides: dict[str, Any], config_file: Path | None = None) -> Train
         raise TrainerError(read_by_others)
     config = replace(TrainConfig(), **{**REGISTRY[model].preset, **given, "model": model})
     return validate(config)
+
+
+def named(overrides: dict[str, Any], config_file: Path | None = None) -> frozenset[str]:
+    """The settings the user gave (a flag, its environment variable or the config file; None in ``overrides``: not
+    given): a resumed run keeps its own for all but a few of them (trainer/train.py)."""
+    from_file = _read_config_file(config_file) if config_file else {}
+    return frozenset(from_file) | {key for key, value in overrides.items() if value is not None}
 
 
 def _not_read_by(model: str, given: dict[str, Any]) -> str | None:
@@ -358,9 +402,15 @@ def validate(config: TrainConfig) -> TrainConfig:
 
 def _read_config_file(path: Path) -> dict[str, Any]:
     try:
-        values = tomllib.loads(path.read_text())
+        values = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise TrainerError(f"{path}: no such config file") from None
+    except IsADirectoryError:
+        raise TrainerError(f"{path}: a folder, not a config file (--config takes a TOML file)") from None
+    except UnicodeDecodeError as error:  # TOML is UTF-8
+        raise TrainerError(f"{path}: not a TOML file: byte {error.start} is not UTF-8 text") from None
+    except OSError as error:  # unreadable: permissions, a device
+        raise TrainerError(f"{path}: cannot read the config file: {error.strerror or error}") from None
     except tomllib.TOMLDecodeError as error:
         raise TrainerError(f"{path}: not valid TOML: {error}") from None
     known = {f.name: f for f in fields(TrainConfig)}

@@ -18,6 +18,10 @@ class UnknownSplit(TrainerError):
         self.known = known
 
 
+class Finished(TrainerError):
+    """`trainer run --resume` of a run that finished and was published already: nothing to do, said (exit 0)."""
+
+
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C during a training run, with what the command line needs to say how to go on: the run's folder and
     the last epoch its checkpoint holds (None: no checkpoint written yet). A KeyboardInterrupt still, so that

@@ -10,8 +10,9 @@ from __future__ import annotations
 import importlib
 import json
 import math
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
@@ -22,7 +23,7 @@ from trainer import checkpoint, distributed
 from trainer.config import TrainConfig, from_dict
 from trainer.coordinates import Coordinates
 from trainer.data import Batch, DatasetInfo, TrainingData, check_split, dataset_info, dense_output, open_warehouse
-from trainer.errors import Interrupted, TrainerError
+from trainer.errors import Finished, Interrupted, TrainerError
 from trainer.models.base import Model, build_model
 from trainer.models.registry import REGISTRY
 from trainer.optim import Optimizer, build_optimizer
@@ -63,12 +64,55 @@ def diverged(epoch: int, train_rmse: float, model: Model, config: TrainConfig) -
     )
 
 
-def _resumed(config: TrainConfig, state: dict[str, Any] | None) -> TrainConfig:
-    """A resumed run continues with the configuration it started with, machine settings aside."""
+def _resumed(config: TrainConfig, state: dict[str, Any] | None, named: Collection[str] = ()) -> TrainConfig:
+    """A resumed run continues with the configuration it started with, machine settings aside, and the warehouse
+    the user names (``named``: the settings given), where it publishes (checked to hold the data it trained on)."""
     if not state:
         return config
-    machine = {"device": config.device, "lock_wait_seconds": config.lock_wait_seconds, "threads": config.threads}
+    machine: dict[str, Any] = {"device": config.device, "lock_wait_seconds": config.lock_wait_seconds,
+                               "threads": config.threads}  # fmt: skip
+    if "warehouse" in named:
+        machine["warehouse"] = config.warehouse
     return from_dict({**state["config"], **machine})
+
+
+def _finish_staged(
+    run_dir: Path, state: dict[str, Any], config: TrainConfig, ctx: distributed.Context, log: Callable[[str], None]
+) -> RunSummary | None:
+    """A resumed run whose results are staged (run.json, written last, says it trained and predicted to the end):
+    nothing to train or predict again. Published: said, nothing done (Finished). Staged by --no-publish (or beside
+    Parquet features with no warehouse): refused, naming `trainer publish`. Otherwise, stopped while it published:
+    its staged results are published as they are. None when nothing is staged: the run goes on from its checkpoint."""
+    if not (run_dir / results.RUN_FILE).exists():
+        return None
+    staged, run_id = results.staged_run(run_dir), state["run_id"]
+    if staged["run_id"] != run_id:
+        raise TrainerError(f"{run_dir} holds run {staged['run_id']}'s staged results but run {run_id}'s checkpoint: "
+                           f"a checkpoint copied or moved there; put run {staged['run_id']}'s own back")  # fmt: skip
+    if staged.get("checkpoint_sha256") not in (None, checkpoint.digest(run_dir)):
+        raise TrainerError(f"{run_dir / checkpoint.FILE_NAME} is not the checkpoint run {run_id} staged its results "
+                           "with (its SHA-256 differs): it was changed or replaced since")  # fmt: skip
+    warehouse = Path(config.warehouse)
+    if (run_dir / results.PUBLISHED_MARKER).exists():
+        raise Finished(f"run {run_id} finished and its results were published already ({staged.get('finished_at')}): "
+                       f"nothing to resume. To write them into another warehouse: trainer publish {run_dir} "
+                       "--warehouse PATH")  # fmt: skip
+    if not config.publish or (config.features and not warehouse.exists()):
+        raise TrainerError(f"run {run_id} finished; its results are staged in {run_dir} and were never published, "
+                           f"nothing to resume. Write them with: trainer publish {run_dir} --warehouse "
+                           f"{warehouse}")  # fmt: skip
+    if not ctx.is_main:  # under torchrun, rank 0 alone publishes and reports
+        distributed.teardown(ctx)
+        return RunSummary(run_id, run_dir, {}, 0.0, 0.0)
+    log(f"run {run_id} finished and staged its results before it stopped: publishing them into {warehouse}")
+    published = results.publish(run_dir, warehouse, config.lock_wait_seconds, config.publish_anyway)
+    distributed.teardown(ctx)
+    figures = {"rmse": "test_rmse", "mae": "test_mae", "user_rmse": "test_user_rmse", "n": "n_test",
+               "n_cold_start": "n_cold_start"}  # fmt: skip
+    return RunSummary(run_id, run_dir, {name: staged.get(field) for name, field in figures.items()},
+                      staged.get("train_seconds") or 0.0, staged.get("wall_seconds") or 0.0, state["history"],
+                      staged.get("best_epoch"), staged.get("validation_rmse"), staged.get("device") or "cpu",
+                      published)  # fmt: skip
 
 
 def _run_folder(
@@ -76,6 +120,10 @@ def _run_folder(
 ) -> tuple[str, Path, str]:
     """The run's id, its folder (created before training: a read-only or full disk is said at once) and start."""
     run_id = state["run_id"] if state else distributed.broadcast(ctx, new_run_id())
+    if resume_dir is not None and resume_dir.resolve().name != run_id:  # a folder is named after its run
+        raise TrainerError(f"{resume_dir} holds run {run_id}'s checkpoint, not run {resume_dir.resolve().name}'s: "
+                           f"resume run {run_id} from its own folder (or, if this one was renamed, give it back the "
+                           "run's name)")  # fmt: skip
     run_dir = run_folder(resume_dir or Path(config.runs_dir) / run_id)
     return run_id, run_dir, state["started_at"] if state else utc_now()
 
@@ -93,6 +141,30 @@ def _check(con: Any, config: TrainConfig, info: DatasetInfo, coords: Coordinates
     if config.full_matrix and info.n_users * info.n_movies > FULL_MATRIX_LIMIT:
         raise TrainerError(f"--full-matrix would write {info.n_users * info.n_movies:,} predictions "
                            f"(limit {FULL_MATRIX_LIMIT:,}); use the top-N recommendations instead")  # fmt: skip
+
+
+def _memory(device: torch.device) -> int:
+    """The bytes of memory ``device`` has in all: the GPU's, or the machine's."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def _fits_in_memory(config: TrainConfig, info: DatasetInfo, mean: float, device: torch.device) -> None:
+    """Refuse, before any allocation, a model whose weights (and, for a model the loop steps, their gradients)
+    cannot fit in the device's memory: --hidden widths, or bayes-fm's samples, too many for this data set. Measured
+    on a model built without memory (torch's meta device), so the check costs nothing."""
+    with torch.device("meta"):
+        probe = build_model(config, info.n_users, info.n_movies, mean)
+    weights = sum(t.numel() * t.element_size() for t in probe.state_dict().values())
+    fitted = REGISTRY[config.model].fit is not None
+    needed, memory = weights * (1 if fitted else 2), _memory(device)
+    if needed > memory:
+        widths, held = ",".join(map(str, config.hidden)), "weights" if fitted else "weights and their gradients"
+        raise TrainerError(f"a {config.model} model with --hidden {widths} on {info.n_users:,} users x "
+                           f"{info.n_movies:,} movies would need {needed / 2**30:,.1f} GiB for its {held}, more than "
+                           f"the {memory / 2**30:,.1f} GiB of memory of this {device.type.upper()}; choose smaller "
+                           "--hidden widths")  # fmt: skip
 
 
 def _restored(
@@ -225,15 +297,20 @@ def run(
     resume_dir: Path | None = None,
     on_epoch: Callable[[dict[str, Any]], None] = lambda metrics: None,
     log: Callable[[str], None] = lambda message: None,
+    named: Collection[str] = (),
 ) -> RunSummary:
-    """Train ``config`` (or resume the run in ``resume_dir``), then audit and publish its results."""
+    """Train ``config`` (or resume the run in ``resume_dir``, in the warehouse it started with unless ``named``, the
+    settings the user gave, holds warehouse), then audit and publish its results. Resuming a run that finished says
+    so and does nothing, or publishes its staged results if it stopped while publishing them (_finish_staged)."""
     wall_start = time.perf_counter()
     # -- set-up. Under torchrun: this process's rank and device; only rank 0 reports (trainer/distributed.py).
     ctx, device = distributed.setup(pick_device(config.device))
     log, on_epoch = (log, on_epoch) if ctx.is_main else (lambda message: None, lambda metrics: None)
     state = checkpoint.load(resume_dir, device) if resume_dir else None
     # the process's threads, as the command line set them (trainer/threads.py), recorded in runs.config
-    config = replace(_resumed(config, state), threads=torch.get_num_threads())
+    config = replace(_resumed(config, state, named), threads=torch.get_num_threads())
+    if resume_dir and state and (finished := _finish_staged(resume_dir, state, config, ctx, log)):
+        return finished
     run_id, run_dir, started_at = _run_folder(config, state, resume_dir, ctx)
     warehouse = Path(config.warehouse)
     features = Path(config.features) if config.features else None
@@ -245,6 +322,7 @@ def run(
         _check(con, config, info, coords, state)
         fit_parts = ("train",) if config.validation else ("train", "validation")
         fallback = fit_biases(con, config.split, fit_parts, info)
+        _fits_in_memory(config, info, fallback.mean, device)
 
         # -- the model: stepped by the training loop, or fitted by its own (bayes-fm sampled, ease in closed form)
         torch.manual_seed(config.seed)
@@ -337,4 +415,5 @@ def _run_row(
         # the audit's figures: the scored model on validation when held out (else on training), and the baseline
         "audit_slice": audit_slice, "baseline_rmse": baseline if model.predicts_ratings else None,
         "audit_rmse": validation if config.validation else scores["fit_rmse"],
+        "checkpoint_sha256": checkpoint.digest(run_dir),  # the final checkpoint: what score, blend and refit load
     }  # fmt: skip

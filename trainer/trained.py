@@ -120,10 +120,27 @@ def saved(
     """Training run ``run_id``'s row of `runs`, its checkpoint, its configuration, and the weights it scored
     with: the best epoch's on validation, or the last epoch's."""
     row = _training_run(con, run_id)
-    state = checkpoint.load(Path(row["run_dir"]), device)
+    run_dir = Path(row["run_dir"])
+    found = checkpoint.digest(run_dir)
+    state = checkpoint.load(run_dir, device)
+    _check_own(row, run_dir / checkpoint.FILE_NAME, state, found)
     config = from_dict(state["config"])
     best = state.get("best", {}).get("weights")
     return row, state, config, best if config.select_best and best is not None else state["model"]
+
+
+def _check_own(row: dict[str, Any], path: Path, state: dict[str, Any], found: str) -> None:
+    """Refuse a checkpoint that is not the run's own: another run's copied into its folder, or one changed since the
+    run recorded its SHA-256 (runs published before it was recorded have none: only their run id is checked)."""
+    run_id, owner, recorded = row["run_id"], state.get("run_id"), row.get("checkpoint_sha256")
+    if owner != run_id:
+        raise TrainerError(f"{path} is run {owner}'s checkpoint, not run {run_id}'s: it was copied or moved "
+                           f"into run {run_id}'s folder. Put run {run_id}'s own checkpoint back, or use run "
+                           f"{owner}")  # fmt: skip
+    if recorded is not None and found != recorded:
+        raise TrainerError(f"{path} is not the checkpoint run {run_id} finished with: its SHA-256 is {found[:16]}..., "
+                           f"the run recorded {recorded[:16]}... It was changed or replaced since; put the run's own "
+                           "checkpoint back, or train the run again")  # fmt: skip
 
 
 def _id_table(id_column: str, idx_column: str, ids: np.ndarray) -> pa.Table:

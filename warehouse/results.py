@@ -36,6 +36,14 @@ VIEWS = ("served_runs", "run_metrics", "latest_run", "latest_predictions", "late
 BENCH_TABLE, BENCH_VIEW = "bench_results", "bench_summary"  # written by `trainer bench`
 RUN_FILE = "run.json"
 PUBLISHED_MARKER = "published"
+# The staged files each kind of run writes (trainer/train.py, score.py, blend.py): a folder without one of them is
+# not published, lest the run's rows of that table be replaced by none.
+STAGED_FILES = {
+    "train": ("predictions", "epoch_metrics", "run_index", "ranking_metrics"),
+    "score": ("predictions",),
+    "blend": ("predictions",),
+}
+FIGURE_TOLERANCE = 1e-6  # relative: run.json's figures against those its staged predictions give (float noise)
 
 PREDICTION_SCHEMA = pa.schema(
     [
@@ -117,6 +125,7 @@ def stage(run_dir: Path, run: dict[str, Any], tables: dict[str, pa.Table]) -> No
     if unknown := set(tables) - set(RESULT_TABLES[1:]):
         raise ValueError(f"not result tables: {sorted(unknown)}")
     try:
+        (run_dir / PUBLISHED_MARKER).unlink(missing_ok=True)  # nor say they are published (trainer run --resume)
         # Written by DuckDB: importing pyarrow.parquet would add to every run's start-up.
         scratch = duckdb.connect()
         for table in RESULT_TABLES[1:]:
@@ -156,7 +165,14 @@ def publish(
 ) -> Published:
     """Write a staged run into the warehouse, audit it, and promote it to the serving views if it passed
     (or ``publish_anyway``; None: as the run was configured)."""
-    run = _staged_run(run_dir)
+    run = staged_run(run_dir)
+    if missing := missing_files(run_dir, run):
+        kind = run.get("kind") or "train"
+        again = (f"remove {RUN_FILE} and `trainer run --resume {run_dir}` stages them again from the checkpoint"
+                 if kind == "train" else f"run the {kind} again")  # fmt: skip
+        raise WarehouseError(f"{run_dir}: run {run['run_id']}'s staged results are incomplete, {' and '.join(missing)} "
+                             f"missing (a {kind} run stages {', '.join(STAGED_FILES[kind])}): nothing was written; "
+                             f"{again}")  # fmt: skip
     if publish_anyway is None:
         publish_anyway = bool(json.loads(run.get("config") or "{}").get("publish_anyway"))
     if not warehouse.exists():
@@ -167,6 +183,7 @@ def publish(
             _check_data(con, warehouse, run)
             create_results(con)
             _write_run(con, run_dir, run)
+            _check_figures(con, run_dir, run)
             reasons = audit(con, run)
             promoted = not reasons or publish_anyway
             con.execute(
@@ -203,7 +220,8 @@ def promote_wherever_it_can(
         return serving.promote(con, run_id, serving.playable(con, run_id))
 
 
-def _staged_run(run_dir: Path) -> dict[str, Any]:
+def staged_run(run_dir: Path) -> dict[str, Any]:
+    """The staged run's row of `runs` (its run.json), refused with the reason when there is none or it is not one."""
     run_file = run_dir / RUN_FILE
     if not run_file.exists():
         raise WarehouseError(f"{run_dir}: no staged results ({RUN_FILE} is missing); the run did not finish")
@@ -214,6 +232,14 @@ def _staged_run(run_dir: Path) -> dict[str, Any]:
     if not isinstance(run, dict) or "run_id" not in run:
         raise WarehouseError(f"{run_file}: not a staged run this trainer can read (no run_id)")
     return run
+
+
+def missing_files(run_dir: Path, run: dict[str, Any]) -> list[str]:
+    """The files a staged run of its kind needs that its folder lacks (a kind not known here: its run.json)."""
+    needed = STAGED_FILES.get(run.get("kind") or "train")
+    if needed is None:
+        return [f"{RUN_FILE} of a known kind (not {run.get('kind')!r})"]
+    return [f"{table}.parquet" for table in needed if not (run_dir / f"{table}.parquet").is_file()]
 
 
 def _check_data(con: duckdb.DuckDBPyConnection, warehouse: Path, run: dict[str, Any]) -> None:
@@ -254,7 +280,84 @@ def _write_run(con: duckdb.DuckDBPyConnection, run_dir: Path, run: dict[str, Any
     for table in RESULT_TABLES[1:]:
         staged = run_dir / f"{table}.parquet"
         if staged.exists():  # a scoring run has no run_index of its own, nor a learning curve
+            # every row the run's own (answered from the file's statistics): another run's would be duplicated
+            ((low, high, unnamed),) = con.execute("SELECT min(run_id), max(run_id), count(*) - count(run_id) FROM "
+                                                  "read_parquet(?)", [str(staged)]).fetchall()  # fmt: skip
+            if unnamed or low not in (None, run["run_id"]) or high not in (None, run["run_id"]):
+                other = low if low != run["run_id"] else high
+                raise WarehouseError(f"{staged}: rows of run {other}, not only of run {run['run_id']} "
+                                     f"({RUN_FILE}): a file of another run copied into its folder?")  # fmt: skip
             con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM read_parquet(?)", [str(staged)])
+
+
+def _check_figures(con: duckdb.DuckDBPyConnection, run_dir: Path, run: dict[str, Any]) -> None:
+    """Refuse a run whose figures in run.json are not those of its staged predictions, beyond float noise: the audit
+    and the roles (warehouse/serving.py) go by them. Its test RMSE and number of test ratings are recomputed from its
+    predictions of kind 'test'. A training run's validation RMSE was measured while it trained, on the model's own
+    predictions, where the staged ones of a user or movie with no training rating are the fallback's: it must lie
+    between what its other validation predictions allow (_validation_bounds). Its audit_rmse on the validation
+    slice is its validation_rmse. (A blend's validation RMSE is out of fold, and a run without a validation slice
+    stages no predictions of its training part: neither is recomputed.)"""
+    ((low, high),) = con.execute("SELECT rating_min, rating_max FROM dataset").fetchall()
+    found = {kind: figures for kind, *figures in con.execute(
+        """
+        SELECT kind, count(*), sum((predicted_rating::DOUBLE - actual_rating) ^ 2),
+               sum((predicted_rating::DOUBLE - actual_rating) ^ 2) FILTER (WHERE NOT coalesce(cold_start, false)),
+               sum(greatest(actual_rating - ?, ? - actual_rating)::DOUBLE ^ 2) FILTER (WHERE cold_start)
+        FROM predictions WHERE run_id = ? AND kind IN ('test', 'validation') GROUP BY kind""",
+        [low, high, run["run_id"]],
+    ).fetchall()}  # fmt: skip
+    wrong = []
+    n_test, squared, _, _ = found.get("test", (0, None, None, None))
+    test = math.sqrt(squared / n_test) if n_test and squared is not None else None
+    if not _agrees(run.get("test_rmse"), test) or (run.get("n_test") or 0) != n_test:
+        wrong.append(f"test_rmse {run.get('test_rmse')} and n_test {run.get('n_test')}, where its test predictions "
+                     f"give {test} over {n_test:,} ratings")  # fmt: skip
+    claimed = run.get("validation_rmse")
+    if (run.get("kind") or "train") == "train":
+        n, _, warm, cold = found.get("validation", (0, None, None, None))
+        clipped = bool(json.loads(run.get("config") or "{}").get("clip", True))
+        bounds = _validation_bounds(n, warm, cold, clipped)
+        if (bounds is None) != (claimed is None):
+            wrong.append(f"validation_rmse {claimed}, where it has {n:,} validation predictions")
+        elif bounds is not None and claimed is not None and not _within(claimed, *bounds):
+            between = f"{bounds[0]}" if bounds[0] == bounds[1] else f"between {bounds[0]} and {bounds[1]}"
+            wrong.append(f"validation_rmse {claimed}, where its validation predictions give {between}")
+    if run.get("audit_slice") == "validation" and not _agrees(run.get("audit_rmse"), claimed):
+        wrong.append(f"audit_rmse {run.get('audit_rmse')} on the validation slice, where validation_rmse is {claimed}")
+    if wrong:
+        kind = run.get("kind") or "train"
+        again = (f"remove it and run `trainer run --resume {run_dir}`: it predicts from the checkpoint"
+                 if kind == "train" else f"run the {kind} again")  # fmt: skip
+        raise WarehouseError(f"{run_dir / RUN_FILE} does not match the staged predictions, whose figures would judge "
+                             f"and serve the run: {'; '.join(wrong)}. To stage them again, {again}")  # fmt: skip
+
+
+def _validation_bounds(n: int, warm: float | None, cold: float | None, clipped: bool) -> tuple[float, float] | None:
+    """The lowest and highest validation RMSE a training run can have measured on its ``n`` validation ratings: from
+    the squared errors of its staged predictions by the model (``warm``), and for those by the fallback, anything
+    from none to the far end of the rating scale (``cold``: its sum; without bound for a run that does not clip).
+    None without validation predictions."""
+    if not n:
+        return None
+    lowest = math.sqrt((warm or 0.0) / n)
+    if cold is None:  # none by the fallback: the figure is theirs
+        return lowest, lowest
+    return lowest, math.sqrt(((warm or 0.0) + cold) / n) if clipped else math.inf
+
+
+def _within(value: float, lowest: float, highest: float) -> bool:
+    """lowest <= value <= highest, to float noise (FIGURE_TOLERANCE); a NaN is within NaN bounds only."""
+    if math.isnan(value) or math.isnan(lowest) or math.isnan(highest):
+        return math.isnan(value) and (math.isnan(lowest) or math.isnan(highest))
+    return lowest * (1 - FIGURE_TOLERANCE) - 1e-12 <= value <= highest * (1 + FIGURE_TOLERANCE) + 1e-12
+
+
+def _agrees(claimed: float | None, recomputed: float | None) -> bool:
+    """Whether a figure of run.json is the recomputed one, to float noise (both None agree)."""
+    if claimed is None or recomputed is None:
+        return claimed is None and recomputed is None
+    return _within(claimed, recomputed, recomputed)
 
 
 def audit(con: duckdb.DuckDBPyConnection, run: dict[str, Any]) -> list[str]:

@@ -48,3 +48,7 @@ ALTER TABLE runs ADD COLUMN IF NOT EXISTS n_unseen_ratings BIGINT; -- score: the
 -- Blends (`trainer blend`): a run of kind 'blend' combines training runs' predictions with weights fitted on
 -- their validation predictions; members holds them as JSON: {"runs": [...], "weights": [...], "intercept": b}.
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS members VARCHAR;
+-- The SHA-256 of the training run's checkpoint (run_dir/checkpoint.pt) when it finished: whatever loads the run's
+-- model (trainer score, blend, refit, --init-from) refuses a checkpoint that is not this one. NULL: a run published
+-- before it was recorded, or a scoring run or blend, which have none.
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS checkpoint_sha256 VARCHAR;

@@ -134,7 +134,8 @@ def test_unclipped_predictions_outside_the_scale_fail_the_audit(warehouse, tmp_p
 
 
 def restaged(run_dir: Path, tmp_path: Path, run_id: str, predictions_sql: str) -> Path:
-    """A copy of a staged run under another id, its predictions rewritten by ``predictions_sql`` (over p)."""
+    """A copy of a staged run under another id (in every staged file: a file holding another run's rows is refused),
+    its predictions rewritten by ``predictions_sql`` (over p)."""
     import json
 
     copy = tmp_path / run_id
@@ -142,9 +143,12 @@ def restaged(run_dir: Path, tmp_path: Path, run_id: str, predictions_sql: str) -
     run = json.loads((copy / "run.json").read_text()) | {"run_id": run_id}
     (copy / "run.json").write_text(json.dumps(run))
     with duckdb.connect() as con:
-        con.execute(f"CREATE TABLE p AS SELECT * REPLACE ('{run_id}' AS run_id) FROM read_parquet(?)",
-                    [str(run_dir / "predictions.parquet")])  # fmt: skip
-        con.execute(f"COPY ({predictions_sql}) TO '{copy / 'predictions.parquet'}' (FORMAT parquet)")
+        for table in ("epoch_metrics", "run_index", "ranking_metrics", "predictions"):
+            con.execute(f"CREATE TABLE p AS SELECT * REPLACE ('{run_id}' AS run_id) FROM read_parquet(?)",
+                        [str(run_dir / f"{table}.parquet")])  # fmt: skip
+            rows = predictions_sql if table == "predictions" else "SELECT * FROM p"
+            con.execute(f"COPY ({rows}) TO '{copy / f'{table}.parquet'}' (FORMAT parquet)")
+            con.execute("DROP TABLE p")
     return copy
 
 

@@ -141,5 +141,6 @@ def test_movie_features_can_be_left_out(warehouse, tmp_path) -> None:
 
 def test_it_cannot_resume(warehouse, tmp_path) -> None:
     summary = run(settings(warehouse, tmp_path))
+    (summary.run_dir / "run.json").unlink()  # as if stopped before it staged its results (else: nothing to resume)
     with pytest.raises(TrainerError, match="cannot --resume"):
         run(settings(warehouse, tmp_path), resume_dir=summary.run_dir)

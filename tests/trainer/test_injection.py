@@ -100,6 +100,7 @@ def test_a_forged_checkpoint_cannot_smuggle_a_split(warehouse, tmp_path) -> None
     state = checkpoint.load(run_dir, torch.device("cpu"))
     state["config"]["split"] = PAYLOAD
     torch.save(state, run_dir / checkpoint.FILE_NAME)
+    (run_dir / "run.json").unlink()  # as if stopped before it staged its results (else: nothing to resume)
     refused(trainer("run", "--resume", str(run_dir), "--device", "cpu"), "unknown split")
     assert "pwned" not in tables(warehouse)
 

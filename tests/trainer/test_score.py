@@ -190,6 +190,7 @@ def test_a_movie_with_a_lower_id_leaves_every_other_prediction_unchanged(copy, m
 def test_resuming_a_run_on_changed_data_says_what_changed(copy) -> None:
     config = {**SETTINGS, "epochs": 2, "warehouse": str(copy.warehouse), "runs_dir": str(copy.runs_dir)}
     trained = run(resolve(config))
+    (trained.run_dir / "run.json").unlink()  # as if stopped before it staged its results (else: nothing to resume)
     rebuild(copy, movies=["1::A New Movie (2001)::Drama"], ratings=["2::1::4::978400000"])
     with pytest.raises(TrainerError, match=r"1 new movie \(id 1\); 40 movies at another index \(ids 11, 12, 13"):
         run(resolve({"device": "cpu"}), resume_dir=trained.run_dir)

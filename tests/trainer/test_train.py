@@ -182,6 +182,7 @@ def test_resuming_on_other_data_is_refused(warehouse, tmp_path, make_movielens_1
     from trainer.errors import TrainerError
 
     summary = run(config(warehouse, tmp_path, epochs=2))
+    (summary.run_dir / "run.json").unlink()  # as if stopped before it staged its results (else: nothing to resume)
     other = make_movielens_1m(tmp_path / "other", n_users=30, seed=11)
     build_warehouse(other, warehouse, EtlOptions())  # the ETL rebuilds the same warehouse file
     with pytest.raises(TrainerError, match="other data"):
