@@ -29,7 +29,7 @@ def refused(result, option: str) -> None:
 def one_line_error(result) -> str:
     assert result.exit_code == 1, result.output
     assert not isinstance(result.exception, Exception) or isinstance(result.exception, SystemExit), result.exception
-    lines = result.output.strip().splitlines()
+    lines = [line for line in result.output.strip().splitlines() if not line.startswith("torch threads: ")]
     assert len(lines) == 1 and lines[0].startswith("trainer: error: "), result.output
     return lines[0]
 
