@@ -6,8 +6,12 @@ else cannot run code. Hence only tensors, numbers, strings, lists and dicts go i
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import signal
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +20,21 @@ import torch
 from trainer.errors import TrainerError
 
 FILE_NAME = "checkpoint.pt"
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold Ctrl-C (SIGINT) back while a checkpoint is written and recorded, so that an interrupt never falls between
+    the file and what the run says of it; it is delivered as the block ends. Elsewhere than the main thread of a
+    POSIX process, nothing is held."""
+    blocking = hasattr(signal, "pthread_sigmask") and threading.current_thread() is threading.main_thread()
+    if blocking:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        if blocking:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def save(run_dir: Path, state: dict[str, Any]) -> None:

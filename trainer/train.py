@@ -329,13 +329,14 @@ def run(
 
         def save(epoch: int, model: Model, optimizer: dict[str, Any], history: list[dict[str, Any]], seconds: float,
                  best: Best) -> None:  # fmt: skip
-            checkpoint.save(run_dir, {
-                "run_id": run_id, "started_at": started_at, "config": config.to_dict(), "epoch": epoch,
-                "model": model.state_dict(), "optimizer": optimizer, "rng": checkpoint.rng_states(),
-                "history": history, "train_seconds": seconds, "fingerprint": info.fingerprint,
-                "best": best.to_dict(), "coordinates": coords.to_state(), "mean": fallback.mean,
-            })  # fmt: skip
-            checkpointed.append(epoch)
+            with checkpoint.interrupts_deferred():  # Ctrl-C names the epoch the file on disk holds
+                checkpoint.save(run_dir, {
+                    "run_id": run_id, "started_at": started_at, "config": config.to_dict(), "epoch": epoch,
+                    "model": model.state_dict(), "optimizer": optimizer, "rng": checkpoint.rng_states(),
+                    "history": history, "train_seconds": seconds, "fingerprint": info.fingerprint,
+                    "best": best.to_dict(), "coordinates": coords.to_state(), "mean": fallback.mean,
+                })  # fmt: skip
+                checkpointed.append(epoch)
 
         fitter = REGISTRY[config.model].fit  # a model fitted outside the loop: sampled, or in closed form
         if fitter:

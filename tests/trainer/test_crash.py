@@ -18,7 +18,9 @@ from trainer.config import resolve
 from trainer.train import run
 
 # Small and quick, with a checkpoint after every epoch, so that a kill in epoch 5 resumes from epoch 4.
-SETTINGS = {"epochs": 6, "checkpoint_seconds": 0, "eval_every": 2, "batch_size": 16, "seed": 3, "device": "cpu"}
+# One thread everywhere: the killed run, its resume and the uninterrupted run add up in the same order.
+SETTINGS = {"epochs": 6, "checkpoint_seconds": 0, "eval_every": 2, "batch_size": 16, "seed": 3, "device": "cpu",
+            "threads": 1}  # fmt: skip
 
 # The run's results as analysts see them, without what differs from one run to another (ids, times).
 RESULTS = {
@@ -68,7 +70,12 @@ def uninterrupted(small_warehouse, tmp_path_factory) -> dict[str, list[tuple]]:
     folder = tmp_path_factory.mktemp("uninterrupted")
     warehouse = folder / "warehouse.duckdb"
     shutil.copyfile(small_warehouse, warehouse)
-    summary = run(resolve({**SETTINGS, "warehouse": str(warehouse), "runs_dir": str(folder / "runs")}))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(SETTINGS["threads"])  # what the command line does for the runs it starts
+    try:
+        summary = run(resolve({**SETTINGS, "warehouse": str(warehouse), "runs_dir": str(folder / "runs")}))
+    finally:
+        torch.set_num_threads(threads)
     return results(warehouse, summary.run_id)
 
 
@@ -80,7 +87,7 @@ def config_file(warehouse: Path, tmp_path: Path) -> Path:
 
 
 def resume(run_dir: Path) -> None:
-    result = CliRunner().invoke(app, ["run", "--resume", str(run_dir), "--device", "cpu"])
+    result = CliRunner().invoke(app, ["run", "--resume", str(run_dir), "--device", "cpu", "--threads", "1"])
     assert result.exit_code in (0, NOT_SERVED), result.output  # tiny data: finished, whether its audit passes or not
 
 
