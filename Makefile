@@ -19,9 +19,12 @@ all run: etl train
 # torch's CPU build where there is no NVIDIA GPU: PyPI's default torch wheel carries CUDA, several GB.
 TORCH_INDEX ?= $(if $(shell command -v nvidia-smi 2>/dev/null),,https://download.pytorch.org/whl/cpu)
 
+# torch alone first (no dependencies: only torch is looked up on that index), then the project and the rest.
 $(BIN)/python: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) -c constraints.txt -e '.[dev]'
+	$(BIN)/pip install --quiet --no-deps --retries 1 $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) \
+		-c constraints.txt torch
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	@touch $@
 
 install: $(BIN)/python

@@ -662,9 +662,9 @@ def score_command(
     _log(
         f"scoring run {summary.run_id} of run {summary.parent_run_id}: {summary.n_scored_users:,} users scored"
         f"{skipped}{unseen}; scored in {summary.score_seconds:.2f} s on {_count(used)}, published in "
-        f"{summary.publish_seconds:.2f} s. "
-        + _outcome(summary.published, "recommendations and latest_scoring, for the users it scored")
+        f"{summary.publish_seconds:.2f} s. " + _outcome(summary.published)
     )
+    _exit_unless_served(summary.published)
 
 
 @app.command("refit", cls=_Command)
@@ -825,9 +825,11 @@ def _outcome(published: results.Published, views: str = "recommendations and lat
         return (f"Not served: the audit failed ({published.audit_reason}). The run is recorded in runs "
                 "(SELECT * FROM run_metrics); analysts keep what they had.")  # fmt: skip
     anyway = "" if published.audit_passed else f" It was published despite its audit ({published.audit_reason})."
-    if not published.roles:
-        return f"Promoted: analysts now see it in {views}.{anyway}"
     said = [anyway.strip()] if anyway else []
+    if published.kind == "score":  # a scoring refreshes its run's lists: they show if that run serves them
+        (verdict,) = published.roles
+        shown = f"Analysts now see it in {views}, for the users it scored" if verdict.serves else "Not shown"
+        return " ".join([*said, f"{shown}: {verdict.reason}."])
     for verdict in published.roles:
         view = "recommendations" if verdict.role == "recommendations" else "latest_predictions and latest_run"
         if verdict.serves:

@@ -149,7 +149,8 @@ class Published:
     promoted: bool  # the serving views now show this run
     audit_passed: bool
     audit_reason: str  # why the audit failed; empty when it passed
-    roles: tuple[serving.Verdict, ...] = ()  # for a training run or a blend: which roles it took, and why (not)
+    roles: tuple[serving.Verdict, ...] = ()  # which roles it took, and why (not); a scoring: whether its lists show
+    kind: str = "train"  # 'train', 'score' or 'blend'
 
     @property
     def serves(self) -> bool:
@@ -191,14 +192,17 @@ def publish(
                 [not reasons, "; ".join(reasons) or None, promoted, run["run_id"]],
             )
             con.execute(f"DELETE FROM {SERVING_TABLE} WHERE run_id = ?", [run["run_id"]])  # published again
-            verdicts = [] if run.get("kind") == "score" else serving.contest(con, run["run_id"])
+            scored = run.get("kind") == "score"
+            verdicts = [serving.scoring(con, run["run_id"])] if scored else serving.contest(con, run["run_id"])
     except (WarehouseError, duckdb.Error, OSError) as error:  # the warehouse is as it was
         raise WarehouseError(
             f"could not write the results: {error}\nNothing is lost: the results are kept in {run_dir}. Once that "
             f"is put right, write them with:\n    trainer publish {run_dir} --warehouse {warehouse}"
         ) from error
     (run_dir / PUBLISHED_MARKER).touch()
-    return Published(run["run_id"], promoted, not reasons, "; ".join(reasons), tuple(verdicts))
+    return Published(
+        run["run_id"], promoted, not reasons, "; ".join(reasons), tuple(verdicts), run.get("kind") or "train"
+    )
 
 
 def promote(

@@ -38,6 +38,18 @@ def contest(con: duckdb.DuckDBPyConnection, run_id: str) -> list[Verdict]:
     return [_contest(con, run_id, role) for role in ROLES]
 
 
+def scoring(con: duckdb.DuckDBPyConnection, run_id: str) -> Verdict:
+    """Whether a scoring run's lists show in recommendations: they do when its parent serves recommendations (a
+    scoring refreshes the lists of the run serving them); otherwise promoting the parent shows them."""
+    ((parent,),) = con.execute("SELECT parent_run_id FROM runs WHERE run_id = ?", [run_id]).fetchall()
+    holder = _holder(con, "recommendations")
+    if holder is not None and holder["run_id"] == parent and _current(con, holder):
+        return Verdict("recommendations", True, f"run {parent}, which it scored with, serves them")
+    serving = f"run {holder['run_id']} serves them" if holder is not None else "no run serves them"
+    return Verdict("recommendations", False, f"{serving}, not run {parent}, which it scored with; trainer promote "
+                                             f"{parent} --as recommendations shows these lists")  # fmt: skip
+
+
 def promote(con: duckdb.DuckDBPyConnection, run_id: str, roles: tuple[str, ...]) -> list[Verdict]:
     """Put ``run_id`` in ``roles`` by hand, whatever the holders' metrics: it must be a passing run that can play
     the role, on the data in the warehouse now."""

@@ -140,3 +140,16 @@ def test_a_rebuild_from_other_data_serves_none_of_the_old_runs(warehouse, moviel
         assert con.execute("SELECT count(*) FROM recommendations").fetchall()[0][0] == 0
         assert con.execute("SELECT count(*) FROM latest_predictions").fetchall()[0][0] == 0
         assert con.execute("SELECT count(*) FROM runs").fetchall()[0][0] == 2  # kept, not served
+
+
+def test_a_scoring_of_a_run_that_serves_no_lists_is_recorded_and_not_shown(warehouse, tmp_path) -> None:
+    path, ease_run, long_run = warehouse
+    holder = served(path)["recommendations"]
+    other = long_run if holder == ease_run else ease_run  # both score users from their ratings alone
+    result = trainer("score", other, "--warehouse", str(path), "--runs-dir", str(tmp_path / "runs"), "--threads", "1")
+    assert result.exit_code == NOT_SERVED, result.output
+    assert f"Not shown: run {holder} serves them, not run {other}" in result.output
+    assert f"trainer promote {other} --as recommendations shows these lists" in result.output
+    with duckdb.connect(str(path), read_only=True) as con:
+        scoring = con.execute("SELECT run_id FROM runs WHERE kind = 'score'").fetchall()[0][0]
+        assert con.execute("SELECT count(*) FROM recommendations WHERE run_id = ?", [scoring]).fetchall() == [(0,)]
