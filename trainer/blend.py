@@ -67,7 +67,11 @@ def blend(options: BlendOptions, log: Callable[[str], None] = lambda message: No
     """Fit the blend of ``options.run_ids`` on their validation predictions, score it on the test part, rank
     each user's movies, and publish it as a run of kind 'blend'."""
     started, started_at = time.perf_counter(), utc_now()
-    if len(options.run_ids) < 2 or len(set(options.run_ids)) != len(options.run_ids):
+    repeated = sorted({run_id for run_id in options.run_ids if options.run_ids.count(run_id) > 1})
+    if repeated:
+        raise TrainerError(f"run{'s' if len(repeated) > 1 else ''} {', '.join(repeated)} named more than once: a "
+                           "blend takes each run once")  # fmt: skip
+    if len(options.run_ids) < 2:
         raise TrainerError("a blend takes two or more different training runs")
     device = pick_device(options.device)
     needs = ("dataset", "ratings", "user_index", "movie_index", "runs", "predictions")
@@ -76,7 +80,7 @@ def blend(options: BlendOptions, log: Callable[[str], None] = lambda message: No
         members = [trained.load(con, run_id, device) for run_id in options.run_ids]
         info = dataset_info(con)
         fingerprint, rating_min, rating_max = info.fingerprint, info.rating_min, info.rating_max
-        _check_members(members, fingerprint)
+        _check_members(members, fingerprint, log)
 
         # -- fit the weights on the validation slice: the test part is not read before they are fixed
         users, movies, actual, predicted = _held_out(con, members, "validation")
@@ -257,12 +261,18 @@ def choose(
     return Blender.fit(predicted, actual, activity if uses else None, candidate, users, movies), rmse
 
 
-def _check_members(members: list[trained.TrainedRun], fingerprint: str) -> None:
-    """Every member predicts the same split of the data the warehouse holds now, and no refit comes with the run
-    it refits (the two would share their validation predictions)."""
+def _check_members(members: list[trained.TrainedRun], fingerprint: str, log: Callable[[str], None]) -> None:
+    """Every member predicts ratings of the same split of the data the warehouse holds now, and no refit comes with
+    the run it refits (the two would share their validation predictions). A member that failed its audit is said."""
     first = members[0]
     ids = {member.run_id for member in members}
     for member in members:
+        if member.run["test_rmse"] is None:
+            raise TrainerError(f"run {member.run_id} ({member.config.model}) ranks movies and predicts no ratings: a "
+                               "blend of predicted ratings cannot take it")  # fmt: skip
+        if member.run.get("audit_passed") is False:
+            log(f"run {member.run_id} failed its audit ({member.run.get('audit_reason')}); the blend takes it as "
+                "asked, and is audited on its own")  # fmt: skip
         if member.config.refit_of in ids:
             raise TrainerError(f"run {member.run_id} is a refit of run {member.config.refit_of}: blend one of the "
                                "two, not both")  # fmt: skip

@@ -99,6 +99,10 @@ def test_a_blend_is_published_as_a_run_with_its_members_and_predictions(warehous
                                       str(tmp_path / "runs"), "--device", "cpu", "--top-n", "5", "--publish-anyway", "--activity"])  # fmt: skip
     assert result.exit_code in (0, NOT_SERVED), result.output  # on tiny data it need not beat its best member
     assert "blend chosen by 5-fold cross-validation on the validation slice" in result.output
+    failed = query(warehouse, "SELECT run_id FROM runs WHERE NOT audit_passed AND list_contains(?, run_id)", [run_ids])
+    assert failed  # tiny data: the members fail their audit (published anyway) ...
+    for (member,) in failed:  # ... and are named, and taken as asked
+        assert f"run {member} failed its audit" in result.output
     ((run_id, kind, members, test_rmse, n_test),) = query(
         warehouse, "SELECT run_id, kind, members, test_rmse, n_test FROM runs WHERE kind = 'blend'"
     )
@@ -146,9 +150,13 @@ def test_what_cannot_be_blended_is_refused(warehouse_with_members, tmp_path) -> 
                                "epochs": 2, "publish_anyway": True})).run_id  # fmt: skip
     unvalidated = run(resolve({"warehouse": str(warehouse), "runs_dir": str(tmp_path), "device": "cpu", "epochs": 2,
                                "validation": False, "publish_anyway": True})).run_id  # fmt: skip
+    ranking = run(resolve({"warehouse": str(warehouse), "runs_dir": str(tmp_path), "device": "cpu", "model": "popular",
+                           "publish_anyway": True})).run_id  # fmt: skip
     for members, message in [
         ([run_ids[0]], "a blend takes two or more different training runs"),
-        ([run_ids[0], run_ids[0]], "a blend takes two or more different training runs"),
+        ([run_ids[0], run_ids[0]], f"run {run_ids[0]} named more than once: a blend takes each run once"),
+        ([*run_ids, *run_ids, run_ids[0]], f"runs {', '.join(sorted(run_ids))} named more than once"),
+        ([run_ids[0], ranking], f"run {ranking} (popular) ranks movies and predicts no ratings"),
         ([run_ids[0], other_split], "were trained on different splits (random, temporal)"),
         ([run_ids[0], unvalidated], f"run {unvalidated} has no validation predictions"),
         ([run_ids[0], "20990101-000000-beef"], "no run '20990101-000000-beef' in the warehouse"),
