@@ -86,6 +86,21 @@ class InputFile:
     newline: str
 
 
+DUCKDB_MAGIC = b"DUCK"  # bytes 8-11 of every DuckDB database file
+
+
+def _check_replaceable(warehouse: Path) -> None:
+    """Refuse, before any work, to replace a file that is not a DuckDB database (a typo naming someone's data): the
+    build would end by swapping it away."""
+    if not warehouse.is_file() or warehouse.stat().st_size == 0:
+        return
+    with warehouse.open("rb") as file:
+        head = file.read(12)
+    if head[8:12] != DUCKDB_MAGIC:
+        raise EtlError(f"{warehouse} is not a DuckDB database: the build would replace it. Name another --warehouse, "
+                       "or move that file aside; nothing was built")  # fmt: skip
+
+
 def build_warehouse(
     input_dir: Path,
     warehouse: Path,
@@ -100,6 +115,7 @@ def build_warehouse(
     log(f"{input_dir}: {layout.name} layout, " + ", ".join(f"{f.path.name} ({f.bytes:,} bytes)" for f in inputs))
 
     warehouse = warehouse.resolve()
+    _check_replaceable(warehouse)
     report = EtlReport(warehouse=warehouse, layout=layout.name)
     models = models_for(layout)
     stages = plan(models)  # before the new file: a wrong declaration stops the build with nothing to undo

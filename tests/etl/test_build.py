@@ -265,3 +265,12 @@ def test_line_numbers_hold_across_a_large_file_read_on_every_core(tmp_path, quer
     expected = {(int(line.split("::")[0]), int(line.split("::")[1])): n for n, line in enumerate(lines, 1) if line}
     found = {(u, m): n for u, m, n in query(warehouse, "SELECT user_id, movie_id, source_line FROM ratings")}
     assert len(found) == n_users * n_movies and found == expected
+
+
+def test_a_file_that_is_not_a_warehouse_is_refused_before_any_work(movielens, tmp_path) -> None:
+    notes = tmp_path / "notes.duckdb"
+    notes.write_text("my notes, not a database\n" * 10)
+    with pytest.raises(EtlError, match="is not a DuckDB database: the build would replace it"):
+        build_warehouse(movielens("ml-1m"), notes, EtlOptions())
+    assert notes.read_text() == "my notes, not a database\n" * 10
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.duckdb"]  # no side file, nothing built
