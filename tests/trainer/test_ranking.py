@@ -95,3 +95,12 @@ def test_held_out_lists_never_hold_a_movie_rated_in_train_or_validation(warehous
         ).fetchall()
     )
     assert 0 < kinds["test_top_n"] <= 100 and 0 < kinds["validation_top_n"] <= 100
+
+
+def test_ease_refuses_a_catalogue_too_wide_for_its_dense_matrices() -> None:
+    from trainer.errors import TrainerError
+    from trainer.models.ease import _gram
+
+    wide = Csr(torch.zeros(2, dtype=torch.int64), torch.zeros(0, dtype=torch.int64), torch.zeros(0), 87_585)
+    with pytest.raises(TrainerError, match="ease holds 87,585 x 87,585 matrices while fitting, about 86 GB"):
+        _gram(wide, stars=True, n_movies=87_585)
