@@ -106,6 +106,14 @@ class TrainConfig:
         minimum=0,
         below=1,
     )
+    kl_cap: float = setting(
+        0.2,
+        "mult-vae only: the most weight β its KL term takes, reached after --kl-anneal-epochs (Liang et al.'s cap).",
+        minimum=0,
+    )
+    kl_anneal_epochs: int = setting(
+        50, "mult-vae only: the epochs over which β rises linearly from 0 to --kl-cap.", minimum=1, maximum=INT32_MAX
+    )
     movie_features: bool = setting(
         False,
         "bayes-fm (whose preset turns it on): add each movie's release year (in ten bins) and genres, from the "

@@ -115,7 +115,15 @@ def test_a_stall_drops_the_learning_rate_before_it_stops_the_run() -> None:
     assert (best.epoch, best.rmse) == (2, 0.8)
 
 
-@pytest.mark.parametrize("model, overrides", [("popular", {}), ("ease", {"l2": 20.0})])
+@pytest.mark.parametrize(
+    "model, overrides",
+    [
+        ("popular", {}),
+        ("ease", {"l2": 20.0}),
+        ("mult-vae", {"hidden": (16, 8), "epochs": 4, "batch_size": 16, "patience": 0}),
+        ("mult-dae", {"hidden": (16, 8), "epochs": 4, "batch_size": 16, "patience": 0}),
+    ],
+)
 def test_corrupted_test_ratings_change_nothing_a_ranking_model_chooses(
     model, overrides, small_warehouse, tmp_path, corrupt_test_ratings
 ) -> None:

@@ -1,0 +1,156 @@
+"""The autoencoders of top-N recommendation, Mult-VAE and Mult-DAE (Liang, Krishnan, Hoffman and Jebara 2018,
+"Variational Autoencoders for Collaborative Filtering"), models that rank and predict no ratings.
+
+A user's row of who-rated-what, L2-normalised, with half of it dropped while training (input dropout), goes
+through a tanh layer to a code (`--hidden`: 600, 200), and back through a tanh layer to a softmax over every
+movie: the loss is the multinomial log-likelihood of the movies the user rated. Mult-VAE's code is a Gaussian
+(its mean and variance are encoded, a sample is decoded while training, the mean when scoring) with a KL term
+weighted by β, which rises linearly from 0 to `--kl-cap` over `--kl-anneal-epochs` epochs; Mult-DAE's code is
+the layer itself, with an L2 penalty (`--l2`) instead. Trained with Adam, user batches dealt anew each epoch;
+the epoch whose lists rank best on the validation slice (nDCG@10, trainer/ranking.py) is kept, like ease's λ.
+They fold in: `trainer score` ranks for any user from her row alone, without retraining.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import torch
+from torch import nn
+
+from trainer.data import DatasetInfo, user_rows_with_validation
+from trainer.errors import TrainerError
+from trainer.models.base import Model, build_model
+from trainer.models.ease import RankingModel, validation_ranking
+from trainer.ranking import MAIN_METRIC
+from trainer.selection import Best
+from trainer.sparse import Csr
+
+if TYPE_CHECKING:
+    from trainer.config import TrainConfig
+
+
+class MultVAE(RankingModel):
+    """n_movies -> hidden[0] (tanh) -> code (hidden[-1]; a Gaussian's mean and log-variance when variational) ->
+    hidden[0] (tanh) -> n_movies logits."""
+
+    def __init__(self, n_movies: int, hidden: tuple[int, ...], variational: bool, input_dropout: float) -> None:
+        super().__init__(n_movies, stars=False)
+        width, code = hidden[0], hidden[-1]
+        self.variational, self.input_dropout = variational, input_dropout
+        self.encoder = nn.Linear(n_movies, width)
+        self.code = nn.Linear(width, 2 * code if variational else code)
+        self.expand, self.output = nn.Linear(code, width), nn.Linear(width, n_movies)
+        for layer in self.layers():  # as the paper's code draws them
+            nn.init.xavier_uniform_(layer.weight)
+            nn.init.normal_(layer.bias, std=0.001)
+
+    def layers(self) -> tuple[nn.Linear, ...]:
+        return self.encoder, self.code, self.expand, self.output
+
+    def decoder(self, code: torch.Tensor) -> torch.Tensor:
+        return self.output(torch.tanh(self.expand(code)))
+
+    def encode(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The code's mean, and its log-variance (None for Mult-DAE), from rows of who-rated-what."""
+        normalised = nn.functional.normalize(inputs, dim=1)
+        if self.training and self.input_dropout:
+            normalised = nn.functional.dropout(normalised, self.input_dropout)
+        hidden = self.code(torch.tanh(self.encoder(normalised)))
+        if not self.variational:
+            return torch.tanh(hidden), None
+        mean, log_variance = hidden.chunk(2, dim=1)
+        return mean, log_variance
+
+    def scores(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The logits over every movie (their softmax's order is the list's)."""
+        mean, _ = self.encode(inputs)
+        return self.decoder(mean)
+
+    def loss(self, inputs: torch.Tensor, beta: float) -> torch.Tensor:
+        """The batch's mean negative multinomial log-likelihood of the movies its users rated, plus β x KL."""
+        mean, log_variance = self.encode(inputs)
+        code = mean
+        if log_variance is not None:
+            code = mean + torch.randn_like(mean) * torch.exp(0.5 * log_variance)
+        log_softmax = nn.functional.log_softmax(self.decoder(code), dim=1)
+        likelihood = -(log_softmax * inputs).sum(1).mean()
+        if log_variance is None:
+            return likelihood
+        kl = 0.5 * (log_variance.exp() + mean.square() - 1 - log_variance).sum(1).mean()
+        return likelihood + beta * kl
+
+    def regularised(self) -> list[torch.Tensor]:
+        return [layer.weight for layer in self.layers()]
+
+
+def mult_vae(config: TrainConfig, n_users: int, n_movies: int, mean: float) -> MultVAE:
+    return MultVAE(n_movies, config.hidden, variational=True, input_dropout=config.input_dropout)
+
+
+def mult_dae(config: TrainConfig, n_users: int, n_movies: int, mean: float) -> MultVAE:
+    return MultVAE(n_movies, config.hidden, variational=False, input_dropout=config.input_dropout)
+
+
+def fit(
+    con: duckdb.DuckDBPyConnection,
+    config: TrainConfig,
+    info: DatasetInfo,
+    fit_parts: tuple[str, ...],
+    mean: float,
+    log: Callable[[str], None],
+    on_epoch: Callable[[dict[str, Any]], None],
+) -> tuple[Model, list[dict[str, Any]], float, Best]:
+    """Train `mult-vae` or `mult-dae` on ``fit_parts`` for up to --epochs, keeping the epoch whose lists rank best
+    on the validation slice (stopping --patience epochs after it): the model, its curve, the seconds, the selection."""
+    started = time.perf_counter()
+    model = build_model(config, info.n_users, info.n_movies, mean)
+    assert isinstance(model, MultVAE)
+    _, train, validation = user_rows_with_validation(con, config.split, fit_parts, config.validation, info.n_movies)
+    binary = Csr(train.offsets, train.cols, torch.ones_like(train.vals), train.n_cols)
+    optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    l2 = config.l2 / 2 / max(binary.n_rows, 1)  # --l2 in the units of a sum over users, as the other models'
+    generator = torch.Generator().manual_seed(config.seed)
+    history: list[dict[str, Any]] = []
+    best, kept, step = Best(), None, 0
+    for epoch in range(1, config.epochs + 1):
+        epoch_start = time.perf_counter()
+        model.train()
+        beta = config.kl_cap * min(1.0, epoch / config.kl_anneal_epochs) if model.variational else 0.0
+        total, batches = 0.0, 0
+        for rows in torch.randperm(binary.n_rows, generator=generator).split(config.batch_size):
+            batch = binary.select(rows).to_dense()
+            loss = model.loss(batch, beta)
+            if l2:
+                loss = loss + l2 * sum(weight.square().sum() for weight in model.regularised())
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            total, batches, step = total + float(loss.detach()), batches + 1, step + 1
+        if not math.isfinite(total):
+            raise TrainerError(f"training diverged at epoch {epoch}: the loss is not finite; try a lower "
+                               f"--learning-rate (this run's: {config.learning_rate:g})")  # fmt: skip
+        metrics: dict[str, Any] = {"epoch": epoch, "train_rmse": None, "validation_rmse": None, "loss": total / batches,
+                                   "settings": {"epochs": epoch}}  # fmt: skip
+        if validation is not None and config.scores_validation_at(epoch):
+            model.eval()
+            with torch.no_grad():
+                metrics[MAIN_METRIC] = validation_ranking(model, binary, validation)[MAIN_METRIC]
+            if best.epoch is None or metrics[MAIN_METRIC] > history[best.epoch - 1][MAIN_METRIC]:
+                best.epoch = epoch
+                kept = {name: t.detach().clone() for name, t in model.state_dict().items()}
+        metrics["seconds"] = time.perf_counter() - epoch_start
+        history.append(metrics)
+        on_epoch(metrics)
+        if best.epoch is not None and config.patience and epoch - best.epoch >= config.patience:
+            break
+    if kept is not None and config.select_best:
+        model.load_state_dict(kept)
+        log(f"{config.model}: epoch {best.epoch} chosen (validation {MAIN_METRIC} "
+            f"{history[(best.epoch or 1) - 1][MAIN_METRIC]:.4f}) of {len(history)}")  # fmt: skip
+    model.eval()
+    return model, history, time.perf_counter() - started, best
