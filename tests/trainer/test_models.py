@@ -194,3 +194,19 @@ def test_a_models_own_setting_is_refused_for_a_model_that_would_ignore_it() -> N
 def test_the_registry_lists_models_without_importing_torch() -> None:
     code = "import sys, trainer.models.registry, trainer.config; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("model", ["mult-vae", "mult-dae"])
+def test_the_multinomial_autoencoders_score_a_users_ratings_as_their_dense_row(model) -> None:
+    """The sparse first layer (training, top-N) equals the dense one (the contract's forward)."""
+    from trainer.sparse import Csr
+
+    torch.manual_seed(0)
+    net = build_model(resolve({"model": model, "hidden": (8, 4)}), N_USERS, N_MOVIES, mean=3.5)
+    net.eval()
+    dense = (torch.rand(4, N_MOVIES) < 0.5) * torch.randint(1, 6, (4, N_MOVIES)).float()
+    csr = dense.to_sparse_csr()
+    rows = Csr(csr.crow_indices().long(), csr.col_indices().long(), csr.values(), N_MOVIES)
+    torch.testing.assert_close(net.score_rows(rows), net.scores(dense))
+    loss = net.loss(rows, beta=0.2)
+    assert loss.ndim == 0 and torch.isfinite(loss)

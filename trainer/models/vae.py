@@ -28,7 +28,7 @@ from trainer.models.base import Model, build_model
 from trainer.models.ease import RankingModel, validation_ranking
 from trainer.ranking import MAIN_METRIC
 from trainer.selection import Best
-from trainer.sparse import Csr
+from trainer.sparse import Csr, sparse_linear
 
 if TYPE_CHECKING:
     from trainer.config import TrainConfig
@@ -55,12 +55,21 @@ class MultVAE(RankingModel):
     def decoder(self, code: torch.Tensor) -> torch.Tensor:
         return self.output(torch.tanh(self.expand(code)))
 
-    def encode(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The code's mean, and its log-variance (None for Mult-DAE), from rows of who-rated-what."""
-        normalised = nn.functional.normalize(inputs, dim=1)
-        if self.training and self.input_dropout:
-            normalised = nn.functional.dropout(normalised, self.input_dropout)
-        hidden = self.code(torch.tanh(self.encoder(normalised)))
+    def encode(self, inputs: torch.Tensor | Csr) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The code's mean, and its log-variance (None for Mult-DAE), from rows of who-rated-what: dense, or as their
+        ratings (a Csr), whose first layer is then a sparse product over the rated movies alone."""
+        if isinstance(inputs, Csr):
+            counts = inputs.counts.clamp(min=1).to(inputs.vals.dtype)
+            values = torch.ones_like(inputs.vals) / counts.sqrt()[inputs.row_ids()]  # each row of unit length
+            if self.training and self.input_dropout:
+                values = nn.functional.dropout(values, self.input_dropout)
+            first = sparse_linear(inputs.block().with_vals(values), self.encoder.weight, self.encoder.bias)
+        else:
+            normalised = nn.functional.normalize((inputs > 0).to(inputs.dtype), dim=1)
+            if self.training and self.input_dropout:
+                normalised = nn.functional.dropout(normalised, self.input_dropout)
+            first = self.encoder(normalised)
+        hidden = self.code(torch.tanh(first))
         if not self.variational:
             return torch.tanh(hidden), None
         mean, log_variance = hidden.chunk(2, dim=1)
@@ -68,17 +77,19 @@ class MultVAE(RankingModel):
 
     def scores(self, inputs: torch.Tensor) -> torch.Tensor:
         """The logits over every movie (their softmax's order is the list's)."""
-        mean, _ = self.encode(inputs)
-        return self.decoder(mean)
+        return self.decoder(self.encode(inputs)[0])
 
-    def loss(self, inputs: torch.Tensor, beta: float) -> torch.Tensor:
+    def score_rows(self, rows: Csr) -> torch.Tensor:
+        return self.decoder(self.encode(rows)[0])
+
+    def loss(self, rows: Csr, beta: float) -> torch.Tensor:
         """The batch's mean negative multinomial log-likelihood of the movies its users rated, plus β x KL."""
-        mean, log_variance = self.encode(inputs)
+        mean, log_variance = self.encode(rows)
         code = mean
         if log_variance is not None:
             code = mean + torch.randn_like(mean) * torch.exp(0.5 * log_variance)
         log_softmax = nn.functional.log_softmax(self.decoder(code), dim=1)
-        likelihood = -(log_softmax * inputs).sum(1).mean()
+        likelihood = -log_softmax[rows.row_ids(), rows.cols].sum() / rows.n_rows
         if log_variance is None:
             return likelihood
         kl = 0.5 * (log_variance.exp() + mean.square() - 1 - log_variance).sum(1).mean()
@@ -123,8 +134,7 @@ def fit(
         beta = config.kl_cap * min(1.0, epoch / config.kl_anneal_epochs) if model.variational else 0.0
         total, batches = 0.0, 0
         for rows in torch.randperm(binary.n_rows, generator=generator).split(config.batch_size):
-            batch = binary.select(rows).to_dense()
-            loss = model.loss(batch, beta)
+            loss = model.loss(binary.select(rows), beta)
             if l2:
                 loss = loss + l2 * sum(weight.square().sum() for weight in model.regularised())
             optimiser.zero_grad(set_to_none=True)
