@@ -118,9 +118,13 @@ def test_the_installed_commands_work_from_an_empty_folder(wheel, tmp_path, make_
     ]:
         done = command(*args)
         assert done.returncode == 0, (args, done.stderr)
-        assert args[:2] != ("trainer", "run") or "Promoted" in done.stderr or "staged" in done.stderr, done.stderr
+        assert args[:2] != ("trainer", "run") or "now serves" in done.stderr or "staged" in done.stderr, done.stderr
+        if "--publish-anyway" in args:
+            trained = done.stdout.strip()  # its run id, alone on standard output
     (staged,) = (empty / "staged").iterdir()
-    assert command("trainer", "publish", str(staged), "--warehouse", "w.duckdb").returncode == 0
+    assert command("trainer", "publish", str(staged), "--warehouse", "w.duckdb").returncode in (0, 3)
+    # on tiny data its lists need not beat the most popular movies': served by hand
+    assert command("trainer", "promote", trained, "--warehouse", "w.duckdb").returncode == 0
     with duckdb.connect(str(empty / "w.duckdb"), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM recommendations").fetchall()[0][0] > 0
         assert con.execute("SELECT count(*) FROM runs").fetchall()[0][0] == 2

@@ -587,7 +587,8 @@ def examples_command(
 def _exit_unless_served(published: results.Published | None) -> None:
     """A run that finished but serves nothing (its audit failed, or it did not beat the runs serving) exits with
     NOT_SERVED, so that a scheduler can tell it from a failure (1) and from a run analysts now see (0)."""
-    if published is not None and not published.serves:
+    # Under torchrun a process's non-zero exit fails the whole job: there the log alone says it serves nothing.
+    if published is not None and not published.serves and "TORCHELASTIC_RUN_ID" not in os.environ:
         raise typer.Exit(NOT_SERVED)
 
 

@@ -14,7 +14,7 @@ import duckdb
 import pytest
 from typer.testing import CliRunner
 
-from trainer.cli import app
+from trainer.cli import NOT_SERVED, app
 from trainer.config import resolve
 from trainer.train import run
 from warehouse import results
@@ -110,7 +110,7 @@ def test_several_analysts_holding_the_warehouse_never_make_the_writer_wait(wareh
         for holder in holders:
             holder.kill()
             holder.wait()
-    assert result.exit_code == 0, result.output
+    assert result.exit_code in (0, NOT_SERVED), result.output  # finished: tiny data need not be served
     assert elapsed < 60
     (run_dir,) = (tmp_path / "runs").iterdir()
     staged = json.loads((run_dir / "run.json").read_text())
