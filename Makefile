@@ -11,7 +11,8 @@ RANK_ARGS     ?=
 # So that etl's errors (offline, no such folder) suggest rerunning the same goals with MOVIELENS_DIR set.
 export MAKECMDGOALS
 
-.PHONY: all install etl train run test test-fast lint bench-etl bench-train bench-score bench-scale gpu-check clean readme-example
+.PHONY: all install etl train run test test-fast lint bench-etl bench-train bench-score bench-scale bench-threads \
+	gpu-check clean readme-example
 
 # The main job, end to end: install, data (downloaded if missing), ETL, training, predictions.
 all run: etl train
@@ -57,6 +58,10 @@ bench-etl: install
 
 bench-train: install
 	$(BIN)/python bench/train_bench.py
+
+# torch's thread settings (1, 2, the default's choice) against 0, 1 and 2 busy neighbour processes (docs/benchmarks.md).
+bench-threads: install
+	$(BIN)/python bench/thread_bench.py
 
 # Synthetic 1 M, 10 M and 32 M ratings: ETL, one epoch and publishing each, wall time and peak RSS per step.
 bench-score: install

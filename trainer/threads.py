@@ -4,9 +4,9 @@ from the machine and the work, once per process, by the command line (trainer/cl
 Why not torch's own default, one thread per core: torch's threads (OpenMP's) split every operation between them
 and wait for each other at its end. A core that another process holds makes every operation wait for the
 slowest share: on this project's 2-core machine, with one other busy process, `trainer run --epochs 50` on
-ml-1m trained in 46 s on torch's default of 2 threads against 4.2 s on 1 (docs/benchmarks.md#threads). The
-default training step is also small and sparse (a batch of 256 users through a 20-10-20 autoencoder, about a
-million multiply-adds): a second thread costs more in hand-offs than it saves even on idle cores. So:
+ml-1m trained in 46 s on torch's default of 2 threads against 4.2 s on 1 (docs/benchmarks.md#threads). And
+most training steps here are small sparse products (gathers and scatters over a batch's ratings): a second
+thread costs more in hand-offs than it saves, even on idle cores (the default model on ml-1m: 2x slower). So:
 
 - the cores this process may use: its CPU affinity (`os.sched_getaffinity`: taskset, cpusets), capped by a
   container's CPU quota (cgroup `cpu.max`);
@@ -18,8 +18,9 @@ million multiply-adds): a second thread costs more in hand-offs than it saves ev
 - a core is free when the others leave it at least 75 % idle: a neighbour that holds a quarter of a core
   already costs a thread more than it gains, so the rule errs towards fewer threads (at worst, on idle
   cores, a large step runs on one thread less than it could);
-- one thread when a training step is small (`step_work` below `SMALL_STEP`, multiply-adds per optimiser
-  step, measured in docs/benchmarks.md#threads), whatever the machine.
+- one thread when a training step is small (`step_work`, its dense multiply-adds, below `SMALL_STEP`: measured
+  in docs/benchmarks.md#threads), whatever the machine. The default autoencoder's step is 0.1 M; deep-ae's
+  and kernel-ae's, whose dense layers did gain from a second thread, are hundreds of millions.
 
 OMP_NUM_THREADS, when set, is taken as `--threads` (0 still chooses where it is not).
 
@@ -43,8 +44,7 @@ if TYPE_CHECKING:
     from trainer.config import TrainConfig
 
 FREE_CORE = 0.75  # a core counts as free when other processes leave at least this share of it idle
-SMALL_STEP = 10e6  # multiply-adds per optimiser step below which one thread is as fast as more (measured)
-RATINGS_PER_ROW = 100  # what `step_work` assumes of a batch's rows (MovieLens: 60-270 on average)
+SMALL_STEP = 30e6  # dense multiply-adds per optimiser step below which a second thread did not pay (measured)
 MIN_WINDOW = 0.1  # seconds of /proc/stat counters the load is measured over, at least
 PROC_STAT = Path("/proc/stat")
 CGROUP_QUOTAS = (Path("/sys/fs/cgroup/cpu.max"), Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"))
@@ -151,17 +151,19 @@ def busy_between(start: Snapshot, end: Snapshot, allowed: set[int]) -> float | N
 
 
 def step_work(config: TrainConfig) -> float | None:
-    """About how many multiply-adds one optimiser step of ``config``'s model takes, forward: a batch of rows, each
-    RATINGS_PER_ROW ratings into the first layer and out of the last (the sparse products), plus the dense
-    products between hidden layers. None for a model fitted outside the training loop (closed form, sampling)."""
+    """The dense multiply-adds of one optimiser step of ``config``'s model, forward: a batch of rows through the
+    products between hidden layers (an autoencoder's layers to and from the ratings are sparse products, and a
+    factorisation's one dot product per rating: gathers and scatters, which a second thread did not speed up).
+    None for a model fitted outside the training loop (closed form, sampling)."""
     from trainer.models.registry import REGISTRY  # imports no torch
 
     spec = REGISTRY.get(config.model)
     if spec is None or spec.fit:
         return None
+    if spec.builder.startswith("trainer.models.factorisation:"):
+        return 0.0
     widths = config.hidden
-    dense = sum(a * b for a, b in zip(widths, widths[1:]))
-    return float(config.batch_size * (RATINGS_PER_ROW * (widths[0] + widths[-1]) + dense))
+    return float(config.batch_size * sum(a * b for a, b in zip(widths, widths[1:])))
 
 
 @dataclass(frozen=True)
@@ -178,7 +180,7 @@ class Choice:
         if self.busy is not None:
             why.append(f"{self.busy:.1f} kept busy by other processes")
         if self.work is not None and self.work < SMALL_STEP:
-            why.append(f"a small training step ({self.work / 1e6:.1f} M multiply-adds)")
+            why.append(f"a small training step ({self.work / 1e6:.1f} M dense multiply-adds)")
         return f"torch threads: {self.threads} ({', '.join(why)}; --threads N to override)"
 
 

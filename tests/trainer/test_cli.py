@@ -60,14 +60,14 @@ def test_run_end_to_end_prints_the_metrics(warehouse, tmp_path) -> None:
 
 
 def test_threads_0_chooses_says_so_once_and_records_the_number(warehouse, tmp_path, monkeypatch) -> None:
-    # --threads 0, the default: the free cores (here 3, idle) for a large step, 1 for the default's small one
+    # --threads 0, the default: the free cores (here 3, idle) for a large dense step, 1 for the default's small one
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr(trainer.threads, "usable_cores", lambda: 3)
     monkeypatch.setattr(trainer.threads, "busy_elsewhere", lambda: 0.0)
     threads = torch.get_num_threads()
     try:
         common = ("--warehouse", str(warehouse), "--epochs", "2", "--runs-dir", str(tmp_path / "r"))
-        large = invoke("run", *common, "--hidden", "500", "--threads", "0")
+        large = invoke("run", *common, "--hidden", "500,500", "--threads", "0")
         assert torch.get_num_threads() == 3
         small = invoke("run", *common)
         assert torch.get_num_threads() == 1

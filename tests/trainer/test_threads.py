@@ -47,9 +47,9 @@ def test_the_free_cores_and_the_work_choose(cores, busy, work, expected) -> None
 
 
 def test_the_log_line_says_why() -> None:
-    assert choose(2, 1.04, 1.1e6).describe() == (
+    assert choose(2, 1.04, 0.1e6).describe() == (
         "torch threads: 1 (2 usable cores, 1.0 kept busy by other processes, a small training step "
-        "(1.1 M multiply-adds); --threads N to override)"
+        "(0.1 M dense multiply-adds); --threads N to override)"
     )
     assert "small" not in choose(2, None, None).describe() and "busy" not in choose(2, None, None).describe()
 
@@ -119,12 +119,13 @@ def test_busy_elsewhere_measures_since_the_mark(monkeypatch) -> None:
     assert threads.busy_elsewhere() == pytest.approx(0.0)  # from the previous measurement on
 
 
-def test_step_work_of_the_models() -> None:
-    default = step_work(resolve({}))
-    assert default == 256 * (100 * (20 + 20) + 20 * 10 + 10 * 20)  # the seed autoencoder: about a million
-    assert default < SMALL_STEP
-    assert step_work(resolve({"model": "notebook"})) < SMALL_STEP  # one user a step
-    assert step_work(resolve({"model": "i-autorec"})) > SMALL_STEP
+def test_step_work_counts_the_dense_products_of_a_step() -> None:
+    assert step_work(resolve({})) == 256 * (20 * 10 + 10 * 20)  # the seed autoencoder: 0.1 M
+    assert step_work(resolve({"hidden": (500, 500), "batch_size": 100})) == 100 * 500 * 500
+    assert step_work(resolve({"model": "notebook"})) == 20 * 10 + 10 * 20  # one user a step
+    assert step_work(resolve({"model": "i-autorec"})) == 0  # one hidden layer: sparse products only
+    assert step_work(resolve({"model": "mf"})) == 0  # a dot product per rating
+    assert step_work(resolve({"model": "deep-ae"})) > SMALL_STEP  # both gained from a second thread
     assert step_work(resolve({"model": "kernel-ae"})) > SMALL_STEP
     assert step_work(resolve({"model": "ease"})) is None  # fitted in closed form: no steps
 
