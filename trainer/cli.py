@@ -63,7 +63,22 @@ class _Context(typer.Context):
         return super().command_path
 
 
-class _Command(TyperCommand):
+class _BareFlags:
+    """A command or group whose flags (its own, and --help) show no <bool> beside them."""
+
+    params: list[Any]
+
+    def __init__(self, *args: Any, **attrs: Any) -> None:
+        super().__init__(*args, **attrs)
+        _flags_shown_bare(self.params)
+
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)  # type: ignore[misc]
+        _flags_shown_bare([option])
+        return option
+
+
+class _Command(_BareFlags, TyperCommand):
     """Every trainer command: help reflowed to the terminal, usage naming positionals as their help does (RUN_ID,
     not {run_id}), no <bool> beside a flag, and a mistyped choice said without pydantic's "Value error, "."""
 
@@ -72,12 +87,6 @@ class _Command(TyperCommand):
     def __init__(self, name: str | None, **attrs: Any) -> None:
         attrs["help"] = _reflowed(attrs.get("help"))
         super().__init__(name, **attrs)
-        _flags_shown_bare(self.params)
-
-    def get_help_option(self, ctx: Any) -> Any:
-        option = super().get_help_option(ctx)
-        _flags_shown_bare([option])
-        return option
 
     def collect_usage_pieces(self, ctx: Any) -> list[str]:
         pieces = [self.options_metavar] if self.options_metavar else []
@@ -97,17 +106,8 @@ class _Command(TyperCommand):
             raise
 
 
-class _Group(TyperGroup):
+class _Group(_BareFlags, TyperGroup):
     """`trainer` itself: its commands listed in the README's order, its flags without <bool>."""
-
-    def __init__(self, **attrs: Any) -> None:
-        super().__init__(**attrs)
-        _flags_shown_bare(self.params)
-
-    def get_help_option(self, ctx: Any) -> Any:
-        option = super().get_help_option(ctx)
-        _flags_shown_bare([option])
-        return option
 
     def list_commands(self, ctx: Any) -> list[str]:
         names = super().list_commands(ctx)

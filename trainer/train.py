@@ -24,7 +24,7 @@ from trainer.config import TrainConfig, from_dict
 from trainer.coordinates import Coordinates
 from trainer.data import Batch, DatasetInfo, TrainingData, check_split, dataset_info, dense_output, open_warehouse
 from trainer.errors import Finished, Interrupted, TrainerError
-from trainer.models.base import Model, build_model
+from trainer.models.base import FitInputs, Model, build_model
 from trainer.models.registry import REGISTRY
 from trainer.optim import Optimizer, build_optimizer
 from trainer.predict import fit_biases, mean_rmse, predict
@@ -346,7 +346,9 @@ def run(
             # Imported here: bayes-fm's myFM (and scipy) only when it trains; the GPU machines' bundle leaves them out.
             module, name = fitter.split(":")
             fit = getattr(importlib.import_module(module), name)
-            model, history, train_seconds, best = fit(con, config, info, fit_parts, fallback.mean, log, on_epoch)
+            model, history, train_seconds, best = fit(
+                FitInputs(con, config, info, fit_parts, fallback.mean, log, on_epoch)
+            )
             model.to(device)
             save(len(history), model, {}, history, train_seconds, replace(best, weights=None))  # model is the best
         else:

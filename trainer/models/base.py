@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, cast
 
 import torch
 from torch import nn
@@ -17,6 +17,8 @@ from trainer.sparse import Csr, SparseBlock
 
 if TYPE_CHECKING:
     from trainer.config import TrainConfig
+    from trainer.data import DatasetInfo
+    from trainer.selection import Best
 
 # Scores of a block of users for every movie, from the block's training ratings and its user_idx.
 UserScorer = Callable[[Csr, torch.Tensor], torch.Tensor]
@@ -80,6 +82,24 @@ class UserRows:
 
     def user_scorer(self, movie_rows: Callable[[], Iterable[tuple[torch.Tensor, Csr]]]) -> UserScorer:
         return lambda fit, users: self(fit.to_dense(), users)  # type: ignore[operator]  # (an nn.Module's __call__)
+
+
+class FitInputs(NamedTuple):
+    """What a model fitted outside the training loop (ModelSpec.fit: sampled, or in closed form) is given: the
+    warehouse, the run's settings and data set, the parts it trains on, the training ratings' mean, and where to
+    say what it does and report each epoch."""
+
+    con: Any
+    config: TrainConfig
+    info: DatasetInfo
+    fit_parts: tuple[str, ...]
+    mean: float
+    log: Callable[[str], None]
+    on_epoch: Callable[[dict[str, Any]], None]
+
+
+# What such a fit hands back: the model, its learning curve, the seconds it took, and the selection.
+Fitted = tuple["Model", list[dict[str, Any]], float, "Best"]
 
 
 def build_model(config: TrainConfig, n_users: int, n_movies: int, mean: float) -> Model:

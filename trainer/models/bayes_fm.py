@@ -23,7 +23,7 @@ import functools
 import math
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from unittest import mock
@@ -33,9 +33,8 @@ import scipy.sparse as sps
 import torch
 import tqdm
 
-from trainer.config import TrainConfig
-from trainer.data import DatasetInfo, user_rows_with_validation
-from trainer.models.base import Model, build_model
+from trainer.data import user_rows_with_validation
+from trainer.models.base import FitInputs, Fitted, build_model
 from trainer.models.factorisation import MatrixFactorisation
 from trainer.models.registry import GIBBS_BURN_IN
 from trainer.selection import Best
@@ -132,17 +131,10 @@ class Sums:
         return Sums(self.user.clone(), self.movie.clone(), self.w0, self.n)
 
 
-def sample(
-    con: Any,
-    config: TrainConfig,
-    info: DatasetInfo,
-    fit_parts: tuple[str, ...],
-    mean: float,
-    log: Callable[[str], None],
-    on_epoch: Callable[[dict[str, Any]], None],
-) -> tuple[Model, list[dict[str, Any]], float, Best]:
+def sample(inputs: FitInputs) -> Fitted:
     """Sample a `bayes-fm` on ``fit_parts``: the model (the mean of the samples up to the sweep chosen on
     validation, else of them all), the learning curve, the seconds it took, and the selection."""
+    con, config, info, fit_parts, mean, log, on_epoch = inputs  # (a FitInputs: base.py)
     index, train, validation = user_rows_with_validation(con, config.split, fit_parts, config.validation, info.n_movies)
     users, movies, targets = _pairs(index, train)
     held = _pairs(index, validation) if validation is not None else None

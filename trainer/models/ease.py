@@ -19,13 +19,12 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-import duckdb
 import torch
 from torch import nn
 
-from trainer.data import DatasetInfo, eval_rows, user_rows_with_validation
+from trainer.data import eval_rows, user_rows_with_validation
 from trainer.errors import TrainerError
-from trainer.models.base import Model, UserRows, UserScorer, build_model
+from trainer.models.base import FitInputs, Fitted, UserRows, UserScorer, build_model
 from trainer.ranking import MAIN_METRIC, RankingTally, evaluate_block
 from trainer.selection import Best
 from trainer.sparse import Csr, SparseBlock
@@ -111,18 +110,11 @@ def ease(config: TrainConfig, n_users: int, n_movies: int, mean: float) -> Ease:
     return Ease(n_movies, stars=config.ease_input == "stars")
 
 
-def fit(
-    con: duckdb.DuckDBPyConnection,
-    config: TrainConfig,
-    info: DatasetInfo,
-    fit_parts: tuple[str, ...],
-    mean: float,
-    log: Callable[[str], None],
-    on_epoch: Callable[[dict[str, Any]], None],
-) -> tuple[Model, list[dict[str, Any]], float, Best]:
+def fit(inputs: FitInputs) -> Fitted:
     """Fit `popular` or `ease` on ``fit_parts``: the model (for ease, at the λ whose lists rank best on the
     validation slice), its curve (one entry per λ tried, with the validation nDCG@10), the seconds and the
     selection (the entry kept)."""
+    con, config, info, fit_parts, mean, log, on_epoch = inputs  # (a FitInputs: base.py)
     started = time.perf_counter()
     model = build_model(config, info.n_users, info.n_movies, mean)
     assert isinstance(model, Popular | Ease)

@@ -15,16 +15,14 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import duckdb
 import torch
 from torch import nn
 
-from trainer.data import DatasetInfo, user_rows_with_validation
+from trainer.data import user_rows_with_validation
 from trainer.errors import TrainerError
-from trainer.models.base import Model, build_model
+from trainer.models.base import FitInputs, Fitted, build_model
 from trainer.models.ease import RankingModel, validation_ranking
 from trainer.ranking import MAIN_METRIC
 from trainer.selection import Best
@@ -107,17 +105,10 @@ def mult_dae(config: TrainConfig, n_users: int, n_movies: int, mean: float) -> M
     return MultVAE(n_movies, config.hidden, variational=False, input_dropout=config.input_dropout)
 
 
-def fit(
-    con: duckdb.DuckDBPyConnection,
-    config: TrainConfig,
-    info: DatasetInfo,
-    fit_parts: tuple[str, ...],
-    mean: float,
-    log: Callable[[str], None],
-    on_epoch: Callable[[dict[str, Any]], None],
-) -> tuple[Model, list[dict[str, Any]], float, Best]:
+def fit(inputs: FitInputs) -> Fitted:
     """Train `mult-vae` or `mult-dae` on ``fit_parts`` for up to --epochs, keeping the epoch whose lists rank best
     on the validation slice (stopping --patience epochs after it): the model, its curve, the seconds, the selection."""
+    con, config, info, fit_parts, mean, log, on_epoch = inputs  # (a FitInputs: base.py)
     started = time.perf_counter()
     model = build_model(config, info.n_users, info.n_movies, mean)
     assert isinstance(model, MultVAE)
