@@ -10,7 +10,7 @@ threads it chose. The next row is the default's median over the best setting's, 
 1.2x everywhere).
 
     python bench/thread_bench.py                           # make bench-threads: both data sets, 3 repeats
-    python bench/thread_bench.py --datasets ml-100k        # u1 only (about 3 minutes)
+    python bench/thread_bench.py --datasets ml-100k        # u1 only (a third of the time)
     python bench/thread_bench.py --env OMP_WAIT_POLICY=    # OpenMP's own waiting (spinning a while), as before
     python bench/thread_bench.py --extra "--model i-autorec" --epochs 10
 

@@ -135,8 +135,8 @@ def main() -> None:
         "--threads",
         type=int,
         default=0,
-        help="CPU threads for every run, notebook and default alike (default 0: torch's default, one "
-        "per core; on a machine busy with other work, 1 is often faster).",
+        help="CPU threads for every run, notebook and default alike (default 0: as trainer run chooses, "
+        "trainer/threads.py; the original loop then keeps torch's default).",
     )
     parser.add_argument("--json", type=Path, help="Also write the figures to this JSON file.")
     parser.add_argument(
