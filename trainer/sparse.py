@@ -53,6 +53,11 @@ class SparseBlock:
         """The row of every stored entry."""
         return entry_rows(self.offsets, self.vals.numel())
 
+    def to_dense(self) -> torch.Tensor:
+        """The rows as a dense rows x columns matrix, 0 where unrated."""
+        dense = self.vals.new_zeros(self.n_rows, self.n_cols)
+        return dense.index_put_((self.row_ids(), self.cols.long()), self.vals)
+
     def matrix(self, values: torch.Tensor | None = None) -> torch.Tensor:
         """The block as a torch CSR tensor, holding ``values`` (aligned with ``vals``) instead of its ratings."""
         if values is None:

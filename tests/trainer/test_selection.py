@@ -17,6 +17,16 @@ def config(warehouse, tmp_path, **overrides):
     return resolve({"warehouse": str(warehouse), "runs_dir": str(tmp_path / "runs"), "top_n": 0, **overrides})
 
 
+def runs_on_clean_and_corrupt(small_warehouse, tmp_path, corrupt_test_ratings, model, overrides):
+    """The same run on a copy of the warehouse and on a copy whose test ratings are flipped: (warehouse, summary)
+    of each."""
+    clean, corrupt = tmp_path / "clean.duckdb", tmp_path / "corrupt.duckdb"
+    clean.write_bytes(small_warehouse.read_bytes())
+    corrupt.write_bytes(small_warehouse.read_bytes())
+    corrupt_test_ratings(corrupt)
+    return [(path, run(config(path, tmp_path, model=model, **overrides))) for path in (clean, corrupt)]
+
+
 def selected(saved: dict) -> dict:
     """The weights a run scored with: the best epoch's, or the model's own (bayes-fm keeps only its chosen mean)."""
     return saved["best"]["weights"] if saved["best"]["weights"] is not None else saved["model"]
@@ -53,12 +63,9 @@ def selected(saved: dict) -> dict:
 def test_corrupted_test_ratings_change_nothing_before_the_test_is_scored(
     model, overrides, small_warehouse, tmp_path, corrupt_test_ratings
 ) -> None:
-    clean, corrupt = tmp_path / "clean.duckdb", tmp_path / "corrupt.duckdb"
-    clean.write_bytes(small_warehouse.read_bytes())
-    corrupt.write_bytes(small_warehouse.read_bytes())
-    corrupt_test_ratings(corrupt)
-    a = run(config(clean, tmp_path, model=model, **overrides))
-    b = run(config(corrupt, tmp_path, model=model, **overrides))
+    (clean, a), (corrupt, b) = runs_on_clean_and_corrupt(
+        small_warehouse, tmp_path, corrupt_test_ratings, model, overrides
+    )
 
     def curve(summary):
         return [(h["epoch"], h["train_rmse"], h["validation_rmse"]) for h in summary.history]
@@ -129,12 +136,9 @@ def test_corrupted_test_ratings_change_nothing_a_ranking_model_chooses(
 ) -> None:
     """The leak test for the models that only rank: their fit, the λ chosen on validation and the validation lists
     are the same whatever the test part holds; only the test figures see it."""
-    clean, corrupt = tmp_path / "clean.duckdb", tmp_path / "corrupt.duckdb"
-    clean.write_bytes(small_warehouse.read_bytes())
-    corrupt.write_bytes(small_warehouse.read_bytes())
-    corrupt_test_ratings(corrupt)
-    a = run(config(clean, tmp_path, model=model, **overrides))
-    b = run(config(corrupt, tmp_path, model=model, **overrides))
+    (clean, a), (corrupt, b) = runs_on_clean_and_corrupt(
+        small_warehouse, tmp_path, corrupt_test_ratings, model, overrides
+    )
     assert [h.get("ndcg@10") for h in a.history] == [h.get("ndcg@10") for h in b.history]
     assert a.best_epoch == b.best_epoch and a.ranking["validation"] == b.ranking["validation"]
     saved_a, saved_b = (checkpoint.load(s.run_dir, torch.device("cpu")) for s in (a, b))

@@ -59,7 +59,7 @@ class RankingModel(UserRows, nn.Module):
 
     def predict_at(self, inputs: torch.Tensor | SparseBlock, index: torch.Tensor, at: SparseBlock) -> torch.Tensor:
         if isinstance(inputs, SparseBlock):
-            inputs = Csr(inputs.offsets, inputs.cols, inputs.vals, inputs.n_cols).to_dense()
+            inputs = inputs.to_dense()
         return self(inputs, index)[at.row_ids(), at.cols]
 
     def scores(self, inputs: torch.Tensor) -> torch.Tensor:

@@ -114,7 +114,7 @@ class GlocalK(KernelAutoEncoder):
 
     def convolved(self, inputs: torch.Tensor | SparseBlock, index: torch.Tensor) -> torch.Tensor:
         """The rows of the movies x users matrix convolved with the global kernel (zero padding), ReLU."""
-        rows = _dense(inputs)
+        rows = inputs.to_dense() if isinstance(inputs, SparseBlock) else inputs
         image = rows.new_zeros(self.n_movies, rows.shape[1]).index_copy(0, index, rows)
         kernel = self.global_kernel(inputs, index)
         return torch.relu(Conv3x3.apply(image, kernel)).index_select(0, index)
@@ -155,13 +155,6 @@ class Conv3x3(torch.autograd.Function):
         height, width = grad.shape
         taps = [(grad * padded[a : a + height, b : b + width]).sum() for a in range(3) for b in range(3)]
         return None, torch.stack(taps).view(3, 3)
-
-
-def _dense(inputs: torch.Tensor | SparseBlock) -> torch.Tensor:
-    if not isinstance(inputs, SparseBlock):
-        return inputs
-    dense = inputs.vals.new_zeros(inputs.n_rows, inputs.n_cols)
-    return dense.index_put_((inputs.row_ids(), inputs.cols.long()), inputs.vals)
 
 
 def kernel_ae(config: TrainConfig, n_users: int, n_movies: int, mean: float) -> KernelAutoEncoder:
