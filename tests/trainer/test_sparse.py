@@ -3,7 +3,7 @@ import torch
 
 from trainer.config import resolve
 from trainer.models.base import build_model
-from trainer.sparse import SparseBlock, linear_at_observed, sparse_linear
+from trainer.sparse import SparseBlock, banded_product, linear_at_observed, sparse_linear
 
 
 def block_of(dense: torch.Tensor) -> SparseBlock:
@@ -30,6 +30,13 @@ def test_a_block_and_its_transpose_hold_the_dense_matrix() -> None:
     expected[dense != 0] = values
     torch.testing.assert_close(block.transposed(values).to_dense(), expected.T)
     assert block.row_ids().tolist() == (dense != 0).nonzero()[:, 0].tolist()
+
+
+@pytest.mark.parametrize("band", [1, 4, 11, 64])
+def test_a_banded_product_equals_the_dense_one_for_any_band(band: int) -> None:
+    dense = ratings(7, 9)
+    other = torch.randn(9, 11, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(banded_product(block_of(dense).matrix(), other, band=band), dense @ other)
 
 
 def test_sparse_products_and_their_gradients_equal_the_dense_ones() -> None:

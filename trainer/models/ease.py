@@ -27,7 +27,7 @@ from trainer.errors import TrainerError
 from trainer.models.base import FitInputs, Fitted, UserRows, UserScorer, build_model
 from trainer.ranking import MAIN_METRIC, RankingTally, evaluate_block
 from trainer.selection import Best
-from trainer.sparse import Csr, SparseBlock
+from trainer.sparse import Csr, SparseBlock, banded_product
 
 if TYPE_CHECKING:
     from trainer.config import TrainConfig
@@ -99,7 +99,7 @@ class Ease(RankingModel):
 
     def score_rows(self, rows: Csr) -> torch.Tensor:
         """x · B from the rows' ratings alone: a sparse product, a fraction of the dense one's arithmetic."""
-        return torch.sparse.mm(_sparse(rows, self.stars), self.weights)
+        return banded_product(_sparse(rows, self.stars), self.weights)
 
 
 def popular(config: TrainConfig, n_users: int, n_movies: int, mean: float) -> Popular:
@@ -190,8 +190,8 @@ def _gram(train: Csr, stars: bool, n_movies: int) -> torch.Tensor:
         raise TrainerError(f"ease holds {n_movies:,} x {n_movies:,} matrices while fitting, about "
                            f"{needed / 2**30:.0f} GB, more than its bound of {EASE_MAX_BYTES / 2**30:.0f} GB: "
                            "train popular, or a model that reads user rows in batches")  # fmt: skip
-    inputs = _sparse(train, stars)
-    return torch.sparse.mm(inputs.to_sparse_coo().t(), inputs.to_dense())
+    weighted = train.block().with_vals(train.vals if stars else torch.ones_like(train.vals))
+    return banded_product(weighted.transposed(), weighted.to_dense())
 
 
 def _ease_weights(gram: torch.Tensor, strength: float) -> torch.Tensor:
