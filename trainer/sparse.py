@@ -98,8 +98,8 @@ def banded_product(matrix: torch.Tensor, dense: torch.Tensor, band: int = BAND) 
     one product over every column, with the same result (docs/benchmarks.md, tests/trainer/test_sparse.py)."""
     if dense.shape[1] <= band:
         return matrix @ dense
-    bands = [dense[:, start : start + band].contiguous() for start in range(0, dense.shape[1], band)]
-    return torch.cat([matrix @ columns for columns in bands], 1)
+    starts = range(0, dense.shape[1], band)  # one band's copy at a time, not a second copy of ``dense``
+    return torch.cat([matrix @ dense[:, start : start + band].contiguous() for start in starts], 1)
 
 
 def sparse_linear(block: SparseBlock, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
