@@ -149,8 +149,8 @@ def _fail(error: Exception) -> None:
 # named nowhere lands in "Options" (tests/trainer/test_cli.py checks that none does).
 RUN_PANELS = {
     "Data": ("warehouse", "features", "split", "validation"),
-    "Model": ("model", "hidden", "activation", "dropout", "input_dropout", "movie_features", "ease_input", "kl_cap",
-              "kl_anneal_epochs", "refeed", "dot_scale", "global_kernel_start", "init_from"),
+    "Model": ("model", "hidden", "activation", "dropout", "input_dropout", "movie_features", "ease_input", "vae_input",
+              "kl_cap", "kl_anneal_epochs", "refeed", "dot_scale", "global_kernel_start", "init_from"),
     "Optimisation": ("optimizer", "learning_rate", "lbfgs_iterations", "weight_decay", "l2", "kernel_l2", "epochs",
                      "batch_size", "shuffle", "fixed_batches", "loss", "seed"),
     "Selection on the validation slice": ("eval_every", "patience", "lr_drops", "select_best"),

@@ -56,7 +56,7 @@ Loss = Literal["observed", "all_movies"]
 Activation = Literal["sigmoid", "selu"]
 Device = Literal["auto", "cpu", "cuda"]
 GlobalKernelStart = Literal["identity", "paper"]
-EaseInput = Literal["binary", "stars"]
+RowInput = Literal["binary", "stars"]
 
 
 @dataclass(frozen=True)
@@ -119,9 +119,14 @@ class TrainConfig:
         "bayes-fm (whose preset turns it on): add each movie's release year (in ten bins) and genres, from the "
         "movies table, to its features (--no-movie-features: the ids and who rated what only).",
     )
-    ease_input: EaseInput = setting(
+    ease_input: RowInput = setting(
         "binary",
         "ease (whose preset takes 'stars'): what its rows hold, 1 for each rated movie ('binary') or the stars.",
+    )
+    vae_input: RowInput = setting(
+        "binary",
+        "mult-vae and mult-dae (whose presets take 'stars'): what a user's row holds, 1 for each rated movie "
+        "('binary', Liang et al.'s) or the stars, which then also weigh each rated movie in the likelihood.",
     )
     refeed: bool = setting(
         False,

@@ -196,13 +196,14 @@ def test_the_registry_lists_models_without_importing_torch() -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+@pytest.mark.parametrize("vae_input", ["stars", "binary"])
 @pytest.mark.parametrize("model", ["mult-vae", "mult-dae"])
-def test_the_multinomial_autoencoders_score_a_users_ratings_as_their_dense_row(model) -> None:
+def test_the_multinomial_autoencoders_score_a_users_ratings_as_their_dense_row(model, vae_input) -> None:
     """The sparse first layer (training, top-N) equals the dense one (the contract's forward)."""
     from trainer.sparse import Csr
 
     torch.manual_seed(0)
-    net = build_model(resolve({"model": model, "hidden": (8, 4)}), N_USERS, N_MOVIES, mean=3.5)
+    net = build_model(resolve({"model": model, "hidden": (8, 4), "vae_input": vae_input}), N_USERS, N_MOVIES, 3.5)
     net.eval()
     dense = (torch.rand(4, N_MOVIES) < 0.5) * torch.randint(1, 6, (4, N_MOVIES)).float()
     csr = dense.to_sparse_csr()
@@ -210,3 +211,20 @@ def test_the_multinomial_autoencoders_score_a_users_ratings_as_their_dense_row(m
     torch.testing.assert_close(net.score_rows(rows), net.scores(dense))
     loss = net.loss(rows, beta=0.2)
     assert loss.ndim == 0 and torch.isfinite(loss)
+
+
+@pytest.mark.parametrize("vae_input", ["stars", "binary"])
+def test_mult_dae_counts_each_rated_movie_once_or_by_its_stars(vae_input) -> None:
+    """The likelihood: each rated movie's log-probability, weighted by its stars on star input, over the users."""
+    from trainer.sparse import Csr
+
+    torch.manual_seed(0)
+    config = resolve({"model": "mult-dae", "hidden": (8, 4), "vae_input": vae_input, "input_dropout": 0.0})
+    net = build_model(config, N_USERS, N_MOVIES, mean=3.5)
+    net.train()
+    dense = (torch.rand(3, N_MOVIES) < 0.5) * torch.randint(1, 6, (3, N_MOVIES)).float()
+    csr = dense.to_sparse_csr()
+    rows = Csr(csr.crow_indices().long(), csr.col_indices().long(), csr.values(), N_MOVIES)
+    log_probabilities = torch.log_softmax(net.scores(dense), dim=1)
+    weights = dense if vae_input == "stars" else (dense > 0).float()
+    torch.testing.assert_close(net.loss(rows, beta=0.0), -(log_probabilities * weights).sum() / 3)
