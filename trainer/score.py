@@ -117,6 +117,11 @@ def score(options: ScoreOptions, log: Callable[[str], None] = lambda message: No
                     count += rated.vals.numel()
                 # the top-N leaves out every movie the user rated, new ratings included; ranked as training ranks
                 tables.append(top_n(run_id, user_ids, [rated], raw, n, coords.movie_ids, scale, model.predicts_ratings))
+        none = results.prediction_table(run_id, "top_n", *[np.array([])] * 3)
+        predictions = pa.concat_tables(tables) if tables else none
+        ratings_from = None
+        if not model.predicts_ratings:  # its lists show the ratings of the run serving predictions, if any
+            predictions, ratings_from = trained.served_ratings(con, predictions, device, log)
     finally:
         con.close()
 
@@ -136,8 +141,8 @@ def score(options: ScoreOptions, log: Callable[[str], None] = lambda message: No
         "audit_slice": "scored users'" if model.predicts_ratings else "scores",
         "audit_rmse": math.sqrt(squared / count) if count else None,
         "baseline_rmse": math.sqrt(squared_mean / count) if count else None,
+        "ratings_from_run": ratings_from,
     }  # fmt: skip
-    predictions = pa.concat_tables(tables) if tables else results.prediction_table(run_id, "top_n", *[np.array([])] * 3)
     row["wall_seconds"] = time.perf_counter() - started
     results.stage(run_dir, row, {"predictions": predictions})
     score_seconds = time.perf_counter() - started

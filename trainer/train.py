@@ -19,7 +19,7 @@ from typing import Any, cast
 
 import torch
 
-from trainer import checkpoint, distributed
+from trainer import checkpoint, distributed, trained
 from trainer.config import TrainConfig, from_dict
 from trainer.coordinates import Coordinates
 from trainer.data import Batch, DatasetInfo, TrainingData, check_split, dataset_info, dense_output, open_warehouse
@@ -367,6 +367,9 @@ def run(
 
         # -- predict: score the test part (read here for the first time) and rank each user's unseen movies
         predictions, scores, ranking = predict(con, config, info, coords, fit_parts, model, device, run_id, fallback)
+        ratings_from = None
+        if not model.predicts_ratings:  # its lists show the ratings of the run serving predictions, if any
+            predictions, ratings_from = trained.served_ratings(con, predictions, device, log)
         # the audit's baseline: predicting the training mean, on the validation slice when it is held out
         baseline = mean_rmse(con, config.split, ("validation",) if config.validation else fit_parts, fallback.mean)
     except KeyboardInterrupt:  # Ctrl-C: the command line says where the run can resume from
@@ -376,7 +379,8 @@ def run(
 
     # -- stage the results in the run's folder, then audit and publish them
     row = _run_row(run_id, started_at, config, info, device, model, history, best, scores, baseline, run_dir)
-    row |= {"train_seconds": train_seconds, "wall_seconds": time.perf_counter() - wall_start}
+    row |= {"train_seconds": train_seconds, "wall_seconds": time.perf_counter() - wall_start,
+            "ratings_from_run": ratings_from}  # fmt: skip
     tables = {"epoch_metrics": results.epoch_table(run_id, history), "predictions": predictions,
               "run_index": coords.table(run_id), "ranking_metrics": results.ranking_table(run_id, ranking)}  # fmt: skip
     results.stage(run_dir, row, tables)

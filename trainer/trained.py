@@ -8,7 +8,7 @@ model's columns, so new ratings change its predictions and movies it never saw a
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -17,12 +17,13 @@ from typing import Any
 import duckdb
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 
 from trainer import checkpoint
 from trainer.config import TrainConfig, from_dict
 from trainer.coordinates import Coordinates
-from trainer.data import eval_rows
+from trainer.data import dataset_info, eval_rows
 from trainer.errors import TrainerError
 from trainer.models.base import Model, build_model
 from trainer.sparse import Csr
@@ -53,6 +54,63 @@ def load(con: duckdb.DuckDBPyConnection, run_id: str, device: torch.device) -> T
     model.to(device)
     model.eval()
     return TrainedRun(row, config, coords, model, state["mean"])
+
+
+def served_ratings(
+    con: duckdb.DuckDBPyConnection, predictions: pa.Table, device: torch.device, log: Callable[[str], None]
+) -> tuple[pa.Table, str | None]:
+    """For a model that only ranks: its top-N rows (``predictions``' rows of kind top_n) with the ratings predicted by
+    the run serving predictions now (served_runs), and that run's id; unchanged, and None, when none serves them
+    or its model cannot be loaded (said in ``log``): the lists do not depend on them."""
+    try:
+        found = con.execute("SELECT run_id FROM served_runs WHERE role = 'predictions'").fetchall()
+    except duckdb.CatalogException:  # a warehouse with no run published yet, or the Parquet features alone
+        return predictions, None
+    listed = pc.equal(predictions["kind"], "top_n").to_numpy(zero_copy_only=False)
+    if not found or not listed.any():
+        return predictions, None
+    rating_run = found[0][0]
+    try:
+        ratings = rate_pairs(con, rating_run, predictions["user_id"].to_numpy()[listed],
+                             predictions["movie_id"].to_numpy()[listed], device)  # fmt: skip
+    except TrainerError as error:
+        log(f"the lists show no predicted ratings: run {rating_run}, which serves predictions, cannot be read: {error}")
+        return predictions, None
+    column = np.full(len(predictions), np.nan, dtype=np.float32)
+    column[listed] = ratings
+    at = predictions.schema.get_field_index("predicted_rating")
+    rated = pa.array(column, pa.float32(), mask=np.isnan(column))
+    return predictions.set_column(at, predictions.schema.field(at), rated), rating_run
+
+
+def rate_pairs(
+    con: duckdb.DuckDBPyConnection, run_id: str, user_ids: np.ndarray, movie_ids: np.ndarray, device: torch.device
+) -> np.ndarray:
+    """Run ``run_id``'s predicted ratings of the (user, movie) pairs, from each user's ratings in the warehouse now,
+    clipped to the scale as its predictions are: NaN where its model cannot rate a pair (a movie it never saw, or a
+    user it never trained on, for a model that does not fold in)."""
+    loaded = load(con, run_id, device)
+    model, coords = loaded.model, loaded.coords
+    if not model.predicts_ratings:
+        raise TrainerError(f"run {run_id}'s model ({loaded.config.model}) predicts no ratings")
+    users = np.unique(user_ids)
+    if not model.folds_in:
+        users = users[coords.users(users) >= 0]
+    register(con, coords, users)
+    cols = coords.movies(movie_ids)
+    info = dataset_info(con)
+    scorer = model.user_scorer(lambda: movie_rows(con, coords, device))
+    rated = np.full(len(user_ids), np.nan, dtype=np.float32)
+    with torch.no_grad():
+        for block_users, rows in user_rows(con, coords):
+            scores = scorer(rows.to(device), torch.from_numpy(coords.users(block_users)).to(device))
+            if loaded.config.clip:
+                scores = scores.clamp(info.rating_min, info.rating_max)
+            at = np.minimum(np.searchsorted(block_users, user_ids), len(block_users) - 1)
+            mine = (block_users[at] == user_ids) & (cols >= 0)
+            picked = scores[torch.from_numpy(at[mine]).to(device), torch.from_numpy(cols[mine]).to(device)]
+            rated[mine] = picked.float().cpu().numpy()
+    return rated
 
 
 def start_from(

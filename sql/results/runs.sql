@@ -52,3 +52,7 @@ ALTER TABLE runs ADD COLUMN IF NOT EXISTS members VARCHAR;
 -- model (trainer score, blend, refit, --init-from) refuses a checkpoint that is not this one. NULL: a run published
 -- before it was recorded, or a scoring run or blend, which have none.
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS checkpoint_sha256 VARCHAR;
+-- A model that only ranks (ease, mult-vae, popular) predicts no ratings: its top-N rows show the ratings predicted by
+-- the run that served predictions when its lists were made (served_runs), named here. NULL: no such run then, a model
+-- that predicts ratings itself, or a run published before it was recorded.
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS ratings_from_run VARCHAR;

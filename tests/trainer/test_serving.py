@@ -153,3 +153,44 @@ def test_a_scoring_of_a_run_that_serves_no_lists_is_recorded_and_not_shown(wareh
     with duckdb.connect(str(path), read_only=True) as con:
         scoring = con.execute("SELECT run_id FROM runs WHERE kind = 'score'").fetchall()[0][0]
         assert con.execute("SELECT count(*) FROM recommendations WHERE run_id = ?", [scoring]).fetchall() == [(0,)]
+
+
+def test_a_ranking_runs_lists_show_the_ratings_of_the_run_serving_predictions(warehouse, tmp_path) -> None:
+    import numpy as np
+    import torch
+
+    from trainer.trained import rate_pairs
+
+    path, ease_run, long_run = warehouse
+    assert train(path, tmp_path, "--model", "ease").exit_code in (0, NOT_SERVED)
+    ranker = newest_run(path)
+    promoted = trainer("promote", ranker, "--as", "recommendations", "--warehouse", str(path))
+    assert promoted.exit_code == 0, promoted.output
+    with duckdb.connect(str(path), read_only=True) as con:
+        source = dict(con.execute("SELECT run_id, ratings_from_run FROM runs").fetchall())
+        # the first ease run was made before any run served predictions: its lists show none
+        assert source[ease_run] is None and source[ranker] == long_run
+
+        def top_n(run_id: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            rows = con.execute("SELECT user_id, movie_id, predicted_rating FROM predictions WHERE run_id = ? AND "
+                               "kind = 'top_n' ORDER BY user_id, movie_id", [run_id]).fetchnumpy()  # fmt: skip
+            return rows["user_id"], rows["movie_id"], rows["predicted_rating"]
+
+        users, movies, shown = top_n(ranker)
+        assert len(users) and not np.isnan(shown.astype(float)).any()
+        rated = rate_pairs(con, long_run, users, movies, torch.device("cpu"))
+        np.testing.assert_allclose(shown, rated, rtol=0, atol=1e-6)
+        # the rating run's own lists, rated again the same way: the ids, columns and scale line up
+        own_users, own_movies, own_shown = top_n(long_run)
+        again = rate_pairs(con, long_run, own_users, own_movies, torch.device("cpu"))
+        np.testing.assert_allclose(again, own_shown, rtol=0, atol=1e-5)
+        shown_now = con.execute("SELECT DISTINCT run_id, predicted_rating IS NULL FROM recommendations").fetchall()
+        assert shown_now == [(ranker, False)]
+    # a scoring of the ranking run (its lists for users whose ratings changed) shows them too
+    result = trainer("score", ranker, "--users", "1", "--warehouse", str(path), "--runs-dir", str(tmp_path / "runs"))
+    assert result.exit_code == 0, result.output
+    with duckdb.connect(str(path), read_only=True) as con:
+        scoring = con.execute("SELECT run_id, ratings_from_run FROM runs WHERE kind = 'score'").fetchall()
+        assert [source for _, source in scoring] == [long_run]
+        shown = con.execute("SELECT predicted_rating FROM recommendations WHERE user_id = 1").fetchnumpy()
+        assert len(shown["predicted_rating"]) and not np.isnan(shown["predicted_rating"].astype(float)).any()
