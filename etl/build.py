@@ -14,6 +14,7 @@ import hashlib
 import itertools
 import json
 import queue
+import re
 import threading
 import time
 import uuid
@@ -301,7 +302,15 @@ def _run_model(con: duckdb.DuckDBPyConnection, model: Model, input_dir: Path) ->
     try:
         con.execute(model.sql)
     except duckdb.Error as error:
-        raise EtlError(f"{model.file} failed on {input_dir}: {error}") from error
+        # DuckDB's error quotes the whole line and its reader's options: one sentence says what the user needs
+        too_long = re.search(r"CSV Error on Line: (\d+).*Maximum line size of (\d+) bytes exceeded", str(error), re.S)
+        if too_long:
+            line, limit = too_long.groups()
+            named = re.search(r"^\s*file = (.+)$", str(error), re.M)
+            where = named.group(1).strip() if named else f"a file in {input_dir}"
+            raise EtlError(f"{where}, line {line}: longer than the {int(limit):,} bytes a line may hold (no MovieLens "
+                           "line comes near); remove or fix that line") from None  # fmt: skip
+        raise EtlError(f"{model.file} failed on {input_dir}: {_shortened(str(error), 2000)}") from error
     return time.perf_counter() - started
 
 
@@ -352,6 +361,11 @@ def _set_variables(
         con.execute(f"SET VARIABLE {name} = ?", [value])
 
 
+def _shortened(text: str, keep: int = 200) -> str:
+    """A bad line (or a reason quoting it) as an error message shows it: a line of megabytes cut to its start."""
+    return text if len(text) <= keep else f"{text[:keep]}… ({len(text):,} characters)"
+
+
 def _check_rejections(con: duckdb.DuckDBPyConnection, layout: Layout, max_bad_rows: int) -> int:
     """Stop on the first bad row unless up to ``max_bad_rows`` may be set aside in rejected_rows."""
     # fetchall, not fetchone: DuckDB 2 refuses con.sql() below while an execute() result is unfinished.
@@ -365,8 +379,8 @@ def _check_rejections(con: duckdb.DuckDBPyConnection, layout: Layout, max_bad_ro
         file, line_no, raw_line, reason = min(rows, key=lambda row: (order.get(row[0], 99), row[1]))
         allowance = "no bad rows are allowed" if max_bad_rows == 0 else f"at most {max_bad_rows} allowed"
         raise EtlError(
-            f"{_path_of(layout, file)}, line {line_no}: {reason}\n"
-            f"    {raw_line!r}\n"
+            f"{_path_of(layout, file)}, line {line_no}: {_shortened(reason)}\n"
+            f"    {_shortened(repr(raw_line))}\n"
             f"{rejected:,} bad rows in all, {allowance}. Fix the file, or rerun with --max-bad-rows N "
             "to set up to N bad rows aside in the table rejected_rows and load the rest."
         )

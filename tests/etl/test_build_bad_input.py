@@ -4,6 +4,7 @@ must not be errors."""
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -269,3 +270,35 @@ def test_blank_lines_byte_order_mark_and_no_final_newline(movielens, etl_build, 
         (3, 1, 12), (4, 2, 13), (4, 5, 14), (4, 3, 15), (1, 2, 18),
     ]  # fmt: skip
     assert query(warehouse, "SELECT count(*) FROM movies") == [(5,)]
+
+
+def test_a_line_of_megabytes_is_named_shortened_and_can_be_set_aside(movielens, tmp_path, query):
+    folder = movielens("ml-1m")
+    with (folder / "ratings.dat").open("a") as ratings:
+        ratings.write("1::" + "7" * 3_000_000 + "::5::978300760\n")  # past DuckDB's own 2 MB line limit
+    with pytest.raises(EtlError) as raised:
+        build_warehouse(folder, tmp_path / "warehouse.duckdb")
+    message = str(raised.value)
+    assert f"{folder / 'ratings.dat'}, line 13: movie id '777" in message
+    assert message.count(" characters)") == 2 and len(message) < 1_000  # the reason and the line, each cut short
+    warehouse = tmp_path / "warehouse.duckdb"
+    build_warehouse(folder, warehouse, EtlOptions(max_bad_rows=1))
+    assert query(warehouse, "SELECT line_no, length(raw_line) FROM rejected_rows") == [(13, 3_000_017)]
+
+
+def test_a_line_past_what_a_line_may_hold_is_named_in_one_sentence(movielens, tmp_path, monkeypatch):
+    """Past the reader's line limit (64 MB; lowered here) DuckDB fails the read: one sentence names file and line."""
+    from etl import models as models_module
+
+    folder = movielens("ml-1m")
+    with (folder / "ratings.dat").open("a") as ratings:
+        ratings.write("1::" + "7" * 3_000_000 + "::5::978300760\n")
+    macros = tmp_path / "sql"
+    shutil.copytree(models_module.ETL_DIR, macros)
+    read_lines = macros / "macros" / "read_lines.sql"
+    read_lines.write_text(read_lines.read_text().replace("max_line_size = 67108864", "max_line_size = 2097152"))
+    monkeypatch.setattr(models_module, "ETL_DIR", macros)
+    with pytest.raises(EtlError) as raised:
+        build_warehouse(folder, tmp_path / "warehouse.duckdb")
+    assert str(raised.value) == (f"{folder / 'ratings.dat'}, line 13: longer than the 2,097,152 bytes a line may "
+                                 "hold (no MovieLens line comes near); remove or fix that line")  # fmt: skip
