@@ -116,7 +116,8 @@ def blend(options: BlendOptions, log: Callable[[str], None] = lambda message: No
     row = {
         "run_id": run_id, "kind": "blend", "started_at": started_at, "finished_at": utc_now(),
         "model": "blend(" + " + ".join(m.config.model for m in members) + ")", "split": first["split"],
-        "dataset_name": first["dataset_name"], "dataset_fingerprint": fingerprint, "device": device_name(device),
+        "split_drawn_with": first.get("split_drawn_with"), "dataset_name": first["dataset_name"],
+        "dataset_fingerprint": fingerprint, "device": device_name(device),
         "validation_rmse": validation_rmse, "test_rmse": metrics["rmse"], "test_mae": metrics["mae"],
         "test_user_rmse": metrics["user_rmse"], "n_test": metrics["n"], "torch_version": torch.__version__,
         "run_dir": str(run_dir.resolve()),
@@ -279,6 +280,11 @@ def _check_members(members: list[trained.TrainedRun], fingerprint: str, log: Cal
         if member.run["split"] != first.run["split"]:
             raise TrainerError(f"runs {first.run_id} and {member.run_id} were trained on different splits "
                                f"({first.run['split']}, {member.run['split']}); a blend needs one split")  # fmt: skip
+        drawn = (first.run.get("split_drawn_with"), member.run.get("split_drawn_with"))
+        if None not in drawn and drawn[0] != drawn[1]:
+            raise TrainerError(f"runs {first.run_id} and {member.run_id} were trained on split {first.run['split']} "
+                               f"drawn anew in between ({drawn[0]}; {drawn[1]}): their held-out ratings differ, a "
+                               "blend needs one draw")  # fmt: skip
         if member.run["dataset_fingerprint"] != fingerprint:
             raise TrainerError(f"run {member.run_id} was trained on other data than the warehouse holds now (the "
                                "ETL ran again since): its predictions cannot be blended here")  # fmt: skip

@@ -22,6 +22,7 @@ from trainer.data import dataset_info
 from trainer.errors import TrainerError
 from trainer.selection import drop_epochs
 from warehouse.connect import DEFAULT_LOCK_WAIT_SECONDS, open_for_reading
+from warehouse.serving import split_drawn_with
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ def refit_config(options: RefitOptions) -> TrainConfig:
     try:
         row, state, config, _ = trained.saved(con, options.run_id, torch.device("cpu"))
         fingerprint = dataset_info(con).fingerprint
+        drawn_with = split_drawn_with(con, row["split"])
         start = trained.saved(con, options.init_from, torch.device("cpu"))[2] if options.init_from else None
     finally:
         con.close()
@@ -52,6 +54,11 @@ def refit_config(options: RefitOptions) -> TrainConfig:
     if row["dataset_fingerprint"] != fingerprint:
         raise TrainerError(f"run {run_id} was trained on other data than {options.warehouse} holds now (the ETL ran "
                            "again since): train a new run and refit that")  # fmt: skip
+    then = row.get("split_drawn_with")
+    if None not in (then, drawn_with) and then != drawn_with:
+        raise TrainerError(f"run {run_id} chose its settings on split {row['split']} drawn with {then}; "
+                           f"{options.warehouse} was rebuilt since with {drawn_with}, whose test part holds ratings "
+                           "that run validated on: train a new run on this split and refit that")  # fmt: skip
     if config.refit_of:
         raise TrainerError(f"run {run_id} is already a refit (of run {config.refit_of}); refit that run instead")
     if not config.validation:

@@ -128,7 +128,8 @@ def score(options: ScoreOptions, log: Callable[[str], None] = lambda message: No
     run_dir = run_folder(options.runs_dir / run_id, "scoring run")
     row = {
         "run_id": run_id, "kind": "score", "parent_run_id": options.run_id, "started_at": started_at,
-        "finished_at": utc_now(), "model": config.model, "split": parent["split"], "seed": config.seed,
+        "finished_at": utc_now(), "model": config.model, "split": parent["split"],
+        "split_drawn_with": parent.get("split_drawn_with"), "seed": config.seed,
         "dataset_name": parent["dataset_name"], "dataset_fingerprint": fingerprint, "device": device_name(device),
         "n_parameters": sum(p.numel() for p in model.parameters()), "torch_version": torch.__version__,
         "run_dir": str(run_dir.resolve()),

@@ -22,7 +22,15 @@ import torch
 from trainer import checkpoint, distributed, trained
 from trainer.config import TrainConfig, from_dict
 from trainer.coordinates import Coordinates
-from trainer.data import Batch, DatasetInfo, TrainingData, check_split, dataset_info, dense_output, open_warehouse
+from trainer.data import (
+    Batch,
+    DatasetInfo,
+    TrainingData,
+    check_split,
+    dataset_info,
+    dense_output,
+    open_warehouse,
+)
 from trainer.errors import Finished, Interrupted, TrainerError
 from trainer.models.base import FitInputs, Model, build_model
 from trainer.models.registry import REGISTRY
@@ -33,6 +41,7 @@ from trainer.selection import LR_DROP, Best, validation_rmse
 from trainer.trained import start_from
 from warehouse import results
 from warehouse.features import open_features
+from warehouse.serving import split_drawn_with
 
 FULL_MATRIX_LIMIT = 50_000_000  # (user, movie) pairs --full-matrix may write
 
@@ -320,6 +329,7 @@ def run(
         info = dataset_info(con)
         coords = Coordinates.read(con)  # the run's own: its model is only ever read through these
         _check(con, config, info, coords, state)
+        drawn_with = split_drawn_with(con, config.split)
         fit_parts = ("train",) if config.validation else ("train", "validation")
         fallback = fit_biases(con, config.split, fit_parts, info)
         _fits_in_memory(config, info, fallback.mean, device)
@@ -380,7 +390,7 @@ def run(
     # -- stage the results in the run's folder, then audit and publish them
     row = _run_row(run_id, started_at, config, info, device, model, history, best, scores, baseline, run_dir)
     row |= {"train_seconds": train_seconds, "wall_seconds": time.perf_counter() - wall_start,
-            "ratings_from_run": ratings_from}  # fmt: skip
+            "ratings_from_run": ratings_from, "split_drawn_with": drawn_with}  # fmt: skip
     tables = {"epoch_metrics": results.epoch_table(run_id, history), "predictions": predictions,
               "run_index": coords.table(run_id), "ranking_metrics": results.ranking_table(run_id, ranking)}  # fmt: skip
     results.stage(run_dir, row, tables)

@@ -112,6 +112,16 @@ def _contest(con: duckdb.DuckDBPyConnection, run_id: str, role: str) -> Verdict:
     if holder["split"] != run["split"]:
         return Verdict(role, False, f"run {holder['run_id']} serves it from split {holder['split']}, not "
                                     f"{run['split']}: their validation figures do not compare", True)  # fmt: skip
+    drawn = (holder["split_drawn_with"], run["split_drawn_with"])
+    if None not in drawn and drawn[0] != drawn[1]:
+        # the holder's draw is gone from the warehouse: a run on today's draw takes its place
+        if drawn[1] == split_drawn_with(con, run["split"]):
+            reason = f"run {holder['run_id']} was trained on an earlier draw of split {run['split']} ({drawn[0]})"
+            _record(con, role, run_id, reason)
+            return Verdict(role, True, reason)
+        return Verdict(role, False, f"run {holder['run_id']} serves it from split {holder['split']} drawn with "
+                                    f"{drawn[0]}, this run's was drawn with {drawn[1]}: their validation figures do "
+                                    "not compare", True)  # fmt: skip
     mine, theirs = _metric(con, run, role), _metric(con, holder, role)
     name = "validation nDCG@10" if role == "recommendations" else "validation RMSE"
     if theirs is not None and mine is None:
@@ -124,6 +134,16 @@ def _contest(con: duckdb.DuckDBPyConnection, run_id: str, role: str) -> Verdict:
         reason = f"its {name} {mine:.4f} against run {holder['run_id']}'s {theirs:.4f}"
     _record(con, role, run_id, reason)
     return Verdict(role, True, reason)
+
+
+def split_drawn_with(con: duckdb.DuckDBPyConnection, split: str) -> str | None:
+    """The settings that drew the split's parts in the warehouse now (splits.drawn_with), or None where the
+    warehouse (or its Parquet features) predates the column."""
+    try:
+        found = con.execute("SELECT drawn_with FROM splits WHERE split = ?", [split]).fetchall()
+    except duckdb.BinderException:
+        return None
+    return found[0][0] if found else None
 
 
 def _at_least_as_good(role: str, mine: float, theirs: float) -> bool:
@@ -179,8 +199,9 @@ def _has_lists(con: duckdb.DuckDBPyConnection, run_id: str) -> bool:
 
 def _run(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any] | None:
     rows = con.execute(
-        "SELECT run_id, coalesce(kind, 'train') AS kind, split, dataset_fingerprint AS fingerprint, test_rmse, "
-        "validation_rmse, coalesce(promoted, true) AS promoted, audit_reason, config FROM runs WHERE run_id = ?",
+        "SELECT run_id, coalesce(kind, 'train') AS kind, split, split_drawn_with, dataset_fingerprint AS fingerprint, "
+        "test_rmse, validation_rmse, coalesce(promoted, true) AS promoted, audit_reason, config FROM runs "
+        "WHERE run_id = ?",
         [run_id],
     )
     found = rows.fetchall()

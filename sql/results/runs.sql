@@ -56,3 +56,7 @@ ALTER TABLE runs ADD COLUMN IF NOT EXISTS checkpoint_sha256 VARCHAR;
 -- the run that served predictions when its lists were made (served_runs), named here. NULL: no such run then, a model
 -- that predicts ratings itself, or a run published before it was recorded.
 ALTER TABLE runs ADD COLUMN IF NOT EXISTS ratings_from_run VARCHAR;
+-- The settings that drew the run's split (splits.drawn_with) when it trained: a rebuild with another --split-seed or
+-- fraction draws other parts under the same split name. A refit, a blend and the serving roles compare runs only on
+-- the same draw. NULL: a run published before it was recorded (or trained from Parquet features without it).
+ALTER TABLE runs ADD COLUMN IF NOT EXISTS split_drawn_with VARCHAR;

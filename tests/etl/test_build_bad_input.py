@@ -287,7 +287,7 @@ def test_a_line_of_megabytes_is_named_shortened_and_can_be_set_aside(movielens, 
 
 
 def test_a_line_past_what_a_line_may_hold_is_named_in_one_sentence(movielens, tmp_path, monkeypatch):
-    """Past the reader's line limit (64 MB; lowered here) DuckDB fails the read: one sentence names file and line."""
+    """Past the reader's line limit (16 MB; lowered here) DuckDB fails the read: one sentence names file and line."""
     from etl import models as models_module
 
     folder = movielens("ml-1m")
@@ -296,7 +296,7 @@ def test_a_line_past_what_a_line_may_hold_is_named_in_one_sentence(movielens, tm
     macros = tmp_path / "sql"
     shutil.copytree(models_module.ETL_DIR, macros)
     read_lines = macros / "macros" / "read_lines.sql"
-    read_lines.write_text(read_lines.read_text().replace("max_line_size = 67108864", "max_line_size = 2097152"))
+    read_lines.write_text(read_lines.read_text().replace("max_line_size = 16777216", "max_line_size = 2097152"))
     monkeypatch.setattr(models_module, "ETL_DIR", macros)
     with pytest.raises(EtlError) as raised:
         build_warehouse(folder, tmp_path / "warehouse.duckdb")

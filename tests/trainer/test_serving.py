@@ -194,3 +194,34 @@ def test_a_ranking_runs_lists_show_the_ratings_of_the_run_serving_predictions(wa
         assert [source for _, source in scoring] == [long_run]
         shown = con.execute("SELECT predicted_rating FROM recommendations WHERE user_id = 1").fetchnumpy()
         assert len(shown["predicted_rating"]) and not np.isnan(shown["predicted_rating"].astype(float)).any()
+
+
+def test_a_rebuild_drawing_the_split_anew_keeps_old_runs_out_of_refits_blends_and_comparisons(
+    warehouse, tmp_path, small_warehouse
+) -> None:
+    """Same data, another --split-seed: the split keeps its name but its parts are drawn anew."""
+    from etl.build import EtlOptions, build_warehouse
+
+    path, ease_run, long_run = warehouse
+    build_warehouse(small_warehouse.parent / "ml-small", path, EtlOptions(validation_fraction=0.1, split_seed=7))
+    assert served(path) == {"recommendations": served(path)["recommendations"], "predictions": long_run}
+    # a refit of a run on the old draw would train on ratings the new test part holds
+    refit = trainer("refit", long_run, "--warehouse", str(path), "--runs-dir", str(tmp_path / "runs"))
+    assert refit.exit_code == 1
+    assert "drawn with split seed 42" in refit.output and "rebuilt since with split seed 7" in refit.output
+    # a run on the new draw takes the role without a comparison of figures from two draws
+    holder = served(path)["recommendations"]
+    result = train(path, tmp_path, "--model", "ease")
+    smoke = newest_run(path)
+    assert "It now serves recommendations" in result.output, result.output
+    assert served(path)["recommendations"] == smoke
+    with duckdb.connect(str(path), read_only=True) as con:
+        ((reason,),) = con.execute("SELECT reason FROM served_runs WHERE role = 'recommendations'").fetchall()
+        drawn = dict(con.execute("SELECT run_id, split_drawn_with FROM runs").fetchall())
+    assert reason == f"run {holder} was trained on an earlier draw of split random ({drawn[holder]})"
+    assert "split seed 7" in drawn[smoke] and "split seed 42" in drawn[long_run]
+    # a blend's members predict the held-out ratings of one draw (a run that failed its audit is still recorded)
+    assert train(path, tmp_path, "--model", "biases").exit_code in (0, NOT_SERVED)
+    rater = newest_run(path)
+    blend = trainer("blend", long_run, rater, "--warehouse", str(path), "--runs-dir", str(tmp_path / "runs"))
+    assert blend.exit_code == 1 and "drawn anew in between" in blend.output

@@ -17,9 +17,11 @@ FROM read_csv(
     strict_mode = false,
     new_line = line_ending,
     encoding = text_encoding,
-    -- DuckDB's default (2 MB) would fail the whole read on one long line, with a dump of it; read up to 64 MB so
-    -- that the line is refused by the checks downstream, named by its number (or set aside: --max-bad-rows).
-    max_line_size = 67108864
+    -- DuckDB's default (2 MB) would fail the whole read on one long line, with a dump of it; read up to 16 MB so
+    -- that the line is refused by the checks downstream, named by its number (or set aside: --max-bad-rows). The
+    -- buffer stays at DuckDB's default size (32 MB, which would otherwise grow to 16 lines' worth).
+    max_line_size = 16777216,
+    buffer_size = 33554432
 );
 
 -- is_blank(line): a line with nothing but white space. length() first: a long line is never blank, and

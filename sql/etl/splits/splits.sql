@@ -27,6 +27,15 @@ SELECT
                                             round(getvariable('test_fraction') * 100, 1))
         ELSE format('ml-100k official fold: {}.base / {}.test', split, split)
     END AS description,
+    -- the settings that drew this split's parts: a run remembers them (runs.split_drawn_with), so that a rebuild
+    -- drawing them anew (another --split-seed or fraction) is not taken for the split a run chose its settings on
+    CASE
+        WHEN split IN ('random', 'temporal') THEN format('split seed {}, test fraction {}, validation fraction {}',
+                                                         getvariable('split_seed'), getvariable('test_fraction'),
+                                                         getvariable('validation_fraction'))
+        ELSE format('split seed {}, validation fraction {}', getvariable('split_seed'),
+                    getvariable('validation_fraction'))
+    END AS drawn_with,
     n_train,
     n_validation,
     n_test
