@@ -121,9 +121,10 @@ def epoch_table(run_id: str, history: list[dict[str, Any]]) -> pa.Table:
 def stage(run_dir: Path, run: dict[str, Any], tables: dict[str, pa.Table]) -> None:
     """Write the run's row and its rows of the other result tables (``tables``: by table name, e.g. its learning
     curve as epoch_metrics, its predictions, its run_index) into its folder."""
-    (run_dir / RUN_FILE).unlink(missing_ok=True)  # restaging: the old marker must not vouch for new files
     if unknown := set(tables) - set(RESULT_TABLES[1:]):
         raise ValueError(f"not result tables: {sorted(unknown)}")
+    check_run_row(run)
+    (run_dir / RUN_FILE).unlink(missing_ok=True)  # restaging: the old marker must not vouch for new files
     try:
         (run_dir / PUBLISHED_MARKER).unlink(missing_ok=True)  # nor say they are published (trainer run --resume)
         # Written by DuckDB: importing pyarrow.parquet would add to every run's start-up.
@@ -141,6 +142,22 @@ def stage(run_dir: Path, run: dict[str, Any], tables: dict[str, pa.Table]) -> No
             f"finish the run from its checkpoint with:\n    trainer run --resume {run_dir}"
         ) from error
     (run_dir / PUBLISHED_MARKER).unlink(missing_ok=True)
+
+
+def check_run_row(run: dict[str, Any]) -> None:
+    """Refuse a run's row that the `runs` table (sql/results/runs.sql, its one schema) would not take: a field it
+    lacks (a typo) or a value of the wrong type. Checked when the run is staged, before anything is written, not at
+    publish, after the work is done."""
+    with duckdb.connect() as scratch:
+        scratch.execute(read(RESULTS_DIR / "runs.sql"))
+        columns = {name for (name,) in scratch.execute("SELECT column_name FROM duckdb_columns()").fetchall()}
+        if unknown := set(run) - columns:
+            raise ValueError(f"not columns of runs: {sorted(unknown)}")
+        names = ", ".join(run)
+        try:
+            scratch.execute(f"INSERT INTO runs ({names}) VALUES ({', '.join('?' for _ in run)})", list(run.values()))
+        except duckdb.Error as error:
+            raise ValueError(f"a row runs would not take: {error}") from error
 
 
 @dataclass(frozen=True)

@@ -155,7 +155,11 @@ def test_a_new_user_is_scored_from_their_ratings_alone_by_a_model_that_folds_in(
         (scoring, "score")
     ]
     ratings = query(copy.warehouse, "SELECT count(predicted_rating) FROM predictions WHERE run_id = ?", [scoring])
-    assert ratings == [(0,)] if model == "ease" else ratings != [(0,)]  # a ranking model predicts no rating
+    assert ratings != [(0,)]
+    # a ranking model predicts no rating: its lists show those of the run serving predictions
+    (source,) = query(copy.warehouse, "SELECT ratings_from_run FROM runs WHERE run_id = ?", [scoring])
+    rater = query(copy.warehouse, "SELECT run_id FROM served_runs WHERE role = 'predictions'")
+    assert [source] == (rater if model == "ease" else [(None,)])
 
 
 @pytest.mark.parametrize("model", ["i-autorec", "mf"])
