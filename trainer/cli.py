@@ -20,7 +20,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
-from trainer.config import MAX_THREADS, Setting, TrainConfig, choices, named, problem, resolve, settings
+from trainer.config import MAX_THREADS, Device, Setting, TrainConfig, choices, named, problem, resolve, settings
 from trainer.errors import Finished, Interrupted, TrainerError, UnknownSplit
 from trainer.models.registry import REGISTRY
 from trainer.protocols import BENCH_MODELS, PROTOCOLS
@@ -98,6 +98,14 @@ class _Command(_BareFlags, TyperCommand):
                 pieces.extend(param.get_usage_pieces(ctx))
         return pieces
 
+    def invoke(self, ctx: Any) -> Any:
+        """Every command's one handler of the library's errors (a refusal, a mistake in a file, a lock held): one
+        line on stderr and exit code 1, no traceback."""
+        try:
+            return super().invoke(ctx)
+        except WarehouseError as error:
+            _fail(error)
+
     def make_context(self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any) -> Any:
         try:
             return super().make_context(info_name, args, parent=parent, **extra)
@@ -123,10 +131,20 @@ app = typer.Typer(
 )
 DEFAULTS = TrainConfig()
 NOT_SERVED = 3  # the exit code of a run that finished, was recorded, and serves nothing (docs/reliability.md)
-# Options shared by the commands that publish into the warehouse or run a model outside `trainer run`.
+# Options shared by the commands that publish into the warehouse or run a model outside `trainer run`: one definition
+# each.
 LockWait = Annotated[float, typer.Option(min=0, help="Seconds to wait for another writer of the warehouse.")]
 Threads = Annotated[
     int, typer.Option(min=0, max=MAX_THREADS, help="CPU threads for torch's arithmetic; 0: chosen from the free cores.")
+]
+DeviceOption = Annotated[
+    Device, typer.Option(help="Where the model runs: auto (a CUDA GPU when there is one, else the CPU), cpu or cuda.")
+]
+RunsDir = Annotated[
+    Path, typer.Option(help="Where the command's run keeps its staged results, in a folder named after it.")
+]
+PublishAnyway = Annotated[
+    bool, typer.Option("--publish-anyway", help="Serve the results even if they fail the audit; recorded in runs.")
 ]
 
 
@@ -241,8 +259,6 @@ def run_command(ctx: typer.Context, *, config_file: Optional[Path], resume: Opti
         raise typer.BadParameter(str(error), ctx=ctx, param_hint="'--split'") from None
     except Interrupted as stop:
         _interrupted(stop)
-    except WarehouseError as error:
-        _fail(error)
     if summary.metrics:  # empty on a torchrun rank other than 0, which reports for all
         _report(summary)
 
@@ -422,23 +438,20 @@ def bench_command(
     from trainer.bench import bench  # imports torch
 
     markdown = markdown or warehouse.parent / "bench-results.md"
-    try:
-        bench(
-            data_dir,
-            work_dir,
-            warehouse,
-            markdown,
-            models=_names(models),
-            datasets=_names(datasets),
-            n_seeds=seeds,
-            max_epochs=epochs,
-            with_blend=with_blend,
-            refit=refit,
-            log=_log,
-            before_run=lambda config: _threads(0, config, say=False),  # each row records its threads
-        )
-    except WarehouseError as error:
-        _fail(error)
+    bench(
+        data_dir,
+        work_dir,
+        warehouse,
+        markdown,
+        models=_names(models),
+        datasets=_names(datasets),
+        n_seeds=seeds,
+        max_epochs=epochs,
+        with_blend=with_blend,
+        refit=refit,
+        log=_log,
+        before_run=lambda config: _threads(0, config, say=False),  # each row records its threads
+    )
     _log(f"results: {markdown} and SELECT * FROM bench_summary in {warehouse}")
     typer.echo(markdown.read_text())
 
@@ -469,10 +482,7 @@ def report_command(
     comparison, as PNG files."""
     from trainer.report import report  # matplotlib is imported only by this command
 
-    try:
-        written = report(run_id, warehouse, out_dir, bench_warehouse)
-    except WarehouseError as error:
-        _fail(error)
+    written = report(run_id, warehouse, out_dir, bench_warehouse)
     for path in written:
         _log(f"wrote {path}")
     if len(written) == 1:
@@ -503,10 +513,7 @@ def publish(
     ] = False,
 ) -> None:
     """Write a finished run's staged results into the warehouse, audited (after a run that could not write them)."""
-    try:
-        published = results.publish(run_dir, warehouse, lock_wait, publish_anyway or None)
-    except WarehouseError as error:
-        _fail(error)
+    published = results.publish(run_dir, warehouse, lock_wait, publish_anyway or None)
     _log(f"run {published.run_id}: results written to {warehouse}. {_outcome(published)}")
     _exit_unless_served(published)
 
@@ -545,13 +552,10 @@ def promote(
     lock_wait: LockWait = DEFAULTS.lock_wait_seconds,
 ) -> None:
     """Serve a run by hand: one that did not beat the run serving a role, or an earlier run to go back to."""
-    try:
-        if roles:
-            verdicts = results.promote(run_id, warehouse, tuple(dict.fromkeys(role.value for role in roles)), lock_wait)
-        else:
-            verdicts = results.promote_wherever_it_can(run_id, warehouse, lock_wait)
-    except WarehouseError as error:
-        _fail(error)
+    if roles:
+        verdicts = results.promote(run_id, warehouse, tuple(dict.fromkeys(role.value for role in roles)), lock_wait)
+    else:
+        verdicts = results.promote_wherever_it_can(run_id, warehouse, lock_wait)
     served = " and ".join(verdict.role for verdict in verdicts)
     _log(f"run {run_id} now serves {served}. SELECT * FROM served_runs;")
 
@@ -628,18 +632,11 @@ def score_command(
             min=1, help="Recommendations per user. Default: as many as the training run wrote.", show_default=False
         ),
     ] = None,
-    runs_dir: Annotated[
-        Path, typer.Option(help="Where the scoring run keeps its staged results, in a folder named after it.")
-    ] = Path(DEFAULTS.runs_dir),
-    device: Annotated[
-        Literal["auto", "cpu", "cuda"],
-        typer.Option(help="Where to score: auto (a CUDA GPU when there is one, else the CPU), cpu or cuda."),
-    ] = "auto",
+    runs_dir: RunsDir = Path(DEFAULTS.runs_dir),
+    device: DeviceOption = "auto",
     threads: Threads = 0,
     lock_wait: LockWait = DEFAULTS.lock_wait_seconds,
-    publish_anyway: Annotated[
-        bool, typer.Option("--publish-anyway", help="Serve the scoring even if it fails the audit; recorded in runs.")
-    ] = False,
+    publish_anyway: PublishAnyway = False,
 ) -> None:
     """Score users with a trained run's model, from the ratings in the warehouse now, without retraining.
 
@@ -652,11 +649,8 @@ def score_command(
     from trainer.score import ScoreOptions, score  # torch is imported only by the commands that need it
 
     options = ScoreOptions(run_id, warehouse, users, since, top_n, runs_dir, device, lock_wait, publish_anyway)
-    try:
-        used = _threads(threads, say=False)  # said in the summary: an error stays one line
-        summary = score(options, log=_log)
-    except WarehouseError as error:
-        _fail(error)
+    used = _threads(threads, say=False)  # said in the summary: an error stays one line
+    summary = score(options, log=_log)
     skipped = f", {summary.n_skipped_users:,} skipped" if summary.n_skipped_users else ""
     unseen = (f"; {summary.n_unseen_ratings:,} ratings of {summary.n_unseen_movies:,} movies the model never saw "
               "left out") if summary.n_unseen_ratings else ""  # fmt: skip
@@ -682,18 +676,11 @@ def refit_command(
     warehouse: Annotated[
         Path, typer.Option(envvar="WAREHOUSE", help="The warehouse holding the run, built from the same files.")
     ] = Path(DEFAULTS.warehouse),
-    runs_dir: Annotated[
-        Path, typer.Option(help="Where the refit keeps its checkpoint and staged results, in a folder named after it.")
-    ] = Path(DEFAULTS.runs_dir),
-    device: Annotated[
-        Literal["auto", "cpu", "cuda"],
-        typer.Option(help="Where to train: auto (a CUDA GPU when there is one, else the CPU), cpu or cuda."),
-    ] = "auto",
+    runs_dir: RunsDir = Path(DEFAULTS.runs_dir),
+    device: DeviceOption = "auto",
     threads: Threads = 0,
     lock_wait: LockWait = DEFAULTS.lock_wait_seconds,
-    publish_anyway: Annotated[
-        bool, typer.Option("--publish-anyway", help="Serve the refit even if it fails the audit; recorded in runs.")
-    ] = False,
+    publish_anyway: PublishAnyway = False,
     init_from: Annotated[
         Optional[str],
         typer.Option(
@@ -726,8 +713,6 @@ def refit_command(
             summary = train_run(config, on_epoch=report, log=report.log)
     except Interrupted as stop:  # a refit is a run of its own, resumed as any
         _interrupted(stop)
-    except WarehouseError as error:
-        _fail(error)
     _report(summary)
 
 
@@ -766,20 +751,11 @@ def blend_command(
     top_n: Annotated[
         int, typer.Option(min=0, help="Recommendations per user, by the blended scores; 0 writes none.")
     ] = DEFAULTS.top_n,
-    runs_dir: Annotated[
-        Path, typer.Option(help="Where the blend keeps its staged results, in a folder named after it.")
-    ] = Path(DEFAULTS.runs_dir),
-    device: Annotated[
-        Literal["auto", "cpu", "cuda"],
-        typer.Option(
-            help="Where the members' models rank the movies: auto (a CUDA GPU when there is one), cpu or cuda."
-        ),
-    ] = "auto",
+    runs_dir: RunsDir = Path(DEFAULTS.runs_dir),
+    device: DeviceOption = "auto",
     threads: Threads = 0,
     lock_wait: LockWait = DEFAULTS.lock_wait_seconds,
-    publish_anyway: Annotated[
-        bool, typer.Option("--publish-anyway", help="Serve the blend even if it fails the audit; recorded in runs.")
-    ] = False,
+    publish_anyway: PublishAnyway = False,
 ) -> None:
     """Blend training runs: fit a weight per run on their validation predictions, apply the weights to their
     test predictions, and publish the blend as a run of its own (kind 'blend', members and weights in
@@ -789,11 +765,8 @@ def blend_command(
 
     options = BlendOptions(tuple(run_ids), warehouse, ridge, activity, top_n, runs_dir, device, lock_wait,
                            publish_anyway)  # fmt: skip
-    try:
-        used = _threads(threads, say=False)  # said in the summary: an error stays one line
-        summary = blend(options, log=_log)
-    except WarehouseError as error:
-        _fail(error)
+    used = _threads(threads, say=False)  # said in the summary: an error stays one line
+    summary = blend(options, log=_log)
     m = summary.metrics
     members = ", ".join(f"{rmse:.4f}" for rmse in summary.member_test_rmse.values())
     _log(
