@@ -24,6 +24,7 @@ from trainer.config import MAX_THREADS, Device, Setting, TrainConfig, choices, n
 from trainer.errors import Finished, Interrupted, TrainerError, UnknownSplit
 from trainer.models.registry import REGISTRY
 from trainer.protocols import BENCH_MODELS, PROTOCOLS
+from trainer.threads import prepare
 from warehouse import results
 from warehouse.errors import WarehouseError
 from warehouse.sql import EXAMPLES_DIR
@@ -99,8 +100,9 @@ class _Command(_BareFlags, TyperCommand):
         return pieces
 
     def invoke(self, ctx: Any) -> Any:
-        """Every command's one handler of the library's errors (a refusal, a mistake in a file, a lock held): one
-        line on stderr and exit code 1, no traceback."""
+        """Every command's process-wide settings, and its one handler of the library's errors (a refusal, a mistake
+        in a file, a lock held): one line on stderr and exit code 1, no traceback."""
+        _process_wide()
         try:
             return super().invoke(ctx)
         except WarehouseError as error:
@@ -112,6 +114,16 @@ class _Command(_BareFlags, TyperCommand):
         except typer.BadParameter as error:  # Typer checks a Literal choice with pydantic, whose message says so
             error.message = error.message.removeprefix("Value error, ")
             raise
+
+
+def _process_wide() -> None:
+    """What a command sets for its whole process, here and never in the library (a caller's process is its own):
+    OpenMP's waiting threads sleep rather than spin, and the load measurement starts (threads.prepare, before torch
+    is imported); torch's beta warning on sparse CSR tensors is silenced (the products are tested against dense
+    ones: test_sparse.py); tqdm draws no bars, which myFM (bayes-fm) would draw into the line per sweep."""
+    prepare()
+    warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
+    os.environ.setdefault("TQDM_DISABLE", "1")
 
 
 class _Group(_BareFlags, TyperGroup):
@@ -900,10 +912,7 @@ def entry_point() -> None:
     atexit handlers, so a profiler should run the app itself through typer's runner:
     python -m cProfile -o run.prof -m typer trainer run --warehouse ...
     """
-    from trainer.threads import prepare
 
-    prepare()  # before torch is imported: OpenMP's waiting threads sleep, and the load is measured from here
-    warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")  # tested: test_sparse.py
     try:
         app(prog_name="trainer")
     except SystemExit as done:

@@ -19,19 +19,16 @@ blocks of factors side by side: that is the model a `bayes-fm` run keeps, and ho
 
 from __future__ import annotations
 
-import functools
 import math
 import time
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
-from unittest import mock
 
 import numpy as np
 import scipy.sparse as sps
 import torch
-import tqdm
 
 from trainer.data import user_rows_with_validation
 from trainer.models.base import FitInputs, Fitted, build_model
@@ -192,17 +189,16 @@ def sample(inputs: FitInputs) -> Fitted:
     log(f"Gibbs sampling {config.epochs} sweeps on the CPU (myFM), rank {rank}, the mean of the samples after "
         f"sweep {GIBBS_BURN_IN}")  # fmt: skip
     sampler = myfm.MyFMRegressor(rank=rank, random_seed=config.seed)
-    # myFM draws a progress bar of its own (tqdm, in myfm.base), which would break the CLI's line per sweep
-    with mock.patch.object(myfm.base, "tqdm", functools.partial(tqdm.tqdm, disable=True)):
-        sampler.fit(
-            sps.csr_matrix((len(targets), 0)),  # every feature comes from the two blocks below
-            targets.double().numpy(),
-            X_rel=[myfm.RelationBlock(users, user_block), myfm.RelationBlock(movies, movie_block)],
-            n_iter=config.epochs,
-            n_kept_samples=0,  # the running sums above are the samples' mean; myFM need keep none
-            group_shapes=group_shapes,
-            callback=after_sweep,
-        )
+    # myFM draws a tqdm bar of its own: the trainer command turns tqdm off for its process (cli._process_wide)
+    sampler.fit(
+        sps.csr_matrix((len(targets), 0)),  # every feature comes from the two blocks below
+        targets.double().numpy(),
+        X_rel=[myfm.RelationBlock(users, user_block), myfm.RelationBlock(movies, movie_block)],
+        n_iter=config.epochs,
+        n_kept_samples=0,  # the running sums above are the samples' mean; myFM need keep none
+        group_shapes=group_shapes,
+        callback=after_sweep,
+    )
     chosen = at_best if at_best is not None and config.select_best else sums  # else (--last-epoch, a refit) all
     _set_mean(model, chosen, rank)
     if chosen is at_best:  # run() reports the chosen sweep when the best weights are set: they are the model's own
