@@ -67,7 +67,7 @@ def bench(
         if not (data_dir / name).is_dir():
             raise TrainerError(f"{data_dir / name}: no such folder (the MovieLens {name} files)")
     started = time.perf_counter()
-    bench_id = f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+    bench_id = f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(4)}"
     used: set[int] = set()  # torch's threads in the runs: CPU timings depend on them (see docs/accuracy.md)
     rows: list[dict[str, Any]] = []
     work_dir.mkdir(parents=True, exist_ok=True)

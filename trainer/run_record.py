@@ -13,8 +13,9 @@ from trainer.errors import TrainerError
 
 
 def new_run_id() -> str:
-    """Sortable by start time, unique enough for runs started in the same second."""
-    return f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+    """Sortable by start time, and unique among runs started in the same second: 32 random bits (16 let two runs
+    of one second share an id, and so a folder, about once in 65,536 pairs)."""
+    return f"{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(4)}"
 
 
 def run_folder(path: Path, what: str = "run") -> Path:
