@@ -107,6 +107,23 @@ def movielens_lines(
     return out
 
 
+def _one_torch_thread() -> None:
+    torch = sys.modules.get("torch")  # not imported here: the ETL's tests never load it
+    if torch is not None and torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """Each test starts with one torch thread, the number the command line chooses for the tiny models trained
+    here (trainer/threads.py: a small training step). In-process runs would otherwise get torch's default, a
+    thread per core, and wait on every operation for a core that another process keeps busy; it is set again
+    after the test, since a test may import torch or set a number of its own."""
+    _one_torch_thread()
+    yield
+    _one_torch_thread()
+
+
 @pytest.fixture(scope="session")
 def movielens(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
     """A function that writes a small MovieLens folder of a layout (ml-100k, ml-1m, ml-10m, ml-latest).
