@@ -4,6 +4,8 @@ on small generated data (ml-1m layout), without retraining."""
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,19 +93,37 @@ def rebuild(data: Trained, ratings: list[str] = (), movies: list[str] = (), user
     build_warehouse(data.folder, data.warehouse, EtlOptions(validation_fraction=0.1))
 
 
+# This module runs hundreds of queries: each attaches the file to one in-memory connection, read-only, and
+# detaches it (as conftest's `query` does), instead of opening a database instance of its own each time.
+_READER = duckdb.connect()
+
+
+@contextmanager
+def attached(warehouse: Path) -> Iterator[Callable[..., list[tuple]]]:
+    """A function running queries on the warehouse, attached read-only until the block ends."""
+    _READER.execute("ATTACH ? AS warehouse (READ_ONLY)", [str(warehouse)])
+    try:
+        _READER.execute("USE warehouse")
+        yield lambda sql, params=None: _READER.execute(sql, params).fetchall()
+    finally:
+        _READER.execute("USE memory")
+        _READER.execute("DETACH warehouse")
+
+
 def query(warehouse: Path, sql: str, params: list | None = None) -> list[tuple]:
-    with duckdb.connect(str(warehouse), read_only=True) as con:
-        return con.execute(sql, params).fetchall()
+    with attached(warehouse) as run_query:
+        return run_query(sql, params)
 
 
 def training_rows(warehouse: Path, run_id: str) -> list[list[tuple]]:
     """Everything a training run wrote."""
-    return [
-        query(warehouse, f"SELECT * EXCLUDE (promoted) FROM {table} WHERE run_id = ? ORDER BY ALL", [run_id])
-        if table == "runs"
-        else query(warehouse, f"SELECT * FROM {table} WHERE run_id = ? ORDER BY ALL", [run_id])
-        for table in ("runs", "epoch_metrics", "predictions", "run_index")
-    ]
+    with attached(warehouse) as run_query:
+        return [
+            run_query(f"SELECT * EXCLUDE (promoted) FROM {table} WHERE run_id = ? ORDER BY ALL", [run_id])
+            if table == "runs"
+            else run_query(f"SELECT * FROM {table} WHERE run_id = ? ORDER BY ALL", [run_id])
+            for table in ("runs", "epoch_metrics", "predictions", "run_index")
+        ]
 
 
 def unrated(warehouse: Path, user_id: int) -> list[int]:
