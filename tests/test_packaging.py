@@ -46,6 +46,7 @@ def wheel(tmp_path_factory) -> Path:
     return built
 
 
+@pytest.mark.slow  # pip builds the wheel in a child process
 def test_the_wheel_holds_every_sql_file(wheel) -> None:
     shipped = {name for name in zipfile.ZipFile(wheel).namelist() if name.endswith(".sql")}
     in_checkout = {path.relative_to(ROOT).as_posix() for path in (ROOT / "sql").rglob("*.sql")}

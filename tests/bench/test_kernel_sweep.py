@@ -7,7 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).parents[2] / "bench" / "kernel_sweep.py"
+
+pytestmark = pytest.mark.slow  # the script in a child process, training a model per setting
 
 
 def sweep(*args: str) -> subprocess.CompletedProcess[str]:

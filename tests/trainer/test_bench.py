@@ -6,6 +6,9 @@ from typer.testing import CliRunner
 
 from trainer.cli import app
 
+# `trainer bench` end to end (slow): it builds each data set's warehouse with `python -m etl build` in a child
+# process, then trains, refits and blends every model it is given.
+
 
 def small_bench(tmp_path, make_movielens_1m, *options: str):
     """`trainer bench` on one seed of a small generated ml-1m: its outcome, results warehouse and work folder."""
@@ -20,6 +23,7 @@ def small_bench(tmp_path, make_movielens_1m, *options: str):
     return outcome, results, work
 
 
+@pytest.mark.slow
 def test_bench_runs_each_model_on_each_seed_and_writes_table_and_markdown(tmp_path, make_movielens_1m) -> None:
     make_movielens_1m(tmp_path / "data" / "ml-1m")
     results, markdown = tmp_path / "results.duckdb", tmp_path / "docs" / "bench.md"
@@ -66,6 +70,7 @@ def test_bench_refuses_an_unknown_data_set(tmp_path) -> None:
     assert outcome.exit_code == 1 and "no benchmark protocol for data set 'ml-20m'" in outcome.output
 
 
+@pytest.mark.slow
 def test_bench_blends_the_models_of_each_seed(tmp_path, make_movielens_1m) -> None:
     markdown = tmp_path / "bench.md"
     _, results, _ = small_bench(tmp_path, make_movielens_1m, "--models", "biases,mf", "--epochs", "5", "--markdown",
@@ -77,6 +82,7 @@ def test_bench_blends_the_models_of_each_seed(tmp_path, make_movielens_1m) -> No
     assert blend_row.endswith("`trainer bench --datasets ml-1m --models biases,mf --blend` |")
 
 
+@pytest.mark.slow
 def test_bench_trains_a_fine_tuned_models_parent_first(tmp_path, make_movielens_1m) -> None:
     _, results, work = small_bench(tmp_path, make_movielens_1m, "--models", "glocal-k,biases", "--epochs", "2",
                                    "--markdown", str(tmp_path / "bench.md"), "--blend")  # fmt: skip
@@ -95,6 +101,7 @@ def test_bench_trains_a_fine_tuned_models_parent_first(tmp_path, make_movielens_
     assert parent == (rows["kernel-ae"][0],)
 
 
+@pytest.mark.slow
 def test_bench_refits_each_model_and_blends_the_refits(tmp_path, make_movielens_1m) -> None:
     markdown = tmp_path / "bench.md"
     _, results, work = small_bench(tmp_path, make_movielens_1m, "--models", "biases,mf", "--epochs", "5", "--markdown",
@@ -117,6 +124,7 @@ def test_bench_refits_each_model_and_blends_the_refits(tmp_path, make_movielens_
     assert "`trainer bench --datasets ml-1m --models biases,mf --blend --refit` |" in table
 
 
+@pytest.mark.slow
 def test_bench_keeps_a_fine_tuned_run_that_kept_its_parents_weights_out_of_the_refits(
     tmp_path, make_movielens_1m
 ) -> None:

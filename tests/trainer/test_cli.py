@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import duckdb
+import pytest
 import torch
 from typer.testing import CliRunner
 
@@ -132,6 +133,7 @@ def test_resume_of_a_missing_run(warehouse, tmp_path) -> None:
     assert result.exit_code == 1 and "no such run folder" in result.output
 
 
+@pytest.mark.slow  # three child processes, one of them a training run
 def test_the_installed_command_exits_with_the_apps_code_and_its_output_flushed(warehouse, tmp_path) -> None:
     # `trainer` ends with os._exit (trainer.cli.entry_point): what was printed must still arrive, and a
     # failure must still exit 1.
@@ -161,6 +163,7 @@ def test_help_answers_without_importing_torch() -> None:
     assert done.stdout.strip() == "False"
 
 
+@pytest.mark.slow  # a dozen child processes, three of them training runs
 def test_typer_trainer_run_and_python_m_trainer_run_are_trainer_run(warehouse, tmp_path) -> None:
     """`typer trainer run ...` from the repository root (the form users were promised), `python -m trainer run
     ...` and the installed `trainer run ...`: same options, output, exit codes and results."""

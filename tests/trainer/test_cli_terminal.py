@@ -16,6 +16,7 @@ import termios
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from trainer import checkpoint
@@ -25,6 +26,8 @@ from trainer import checkpoint
 TRAINER = [sys.executable, "-c", "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
            "from trainer.cli import entry_point; entry_point()"]  # fmt: skip
 BAR = "━"  # rich's bar
+
+pytestmark = pytest.mark.slow  # every test trains in a child process
 
 
 def _env(**extra: str) -> dict[str, str]:
