@@ -124,6 +124,26 @@ def one_torch_thread() -> Iterator[None]:
     _one_torch_thread()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def typer_commands_built_once() -> Iterator[None]:
+    """typer's CliRunner turns the app into its click command again on every invoke, reading every command's
+    options anew; the installed commands do it once per process. Hundreds of tests invoke the CLI, so the
+    command is built once per app here and reused (it holds no state between invocations)."""
+    import typer.testing
+
+    original = typer.testing._get_command
+    built: dict[int, tuple[object, object]] = {}  # id(app) -> (app, command); the app kept so its id stays its own
+
+    def get_command(app):  # type: ignore[no-untyped-def]
+        if id(app) not in built:
+            built[id(app)] = (app, original(app))
+        return built[id(app)][1]
+
+    typer.testing._get_command = get_command
+    yield
+    typer.testing._get_command = original
+
+
 @pytest.fixture(scope="session")
 def movielens(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
     """A function that writes a small MovieLens folder of a layout (ml-100k, ml-1m, ml-10m, ml-latest).
