@@ -49,9 +49,9 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-# Unit tests only (-m 'not slow').
+# Unit tests only (-m 'not slow'), on two worker processes (pytest-xdist): each test has its own temporary folder.
 test-fast: install
-	$(BIN)/python -m pytest -m 'not slow'
+	$(BIN)/python -m pytest -m 'not slow' -n 2
 
 bench-etl: install
 	$(BIN)/python bench/etl_bench.py --input $(MOVIELENS_DIR)
