@@ -107,21 +107,16 @@ def movielens_lines(
     return out
 
 
-def _one_torch_thread() -> None:
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Each test starts with one torch thread, the number the command line chooses for the tiny models trained
+    here (trainer/threads.py: a small training step). In-process runs would otherwise get torch's default, a
+    thread per core, and wait on every operation for a core that another process keeps busy. Set before the
+    test's fixtures, module- and session-scoped ones included (they train too), and again for every test,
+    since a test may set a number of its own."""
     torch = sys.modules.get("torch")  # not imported here: the ETL's tests never load it
     if torch is not None and torch.get_num_threads() != 1:
         torch.set_num_threads(1)
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """Each test starts with one torch thread, the number the command line chooses for the tiny models trained
-    here (trainer/threads.py: a small training step). In-process runs would otherwise get torch's default, a
-    thread per core, and wait on every operation for a core that another process keeps busy; it is set again
-    after the test, since a test may import torch or set a number of its own."""
-    _one_torch_thread()
-    yield
-    _one_torch_thread()
 
 
 @pytest.fixture(scope="session", autouse=True)
