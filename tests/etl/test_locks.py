@@ -38,6 +38,9 @@ def ask(process: subprocess.Popen) -> int:
     return int(process.stdout.readline())
 
 
+pytestmark = pytest.mark.slow  # every test holds the warehouse open from other processes
+
+
 @pytest.fixture
 def rebuilt(movielens, tmp_path) -> tuple[Path, Path]:
     """A warehouse of 12 ratings, and a folder that rebuilds it with 13."""

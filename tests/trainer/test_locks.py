@@ -38,6 +38,7 @@ def settings(warehouse, tmp_path, **overrides):
     return resolve({"warehouse": str(warehouse), "runs_dir": str(tmp_path / "runs"), "epochs": 3, **overrides})
 
 
+@pytest.mark.slow  # the reader is another process
 def test_a_reader_held_open_neither_blocks_the_run_nor_loses_its_snapshot(warehouse, tmp_path) -> None:
     """An analyst's read-only session open across a run: the run publishes without waiting for it, the
     session keeps reading the snapshot it opened, and a session opened afterwards sees the run."""
@@ -75,6 +76,7 @@ def test_publishing_twice_does_not_duplicate(warehouse, tmp_path) -> None:
     assert con.execute("SELECT count(*) FROM epoch_metrics").fetchall()[0][0] == 3
 
 
+@pytest.mark.slow  # the writer is another process
 def test_a_writer_holding_the_warehouse_stops_the_run_with_its_pid(warehouse, tmp_path) -> None:
     started = time.monotonic()
     with held(warehouse, read_only=False) as writer, pytest.raises(WarehouseError) as raised:

@@ -2,6 +2,7 @@ import subprocess
 import sys
 from datetime import datetime
 
+import pytest
 from typer.testing import CliRunner
 
 from trainer.cli import app
@@ -61,6 +62,7 @@ def test_report_of_an_unknown_run_says_where_to_look(warehouse, tmp_path) -> Non
     assert outcome.exit_code == 1 and "has no run 'nope'" in outcome.output
 
 
+@pytest.mark.slow  # a child process imports trainer.report, and with it matplotlib
 def test_report_imports_no_torch() -> None:
     """Drawing charts from the warehouse needs neither torch nor the trainer's models."""
     code = "import sys, trainer.report; assert 'torch' not in sys.modules, 'torch imported'"

@@ -56,6 +56,11 @@ for line in sys.stdin:
 """
 
 
+# Tests whose analyst, or other DuckDB user, is a process of its own: marked slow (make test and CI run them,
+# make test-fast does not). The rest run here in one process.
+in_another_process = pytest.mark.slow
+
+
 class Analyst:
     """A DuckDB session in another process: ``do("open", "write x", "close")`` returns its answers."""
 
@@ -134,6 +139,7 @@ def after(function: Callable[..., Any], step: Callable[[], None]) -> Callable[..
 # -- publishing (trainer run, score, blend, publish: warehouse.results.publish)
 
 
+@in_another_process
 def test_a_session_open_before_a_publish_makes_it_wait_then_stop_and_nothing_is_lost(
     warehouse, staged, analyst
 ) -> None:
@@ -149,6 +155,7 @@ def test_a_session_open_before_a_publish_makes_it_wait_then_stop_and_nothing_is_
     assert notes(warehouse) == {"before", "still-open"} and run_ids(warehouse) == {staged.name}
 
 
+@in_another_process
 def test_a_session_that_commits_and_closes_while_the_publisher_waits_is_kept(warehouse, staged, analyst) -> None:
     assert analyst.do("open", "write first") == ["ok", "ok"]
     errors: list[Exception] = []
@@ -168,6 +175,7 @@ def test_a_session_that_commits_and_closes_while_the_publisher_waits_is_kept(war
     assert notes(warehouse) == {"first", "last"} and run_ids(warehouse) == {staged.name}
 
 
+@in_another_process
 @pytest.mark.parametrize("moment", ["after the copy", "right before the swap"])
 def test_a_session_opened_during_a_publish_is_refused_then_opens_once_it_is_done(
     warehouse, staged, analyst, monkeypatch, moment
@@ -189,6 +197,7 @@ def test_a_session_opened_during_a_publish_is_refused_then_opens_once_it_is_done
     assert notes(warehouse) == {"after"} and run_ids(warehouse) == {staged.name}
 
 
+@in_another_process
 def test_readers_beside_a_publish_are_not_refused(warehouse, staged, monkeypatch) -> None:
     """The writer's lock is shared: a read-only session opens (and reads) at the same moments."""
     answers: list[int] = []
@@ -225,6 +234,7 @@ def test_a_change_made_without_duckdbs_lock_stops_the_swap_and_stays(warehouse, 
     assert notes(warehouse) == {"restored"} and run_ids(warehouse) == {staged.name}
 
 
+@in_another_process
 def test_a_new_warehouse_made_by_someone_else_meanwhile_is_kept(tmp_path) -> None:
     path = tmp_path / "new.duckdb"
     make = "import duckdb, sys; duckdb.connect(sys.argv[1]).execute('CREATE TABLE mine AS SELECT 1 AS x').close()"
@@ -252,6 +262,7 @@ def test_swapping_without_the_writer_lock_is_a_bug(warehouse) -> None:
     side.unlink()
 
 
+@in_another_process
 def test_the_writer_lock_is_not_dropped_by_this_processs_own_duckdb_connections(warehouse, analyst) -> None:
     """POSIX locks go when a process closes any descriptor of the file: the writer's lock is not one."""
     with writer_lock(warehouse):
@@ -269,6 +280,7 @@ def newer(make_movielens_1m, tmp_path) -> Path:
     return make_movielens_1m(tmp_path / "newer", seed=11)
 
 
+@in_another_process
 def test_a_session_that_commits_while_the_etl_builds_is_carried_over(warehouse, newer, analyst) -> None:
     def log(message: str) -> None:  # mid-build, before the ETL's writer lock
         if "user_matrix" in message:
@@ -278,6 +290,7 @@ def test_a_session_that_commits_while_the_etl_builds_is_carried_over(warehouse, 
     assert notes(warehouse) == {"mid-build"}
 
 
+@in_another_process
 def test_a_session_still_open_when_the_etl_swaps_makes_it_stop_and_nothing_is_lost(warehouse, newer, analyst) -> None:
     from etl.build import EtlOptions
 
@@ -296,6 +309,7 @@ def test_a_session_still_open_when_the_etl_swaps_makes_it_stop_and_nothing_is_lo
     assert notes(warehouse) == {"mid-build", "still-open"}
 
 
+@in_another_process
 @pytest.mark.parametrize("moment", ["during the carry-over", "right before the swap"])
 def test_a_session_opened_while_the_etl_swaps_is_refused_then_opens_once_it_is_done(
     warehouse, newer, analyst, monkeypatch, moment
