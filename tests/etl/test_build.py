@@ -246,6 +246,7 @@ def test_same_input_same_tables(movielens, bigger_ml10m, tmp_path, layout):
         assert etl_tables(first) == tables
 
 
+@pytest.mark.slow  # half a million ratings, 12 MB: a build at the real files' scale
 def test_line_numbers_hold_across_a_large_file_read_on_every_core(tmp_path, query):
     """ratings_lines numbers a line by its stored position; a 12 MB file is read in several chunks at once,
     and each rating must still name its own line, blank lines counted."""
