@@ -32,15 +32,30 @@ def selected(saved: dict) -> dict:
     return saved["best"]["weights"] if saved["best"]["weights"] is not None else saved["model"]
 
 
+# Every model's leak test runs in make test; make test-fast keeps one model for each way an epoch or a setting
+# is chosen on validation (early stopping on RMSE, full-batch L-BFGS, Gibbs samples, a closed-form λ, epochs on
+# nDCG) and marks the others slow: each is two full runs, trained and published.
+slow = pytest.mark.slow
+
+
 @pytest.mark.parametrize(
     "model, overrides",
     [
         ("i-autorec", {"hidden": (32,), "epochs": 15, "learning_rate": 0.01, "patience": 4, "batch_size": 16}),
-        ("i-autorec", {"hidden": (32,), "epochs": 8, "learning_rate": 0.01, "batch_size": 16, "input_dropout": 0.2}),
-        ("autoencoder", {"epochs": 15, "learning_rate": 0.05, "eval_every": 1, "patience": 4}),
-        ("mf", {"hidden": (4,), "epochs": 15, "patience": 4}),
-        ("deep-ae", {"hidden": (16, 8, 16), "epochs": 6, "batch_size": 16}),  # dropout and re-feeding too
-        ("kernel-ae", {"hidden": (16, 16), "epochs": 6, "optimizer": "adam", "batch_size": 16, "learning_rate": 0.01}),
+        pytest.param(
+            "i-autorec",
+            {"hidden": (32,), "epochs": 8, "learning_rate": 0.01, "batch_size": 16, "input_dropout": 0.2},
+            marks=slow,
+        ),
+        pytest.param("autoencoder", {"epochs": 15, "learning_rate": 0.05, "eval_every": 1, "patience": 4}, marks=slow),
+        pytest.param("mf", {"hidden": (4,), "epochs": 15, "patience": 4}, marks=slow),
+        # dropout and re-feeding too
+        pytest.param("deep-ae", {"hidden": (16, 8, 16), "epochs": 6, "batch_size": 16}, marks=slow),
+        pytest.param(
+            "kernel-ae",
+            {"hidden": (16, 16), "epochs": 6, "optimizer": "adam", "batch_size": 16, "learning_rate": 0.01},
+            marks=slow,
+        ),
         (
             "kernel-ae",
             {
@@ -125,10 +140,10 @@ def test_a_stall_drops_the_learning_rate_before_it_stops_the_run() -> None:
 @pytest.mark.parametrize(
     "model, overrides",
     [
-        ("popular", {}),
+        pytest.param("popular", {}, marks=slow),
         ("ease", {"l2": 20.0}),
         ("mult-vae", {"hidden": (16, 8), "epochs": 4, "batch_size": 16, "patience": 0}),
-        ("mult-dae", {"hidden": (16, 8), "epochs": 4, "batch_size": 16, "patience": 0}),
+        pytest.param("mult-dae", {"hidden": (16, 8), "epochs": 4, "batch_size": 16, "patience": 0}, marks=slow),
     ],
 )
 def test_corrupted_test_ratings_change_nothing_a_ranking_model_chooses(
