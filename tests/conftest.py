@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -179,6 +180,29 @@ def etl_build() -> Callable[..., Path]:
         return warehouse
 
     return run
+
+
+@pytest.fixture(scope="session")
+def ml1m_built(movielens: Callable[..., Path]) -> tuple[Path, Path]:
+    """The default small ml-1m folder and its warehouse, built once per session, for the tests whose previous
+    warehouse it is. Neither is written to: take a copy of the warehouse (`ml1m_warehouse`), and a folder of
+    your own (``movielens("ml-1m")``, the same files) to change or build from."""
+    folder = movielens("ml-1m")
+    warehouse = folder.parent / "warehouse.duckdb"
+    build_warehouse(folder, warehouse)
+    return folder, warehouse
+
+
+@pytest.fixture
+def ml1m_warehouse(ml1m_built: tuple[Path, Path]) -> Callable[[Path], Path]:
+    """A function copying the default ml-1m warehouse to a path: what building ``movielens("ml-1m")`` there
+    would give (the build records its input folder's paths, the session's own here), without the build."""
+
+    def copy(path: Path) -> Path:
+        shutil.copyfile(ml1m_built[1], path)
+        return path
+
+    return copy
 
 
 @pytest.fixture(scope="session")

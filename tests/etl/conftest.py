@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 from etl import models as models_module
-from etl.build import build_warehouse
 from warehouse.sql import ETL_DIR
 
 
@@ -22,19 +21,11 @@ def sql_copy(tmp_path, monkeypatch) -> Path:
     return copy
 
 
-@pytest.fixture(scope="module")
-def built(movielens, tmp_path_factory) -> tuple[Path, Path]:
-    """An ml-1m folder and the warehouse built from it with the real SQL, once for the module."""
-    folder = movielens("ml-1m")
-    warehouse = tmp_path_factory.mktemp("built") / "warehouse.duckdb"
-    build_warehouse(folder, warehouse)
-    return folder, warehouse
-
-
 @pytest.fixture
-def previous(built, tmp_path) -> tuple[Path, Path]:
-    """The folder, and a copy of that warehouse: the previous one the next build must leave untouched."""
-    folder, warehouse = built
+def previous(ml1m_built, tmp_path) -> tuple[Path, Path]:
+    """An ml-1m folder, and a copy of the warehouse built from it with the real SQL (once per session): the
+    previous one the next build must leave untouched."""
+    folder, warehouse = ml1m_built
     copy = tmp_path / "warehouse.duckdb"
     shutil.copyfile(warehouse, copy)
     return folder, copy

@@ -35,11 +35,11 @@ def break_ratings(folder: Path) -> None:
 
 
 @pytest.fixture
-def previous(movielens, tmp_path) -> tuple[Path, Path]:
-    """An ml-1m folder and a warehouse built from it, with tables and views the ETL does not build."""
+def previous(movielens, ml1m_warehouse, tmp_path) -> tuple[Path, Path]:
+    """An ml-1m folder and a warehouse built from it (the session's build, copied), with tables and views the
+    ETL does not build."""
     folder = movielens("ml-1m")
-    warehouse = tmp_path / "warehouse.duckdb"
-    build_warehouse(folder, warehouse)
+    warehouse = ml1m_warehouse(tmp_path / "warehouse.duckdb")
     with duckdb.connect(str(warehouse)) as con:
         # As the trainer might: a sequence-numbered runs table with a key, a table that refers to it.
         con.execute("CREATE SEQUENCE run_seq")

@@ -28,12 +28,9 @@ def sha256(path: Path) -> str:
 
 
 @pytest.fixture
-def previous(movielens, tmp_path) -> tuple[Path, Path]:
-    """An ml-1m folder, and a warehouse built from it (outside any small disk)."""
-    folder = movielens("ml-1m")
-    warehouse = tmp_path / "previous.duckdb"
-    build_warehouse(folder, warehouse)
-    return folder, warehouse
+def previous(movielens, ml1m_warehouse, tmp_path) -> tuple[Path, Path]:
+    """An ml-1m folder, and a warehouse built from it (the session's build, copied; outside any small disk)."""
+    return movielens("ml-1m"), ml1m_warehouse(tmp_path / "previous.duckdb")
 
 
 def test_disk_full(previous, small_disk):

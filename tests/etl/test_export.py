@@ -12,9 +12,9 @@ from warehouse.errors import WarehouseError
 from warehouse.features import TABLES, open_features
 
 
-@pytest.fixture(scope="module")
-def warehouse(movielens, etl_build):
-    return etl_build(movielens("ml-1m"))
+@pytest.fixture
+def warehouse(ml1m_built):
+    return ml1m_built[1]  # only read: exporting opens it read-only
 
 
 def test_export_round_trips_every_table(warehouse, tmp_path, query):

@@ -91,11 +91,11 @@ def test_file_contents_are_data(movielens, etl_build, query):
 
 
 @pytest.mark.parametrize("name", [PAYLOAD, 'pwned"', "previous", "main", "select"])
-def test_names_in_the_previous_warehouse_are_quoted(movielens, tmp_path, name):
+def test_names_in_the_previous_warehouse_are_quoted(movielens, ml1m_warehouse, tmp_path, name):
     """An analyst's table, column and view may be named anything: a rebuild carries them over as they are."""
     folder = movielens("ml-1m")
-    warehouse = tmp_path / f"{name}.duckdb"  # a warehouse named previous.duckdb once could not be rebuilt
-    build_warehouse(folder, warehouse)
+    # a warehouse named previous.duckdb once could not be rebuilt (the first build: the session's, copied)
+    warehouse = ml1m_warehouse(tmp_path / f"{name}.duckdb")
     quoted = '"' + name.replace('"', '""') + '"'
     with duckdb.connect(str(warehouse)) as con:
         con.execute(f"CREATE TABLE {quoted} ({quoted} VARCHAR, n INT)")
