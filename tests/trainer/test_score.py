@@ -52,6 +52,12 @@ def trained(make_movielens_1m, tmp_path_factory) -> Trained:
     return Trained(folder, warehouse, root / "runs", runs)
 
 
+@pytest.fixture(scope="module")
+def trained_rows(trained) -> list[list[list[tuple]]]:
+    """Everything each training run wrote, as trained: what a refused command leaves in a test's copy."""
+    return [training_rows(trained.warehouse, run_id) for run_id in trained.runs.values()]
+
+
 @pytest.fixture
 def copy(trained, tmp_path) -> Trained:
     """This test's own copy of the files and the warehouse (the runs' weights stay where they were trained)."""
@@ -254,8 +260,8 @@ def test_which_users_to_score(copy) -> None:
         (["--users", "DELETE FROM runs RETURNING 1"], "--users is neither a list of ids nor a query"),
     ],
 )
-def test_bad_choices_of_users_are_refused(copy, options, message) -> None:
-    before = [training_rows(copy.warehouse, run_id) for run_id in copy.runs.values()]
+def test_bad_choices_of_users_are_refused(copy, trained_rows, options, message) -> None:
+    before = trained_rows  # the copy's rows before the command: it is a copy of the trained warehouse
     result = CliRunner().invoke(app, ["score", copy.runs["autoencoder"], "--warehouse", str(copy.warehouse),
                                       "--runs-dir", str(copy.runs_dir), *options])  # fmt: skip
     assert result.exit_code == 1 and message in result.output
@@ -355,8 +361,8 @@ def test_users_by_ranges_and_from_a_file(copy, tmp_path) -> None:
         ("SELECT 1; SELECT 2", "it must be one SELECT statement, not SELECT, SELECT"),
     ],
 )
-def test_bad_lists_and_queries_of_users_are_one_line_errors(copy, users, message) -> None:
-    before = [training_rows(copy.warehouse, run_id) for run_id in copy.runs.values()]
+def test_bad_lists_and_queries_of_users_are_one_line_errors(copy, trained_rows, users, message) -> None:
+    before = trained_rows  # the copy's rows before the command: it is a copy of the trained warehouse
     result = CliRunner().invoke(app, ["score", copy.runs["autoencoder"], "--warehouse", str(copy.warehouse),
                                       "--runs-dir", str(copy.runs_dir), "--users", users])  # fmt: skip
     assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output
