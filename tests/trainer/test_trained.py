@@ -4,6 +4,8 @@ that a fine-tuned run chooses nothing from the test part either."""
 
 from __future__ import annotations
 
+import shutil
+
 import duckdb
 import numpy as np
 import pytest
@@ -26,6 +28,24 @@ def settings(warehouse, tmp_path, **overrides):
                     **overrides})  # fmt: skip
 
 
+@pytest.fixture(scope="module")
+def trained_parent(small_warehouse, tmp_path_factory):
+    """A warehouse holding a run of PARENT, trained once for the module, and that run."""
+    folder = tmp_path_factory.mktemp("parent")
+    warehouse = folder / "warehouse.duckdb"
+    shutil.copyfile(small_warehouse, warehouse)
+    return warehouse, run(settings(warehouse, folder, **PARENT))
+
+
+@pytest.fixture
+def with_parent(trained_parent, tmp_path):
+    """This test's copy of that warehouse, and the parent run (its weights stay in the module's folder)."""
+    warehouse, parent = trained_parent
+    copy = tmp_path / "warehouse.duckdb"
+    shutil.copyfile(warehouse, copy)
+    return copy, parent
+
+
 def parent_weights(summary) -> dict[str, torch.Tensor]:
     saved = checkpoint.load(summary.run_dir, torch.device("cpu"))
     return saved["best"]["weights"]
@@ -40,8 +60,8 @@ def started(config, parent_id: str, warehouse):
     return model, coords
 
 
-def test_a_glocal_k_run_starts_from_its_parents_weights_and_records_it(warehouse, tmp_path) -> None:
-    parent = run(settings(warehouse, tmp_path, **PARENT))
+def test_a_glocal_k_run_starts_from_its_parents_weights_and_records_it(with_parent, tmp_path) -> None:
+    warehouse, parent = with_parent
     config = settings(warehouse, tmp_path, **CHILD, init_from=parent.run_id)
     model, _ = started(config, parent.run_id, warehouse)
     weights = model.state_dict()
@@ -55,10 +75,10 @@ def test_a_glocal_k_run_starts_from_its_parents_weights_and_records_it(warehouse
     assert found == [("glocal-k", parent.run_id)]
 
 
-def test_glocal_k_starts_as_its_parent_predicts(warehouse, tmp_path) -> None:
+def test_glocal_k_starts_as_its_parent_predicts(with_parent, tmp_path) -> None:
     # The global kernel starts as the identity (the centre tap 1): the fine-tuning starts from the parent's
     # predictions, and validation can only choose a change that helps.
-    parent = run(settings(warehouse, tmp_path, **PARENT))
+    warehouse, parent = with_parent
     child, coords = started(settings(warehouse, tmp_path, **CHILD), parent.run_id, warehouse)
     before = build_model(settings(warehouse, tmp_path, **PARENT), coords.n_users, coords.n_movies, 3.5)
     before.load_state_dict(parent_weights(parent))
@@ -68,9 +88,9 @@ def test_glocal_k_starts_as_its_parent_predicts(warehouse, tmp_path) -> None:
         torch.testing.assert_close(child(ratings, index), before(ratings, index))
 
 
-def test_fine_tuning_that_never_helps_keeps_the_weights_it_started_from(warehouse, tmp_path) -> None:
+def test_fine_tuning_that_never_helps_keeps_the_weights_it_started_from(with_parent, tmp_path) -> None:
     # A rate far too high: every epoch validates worse than the parent, so epoch 0 (its weights) is selected.
-    parent = run(settings(warehouse, tmp_path, **PARENT))
+    warehouse, parent = with_parent
     child = run(settings(warehouse, tmp_path, **CHILD, init_from=parent.run_id, optimizer="adam",
                          learning_rate=10.0, batch_size=10_000, patience=2, lr_drops=0, eval_every=1))  # fmt: skip
     assert child.best_epoch == 0 and len(child.history) == 2
@@ -114,10 +134,10 @@ def test_a_parent_whose_weights_do_not_fit_is_refused(parent, why, warehouse, tm
     assert _runs(warehouse) == runs_before  # nothing trained, nothing published
 
 
-def test_an_unknown_parent_or_one_trained_on_other_movies_is_refused(warehouse, tmp_path) -> None:
+def test_an_unknown_parent_or_one_trained_on_other_movies_is_refused(warehouse, with_parent, tmp_path) -> None:
     with pytest.raises(TrainerError, match="no run 'nope'"):
-        run(settings(warehouse, tmp_path, **CHILD, init_from="nope"))
-    parent = run(settings(warehouse, tmp_path, **PARENT))
+        run(settings(warehouse, tmp_path, **CHILD, init_from="nope"))  # a warehouse that holds no run yet
+    warehouse, parent = with_parent
     with duckdb.connect(str(warehouse), read_only=True) as con:
         coords = Coordinates.read(con)
         other = Coordinates(coords.user_ids, np.concatenate([coords.movie_ids, [coords.movie_ids.max() + 1]]))
