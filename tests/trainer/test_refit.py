@@ -4,6 +4,8 @@ refit's weight on its run's validation predictions; and the proof that a refit c
 
 from __future__ import annotations
 
+import shutil
+
 import duckdb
 import pytest
 import torch
@@ -28,6 +30,24 @@ def settings(warehouse, tmp_path, **overrides):
                     **overrides})  # fmt: skip
 
 
+@pytest.fixture(scope="module")
+def trained_small(small_warehouse, tmp_path_factory):
+    """A warehouse holding a run of SMALL, trained once for the module, and that run."""
+    folder = tmp_path_factory.mktemp("small-run")
+    warehouse = folder / "warehouse.duckdb"
+    shutil.copyfile(small_warehouse, warehouse)
+    return warehouse, run(settings(warehouse, folder, **SMALL))
+
+
+@pytest.fixture
+def with_small(trained_small, tmp_path):
+    """This test's copy of that warehouse, and the run of SMALL (its folder stays the module's)."""
+    warehouse, parent = trained_small
+    copy = tmp_path / "warehouse.duckdb"
+    shutil.copyfile(warehouse, copy)
+    return copy, parent
+
+
 def refit(warehouse, tmp_path, run_id: str):
     return run(refit_config(RefitOptions(run_id, warehouse, tmp_path / "runs", device="cpu", publish_anyway=True)))
 
@@ -46,8 +66,8 @@ def test_drop_epochs_replays_the_validation_rule() -> None:
     assert drop_epochs(unscored, config) == ()
 
 
-def test_a_refit_trains_on_train_and_validation_for_the_epochs_its_run_chose(warehouse, tmp_path) -> None:
-    parent = run(settings(warehouse, tmp_path, **SMALL))
+def test_a_refit_trains_on_train_and_validation_for_the_epochs_its_run_chose(with_small, tmp_path) -> None:
+    warehouse, parent = with_small
     config = refit_config(RefitOptions(parent.run_id, warehouse, tmp_path / "runs"))
     assert (config.validation, config.epochs, config.refit_of) == (False, parent.best_epoch, parent.run_id)
     assert parent.best_epoch < len(parent.history) < SMALL["epochs"]  # validation stopped it
@@ -79,11 +99,11 @@ def test_the_learning_rate_drops_after_the_epochs_a_refit_names(warehouse, tmp_p
     assert all(torch.equal(plain[name], too_late[name]) for name in plain)  # a drop after the last epoch: none
 
 
-def test_what_cannot_be_refitted_is_refused(warehouse, tmp_path) -> None:
+def test_what_cannot_be_refitted_is_refused(with_small, tmp_path) -> None:
+    warehouse, parent = with_small
     no_validation = run(settings(warehouse, tmp_path, **{**SMALL, "validation": False, "epochs": 2}))
     with pytest.raises(TrainerError, match="--no-validation: no validation slice chose"):
         refit_config(RefitOptions(no_validation.run_id, warehouse))
-    parent = run(settings(warehouse, tmp_path, **SMALL))
     child = refit(warehouse, tmp_path, parent.run_id)
     with pytest.raises(TrainerError, match=f"already a refit \\(of run {parent.run_id}\\)"):
         refit_config(RefitOptions(child.run_id, warehouse))
@@ -100,7 +120,8 @@ CHILD = {**PARENT, "model": "glocal-k", "optimizer": "adam", "learning_rate": 0.
          "epochs": 4, "eval_every": 1, "patience": 2}  # fmt: skip
 
 
-def test_a_fine_tuned_run_is_refitted_from_its_parents_refit(warehouse, tmp_path) -> None:
+def test_a_fine_tuned_run_is_refitted_from_its_parents_refit(with_small, tmp_path) -> None:
+    warehouse, other = with_small  # a run of SMALL, to refit as the wrong --init-from
     parent = run(settings(warehouse, tmp_path, **PARENT))
     child = run(settings(warehouse, tmp_path, **CHILD, init_from=parent.run_id))
     assert child.best_epoch
@@ -110,7 +131,6 @@ def test_a_fine_tuned_run_is_refitted_from_its_parents_refit(warehouse, tmp_path
     config = refit_config(RefitOptions(child.run_id, warehouse, init_from=parents_refit.run_id))
     assert (config.init_from, config.refit_of, config.epochs) == (parents_refit.run_id, child.run_id, child.best_epoch)
     assert not config.validation
-    other = run(settings(warehouse, tmp_path, **SMALL))
     others_refit = refit(warehouse, tmp_path, other.run_id)
     with pytest.raises(TrainerError, match=f"is not a refit of run {parent.run_id}, which run {child.run_id} fine"):
         refit_config(RefitOptions(child.run_id, warehouse, init_from=others_refit.run_id))
@@ -120,8 +140,8 @@ def test_a_fine_tuned_run_is_refitted_from_its_parents_refit(warehouse, tmp_path
     assert row == (child.run_id, child.best_epoch)
 
 
-def test_a_blend_fits_a_refits_weight_on_its_runs_validation_predictions(warehouse, tmp_path) -> None:
-    parent = run(settings(warehouse, tmp_path, **SMALL))
+def test_a_blend_fits_a_refits_weight_on_its_runs_validation_predictions(with_small, tmp_path) -> None:
+    warehouse, parent = with_small
     child = refit(warehouse, tmp_path, parent.run_id)
     other = run(settings(warehouse, tmp_path, model="biases", epochs=5, top_n=0))
     options = BlendOptions((child.run_id, other.run_id), warehouse, top_n=3, runs_dir=tmp_path / "runs",
@@ -150,8 +170,8 @@ def test_a_refit_chooses_nothing_from_the_test_part(small_warehouse, tmp_path, c
     assert a.metrics["rmse"] != b.metrics["rmse"]
 
 
-def test_trainer_refit_trains_publishes_and_explains_its_refusals(warehouse, tmp_path) -> None:
-    parent = run(settings(warehouse, tmp_path, **SMALL))
+def test_trainer_refit_trains_publishes_and_explains_its_refusals(with_small, tmp_path) -> None:
+    warehouse, parent = with_small
     runs_dir = str(tmp_path / "runs")
     done = CliRunner().invoke(app, ["refit", parent.run_id, "--warehouse", str(warehouse), "--runs-dir", runs_dir,
                                     "--publish-anyway"])  # fmt: skip
