@@ -20,6 +20,12 @@ from etl.build import EtlOptions, build_warehouse
 
 SHARED_DATA = Path(__file__).parents[1].parent / "shared" / "data"
 
+# One thread, named (trainer/threads.py takes OMP_NUM_THREADS as --threads), for the tiny models trained here, in
+# this process and the commands it starts. Left to choose, every command a test invokes would first measure the
+# other processes' load over a window of a tenth of a second, waiting it out since the command has just started;
+# and torch would start on a thread per core. Set before torch is imported; tests of the choice itself unset it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 # The 19 genres of ml-100k's u.genre, in flag order.
 GENRES_100K = [
     "unknown",
