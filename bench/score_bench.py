@@ -32,9 +32,10 @@ CHILD = """
 import json, os, sys
 import trainer.cli
 from pathlib import Path
+from trainer.config import MachineSettings
 from trainer.score import ScoreOptions, score
 run_id, warehouse, runs_dir = sys.argv[1:]
-summary = score(ScoreOptions(run_id, Path(warehouse), runs_dir=Path(runs_dir), device="cpu"))
+summary = score(ScoreOptions(run_id, Path(warehouse), machine=MachineSettings(runs_dir=runs_dir, device="cpu")))
 print(json.dumps({"scoring": summary.score_seconds, "publishing": summary.publish_seconds,
                   "users": summary.n_scored_users, "promoted": summary.published.promoted}), flush=True)
 os._exit(0)  # as the trainer command exits (trainer/cli.py entry_point): no teardown of torch

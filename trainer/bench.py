@@ -18,7 +18,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from typing import Any
 import torch
 
 from trainer.blend import BlendOptions, blend
-from trainer.config import TrainConfig, resolve
+from trainer.config import MachineSettings, TrainConfig, resolve
 from trainer.errors import TrainerError
 from trainer.models.registry import REGISTRY
 from trainer.protocols import BENCH_MODELS, PARENTS, PROTOCOLS
@@ -71,6 +70,7 @@ def bench(
     used: set[int] = set()  # torch's threads in the runs: CPU timings depend on them (see docs/accuracy.md)
     rows: list[dict[str, Any]] = []
     work_dir.mkdir(parents=True, exist_ok=True)
+    machine = MachineSettings(runs_dir=str(work_dir / "runs"))
     for name in datasets:
         protocol = PROTOCOLS[name]
         for seed in protocol.seeds[:n_seeds]:
@@ -85,11 +85,11 @@ def bench(
                 parent = trained.get(PARENTS.get(model, ""))
                 config = resolve({
                     **protocol.settings.get(model, {}), "model": model, "warehouse": str(warehouse),
-                    "split": protocol.split, "seed": seed, "runs_dir": str(work_dir / "runs"), "top_n": 0,
+                    "split": protocol.split, "seed": seed, "runs_dir": machine.runs_dir, "top_n": 0,
                     "init_from": parent["run_id"] if parent else None,
                 })  # fmt: skip
                 if max_epochs:
-                    config = replace(config, epochs=min(config.epochs, max_epochs))
+                    config = config.replaced(epochs=min(config.epochs, max_epochs))
                 before_run(config)
                 summary = run(config)
                 threads = torch.get_num_threads()
@@ -114,7 +114,7 @@ def bench(
                 # a fine-tuned model's refit fine-tunes its parent's refit; one that kept its parent's weights has none
                 start = refits.get(PARENTS.get(model, ""))
                 if refit and (not parent or (start and summary.best_epoch)):
-                    settings = refit_config(RefitOptions(summary.run_id, warehouse, work_dir / "runs",
+                    settings = refit_config(RefitOptions(summary.run_id, warehouse, machine,
                                                          init_from=start["run_id"] if start else None))  # fmt: skip
                     before_run(settings)
                     again = run(settings)
@@ -136,8 +136,7 @@ def bench(
             if with_blend:
                 members = [refits.get(model, trained[model]) for model in models]
                 blend_name = "blend refit" if refits else "blend"
-                options = BlendOptions(tuple(r["run_id"] for r in members), warehouse, top_n=0,
-                                       runs_dir=work_dir / "runs")  # fmt: skip
+                options = BlendOptions(tuple(r["run_id"] for r in members), warehouse, top_n=0, machine=machine)
                 mixed = blend(options)
                 # its train time: its members' and their parents' (fitting the weights takes a fraction of a second)
                 rows.append(members[-1] | {

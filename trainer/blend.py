@@ -18,7 +18,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +28,14 @@ import pyarrow as pa
 import torch
 
 from trainer import trained
+from trainer.config import MachineSettings
 from trainer.data import dataset_info
 from trainer.errors import TrainerError
 from trainer.evaluate import rating_metrics
 from trainer.predict import top_n
 from trainer.run_record import device_name, new_run_id, pick_device, run_folder, utc_now
 from warehouse import results
-from warehouse.connect import DEFAULT_LOCK_WAIT_SECONDS, open_for_reading
+from warehouse.connect import open_for_reading
 
 
 @dataclass(frozen=True)
@@ -44,10 +45,7 @@ class BlendOptions:
     ridge: float | None = None  # None: chosen by cross-validation on the validation slice
     activity: bool | None = None  # weights that vary with users' and movies' activity; None: chosen likewise
     top_n: int = 20
-    runs_dir: Path = Path("runs")
-    device: str = "auto"
-    lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS
-    publish_anyway: bool = False
+    machine: MachineSettings = field(default_factory=MachineSettings)
 
 
 @dataclass
@@ -73,9 +71,9 @@ def blend(options: BlendOptions, log: Callable[[str], None] = lambda message: No
                            "blend takes each run once")  # fmt: skip
     if len(options.run_ids) < 2:
         raise TrainerError("a blend takes two or more different training runs")
-    device = pick_device(options.device)
+    device = pick_device(options.machine.device)
     needs = ("dataset", "ratings", "user_index", "movie_index", "runs", "predictions")
-    con = open_for_reading(options.warehouse, options.lock_wait_seconds, needs=needs)
+    con = open_for_reading(options.warehouse, options.machine.lock_wait_seconds, needs=needs)
     try:
         members = [trained.load(con, run_id, device) for run_id in options.run_ids]
         info = dataset_info(con)
@@ -111,7 +109,7 @@ def blend(options: BlendOptions, log: Callable[[str], None] = lambda message: No
     finally:
         con.close()
 
-    run_dir = run_folder(options.runs_dir / run_id, "blend")
+    run_dir = run_folder(Path(options.machine.runs_dir) / run_id, "blend")
     first = members[0].run
     row = {
         "run_id": run_id, "kind": "blend", "started_at": started_at, "finished_at": utc_now(),
@@ -122,7 +120,7 @@ def blend(options: BlendOptions, log: Callable[[str], None] = lambda message: No
         "test_user_rmse": metrics["user_rmse"], "n_test": metrics["n"], "torch_version": torch.__version__,
         "run_dir": str(run_dir.resolve()),
         "config": json.dumps({"ridge": options.ridge, "activity": options.activity, "top_n": options.top_n,
-                              "publish_anyway": options.publish_anyway,
+                              "publish_anyway": options.machine.publish_anyway,
                               "threads": torch.get_num_threads()}),  # this process's (trainer/threads.py)  # fmt: skip
         "members": json.dumps({"runs": list(options.run_ids), **blender.to_dict()}),
         # the audit's figures: the blend out of fold on the validation slice, and the training mean there
@@ -131,7 +129,8 @@ def blend(options: BlendOptions, log: Callable[[str], None] = lambda message: No
         "wall_seconds": time.perf_counter() - started,
     }  # fmt: skip
     results.stage(run_dir, row, {"predictions": pa.concat_tables(tables)})
-    published = results.publish(run_dir, options.warehouse, options.lock_wait_seconds, options.publish_anyway)
+    machine = options.machine
+    published = results.publish(run_dir, options.warehouse, machine.lock_wait_seconds, machine.publish_anyway)
     return BlendSummary(
         run_id, run_dir, blender, validation_rmse, member_validation, metrics, member_test,
         time.perf_counter() - started, published,

@@ -8,7 +8,6 @@ import shlex
 import sys
 import warnings
 from collections.abc import Callable
-from dataclasses import fields
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
@@ -20,10 +19,11 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
-from trainer.config import MAX_THREADS, Device, Setting, TrainConfig, choices, named, problem, resolve, settings
+from trainer.config import MAX_THREADS, Device, MachineSettings, TrainConfig, named, problem, resolve, settings
 from trainer.errors import Finished, Interrupted, TrainerError, UnknownSplit
 from trainer.models.registry import REGISTRY
 from trainer.protocols import BENCH_MODELS, PROTOCOLS
+from trainer.settings import Setting, described
 from trainer.threads import prepare
 from warehouse import results
 from warehouse.errors import WarehouseError
@@ -189,23 +189,22 @@ RUN_PANELS = {
     "Machine": ("device", "threads", "cache_budget_mb", "dense_cache_mb", "checkpoint_seconds", "runs_dir"),
 }  # fmt: skip
 _PANEL_OF = {name: panel for panel, names in RUN_PANELS.items() for name in names}
+_PLACE = {name: (panel, place) for panel, names in enumerate(RUN_PANELS.values()) for place, name in enumerate(names)}
 _PATHS = ("warehouse", "features", "runs_dir")  # str settings that name a file or folder: shown as <path>
 # Choices too many for the types column: their help lists them, with what each is.
 _METAVARS = {"model": "<name>", "optimizer": "<name>", "loss": "<kind>", "hidden": "<widths>"}
 # --model's help points to the list of models that ends `trainer run --help`, one a line, at the terminal's width.
-_MODEL_HELP = next(f.metadata["setting"].help for f in fields(TrainConfig) if f.name == "model") + (
-    " The models are listed below."
-)
+_MODEL_HELP = described(TrainConfig)["model"].help + " The models are listed below."
 _MODELS_EPILOG = "Models (--model):\n" + "\n".join(
     f"{name:<12} {escape(model.summary)}" for name, model in REGISTRY.items()
 )
 
 
-def _option(name: str, spec: Setting, kind: Any, default: Any) -> inspect.Parameter:
-    """One `trainer run` option from a TrainConfig field. It shows the field's default, but a value left at it
-    reaches the command as None (_checker), so that the model's preset and a config file apply."""
-    allowed = choices(kind, spec)
-    cli_type: Any = Literal[allowed] if allowed else (str if name == "hidden" else _plain(kind))
+def _option(name: str, spec: Setting) -> inspect.Parameter:
+    """One `trainer run` option from a setting (trainer/config.py). It shows the field's default, but a value left
+    at it reaches the command as None (_checker), so that the model's preset and a config file apply."""
+    allowed, default = spec.choices, spec.default
+    cli_type: Any = Literal[allowed] if allowed else (str if name == "hidden" else _plain(spec.kind))
     if name in _PATHS:
         cli_type = Path
     shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
@@ -256,7 +255,7 @@ def run_command(ctx: typer.Context, *, config_file: Optional[Path], resume: Opti
 
     try:
         config = resolve(given, config_file)
-        _threads(config.threads, config)
+        _threads(config.machine.threads, config)
         if resume is not None and not resume.is_dir():
             raise TrainerError(f"{resume}: no such run folder to resume")
         with _EpochReporter(config.epochs) as report:
@@ -318,9 +317,8 @@ run_command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
                     "--config",
                     show_default=False,
                     help=(
-                        "A TOML file of settings, named as the fields of TrainConfig (the options' names with "
-                        "underscores; lock_wait_seconds for --lock-wait); options given on the command line "
-                        "override it."
+                        "A TOML file of settings, named as the options but with underscores (lock_wait_seconds for "
+                        "--lock-wait); options given on the command line override it."
                     ),
                 ),
             ],
@@ -342,12 +340,8 @@ run_command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
             ],
         ),
         *sorted(
-            (
-                _option(name, spec, kind, default)
-                for name, (spec, kind, default) in settings().items()
-                if not spec.internal
-            ),
-            key=lambda option: list(RUN_PANELS).index(_PANEL_OF[option.name]) if option.name in _PANEL_OF else -1,
+            (_option(name, spec) for name, spec in settings().items() if not spec.internal),
+            key=lambda option: _PLACE.get(option.name, (-1, 0)),
         ),
     ]
 )
@@ -514,7 +508,7 @@ def publish(
     warehouse: Annotated[Path, typer.Option(envvar="WAREHOUSE", help="The warehouse to write them into.")] = Path(
         DEFAULTS.warehouse
     ),
-    lock_wait: LockWait = DEFAULTS.lock_wait_seconds,
+    lock_wait: LockWait = DEFAULTS.machine.lock_wait_seconds,
     publish_anyway: Annotated[
         bool,
         typer.Option(
@@ -561,7 +555,7 @@ def promote(
     warehouse: Annotated[Path, typer.Option(envvar="WAREHOUSE", help="The warehouse the run is in.")] = Path(
         DEFAULTS.warehouse
     ),
-    lock_wait: LockWait = DEFAULTS.lock_wait_seconds,
+    lock_wait: LockWait = DEFAULTS.machine.lock_wait_seconds,
 ) -> None:
     """Serve a run by hand: one that did not beat the run serving a role, or an earlier run to go back to."""
     if roles:
@@ -644,10 +638,10 @@ def score_command(
             min=1, help="Recommendations per user. Default: as many as the training run wrote.", show_default=False
         ),
     ] = None,
-    runs_dir: RunsDir = Path(DEFAULTS.runs_dir),
+    runs_dir: RunsDir = Path(DEFAULTS.machine.runs_dir),
     device: DeviceOption = "auto",
     threads: Threads = 0,
-    lock_wait: LockWait = DEFAULTS.lock_wait_seconds,
+    lock_wait: LockWait = DEFAULTS.machine.lock_wait_seconds,
     publish_anyway: PublishAnyway = False,
 ) -> None:
     """Score users with a trained run's model, from the ratings in the warehouse now, without retraining.
@@ -660,7 +654,8 @@ def score_command(
     """
     from trainer.score import ScoreOptions, score  # torch is imported only by the commands that need it
 
-    options = ScoreOptions(run_id, warehouse, users, since, top_n, runs_dir, device, lock_wait, publish_anyway)
+    machine = _machine(device, threads, runs_dir, lock_wait, publish_anyway)
+    options = ScoreOptions(run_id, warehouse, users, since, top_n, machine)
     used = _threads(threads, say=False)  # said in the summary: an error stays one line
     summary = score(options, log=_log)
     skipped = f", {summary.n_skipped_users:,} skipped" if summary.n_skipped_users else ""
@@ -688,10 +683,10 @@ def refit_command(
     warehouse: Annotated[
         Path, typer.Option(envvar="WAREHOUSE", help="The warehouse holding the run, built from the same files.")
     ] = Path(DEFAULTS.warehouse),
-    runs_dir: RunsDir = Path(DEFAULTS.runs_dir),
+    runs_dir: RunsDir = Path(DEFAULTS.machine.runs_dir),
     device: DeviceOption = "auto",
     threads: Threads = 0,
-    lock_wait: LockWait = DEFAULTS.lock_wait_seconds,
+    lock_wait: LockWait = DEFAULTS.machine.lock_wait_seconds,
     publish_anyway: PublishAnyway = False,
     init_from: Annotated[
         Optional[str],
@@ -712,7 +707,7 @@ def refit_command(
     from trainer.refit import RefitOptions, refit_config  # torch is imported only by the commands that train
     from trainer.train import run as train_run
 
-    options = RefitOptions(run_id, warehouse, runs_dir, device, threads, lock_wait, publish_anyway, init_from)
+    options = RefitOptions(run_id, warehouse, _machine(device, threads, runs_dir, lock_wait, publish_anyway), init_from)
     try:
         config = refit_config(options)
         _threads(threads, config)
@@ -763,10 +758,10 @@ def blend_command(
     top_n: Annotated[
         int, typer.Option(min=0, help="Recommendations per user, by the blended scores; 0 writes none.")
     ] = DEFAULTS.top_n,
-    runs_dir: RunsDir = Path(DEFAULTS.runs_dir),
+    runs_dir: RunsDir = Path(DEFAULTS.machine.runs_dir),
     device: DeviceOption = "auto",
     threads: Threads = 0,
-    lock_wait: LockWait = DEFAULTS.lock_wait_seconds,
+    lock_wait: LockWait = DEFAULTS.machine.lock_wait_seconds,
     publish_anyway: PublishAnyway = False,
 ) -> None:
     """Blend training runs: fit a weight per run on their validation predictions, apply the weights to their
@@ -775,8 +770,8 @@ def blend_command(
     is read only once the weights are fixed."""
     from trainer.blend import BlendOptions, blend  # torch is imported only by the commands that need it
 
-    options = BlendOptions(tuple(run_ids), warehouse, ridge, activity, top_n, runs_dir, device, lock_wait,
-                           publish_anyway)  # fmt: skip
+    machine = _machine(device, threads, runs_dir, lock_wait, publish_anyway)
+    options = BlendOptions(tuple(run_ids), warehouse, ridge, activity, top_n, machine)
     used = _threads(threads, say=False)  # said in the summary: an error stays one line
     summary = blend(options, log=_log)
     m = summary.metrics
@@ -787,6 +782,12 @@ def blend_command(
         f"{_count(used)}. " + _outcome(summary.published)
     )
     _exit_unless_served(summary.published)
+
+
+def _machine(device: Device, threads: int, runs_dir: Path, lock_wait: float, publish_anyway: bool) -> MachineSettings:
+    """The machine settings score, refit and blend take from their shared options."""
+    return MachineSettings(device=device, threads=threads, runs_dir=str(runs_dir), lock_wait_seconds=lock_wait,
+                           publish_anyway=publish_anyway)  # fmt: skip
 
 
 def _names(text: str) -> tuple[str, ...]:

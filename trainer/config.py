@@ -1,73 +1,120 @@
-"""The one configuration of a training run: every setting defined once, in one dataclass; presets by model.
+"""The one configuration of a training run: the run's settings, its model's own (trainer/models/settings.py) and the
+machine's, each group a pydantic model; presets by model.
 
-Each field of `TrainConfig` carries its default, its type (a `Literal` where it is a choice), its bounds
-and its help (a `Setting` in the field's metadata). `trainer run`'s options are generated from these
-fields (trainer/cli.py), and the same bounds check a config file and a resumed checkpoint.
+Each field carries its default, its type (a `Literal` where it is a choice), its bounds and its help
+(trainer/settings.py). `trainer run`'s options are generated from the fields of all three groups (trainer/cli.py),
+and pydantic checks a flag, a config file and a resumed checkpoint against the same bounds.
 
 A run's configuration is resolved in this order, each layer overriding the one before:
-dataclass defaults < the model's preset < a TOML config file < command-line flags.
-The resolved configuration is stored in every checkpoint and in the run's row of the `runs` table.
+the fields' defaults < the model's preset < a TOML config file < command-line flags.
+The resolved configuration is stored, as one flat table of settings, in every checkpoint and in the run's row of
+the `runs` table; a configuration saved by an earlier version loads the same way.
 """
 
 from __future__ import annotations
 
-import math
 import tomllib
-from dataclasses import asdict, dataclass, field, fields, replace
-from pathlib import Path
-from typing import Any, Literal, get_args, get_type_hints
+from pathlib import Path, PurePath
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import BeforeValidator, Field, ValidationError, model_validator
 
 from trainer.errors import TrainerError
-from trainer.models.registry import REGISTRY
+from trainer.models.registry import REGISTRY, ModelSpec
+from trainer.models.settings import ModelSettings
+from trainer.settings import (
+    INT32_MAX,
+    INT64_MAX,
+    Setting,
+    Settings,
+    described,
+    refusal,
+    setting,
+    type_name,
+    why_not,
+    wrong_type,
+)
+from warehouse.connect import DEFAULT_LOCK_WAIT_SECONDS
 
-
-@dataclass(frozen=True)
-class Setting:
-    """What the CLI and the checks need to know of one field of TrainConfig."""
-
-    help: str
-    flags: tuple[str, ...] = ()  # the option's names; default --field-name (--x/--no-x for a bool)
-    envvar: str | None = None
-    choices: tuple[str, ...] = ()  # for a str field whose choices are not a Literal type (the presets)
-    minimum: float | None = None  # value >= minimum
-    above: float | None = None  # value > above
-    below: float | None = None  # value < below
-    maximum: float | None = None  # value <= maximum (each value, for a tuple of them)
-    too_big: str = ""  # what a value past maximum would do, said with the refusal
-    internal: str = ""  # why the field has no option (set by presets only); empty: it has one
-
-
-# The largest whole numbers a setting may take: a run's figures are written into INTEGER (32-bit) and BIGINT (64-bit)
-# columns, and a value past them would train for nothing, then fail to publish.
-INT32_MAX, INT64_MAX = 2**31 - 1, 2**63 - 1
 MAX_THREADS = 1024  # CPU threads: more than any machine this runs on has cores
 # A hidden layer's width: its first layer holds (movies or users) x width weights; 2**24 of them on ml-100k's 1,682
 # movies would already be 113 GB. run() also checks the whole model against the machine's memory.
 MAX_WIDTH = 2**24 - 1
-
-
-def setting(default: Any, help: str = "", **spec: Any) -> Any:
-    """A TrainConfig field: its default, and its Setting in the metadata."""
-    return field(default=default, metadata={"setting": Setting(help, **spec)})
-
+Width = Annotated[int, Field(ge=1, le=MAX_WIDTH)]
+# A file or folder, kept as the text given (runs.config records it so); a Path is taken as its text.
+PathText = Annotated[str, BeforeValidator(lambda value: str(value) if isinstance(value, PurePath) else value)]
 
 Optimizer = Literal["rmsprop", "adam", "sgd", "lbfgs", "gibbs"]
 Loss = Literal["observed", "all_movies"]
-Activation = Literal["sigmoid", "selu"]
 Device = Literal["auto", "cpu", "cuda"]
-GlobalKernelStart = Literal["identity", "paper"]
-RowInput = Literal["binary", "stars"]
+DEFAULT_MODEL = "autoencoder"
+Own = TypeVar("Own", bound=ModelSettings)
 
 
-@dataclass(frozen=True)
-class TrainConfig:
+class MachineSettings(Settings):
+    """Where and how a command runs, apart from what it computes: shared by `trainer run`, score, blend and refit.
+    A resumed run takes the device, threads and lock wait given now, not those it started with."""
+
+    device: Device = setting("auto", "Where to train: auto (a CUDA GPU when there is one, else the CPU), cpu or cuda.")
+    threads: int = setting(
+        0,
+        "CPU threads for torch's arithmetic; 0 chooses: the cores other processes leave free, and 1 for a small "
+        "training step (trainer/threads.py). runs.config records the number used.",
+        ge=0,
+        le=MAX_THREADS,
+    )
+    cache_budget_mb: float = setting(
+        2048.0,
+        "Keep the training matrix in memory (on the GPU when training there) when it fits in this many MB; "
+        "otherwise stream it from DuckDB every epoch.",
+        gt=0,
+        le=INT32_MAX,
+    )
+    dense_cache_mb: int = setting(
+        2048,
+        "On the dense path (the notebook preset's loss, re-feeding, autoencoders on a GPU), also keep a dense "
+        "users x movies copy of a cached training matrix on the device when it fits in this many MB; otherwise "
+        "each batch's dense rows are built from the sparse matrix.",
+        ge=0,
+        le=INT32_MAX,
+    )
+    # By the clock, not by epochs: a small data set's epoch takes milliseconds, an epoch at ml-32m's size minutes.
+    checkpoint_seconds: float = setting(
+        60.0,
+        "Write a checkpoint (for --resume) once this many seconds of training have passed since the last "
+        "one, and after the last epoch; 0 writes one after every epoch.",
+        ge=0,
+    )
+    runs_dir: PathText = setting(
+        "runs", "Where each run keeps its checkpoint and staged results, in a folder named after the run."
+    )
+    lock_wait_seconds: float = setting(
+        DEFAULT_LOCK_WAIT_SECONDS,
+        "Seconds to wait for another writer of the warehouse before giving up (the results are kept and can "
+        "be written later with `trainer publish`).",
+        flags=("--lock-wait",),
+        ge=0,
+    )
+    publish_anyway: bool = setting(
+        False,
+        "Let the run be served even if it fails the audit (non-finite or out-of-scale predictions, users left "
+        "without recommendations, a validation RMSE worse than predicting the training mean, lists that rank worse "
+        "than the most popular movies); the override is recorded in runs. It still takes a role only by doing at "
+        "least as well on validation as the run serving it; `trainer promote` serves it regardless.",
+    )
+
+
+class TrainConfig(Settings):
+    """A training run: what it trains on, its model, optimisation, selection and predictions; its model's own
+    settings (``own``, of the class the model's registry entry names) and the machine's (``machine``)."""
+
     # what to train on
-    warehouse: str = setting(
+    warehouse: PathText = setting(
         "warehouse.duckdb",
         "The DuckDB warehouse built by `make etl`; it is only read until the results are written.",
         envvar="WAREHOUSE",
     )
-    features: str | None = setting(
+    features: PathText | None = setting(
         None,
         "Read the rating matrices from this folder of Parquet files, written by `etl export`, instead of the "
         "warehouse (the results are still written into --warehouse when it exists, else kept in the run folder).",
@@ -84,49 +131,14 @@ class TrainConfig:
     )
     # the model (see trainer/models/)
     model: str = setting(
-        "autoencoder",
+        DEFAULT_MODEL,
         "The model, with the settings its preset carries (docs/training.md); options override them.",
-        choices=(),
     )
-    hidden: tuple[int, ...] = setting(
+    hidden: tuple[Width, ...] = setting(
         (20, 10, 20),
         "Hidden layer widths, comma-separated (e.g. 500 or 20,10,20); for mf, the number of factors.",
-        minimum=1,
-        maximum=MAX_WIDTH,
         too_big="a layer that wide would not fit in memory",
-    )
-    activation: Activation = setting("sigmoid", "The autoencoders' hidden activation.")
-    dropout: float = setting(
-        0.0, "Dropout on the autoencoders' code (the middle hidden layer) while training.", minimum=0, below=1
-    )
-    input_dropout: float = setting(
-        0.0,
-        "i-autorec and kernel-ae: while training, zero each observed input rating with this probability (a "
-        "denoising autoencoder); the loss still scores every observed rating, and nothing is dropped when scoring.",
-        minimum=0,
-        below=1,
-    )
-    kl_cap: float = setting(
-        0.2,
-        "mult-vae only: the most weight β its KL term takes, reached after --kl-anneal-epochs (Liang et al.'s cap).",
-        minimum=0,
-    )
-    kl_anneal_epochs: int = setting(
-        50, "mult-vae only: the epochs over which β rises linearly from 0 to --kl-cap.", minimum=1, maximum=INT32_MAX
-    )
-    movie_features: bool = setting(
-        False,
-        "bayes-fm (whose preset turns it on): add each movie's release year (in ten bins) and genres, from the "
-        "movies table, to its features (--no-movie-features: the ids and who rated what only).",
-    )
-    ease_input: RowInput = setting(
-        "binary",
-        "ease (whose preset takes 'stars'): what its rows hold, 1 for each rated movie ('binary') or the stars.",
-    )
-    vae_input: RowInput = setting(
-        "binary",
-        "mult-vae and mult-dae (whose presets take 'stars'): what a user's row holds, 1 for each rated movie "
-        "('binary', Liang et al.'s) or the stars, which then also weigh each rated movie in the likelihood.",
+        min_length=1,
     )
     refeed: bool = setting(
         False,
@@ -143,38 +155,21 @@ class TrainConfig:
         "takes no other: it samples instead of stepping, one Gibbs sweep an epoch).",
     )
     learning_rate: float = setting(
-        0.01, "The optimiser's learning rate (for lbfgs, each line search's first trial step).", above=0
+        0.01, "The optimiser's learning rate (for lbfgs, each line search's first trial step).", gt=0
     )
     lbfgs_iterations: int = setting(
-        20, "lbfgs only: L-BFGS iterations per batch (per epoch with one batch).", minimum=1, maximum=INT32_MAX
+        20, "lbfgs only: L-BFGS iterations per batch (per epoch with one batch).", ge=1, le=INT32_MAX
     )
-    weight_decay: float = setting(0.00001, "L2 weight decay, applied by the optimiser to every parameter.", minimum=0)
-    epochs: int = setting(200, "The most passes over the training rows.", minimum=1, maximum=INT32_MAX)
-    batch_size: int = setting(
-        256, "Rows per optimiser step: users, or movies for i-autorec.", minimum=1, maximum=INT32_MAX
-    )
+    weight_decay: float = setting(0.00001, "L2 weight decay, applied by the optimiser to every parameter.", ge=0)
+    epochs: int = setting(200, "The most passes over the training rows.", ge=1, le=INT32_MAX)
+    batch_size: int = setting(256, "Rows per optimiser step: users, or movies for i-autorec.", ge=1, le=INT32_MAX)
     # The loop averages the error over the batch's ratings, so it adds l2/2 * ||W||^2 / (number of training
     # ratings): the same minimiser whatever the batch size. Unlike weight_decay, biases can be left out.
     l2: float = setting(
         0.0,
         "L2 penalty on the model's weights, as the lambda of a sum-of-squared-errors objective (I-AutoRec's "
         "units), whatever the batch size.",
-        minimum=0,
-    )
-    kernel_l2: float = setting(
-        0.0,
-        "kernel-ae only: the L2 penalty on its layers' kernel values K, in --l2's units (Sparse FC's "
-        "lambda_s, doubled: the objective here is a sum of squared errors, not half of one).",
-        minimum=0,
-    )
-    dot_scale: float = setting(
-        1.0, "glocal-k only: the scale of its global convolution kernel (GLocal-K's dot_scale).", above=0
-    )
-    global_kernel_start: GlobalKernelStart = setting(
-        "identity",
-        "glocal-k only: 'identity' adds the identity to the global kernel and starts its learned part at 0, so "
-        "the fine-tuning starts from the pre-trained model's predictions; 'paper' draws it as GLocal-K's code "
-        "does, with no identity.",
+        ge=0,
     )
     init_from: str | None = setting(
         None,
@@ -195,8 +190,8 @@ class TrainConfig:
     patience: int = setting(
         20,
         "Stop when validation RMSE has not improved for this many epochs (0: train every epoch).",
-        minimum=0,
-        maximum=INT32_MAX,
+        ge=0,
+        le=INT32_MAX,
     )
     select_best: bool = setting(
         True,
@@ -208,8 +203,8 @@ class TrainConfig:
         1,
         "Before stopping early, divide the learning rate by 10 this many times, each time validation RMSE has "
         "not improved for --patience epochs.",
-        minimum=0,
-        maximum=INT32_MAX,
+        ge=0,
+        le=INT32_MAX,
     )
     shuffle: bool = setting(True, "Take the rows in a new random order every epoch (--no-shuffle: in user order).")
     fixed_batches: bool = setting(
@@ -221,8 +216,8 @@ class TrainConfig:
     seed: int = setting(
         0,
         "Seeds the weights and the order of rows: the same seed on the same data gives the same run on a CPU.",
-        minimum=-INT64_MAX - 1,
-        maximum=INT64_MAX,
+        ge=-INT64_MAX - 1,
+        le=INT64_MAX,
     )
     loss: Loss = setting(
         "observed",
@@ -235,7 +230,7 @@ class TrainConfig:
         True, "Predict a test rating whose user or movie has no training rating by the damped user and movie biases."
     )
     top_n: int = setting(
-        20, "How many recommendations to write per user, among movies they never rated.", minimum=0, maximum=INT32_MAX
+        20, "How many recommendations to write per user, among movies they never rated.", ge=0, le=INT32_MAX
     )
     full_matrix: bool = setting(
         False,
@@ -246,129 +241,98 @@ class TrainConfig:
         "Write the results into the warehouse when the run ends (--publish), or only stage them in the run's folder "
         "(--no-publish: nothing analysts see changes; `trainer publish RUN_DIR` writes them later).",
     )
-    publish_anyway: bool = setting(
-        False,
-        "Let the run be served even if it fails the audit (non-finite or out-of-scale predictions, users left "
-        "without recommendations, a validation RMSE worse than predicting the training mean, lists that rank worse "
-        "than the most popular movies); the override is recorded in runs. It still takes a role only by doing at "
-        "least as well on validation as the run serving it; `trainer promote` serves it regardless.",
-    )
     # the notebook's quirks, reproduced by the "notebook" preset only
     accumulate_gradients: bool = setting(False, internal="the notebook preset's quirk: never zero the gradients")
     drop_first_rating: bool = setting(
         False, internal="the notebook preset's quirk: pandas read_csv without header=None ate each file's first line"
     )
-    # machinery
-    device: Device = setting("auto", "Where to train: auto (a CUDA GPU when there is one, else the CPU), cpu or cuda.")
-    threads: int = setting(
-        0,
-        "CPU threads for torch's arithmetic; 0 chooses: the cores other processes leave free, and 1 for a small "
-        "training step (trainer/threads.py). runs.config records the number used.",
-        minimum=0,
-        maximum=MAX_THREADS,
-    )
-    cache_budget_mb: int = setting(
-        2048,
-        "Keep the training matrix in memory (on the GPU when training there) when it fits in this many MB; "
-        "otherwise stream it from DuckDB every epoch.",
-        above=0,
-        maximum=INT32_MAX,
-    )
-    dense_cache_mb: int = setting(
-        2048,
-        "On the dense path (the notebook preset's loss, re-feeding, autoencoders on a GPU), also keep a dense "
-        "users x movies copy of a cached training matrix on the device when it fits in this many MB; otherwise "
-        "each batch's dense rows are built from the sparse matrix.",
-        minimum=0,
-        maximum=INT32_MAX,
-    )
     eval_every: int = setting(
         5,
         "Epochs between validation scores (the learning curve; chances to select an epoch).",
-        minimum=1,
-        maximum=INT32_MAX,
+        ge=1,
+        le=INT32_MAX,
     )
-    # By the clock, not by epochs: a small data set's epoch takes milliseconds, an epoch at ml-32m's size minutes.
-    checkpoint_seconds: float = setting(
-        60.0,
-        "Write a checkpoint (for --resume) once this many seconds of training have passed since the last "
-        "one, and after the last epoch; 0 writes one after every epoch.",
-        minimum=0,
-    )
-    runs_dir: str = setting(
-        "runs", "Where each run keeps its checkpoint and staged results, in a folder named after the run."
-    )
-    lock_wait_seconds: float = setting(
-        30.0,
-        "Seconds to wait for another writer of the warehouse before giving up (the results are kept and can "
-        "be written later with `trainer publish`).",
-        flags=("--lock-wait",),
-        minimum=0,
-    )
+    own: ModelSettings = Field(default_factory=lambda: REGISTRY[DEFAULT_MODEL].settings())
+    machine: MachineSettings = Field(default_factory=MachineSettings)
+
+    @model_validator(mode="after")
+    def _own_settings_are_the_models(self) -> TrainConfig:
+        spec = _spec(self.model)
+        if type(self.own) is not spec.settings:
+            mine, given = spec.settings.__name__, type(self.own).__name__
+            raise ValueError(f"{self.model}'s own settings are a {mine}, not a {given}")
+        return self
+
+    def own_as(self, kind: type[Own]) -> Own:
+        """The model's own settings, typed as ``kind``: its registry entry's class, or a class it derives from."""
+        if not isinstance(self.own, kind):
+            raise TypeError(f"{self.model}'s settings are a {type(self.own).__name__}, not a {kind.__name__}")
+        return self.own
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The settings as one flat table (the form checkpoints and runs.config keep): names are unique across
+        the three groups (tests/trainer/test_config.py)."""
+        shared = {name: getattr(self, name) for name in _RUN_FIELDS}
+        return {**shared, **self.own.model_dump(), **self.machine.model_dump()}
+
+    def replaced(self, **changes: Any) -> TrainConfig:
+        """This configuration with some settings changed, by name, whichever group holds them; checked again."""
+        return from_dict({**self.to_dict(), **changes})
 
     def scores_validation_at(self, epoch: int) -> bool:
         """Whether the validation slice is scored (and an epoch can be selected) after ``epoch``."""
         return self.validation and (epoch % self.eval_every == 0 or epoch == self.epochs)
 
 
-def settings() -> dict[str, tuple[Setting, Any, Any]]:
-    """Each field's Setting, type and default, by name; the model's choices are the presets."""
-    types = get_type_hints(TrainConfig)
-    found = {}
-    for f in fields(TrainConfig):
-        spec: Setting = f.metadata["setting"]
-        if f.name == "model":
-            summaries = "; ".join(f"'{name}': {model.summary}" for name, model in REGISTRY.items())
-            spec = replace(spec, choices=tuple(REGISTRY), help=f"{spec.help} {summaries}.")
-        found[f.name] = (spec, types[f.name], f.default)
-    return found
+_RUN_FIELDS = tuple(name for name in TrainConfig.model_fields if name not in ("own", "machine"))
 
 
-def choices(kind: Any, spec: Setting) -> tuple[str, ...]:
-    """A setting's allowed values: its Literal type's, or the Setting's own; () when any value goes."""
-    return spec.choices or (get_args(kind) if getattr(kind, "__origin__", None) is Literal else ())
+def settings() -> dict[str, Setting]:
+    """Every setting a run takes, by name: the run's, each model's own (one entry for a setting several models
+    share) and the machine's. The model's choices are the registry's names."""
+    found = {name: one for name, one in described(TrainConfig).items() if name not in ("own", "machine")}
+    summaries = "; ".join(f"'{name}': {model.summary}" for name, model in REGISTRY.items())
+    model = found["model"]
+    found["model"] = Setting(f"{model.help} {summaries}.", Literal[tuple(REGISTRY)], model.default)
+    for spec in REGISTRY.values():
+        found.update({name: one for name, one in described(spec.settings).items() if name not in found})
+    return {**found, **described(MachineSettings)}
+
+
+def owner(name: str, model: str) -> type[Settings] | None:
+    """The group that holds setting ``name`` for a run of ``model``: the run's, the model's own or the machine's;
+    None when neither holds it (another model's setting, or no setting at all)."""
+    for group in (TrainConfig, REGISTRY[model].settings, MachineSettings):
+        if name in group.model_fields and name not in ("own", "machine"):
+            return group
+    return None
 
 
 def problem(name: str, value: Any) -> str | None:
-    """Why ``value`` is not allowed for the setting ``name`` (None when it is)."""
-    spec, kind, _ = settings()[name]
-    allowed = choices(kind, spec)
-    if allowed and value not in allowed:
-        return f"must be one of {', '.join(allowed)}, not {value!r}"
-    if isinstance(value, float) and not math.isfinite(value):
-        return f"must be a finite number, not {value}"
-    bounds = [
-        (spec.minimum, lambda v, b: v >= b, "at least"),
-        (spec.above, lambda v, b: v > b, "above"),
-        (spec.below, lambda v, b: v < b, "below"),
-        (spec.maximum, lambda v, b: v <= b, "at most"),
-    ]
-    each = " each" if isinstance(value, tuple) else ""  # hidden's widths: every one of them
-    for one in value if isinstance(value, tuple) else (value,):
-        for bound, holds, words in bounds:
-            if bound is not None and not holds(one, bound):
-                why = f" ({spec.too_big})" if words == "at most" and spec.too_big else ""
-                shown = f"{bound:g}" if isinstance(bound, float) else str(bound)
-                return f"must be {words} {shown}{each}{why}, not {one}"
-    return None
+    """Why ``value`` is not allowed for the setting ``name`` (None when it is): a flag's check, before the model
+    is known. A setting several models share has one definition (trainer/models/settings.py)."""
+    if name == "model":
+        return None if value in REGISTRY else f"must be one of {', '.join(REGISTRY)}, not {value!r}"
+    return why_not(_group_of(name), name, value)
+
+
+def _group_of(name: str) -> type[Settings]:
+    """A group that defines setting ``name``."""
+    groups: list[type[Settings]] = [TrainConfig, MachineSettings, *(spec.settings for spec in REGISTRY.values())]
+    return next(group for group in groups if name in group.model_fields)
 
 
 def resolve(overrides: dict[str, Any], config_file: Path | None = None) -> TrainConfig:
     """Build the run's configuration from preset, config file and flags (``overrides``, None = not given)."""
     from_file = _read_config_file(config_file) if config_file else {}
     flags = {key: value for key, value in overrides.items() if value is not None}
-    model = flags.get("model", from_file.get("model", TrainConfig.model))
-    if model not in REGISTRY:
-        raise TrainerError(f"unknown model {model!r}: choose one of {', '.join(REGISTRY)}")
+    model = flags.get("model", from_file.get("model", DEFAULT_MODEL))
+    spec = _spec(model)
     given = {**from_file, **flags}
     read_by_others = _not_read_by(model, given)
     if read_by_others:
         raise TrainerError(read_by_others)
-    config = replace(TrainConfig(), **{**REGISTRY[model].preset, **given, "model": model})
-    return validate(config)
+    return from_dict({**spec.preset, **given, "model": model})
 
 
 def named(overrides: dict[str, Any], config_file: Path | None = None) -> frozenset[str]:
@@ -379,14 +343,14 @@ def named(overrides: dict[str, Any], config_file: Path | None = None) -> frozens
 
 
 def _not_read_by(model: str, given: dict[str, Any]) -> str | None:
-    """Why settings given for ``model`` are refused: a model's own setting (ModelSpec.own_settings) set to another
-    value than its default for a model that does not read it would be silently ignored. None when none is."""
+    """Why settings given for ``model`` are refused: another model's own setting set to another value than its
+    default would be silently ignored. None when none is."""
     owners: dict[str, list[str]] = {}
     for spec in REGISTRY.values():
-        for name in spec.own_settings:
+        for name in spec.settings.model_fields:
             owners.setdefault(name, []).append(spec.name)
-    defaults = TrainConfig().to_dict()  # a default value changes nothing: a saved configuration passes as it is
-    ignored = [name for name, value in given.items()
+    defaults = {name: one.default for name, one in settings().items()}  # a default changes nothing: a saved
+    ignored = [name for name, value in given.items()  # configuration passes as it is
                if name in owners and model not in owners[name] and value not in (None, defaults[name])]  # fmt: skip
     if not ignored:
         return None
@@ -395,22 +359,41 @@ def _not_read_by(model: str, given: dict[str, Any]) -> str | None:
 
 
 def from_dict(values: dict[str, Any]) -> TrainConfig:
-    """A configuration saved by to_dict() (in a checkpoint), back as a TrainConfig."""
-    known = {f.name for f in fields(TrainConfig)}
-    values = {key: tuple(value) if isinstance(value, list) else value for key, value in values.items() if key in known}
-    return validate(TrainConfig(**values))
-
-
-def validate(config: TrainConfig) -> TrainConfig:
-    for name in settings():
-        reason = problem(name, getattr(config, name))
-        if reason:
-            raise TrainerError(f"{name} {reason}")
-    if not config.hidden or any(width <= 0 for width in config.hidden):
-        raise TrainerError(f"hidden must list positive layer widths, not {config.hidden}")
-    if reason := REGISTRY[config.model].check(config):
+    """A checked configuration from one flat table of settings (a resolved one, or one saved by to_dict()): each
+    setting goes to the group that holds it for the model; another model's settings are left out (a configuration
+    saved by an earlier version holds every model's, at their defaults)."""
+    model = values.get("model", DEFAULT_MODEL)
+    spec = _spec(model)
+    values = {key: tuple(value) if isinstance(value, list) else value for key, value in values.items()}
+    parts: dict[type[Settings], dict[str, Any]] = {TrainConfig: {}, spec.settings: {}, MachineSettings: {}}
+    for name, value in values.items():
+        group = owner(name, model)
+        if group is not None:
+            parts[group][name] = value
+    own = _checked(spec.settings, parts[spec.settings])
+    machine = _checked(MachineSettings, parts[MachineSettings])
+    config = _checked(TrainConfig, {**parts[TrainConfig], "own": own, "machine": machine})
+    if reason := spec.check(config):
         raise TrainerError(reason)
     return config
+
+
+def _spec(model: str) -> ModelSpec:
+    if model not in REGISTRY:
+        raise TrainerError(f"unknown model {model!r}: choose one of {', '.join(REGISTRY)}")
+    return REGISTRY[model]
+
+
+def _checked(group: type[Settings], values: dict[str, Any]) -> Any:
+    """``group`` built from ``values``, or the first refusal as "name must be ..., not ..."."""
+    try:
+        return group(**values)
+    except ValidationError as error:
+        first = error.errors()[0]
+        if not first["loc"]:  # the model check above
+            raise TrainerError(first["msg"].removeprefix("Value error, ")) from None
+        name = str(first["loc"][0])
+        raise TrainerError(f"{name} {refusal(group, name, first)}") from None
 
 
 def _read_config_file(path: Path) -> dict[str, Any]:
@@ -426,30 +409,17 @@ def _read_config_file(path: Path) -> dict[str, Any]:
         raise TrainerError(f"{path}: cannot read the config file: {error.strerror or error}") from None
     except tomllib.TOMLDecodeError as error:
         raise TrainerError(f"{path}: not valid TOML: {error}") from None
-    known = {f.name: f for f in fields(TrainConfig)}
+    known = settings()
     unknown = sorted(set(values) - set(known))
     if unknown:
         raise TrainerError(f"{path}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(known)}")
-    kinds = {name: kind for name, (_, kind, _) in settings().items()}
+    values = {key: tuple(value) if isinstance(value, list) else value for key, value in values.items()}
     for name, value in values.items():
-        if not _is_a(value, kinds[name]):
-            raise TrainerError(f"{path}: {name} = {value!r} is not {_described(kinds[name])}")
-    return {key: tuple(value) if isinstance(value, list) else value for key, value in values.items()}
+        if name != "model" and wrong_type(_group_of(name), name, value):
+            raise TrainerError(f"{path}: {name} = {_shown(value)} is not {type_name(known[name].kind)}")
+    return values
 
 
-def _is_a(value: Any, kind: Any) -> bool:
-    """Whether a TOML value has a setting's type (a whole number passes for a float; a list for a tuple)."""
-    if kind is bool:
-        return isinstance(value, bool)
-    if kind is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if kind is float:
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if getattr(kind, "__origin__", None) is tuple:
-        return isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
-    return isinstance(value, str)  # str, str | None, and the Literal choices (checked by validate)
-
-
-def _described(kind: Any) -> str:
-    names = {bool: "true or false", int: "a whole number", float: "a number"}
-    return names.get(kind, "a list of whole numbers" if getattr(kind, "__origin__", None) is tuple else "a string")
+def _shown(value: Any) -> str:
+    """A TOML value as the file wrote it: a list, not the tuple it was read into."""
+    return repr(list(value)) if isinstance(value, tuple) else repr(value)

@@ -287,7 +287,7 @@ class TrainingData:
             mine = shard_ratings(con, config.split, fit_parts, ctx.shard, by=rows)
             self.shard_weight = mine * ctx.world_size / distributed.all_sum(ctx, device, mine)[0]
         parts = fit_parts + (("validation",) if config.validation else ())
-        budget = config.cache_budget_mb * 2**20
+        budget = config.machine.cache_budget_mb * 2**20
         self.n_ratings = count_ratings(con, config.split, fit_parts)
         self.cached = matrix_bytes(con, config.split, parts) <= budget
         self.fit: Csr | None = None
@@ -309,7 +309,7 @@ class TrainingData:
                 validation = validation.select(order) if validation is not None else None
             self.fit, self.index = fit.to(device), index.to(device)
             self.validation = validation.to(device) if validation is not None else None
-            if not self.sparse and info.n_users * info.n_movies * 4 <= config.dense_cache_mb * 2**20:
+            if not self.sparse and info.n_users * info.n_movies * 4 <= config.machine.dense_cache_mb * 2**20:
                 self.dense = self.fit.to_dense()
             # Rows with nothing to learn from make no batch (the notebook skipped such users too).
             counts = self.fit.offsets[:: self.batch_size].tolist() + [int(self.fit.offsets[-1])]

@@ -11,17 +11,17 @@ applies it to the refit's test predictions (trainer/blend.py; the Netflix Prize'
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from trainer import trained
-from trainer.config import Device, TrainConfig
+from trainer.config import MachineSettings, TrainConfig
 from trainer.data import dataset_info
 from trainer.errors import TrainerError
 from trainer.selection import drop_epochs
-from warehouse.connect import DEFAULT_LOCK_WAIT_SECONDS, open_for_reading
+from warehouse.connect import open_for_reading
 from warehouse.serving import split_drawn_with
 
 
@@ -29,11 +29,7 @@ from warehouse.serving import split_drawn_with
 class RefitOptions:
     run_id: str  # the training run to refit, trained with a validation slice
     warehouse: Path = Path("warehouse.duckdb")
-    runs_dir: Path = Path("runs")
-    device: Device = "auto"
-    threads: int = 0
-    lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS
-    publish_anyway: bool = False
+    machine: MachineSettings = field(default_factory=MachineSettings)
     # for a run that fine-tunes another (--init-from): the refit of that other run, to fine-tune in its place
     init_from: str | None = None
 
@@ -42,7 +38,7 @@ def refit_config(options: RefitOptions) -> TrainConfig:
     """The configuration of run ``options.run_id``'s refit: its own, on the training side and the validation
     slice, for the epochs it selected. Refused for a run that chose nothing on validation; a run that fine-tunes
     another is refitted from that other run's refit (``options.init_from``)."""
-    con = open_for_reading(options.warehouse, options.lock_wait_seconds, needs=("dataset", "runs"))
+    con = open_for_reading(options.warehouse, options.machine.lock_wait_seconds, needs=("dataset", "runs"))
     try:
         row, state, config, _ = trained.saved(con, options.run_id, torch.device("cpu"))
         fingerprint = dataset_info(con).fingerprint
@@ -78,18 +74,13 @@ def refit_config(options: RefitOptions) -> TrainConfig:
     # A model fitted outside the loop may choose settings of its own on validation, epoch by epoch (ease's λ, fitted
     # once: its epochs are the λ it tried).
     chosen = state["history"][epochs - 1].get("settings", {}) if state["history"] else {}
-    refitted = replace(
-        config,
+    return config.replaced(
         init_from=options.init_from,
         validation=False,
         epochs=epochs,
         lr_drop_epochs=tuple(e for e in drop_epochs(state["history"], config) if e < epochs),
         refit_of=run_id,
         warehouse=str(options.warehouse),
-        runs_dir=str(options.runs_dir),
-        device=options.device,
-        threads=options.threads,
-        lock_wait_seconds=options.lock_wait_seconds,
-        publish_anyway=options.publish_anyway,
+        **options.machine.model_dump(),
+        **chosen,
     )
-    return replace(refitted, **chosen)

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
@@ -28,13 +28,14 @@ import pyarrow as pa
 import torch
 
 from trainer import trained
+from trainer.config import MachineSettings
 from trainer.coordinates import Coordinates
 from trainer.data import dataset_info
 from trainer.errors import TrainerError
 from trainer.predict import top_n
 from trainer.run_record import device_name, new_run_id, pick_device, run_folder, utc_now
 from warehouse import results
-from warehouse.connect import DEFAULT_LOCK_WAIT_SECONDS, open_for_reading
+from warehouse.connect import open_for_reading
 
 
 @dataclass(frozen=True)
@@ -44,10 +45,7 @@ class ScoreOptions:
     users: str | None = None  # comma-separated user ids, or a SQL query returning them; None: every user
     since: datetime | None = None  # only users with a rating at or after this time
     top_n: int | None = None  # None: as many as the training run wrote
-    runs_dir: Path = Path("runs")
-    device: str = "auto"
-    lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS
-    publish_anyway: bool = False
+    machine: MachineSettings = field(default_factory=MachineSettings)
 
 
 @dataclass
@@ -68,9 +66,9 @@ class ScoreSummary:
 def score(options: ScoreOptions, log: Callable[[str], None] = lambda message: None) -> ScoreSummary:
     """Score ``options.users`` with run ``options.run_id``'s model and publish the scoring as a run of its own."""
     started, started_at = time.perf_counter(), utc_now()
-    device = pick_device(options.device)
+    device = pick_device(options.machine.device)
     needs = ("dataset", "ratings", "user_index", "movie_index", "runs")
-    con = open_for_reading(options.warehouse, options.lock_wait_seconds, needs=needs)
+    con = open_for_reading(options.warehouse, options.machine.lock_wait_seconds, needs=needs)
     try:
         loaded = trained.load(con, options.run_id, device)
         parent, config, coords, model = loaded.run, loaded.config, loaded.coords, loaded.model
@@ -125,7 +123,7 @@ def score(options: ScoreOptions, log: Callable[[str], None] = lambda message: No
     finally:
         con.close()
 
-    run_dir = run_folder(options.runs_dir / run_id, "scoring run")
+    run_dir = run_folder(Path(options.machine.runs_dir) / run_id, "scoring run")
     row = {
         "run_id": run_id, "kind": "score", "parent_run_id": options.run_id, "started_at": started_at,
         "finished_at": utc_now(), "model": config.model, "split": parent["split"],
@@ -148,7 +146,8 @@ def score(options: ScoreOptions, log: Callable[[str], None] = lambda message: No
     results.stage(run_dir, row, {"predictions": predictions})
     score_seconds = time.perf_counter() - started
     # Its own decision, not its training run's: a run served anyway does not make its scorings so.
-    published = results.publish(run_dir, options.warehouse, options.lock_wait_seconds, options.publish_anyway)
+    machine = options.machine
+    published = results.publish(run_dir, options.warehouse, machine.lock_wait_seconds, machine.publish_anyway)
     return ScoreSummary(run_id, options.run_id, run_dir, len(users), len(skipped), unseen_movies, unseen_ratings,
                         changes, score_seconds, time.perf_counter() - started - score_seconds, published)  # fmt: skip
 

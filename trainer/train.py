@@ -78,8 +78,8 @@ def _resumed(config: TrainConfig, state: dict[str, Any] | None, named: Collectio
     the user names (``named``: the settings given), where it publishes (checked to hold the data it trained on)."""
     if not state:
         return config
-    machine: dict[str, Any] = {"device": config.device, "lock_wait_seconds": config.lock_wait_seconds,
-                               "threads": config.threads}  # fmt: skip
+    now = config.machine
+    machine: dict[str, Any] = {"device": now.device, "lock_wait_seconds": now.lock_wait_seconds, "threads": now.threads}
     if "warehouse" in named:
         machine["warehouse"] = config.warehouse
     return from_dict({**state["config"], **machine})
@@ -114,7 +114,7 @@ def _finish_staged(
         distributed.teardown(ctx)
         return RunSummary(run_id, run_dir, {}, 0.0, 0.0)
     log(f"run {run_id} finished and staged its results before it stopped: publishing them into {warehouse}")
-    published = results.publish(run_dir, warehouse, config.lock_wait_seconds, config.publish_anyway)
+    published = results.publish(run_dir, warehouse, config.machine.lock_wait_seconds, config.machine.publish_anyway)
     distributed.teardown(ctx)
     figures = {"rmse": "test_rmse", "mae": "test_mae", "user_rmse": "test_user_rmse", "n": "n_test",
                "n_cold_start": "n_cold_start"}  # fmt: skip
@@ -133,7 +133,7 @@ def _run_folder(
         raise TrainerError(f"{resume_dir} holds run {run_id}'s checkpoint, not run {resume_dir.resolve().name}'s: "
                            f"resume run {run_id} from its own folder (or, if this one was renamed, give it back the "
                            "run's name)")  # fmt: skip
-    run_dir = run_folder(resume_dir or Path(config.runs_dir) / run_id)
+    run_dir = run_folder(resume_dir or Path(config.machine.runs_dir) / run_id)
     return run_id, run_dir, state["started_at"] if state else utc_now()
 
 
@@ -293,7 +293,7 @@ def _train(
         train_seconds += metrics["seconds"]
         history.append(metrics)
         on_epoch(metrics)
-        due = train_seconds - checkpointed_at >= config.checkpoint_seconds
+        due = train_seconds - checkpointed_at >= config.machine.checkpoint_seconds
         if ctx.is_main and (due or epoch == config.epochs or best.stopped):
             checkpointed_at = train_seconds
             save(epoch, model, optimizer.state_dict(), history, train_seconds, best)
@@ -313,17 +313,17 @@ def run(
     so and does nothing, or publishes its staged results if it stopped while publishing them (_finish_staged)."""
     wall_start = time.perf_counter()
     # -- set-up. Under torchrun: this process's rank and device; only rank 0 reports (trainer/distributed.py).
-    ctx, device = distributed.setup(pick_device(config.device))
+    ctx, device = distributed.setup(pick_device(config.machine.device))
     log, on_epoch = (log, on_epoch) if ctx.is_main else (lambda message: None, lambda metrics: None)
     state = checkpoint.load(resume_dir, device) if resume_dir else None
     # the process's threads, as the command line set them (trainer/threads.py), recorded in runs.config
-    config = replace(_resumed(config, state, named), threads=torch.get_num_threads())
+    config = _resumed(config, state, named).replaced(threads=torch.get_num_threads())
     if resume_dir and state and (finished := _finish_staged(resume_dir, state, config, ctx, log)):
         return finished
     run_id, run_dir, started_at = _run_folder(config, state, resume_dir, ctx)
     warehouse = Path(config.warehouse)
     features = Path(config.features) if config.features else None
-    con = open_features(features) if features else open_warehouse(warehouse, config.lock_wait_seconds)
+    con = open_features(features) if features else open_warehouse(warehouse, config.machine.lock_wait_seconds)
     checkpointed = [state["epoch"]] if state else []  # the epochs the run's checkpoint has held, for Ctrl-C
     try:
         info = dataset_info(con)
@@ -402,7 +402,7 @@ def run(
         log(f"no warehouse at {warehouse}: the results stay in {run_dir}; write them into a warehouse the ETL "
             f"built from the same files with: trainer publish {run_dir} --warehouse PATH")  # fmt: skip
     else:
-        published = results.publish(run_dir, warehouse, config.lock_wait_seconds, config.publish_anyway)
+        published = results.publish(run_dir, warehouse, config.machine.lock_wait_seconds, config.machine.publish_anyway)
     distributed.teardown(ctx)
     return RunSummary(run_id, run_dir, scores, train_seconds, row["wall_seconds"], history, row["best_epoch"],
                       row["validation_rmse"], row["device"], published, ranking)  # fmt: skip

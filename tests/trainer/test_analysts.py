@@ -8,7 +8,7 @@ import duckdb
 import pytest
 import sqlalchemy
 
-from trainer.config import resolve
+from trainer.config import MachineSettings, resolve
 from trainer.score import ScoreOptions, score
 from trainer.train import run
 from warehouse import results
@@ -29,7 +29,14 @@ def trained(small_warehouse, tmp_path_factory) -> Path:
     # Served by hand: on 60 users its lists need not beat the most popular movies'.
     results.promote(trained.run_id, path, ("recommendations", "predictions"))
     # A scoring with shorter lists: the recommendations change (changed_recommendations.sql finds them).
-    score(ScoreOptions(trained.run_id, path, runs_dir=root / "runs", device="cpu", publish_anyway=True, top_n=5))
+    score(
+        ScoreOptions(
+            trained.run_id,
+            path,
+            top_n=5,
+            machine=MachineSettings(runs_dir=str(root / "runs"), device="cpu", publish_anyway=True),
+        )
+    )
     return path
 
 

@@ -12,9 +12,10 @@ import pytest
 import torch
 
 from trainer import checkpoint
-from trainer.config import from_dict, resolve
+from trainer.config import MachineSettings, from_dict, resolve
 from trainer.errors import TrainerError
 from trainer.models.registry import GIBBS_BURN_IN
+from trainer.models.settings import BayesFmSettings
 from trainer.refit import RefitOptions, refit_config
 from trainer.train import run
 
@@ -101,7 +102,13 @@ def test_last_epoch_keeps_the_mean_of_every_sample(warehouse, tmp_path) -> None:
 
 def test_a_refit_averages_as_many_sweeps_on_train_and_validation(warehouse, tmp_path) -> None:
     parent = run(settings(warehouse, tmp_path))
-    child = run(refit_config(RefitOptions(parent.run_id, warehouse, tmp_path / "runs", publish_anyway=True)))
+    child = run(
+        refit_config(
+            RefitOptions(
+                parent.run_id, warehouse, MachineSettings(runs_dir=str(tmp_path / "runs"), publish_anyway=True)
+            )
+        )
+    )
     assert len(child.history) == parent.best_epoch and child.validation_rmse is None
     assert child.metrics["rmse"] != parent.metrics["rmse"]
 
@@ -122,10 +129,11 @@ def test_settings_that_do_not_apply_are_refused(overrides, refused) -> None:
 
 
 def test_movie_features_are_bayes_fms_alone_and_off_for_configs_recorded_without_them() -> None:
-    assert resolve({"model": "bayes-fm"}).movie_features and not resolve({"model": "mf"}).movie_features
+    assert resolve({"model": "bayes-fm"}).own == BayesFmSettings(movie_features=True)
+    assert "movie_features" not in resolve({"model": "mf"}).to_dict()
     recorded = resolve(SMALL).to_dict()
     del recorded["movie_features"]  # as a run saved before the setting existed
-    assert from_dict(recorded).movie_features is False
+    assert from_dict(recorded).own == BayesFmSettings(movie_features=False)
 
 
 def test_movie_features_can_be_left_out(warehouse, tmp_path) -> None:

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from trainer.blend import Activity, BlendOptions, blend, choose, fit_weights
 from trainer.cli import NOT_SERVED, app
-from trainer.config import resolve
+from trainer.config import MachineSettings, resolve
 from trainer.train import run
 
 MEMBERS = {
@@ -137,8 +137,8 @@ def test_flipped_test_ratings_leave_the_blend_weights_unchanged(
         if name == "corrupt":
             corrupt_test_ratings(warehouse)
         run_ids = train(warehouse, tmp_path / name)
-        summary = blend(BlendOptions(tuple(run_ids), warehouse, runs_dir=tmp_path / name, device="cpu", top_n=0,
-                                     publish_anyway=True))  # fmt: skip
+        summary = blend(BlendOptions(tuple(run_ids), warehouse, top_n=0, machine=MachineSettings(
+            runs_dir=str(tmp_path / name), device="cpu", publish_anyway=True)))  # fmt: skip
         weights[name] = (summary.blender.to_dict(), summary.validation_rmse, summary.metrics["rmse"])
     assert weights["clean"][:2] == weights["corrupt"][:2]  # the same penalty, features, weights and validation RMSE
     assert weights["clean"][2] != weights["corrupt"][2]  # while the test score does see the flip

@@ -232,7 +232,7 @@ def test_run_help_groups_its_options_in_panels_readable_at_100_columns() -> None
     assert max(len(line) for line in lines) <= 100
     titles = [line.split("─ ", 1)[1].split(" ─")[0] for line in lines if line.startswith("╭─ ")]
     assert titles == ["Options", *RUN_PANELS]
-    options = {name for name, (spec, _, _) in settings().items() if not spec.internal}
+    options = {name for name, spec in settings().items() if not spec.internal}
     assert options <= {name for names in RUN_PANELS.values() for name in names}, "a setting without a panel"
 
     def panel(title: str) -> str:

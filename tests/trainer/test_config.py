@@ -1,8 +1,12 @@
+import json
+from pathlib import Path
+
 import pytest
 
 from trainer.config import TrainConfig, from_dict, resolve
 from trainer.errors import TrainerError
 from trainer.models.registry import REGISTRY
+from trainer.models.settings import MultVaeSettings
 
 
 def test_defaults_are_the_seed_model() -> None:
@@ -64,6 +68,8 @@ def test_round_trip_through_a_checkpoint_dict() -> None:
     config = resolve({"model": "notebook", "epochs": 3})
     assert from_dict(config.to_dict()) == config
     assert from_dict({**TrainConfig().to_dict(), "hidden": [4, 2]}).hidden == (4, 2)
+    vae = resolve({"model": "mult-vae", "kl_cap": 0.3})
+    assert from_dict(vae.to_dict()) == vae and vae.own_as(MultVaeSettings).kl_cap == 0.3
 
 
 def test_every_setting_is_an_option_of_trainer_run_or_deliberately_internal() -> None:
@@ -74,12 +80,13 @@ def test_every_setting_is_an_option_of_trainer_run_or_deliberately_internal() ->
     import typer
 
     from trainer.cli import app
-    from trainer.config import choices, settings
+    from trainer.config import settings
 
     command = typer.main.get_command(app).commands["run"]  # type: ignore[attr-defined]
     options = {param.name: param for param in command.params}
     assert set(options) - set(settings()) == {"config_file", "resume"}
-    for name, (spec, kind, default) in settings().items():
+    for name, spec in settings().items():
+        default = spec.default
         if spec.internal:
             assert name not in options and len(spec.internal) > 20, name  # a reason, not a flag
             continue
@@ -90,8 +97,8 @@ def test_every_setting_is_an_option_of_trainer_run_or_deliberately_internal() ->
         assert option.default == shown and option.show_default == (default is not None), name
         assert option.help == spec.help or name == "model", name  # the models are listed after the options
         assert option.help.endswith("."), name
-        if choices(kind, spec):  # a Literal of exactly the choices: listed in --help, a typo exits 2
-            assert get_args(option.type_descriptor.annotation) == choices(kind, spec), name
+        if spec.choices:  # a Literal of exactly the choices: listed in --help, a typo exits 2
+            assert get_args(option.type_descriptor.annotation) == spec.choices, name
 
 
 def test_config_file_values_of_the_wrong_type_are_refused_naming_the_file(tmp_path) -> None:
@@ -102,3 +109,48 @@ def test_config_file_values_of_the_wrong_type_are_refused_naming_the_file(tmp_pa
         bad.write_text(text)
         with pytest.raises(TrainerError, match=f"bad.toml: {message}"):
             resolve({}, bad)
+
+
+SAVED = Path(__file__).parent / "data" / "configs_saved_by_779a5ea.json"
+
+
+@pytest.mark.parametrize("model", sorted(REGISTRY))
+def test_a_configuration_saved_by_the_flat_revision_loads_as_it_was_trained(model) -> None:
+    """Every model's preset as the revision before the settings groups saved it (one flat dataclass, every model's
+    settings in each run): it loads as the same run, and saves back to the same values, less other models'."""
+    saved = json.loads(SAVED.read_text())[model]
+    config = from_dict(saved)
+    assert config == resolve({"model": model})
+    assert config.to_dict() == {name: tuple(v) if isinstance(v, list) else v for name, v in saved.items()
+                                if name in config.to_dict()}  # fmt: skip
+    others = set(saved) - set(config.to_dict())
+    assert others == {name for spec in REGISTRY.values() for name in spec.settings.model_fields} - set(
+        type(config.own).model_fields
+    )
+
+
+def test_setting_names_are_unique_across_the_groups() -> None:
+    """A run's settings are saved as one flat table: no two groups may hold a setting of the same name, unless it
+    is one definition shared (input_dropout, kernel_l2, vae_input)."""
+    from trainer.config import MachineSettings, settings
+
+    run = set(TrainConfig.model_fields) - {"own", "machine"}
+    machine = set(MachineSettings.model_fields)
+    own = {name for spec in REGISTRY.values() for name in spec.settings.model_fields}
+    assert not (run & machine) and not (run & own) and not (machine & own)
+    for name in own:
+        fields = {spec.settings.model_fields[name].__repr__() for spec in REGISTRY.values()
+                  if name in spec.settings.model_fields}  # fmt: skip
+        assert len(fields) == 1, name  # one definition, whichever class holds it
+    assert set(settings()) == run | machine | own
+
+
+def test_a_model_takes_only_its_own_settings_class() -> None:
+    from trainer.models.settings import EaseSettings
+
+    with pytest.raises(TrainerError, match="--ease-input is read by ease only, not by mult-vae"):
+        resolve({"model": "mult-vae", "ease_input": "stars"})
+    with pytest.raises(TypeError, match="not a EaseSettings"):
+        resolve({"model": "mult-vae"}).own_as(EaseSettings)
+    with pytest.raises(ValueError, match="own settings are a MultVaeSettings"):
+        TrainConfig(model="mult-vae", own=EaseSettings())

@@ -111,7 +111,10 @@ def test_input_dropout_hides_ratings_from_the_encoder_only_while_training(model:
 def test_input_dropout_is_refused_with_l_bfgs() -> None:
     with pytest.raises(TrainerError, match="line search cannot work with"):
         resolve({"model": "kernel-ae", "input_dropout": 0.2})
-    assert resolve({"model": "kernel-ae", "input_dropout": 0.2, "optimizer": "adam"}).input_dropout == 0.2
+    assert (
+        resolve({"model": "kernel-ae", "input_dropout": 0.2, "optimizer": "adam"}).own.model_dump()["input_dropout"]
+        == 0.2
+    )
 
 
 def test_dropout_must_leave_something() -> None:
@@ -187,7 +190,7 @@ def test_a_new_model_is_one_module_and_one_registry_entry(warehouse, tmp_path, m
 def test_a_models_own_setting_is_refused_for_a_model_that_would_ignore_it() -> None:
     with pytest.raises(TrainerError, match="--kernel-l2 is read by kernel-ae, glocal-k only, not by mf"):
         resolve({"model": "mf", "kernel_l2": 0.5})
-    assert resolve({"model": "glocal-k", "kernel_l2": 0.5}).kernel_l2 == 0.5
+    assert resolve({"model": "glocal-k", "kernel_l2": 0.5}).own.model_dump()["kernel_l2"] == 0.5
     assert resolve({"model": "mf", "kernel_l2": 0.0}).model == "mf"  # the default changes nothing
 
 

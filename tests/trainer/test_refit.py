@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from trainer import checkpoint
 from trainer.blend import BlendOptions, blend
 from trainer.cli import app
-from trainer.config import resolve
+from trainer.config import MachineSettings, resolve
 from trainer.errors import TrainerError
 from trainer.refit import RefitOptions, refit_config
 from trainer.selection import drop_epochs
@@ -49,7 +49,13 @@ def with_small(trained_small, tmp_path):
 
 
 def refit(warehouse, tmp_path, run_id: str):
-    return run(refit_config(RefitOptions(run_id, warehouse, tmp_path / "runs", device="cpu", publish_anyway=True)))
+    return run(
+        refit_config(
+            RefitOptions(
+                run_id, warehouse, MachineSettings(runs_dir=str(tmp_path / "runs"), device="cpu", publish_anyway=True)
+            )
+        )
+    )
 
 
 def final_weights(summary) -> dict[str, torch.Tensor]:
@@ -68,7 +74,7 @@ def test_drop_epochs_replays_the_validation_rule() -> None:
 
 def test_a_refit_trains_on_train_and_validation_for_the_epochs_its_run_chose(with_small, tmp_path) -> None:
     warehouse, parent = with_small
-    config = refit_config(RefitOptions(parent.run_id, warehouse, tmp_path / "runs"))
+    config = refit_config(RefitOptions(parent.run_id, warehouse, MachineSettings(runs_dir=str(tmp_path / "runs"))))
     assert (config.validation, config.epochs, config.refit_of) == (False, parent.best_epoch, parent.run_id)
     assert parent.best_epoch < len(parent.history) < SMALL["epochs"]  # validation stopped it
     assert config.lr_drop_epochs == tuple(e for e in drop_epochs(parent.history, config) if e < parent.best_epoch)
@@ -144,13 +150,24 @@ def test_a_blend_fits_a_refits_weight_on_its_runs_validation_predictions(with_sm
     warehouse, parent = with_small
     child = refit(warehouse, tmp_path, parent.run_id)
     other = run(settings(warehouse, tmp_path, model="biases", epochs=5, top_n=0))
-    options = BlendOptions((child.run_id, other.run_id), warehouse, top_n=3, runs_dir=tmp_path / "runs",
-                           publish_anyway=True)  # fmt: skip
+    options = BlendOptions(
+        (child.run_id, other.run_id),
+        warehouse,
+        top_n=3,
+        machine=MachineSettings(runs_dir=str(tmp_path / "runs"), publish_anyway=True),
+    )
     mixed = blend(options)
     assert mixed.member_validation_rmse[child.run_id] == pytest.approx(parent.validation_rmse, abs=1e-4)
     assert mixed.member_test_rmse[child.run_id] == pytest.approx(child.metrics["rmse"], abs=1e-4)
     with pytest.raises(TrainerError, match=f"run {child.run_id} is a refit of run {parent.run_id}"):
-        blend(BlendOptions((parent.run_id, child.run_id), warehouse, top_n=0, runs_dir=tmp_path / "runs"))
+        blend(
+            BlendOptions(
+                (parent.run_id, child.run_id),
+                warehouse,
+                top_n=0,
+                machine=MachineSettings(runs_dir=str(tmp_path / "runs")),
+            )
+        )
 
 
 def test_a_refit_chooses_nothing_from_the_test_part(small_warehouse, tmp_path, corrupt_test_ratings) -> None:

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from trainer import checkpoint, trained
 from trainer.cli import NOT_SERVED, app
-from trainer.config import resolve
+from trainer.config import MachineSettings, resolve
 from trainer.errors import TrainerError
 from trainer.refit import RefitOptions, refit_config
 from trainer.train import run
@@ -83,7 +83,7 @@ def test_another_runs_checkpoint_copied_into_a_folder_is_refused_naming_both(run
     with pytest.raises(TrainerError, match=f"run {first.name}'s checkpoint, not run {second.name}'s"):
         load(warehouse, second.name)
     with pytest.raises(TrainerError, match=f"run {first.name}'s checkpoint"):
-        refit_config(RefitOptions(second.name, warehouse, tmp_path / "refits"))
+        refit_config(RefitOptions(second.name, warehouse, MachineSettings(runs_dir=str(tmp_path / "refits"))))
     child = resolve(
         {**SETTINGS, "warehouse": str(warehouse), "runs_dir": str(tmp_path / "r"), "init_from": second.name}
     )

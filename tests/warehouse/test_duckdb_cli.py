@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from trainer.config import resolve
+from trainer.config import MachineSettings, resolve
 from trainer.score import ScoreOptions, score
 from trainer.train import run
 from warehouse import results
@@ -52,7 +52,14 @@ def trained(small_warehouse, tmp_path_factory) -> Path:
     assert trained.published and trained.published.promoted
     results.promote(trained.run_id, path, ("recommendations",))  # tiny data: its lists served by hand
     # A scoring with shorter lists: recommendations change (changed_recommendations.sql finds them).
-    score(ScoreOptions(trained.run_id, path, runs_dir=path.parent / "runs", device="cpu", publish_anyway=True, top_n=5))
+    score(
+        ScoreOptions(
+            trained.run_id,
+            path,
+            top_n=5,
+            machine=MachineSettings(runs_dir=str(path.parent / "runs"), device="cpu", publish_anyway=True),
+        )
+    )
     return path
 
 

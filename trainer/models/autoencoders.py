@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from trainer.models.base import UserRows, UserScorer
+from trainer.models.settings import AutoencoderSettings, ItemAutoencoderSettings
 from trainer.sparse import Csr, SparseBlock, linear_at_observed, sparse_linear
 
 if TYPE_CHECKING:
@@ -136,10 +137,12 @@ class ItemAutoEncoder(AutoEncoder):
 
 def user_autoencoder(config: TrainConfig, n_users: int, n_movies: int, mean: float) -> AutoEncoder:
     """autoencoder, notebook and deep-ae: a user's ratings of every movie in and out."""
-    return AutoEncoder(n_movies, config.hidden, config.activation, config.dropout)
+    own = config.own_as(AutoencoderSettings)
+    return AutoEncoder(n_movies, config.hidden, own.activation, own.dropout)
 
 
 def i_autorec(config: TrainConfig, n_users: int, n_movies: int, mean: float) -> ItemAutoEncoder:
+    own = config.own_as(ItemAutoencoderSettings)
     return ItemAutoEncoder(
-        n_users, n_movies, config.hidden, config.activation, config.dropout, input_dropout=config.input_dropout
+        n_users, n_movies, config.hidden, own.activation, own.dropout, input_dropout=own.input_dropout
     )

@@ -34,6 +34,7 @@ from trainer.data import user_rows_with_validation
 from trainer.models.base import FitInputs, Fitted, build_model
 from trainer.models.factorisation import MatrixFactorisation
 from trainer.models.registry import GIBBS_BURN_IN
+from trainer.models.settings import BayesFmSettings
 from trainer.selection import Best
 from trainer.sparse import Csr
 
@@ -135,7 +136,7 @@ def sample(inputs: FitInputs) -> Fitted:
     index, train, validation = user_rows_with_validation(con, config.split, fit_parts, config.validation, info.n_movies)
     users, movies, targets = _pairs(index, train)
     held = _pairs(index, validation) if validation is not None else None
-    side = movie_side(con, info.n_movies) if config.movie_features else []
+    side = movie_side(con, info.n_movies) if config.own_as(BayesFmSettings).movie_features else []
     user_block, movie_block, group_shapes = blocks(users, movies, info.n_users, info.n_movies, side)
     rank = config.hidden[0]
     model = build_model(config, info.n_users, info.n_movies, mean)

@@ -25,6 +25,7 @@ from torch import nn
 from trainer.data import eval_rows, user_rows_with_validation
 from trainer.errors import TrainerError
 from trainer.models.base import FitInputs, Fitted, UserRows, UserScorer, build_model
+from trainer.models.settings import EaseSettings
 from trainer.ranking import MAIN_METRIC, RankingTally, evaluate_block
 from trainer.selection import Best
 from trainer.sparse import Csr, SparseBlock, banded_product
@@ -107,7 +108,7 @@ def popular(config: TrainConfig, n_users: int, n_movies: int, mean: float) -> Po
 
 
 def ease(config: TrainConfig, n_users: int, n_movies: int, mean: float) -> Ease:
-    return Ease(n_movies, stars=config.ease_input == "stars")
+    return Ease(n_movies, stars=config.own_as(EaseSettings).ease_input == "stars")
 
 
 def fit(inputs: FitInputs) -> Fitted:

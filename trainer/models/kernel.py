@@ -12,6 +12,7 @@ from torch import nn
 
 from trainer.models.autoencoders import ItemAutoEncoder
 from trainer.models.base import UserScorer
+from trainer.models.settings import GlocalSettings, KernelSettings
 from trainer.sparse import Csr, SparseBlock, linear_at_observed
 
 if TYPE_CHECKING:
@@ -158,12 +159,12 @@ class Conv3x3(torch.autograd.Function):
 
 
 def kernel_ae(config: TrainConfig, n_users: int, n_movies: int, mean: float) -> KernelAutoEncoder:
+    own = config.own_as(KernelSettings)
     return KernelAutoEncoder(
-        n_users, n_movies, config.hidden, config.l2, config.kernel_l2, input_dropout=config.input_dropout
+        n_users, n_movies, config.hidden, config.l2, own.kernel_l2, input_dropout=own.input_dropout
     )
 
 
 def glocal_k(config: TrainConfig, n_users: int, n_movies: int, mean: float) -> GlocalK:
-    return GlocalK(
-        n_users, n_movies, config.hidden, config.l2, config.kernel_l2, config.dot_scale, config.global_kernel_start
-    )
+    own = config.own_as(GlocalSettings)
+    return GlocalK(n_users, n_movies, config.hidden, config.l2, own.kernel_l2, own.dot_scale, own.global_kernel_start)

@@ -4,7 +4,7 @@ Adding a model is one module in trainer/models/ (its network and a builder funct
 `REGISTRY` below. This module imports no torch: the command line lists and checks models without it; the
 builder's module is imported only when a run builds the model (trainer/models/base.py `build_model`).
 
-A run's settings are resolved as: TrainConfig's defaults < the model's preset < a config file < flags
+A run's settings are resolved as: the fields' defaults < the model's preset < a config file < flags
 (trainer/config.py). Each preset's values were chosen on validation slices (docs/training.md).
 """
 
@@ -14,6 +14,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
+
+from trainer.models.settings import (
+    AutoencoderSettings,
+    BayesFmSettings,
+    EaseSettings,
+    GlocalSettings,
+    ItemAutoencoderSettings,
+    KernelSettings,
+    ModelSettings,
+    MultDaeSettings,
+    MultVaeSettings,
+)
 
 if TYPE_CHECKING:
     from trainer.config import TrainConfig
@@ -32,9 +44,9 @@ class ModelSpec:
     # A model fitted outside the training loop (sampled, or in closed form): "package.module:function", called as
     # function(con, config, info, fit_parts, mean, log, on_epoch) -> (model, history, seconds, selection).
     fit: str | None = None
-    preset: Mapping[str, Any] = field(default_factory=dict)  # settings that override TrainConfig's defaults
-    # Settings only this model (and the models that name them too) reads; given to another model they are refused.
-    own_settings: tuple[str, ...] = ()
+    preset: Mapping[str, Any] = field(default_factory=dict)  # settings that override the fields' defaults
+    # The model's own settings (config.own); given to a model of another class they are refused.
+    settings: type[ModelSettings] = ModelSettings
     # Why a resolved configuration cannot train this model (None: it can), beyond the settings' own bounds.
     check: Callable[[TrainConfig], str | None] = lambda config: None
 
@@ -64,7 +76,7 @@ def _stepped(config: TrainConfig) -> str | None:
     """The models trained by the loop: gibbs samples bayes-fm alone; L-BFGS cannot work with input dropout."""
     if config.optimizer == "gibbs":
         return f"gibbs samples bayes-fm alone; a model {config.model} cannot take --optimizer gibbs"
-    if config.input_dropout and config.optimizer == "lbfgs":
+    if getattr(config.own, "input_dropout", 0.0) and config.optimizer == "lbfgs":  # the models that drop inputs
         return ("input_dropout drops other ratings at every evaluation of the loss, which L-BFGS's line search "
                 "cannot work with: use another --optimizer, or --input-dropout 0")  # fmt: skip
     return None
@@ -99,7 +111,7 @@ _SPECS = [
         "autoencoder",
         "the seed design (user rows, 20-10-20 sigmoid) tuned for batched training",
         "trainer.models.autoencoders:user_autoencoder",
-        own_settings=("activation", "dropout"),
+        settings=AutoencoderSettings,
         check=_stepped,
     ),
     # The original notebook exactly: one user per optimiser step in user order, RMSprop(lr=0.01, weight_decay=0.5),
@@ -121,7 +133,7 @@ _SPECS = [
             "accumulate_gradients": True,
             "drop_first_rating": True,
         },  # fmt: skip
-        own_settings=("activation", "dropout"),
+        settings=AutoencoderSettings,
         check=_stepped,
     ),
     ModelSpec(
@@ -129,7 +141,7 @@ _SPECS = [
         "the item-based autoencoder of Sedhain et al. 2015 (movie rows)",
         "trainer.models.autoencoders:i_autorec",
         preset=_I_AUTOREC,
-        own_settings=("activation", "dropout", "input_dropout"),
+        settings=ItemAutoencoderSettings,
         check=_stepped,
     ),
     # DeepRecommender's design (user rows): n-512-512-1024-512-512-n, SELU, dropout 0.8 on the code, dense
@@ -154,7 +166,7 @@ _SPECS = [
             "lr_drops": 0,
             "fixed_batches": False,
         },  # fmt: skip
-        own_settings=("activation", "dropout"),
+        settings=AutoencoderSettings,
         check=_stepped,
     ),
     ModelSpec(
@@ -162,7 +174,7 @@ _SPECS = [
         "Sparse FC's kernelised autoencoder (movie rows, full-batch L-BFGS)",
         "trainer.models.kernel:kernel_ae",
         preset=_KERNEL_AE,
-        own_settings=("kernel_l2", "input_dropout"),
+        settings=KernelSettings,
         check=_stepped,
     ),
     # GLocal-K's fine-tuning stage, started from a kernel-ae run (--init-from), with that run's penalties and its
@@ -173,7 +185,7 @@ _SPECS = [
         "GLocal-K's global convolution, fine-tuning a kernel-ae run (--init-from)",
         "trainer.models.kernel:glocal_k",
         preset={**_KERNEL_AE, "dot_scale": 0.5, "epochs": 30},
-        own_settings=("kernel_l2", "dot_scale", "global_kernel_start"),
+        settings=GlocalSettings,
         check=_stepped,
     ),
     # A Bayesian factorisation machine with "who rated what" and movie features (trainer/models/bayes_fm.py): Gibbs
@@ -195,7 +207,7 @@ _SPECS = [
             "lr_drops": 0,
             "movie_features": True,
         },  # fmt: skip
-        own_settings=("movie_features",),
+        settings=BayesFmSettings,
         check=_gibbs_only,
     ),
     # Baselines. The global mean starts at its own value (the training mean): one epoch of SGD leaves it.
@@ -240,7 +252,7 @@ _SPECS += [
         "trainer.models.ease:ease",
         fit="trainer.models.ease:fit",
         preset={"l2": 12000.0, "ease_input": "stars", "epochs": 6},
-        own_settings=("ease_input",),
+        settings=EaseSettings,
         check=_closed_form,
     ),
 ]
@@ -258,7 +270,7 @@ _SPECS += [
         "trainer.models.vae:mult_vae",
         fit="trainer.models.vae:fit",
         preset={**_MULT, "l2": 0.0},
-        own_settings=("input_dropout", "kl_cap", "kl_anneal_epochs", "vae_input"),
+        settings=MultVaeSettings,
         check=_closed_form,
     ),
     ModelSpec(
@@ -267,7 +279,7 @@ _SPECS += [
         "trainer.models.vae:mult_dae",
         fit="trainer.models.vae:fit",
         preset={**_MULT, "l2": 50.0},
-        own_settings=("input_dropout", "vae_input"),
+        settings=MultDaeSettings,
         check=_closed_form,
     ),
 ]

@@ -27,6 +27,7 @@ from trainer.data import user_rows_with_validation
 from trainer.errors import TrainerError
 from trainer.models.base import FitInputs, Fitted, build_model
 from trainer.models.ease import RankingModel, validation_ranking
+from trainer.models.settings import MultDaeSettings, MultVaeSettings
 from trainer.ranking import MAIN_METRIC
 from trainer.selection import Best
 from trainer.sparse import Csr, sparse_linear
@@ -110,11 +111,19 @@ class MultVAE(RankingModel):
 
 
 def mult_vae(config: TrainConfig, n_users: int, n_movies: int, mean: float) -> MultVAE:
-    return MultVAE(n_movies, config.hidden, True, config.input_dropout, stars=config.vae_input == "stars")
+    own = config.own_as(MultVaeSettings)
+    return MultVAE(n_movies, config.hidden, True, own.input_dropout, stars=own.vae_input == "stars")
 
 
 def mult_dae(config: TrainConfig, n_users: int, n_movies: int, mean: float) -> MultVAE:
-    return MultVAE(n_movies, config.hidden, False, config.input_dropout, stars=config.vae_input == "stars")
+    own = config.own_as(MultDaeSettings)
+    return MultVAE(n_movies, config.hidden, False, own.input_dropout, stars=own.vae_input == "stars")
+
+
+def _beta(config: TrainConfig, epoch: int) -> float:
+    """The KL term's weight at ``epoch``: rising linearly to its cap (Liang et al.'s annealing)."""
+    own = config.own_as(MultVaeSettings)
+    return own.kl_cap * min(1.0, epoch / own.kl_anneal_epochs)
 
 
 def fit(inputs: FitInputs) -> Fitted:
@@ -133,7 +142,7 @@ def fit(inputs: FitInputs) -> Fitted:
     for epoch in range(1, config.epochs + 1):
         epoch_start = time.perf_counter()
         model.train()
-        beta = config.kl_cap * min(1.0, epoch / config.kl_anneal_epochs) if model.variational else 0.0
+        beta = _beta(config, epoch) if model.variational else 0.0
         total, batches = 0.0, 0
         for rows in torch.randperm(train.n_rows, generator=generator).split(config.batch_size):
             loss = model.loss(train.select(rows), beta)
