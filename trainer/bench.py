@@ -143,7 +143,7 @@ def bench(
                     "finished_at": datetime.now(UTC).replace(tzinfo=None), "model": blend_name, "run_id": mixed.run_id,
                     "test_rmse": mixed.metrics["rmse"], "test_mae": mixed.metrics["mae"],
                     "validation_rmse": mixed.validation_rmse, "best_epoch": None, "epochs_run": None,
-                    **_ranking_columns({}),
+                    **_ranking_columns(mixed.ranking),
                     "train_seconds": own_seconds,
                     "config": json.dumps({"members": list(models), **mixed.blender.to_dict()}),
                 })  # fmt: skip

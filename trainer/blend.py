@@ -29,11 +29,13 @@ import torch
 
 from trainer import trained
 from trainer.config import MachineSettings
-from trainer.data import dataset_info
+from trainer.data import dataset_info, eval_rows, stream_rows
 from trainer.errors import TrainerError
 from trainer.evaluate import rating_metrics
-from trainer.predict import top_n
+from trainer.predict import list_table, movie_counts, top_n
+from trainer.ranking import RankingTally, evaluate_block, popularity_percentiles
 from trainer.run_record import device_name, new_run_id, pick_device, run_folder, utc_now
+from trainer.sparse import Csr, merge_parts
 from warehouse import results
 from warehouse.connect import open_for_reading
 
@@ -57,6 +59,7 @@ class BlendSummary:
     member_validation_rmse: dict[str, float]
     metrics: dict[str, float]  # on the test part: rmse, mae, user_rmse, n
     member_test_rmse: dict[str, float]
+    ranking: dict[str, dict[str, float]]  # the blended scores' held-out ranking metrics, by part
     wall_seconds: float
     published: results.Published
 
@@ -102,10 +105,12 @@ def blend(options: BlendOptions, log: Callable[[str], None] = lambda message: No
         member_test = {m.run_id: _rmse(predicted[:, i], actual) for i, m in enumerate(members)}
         tables.append(results.prediction_table(run_id, "test", users, movies, blended, actual))
 
-        # -- every user's top-N, from the members' models' blended scores
+        # -- the held-out rankings and every user's top-N, from the members' models' blended scores
+        blended_scores = _BlendedScores(con, members, blender, activity, (rating_min, rating_max), device)
+        lists, ranking = blended_scores.held_out_rankings(run_id)
+        tables += lists
         if options.top_n:
-            tables += _top_n(con, members, blender, activity, (rating_min, rating_max), options.top_n, run_id,
-                             device)  # fmt: skip
+            tables += blended_scores.top_n(run_id, options.top_n)
     finally:
         con.close()
 
@@ -128,11 +133,12 @@ def blend(options: BlendOptions, log: Callable[[str], None] = lambda message: No
         "train_seconds": sum(m.run.get("train_seconds") or 0.0 for m in members),
         "wall_seconds": time.perf_counter() - started,
     }  # fmt: skip
-    results.stage(run_dir, row, {"predictions": pa.concat_tables(tables)})
+    staged = {"predictions": pa.concat_tables(tables), "ranking_metrics": results.ranking_table(run_id, ranking)}
+    results.stage(run_dir, row, staged)
     machine = options.machine
     published = results.publish(run_dir, options.warehouse, machine.lock_wait_seconds, machine.publish_anyway)
     return BlendSummary(
-        run_id, run_dir, blender, validation_rmse, member_validation, metrics, member_test,
+        run_id, run_dir, blender, validation_rmse, member_validation, metrics, member_test, ranking,
         time.perf_counter() - started, published,
     )  # fmt: skip
 
@@ -318,33 +324,71 @@ def _held_out(
     return users.astype(np.int64), movies.astype(np.int64), np.asarray(actual, np.float64), np.stack(columns, 1)
 
 
-def _top_n(
-    con: duckdb.DuckDBPyConnection, members: list[trained.TrainedRun], blender: Blender, activity: Activity,
-    scale: tuple[float, float], n: int, run_id: str, device: torch.device,
-) -> list[pa.Table]:  # fmt: skip
-    """Every user's top-N by the blended scores of the members' models."""
-    coords = members[0].coords  # the same for every member: they were trained on the same data
-    all_users = trained.rated_users(con)
-    users = all_users[coords.users(all_users) >= 0]
-    trained.register(con, coords, users)
-    scorers = [m.model.user_scorer(lambda: trained.movie_rows(con, coords, device)) for m in members]
-    movie_activity = torch.from_numpy(activity.movies(coords.movie_ids)).float().to(device)[None, :]
-    tables = []
-    with torch.no_grad():
-        for user_ids, rated in trained.user_rows(con, coords):
-            rated = rated.to(device)
-            index = torch.from_numpy(coords.users(user_ids)).to(device)
-            user_activity = torch.from_numpy(activity.users(user_ids)).float().to(device)[:, None]
-            scores = blender.intercept + blender.user * user_activity + blender.movie * movie_activity
-            scores = scores.expand(len(user_ids), coords.n_movies).clone()
-            for i, (member, scorer) in enumerate(zip(members, scorers)):
-                member_scores = scorer(rated, index)
-                if member.config.clip:
-                    member_scores = member_scores.clamp(*scale)
-                weight = blender.weights[i] + blender.by_user[i] * user_activity + blender.by_movie[i] * movie_activity
-                scores += weight * member_scores
-            tables.append(top_n(run_id, user_ids, [rated], scores.clamp(*scale), n, coords.movie_ids))
-    return tables
+class _BlendedScores:
+    """The blend's score of every movie for blocks of users: the members' models' scores (clipped as each member's
+    predictions were when the weights were fitted), weighted as the blender weighs their predictions."""
+
+    def __init__(
+        self, con: duckdb.DuckDBPyConnection, members: list[trained.TrainedRun], blender: Blender,
+        activity: Activity, scale: tuple[float, float], device: torch.device,
+    ) -> None:  # fmt: skip
+        self.con, self.members, self.blender, self.activity, self.scale = con, members, blender, activity, scale
+        self.coords = members[0].coords  # the same for every member: they were trained on the same data
+        all_users = trained.rated_users(con)  # the users of the top-N, and the run's ids that movie rows read
+        trained.register(con, self.coords, all_users[self.coords.users(all_users) >= 0])
+        self.scorers = [m.model.user_scorer(lambda: trained.movie_rows(con, self.coords, device)) for m in members]
+        self.movie_activity = torch.from_numpy(activity.movies(self.coords.movie_ids)).float().to(device)[None, :]
+        self.device = device
+
+    def __call__(self, rated: Csr, index: torch.Tensor) -> torch.Tensor:
+        """Scores (users x movies, unclipped: they rank) of the users at ``index`` whose known ratings are ``rated``."""
+        user_ids = self.coords.user_ids[index.cpu().numpy()]
+        user_activity = torch.from_numpy(self.activity.users(user_ids)).float().to(self.device)[:, None]
+        blender, movie_activity = self.blender, self.movie_activity
+        scores = blender.intercept + blender.user * user_activity + blender.movie * movie_activity
+        scores = scores.expand(len(user_ids), self.coords.n_movies).clone()
+        for i, (member, scorer) in enumerate(zip(self.members, self.scorers)):
+            member_scores = scorer(rated, index)
+            if member.config.clip:
+                member_scores = member_scores.clamp(*self.scale)
+            weight = blender.weights[i] + blender.by_user[i] * user_activity + blender.by_movie[i] * movie_activity
+            scores += weight * member_scores
+        return scores
+
+    def top_n(self, run_id: str, n: int) -> list[pa.Table]:
+        """Every user's top-N among the movies she has not rated, from all her ratings now."""
+        tables = []
+        with torch.no_grad():
+            for user_ids, rated in trained.user_rows(self.con, self.coords):
+                rated = rated.to(self.device)
+                scores = self(rated, torch.from_numpy(self.coords.users(user_ids)).to(self.device))
+                tables.append(top_n(run_id, user_ids, [rated], scores, n, self.coords.movie_ids, self.scale))
+        return tables
+
+    def held_out_rankings(self, run_id: str) -> tuple[list[pa.Table], dict[str, dict[str, float]]]:
+        """The blend's held-out lists (predictions of kind test_top_n, validation_top_n) and their ranking metrics
+        (trainer/ranking.py), as a training run's: the test part ranked among the movies unrated in train and
+        validation, from those ratings; the validation slice among the movies unrated in train, from the train
+        ratings, unless a member is a refit (which trained on the validation slice)."""
+        split, n_movies = self.members[0].run["split"], self.coords.n_movies
+        knows: dict[str, tuple[str, ...]] = {"test": ("train", "validation")}
+        if not any(member.config.refit_of for member in self.members):
+            knows["validation"] = ("train",)
+        rankings = {part: RankingTally(popularity_percentiles(movie_counts(self.con, split, known, n_movies)))
+                    for part, known in knows.items()}  # fmt: skip
+        tables = []
+        with torch.no_grad():
+            for users, matrices in stream_rows(self.con, split, ("train", "validation", "test"), n_movies,
+                                               eval_rows(n_movies)):  # fmt: skip
+                users = users.to(self.device)
+                matrices = {part: m.to(self.device) for part, m in matrices.items()}
+                block_ids = self.coords.user_ids[users.cpu().numpy()]
+                for part, tally in rankings.items():
+                    scores = self(merge_parts(matrices, knows[part]), users)
+                    ranked = evaluate_block(tally, scores, [matrices[known] for known in knows[part]], matrices[part])
+                    tables.append(list_table(run_id, f"{part}_top_n", block_ids, ranked, self.coords.movie_ids,
+                                             self.scale, True))  # fmt: skip
+        return tables, {part: tally.metrics() for part, tally in rankings.items()}
 
 
 def _rmse(predicted: np.ndarray, actual: np.ndarray) -> float:

@@ -779,7 +779,7 @@ def blend_command(
     _log(
         f"blend {summary.run_id}: test RMSE {m['rmse']:.4f} (members: {members}), MAE {m['mae']:.4f} on "
         f"{m['n']:,} ratings; validation RMSE {summary.validation_rmse:.4f}; {summary.wall_seconds:.2f} s on "
-        f"{_count(used)}. " + _outcome(summary.published)
+        f"{_count(used)}. " + _ranking_line(summary.ranking) + _outcome(summary.published)
     )
     _exit_unless_served(summary.published)
 

@@ -61,10 +61,10 @@ def predict(
     tables: list[pa.Table] = []
     # held-out rankings: the test part's among movies unrated in train and validation (the protocol, whatever the
     # run trained on), and the validation slice's among movies unrated in what the run trained on
-    known_counts = _counts(con, config.split, ("train", "validation"), info.n_movies)
+    known_counts = movie_counts(con, config.split, ("train", "validation"), info.n_movies)
     rankings = {"test": RankingTally(popularity_percentiles(known_counts))}
     if "validation" not in fit_parts:
-        counts = _counts(con, config.split, fit_parts, info.n_movies)
+        counts = movie_counts(con, config.split, fit_parts, info.n_movies)
         rankings["validation"] = RankingTally(popularity_percentiles(counts))
         # the audit's baseline for a model that only ranks: the most rated movies, on the same slice
         popular = RankingTally(rankings["validation"].popularity)
@@ -121,7 +121,7 @@ def predict(
             ranked = evaluate_block(tally, ranks, known, matrices[part])
             if part == "validation":
                 evaluate_block(popular, popular_scores.expand(len(block_ids), -1), known, matrices[part])
-            tables.append(_list_table(run_id, f"{part}_top_n", block_ids, ranked, movie_ids, scale, ratings))
+            tables.append(list_table(run_id, f"{part}_top_n", block_ids, ranked, movie_ids, scale, ratings))
         if config.top_n:
             rated = [matrices[part] for part in all_parts]
             served = score(merge_parts(matrices, all_parts), users) if folds else raw  # every rating the user has
@@ -242,7 +242,7 @@ def top_n(
     )
 
 
-def _list_table(
+def list_table(
     run_id: str, kind: str, user_ids: np.ndarray, ranked: RankedBlock, movie_ids: np.ndarray,
     scale: tuple[float, float] | None, ratings: bool,
 ) -> pa.Table:  # fmt: skip
@@ -267,7 +267,7 @@ def _as_ratings(scores: torch.Tensor, scale: tuple[float, float] | None, ratings
     return _numpy(scores.clamp(*scale) if scale else scores)
 
 
-def _counts(con: duckdb.DuckDBPyConnection, split: str, parts: tuple[str, ...], n_movies: int) -> torch.Tensor:
+def movie_counts(con: duckdb.DuckDBPyConnection, split: str, parts: tuple[str, ...], n_movies: int) -> torch.Tensor:
     """Each movie's number of ratings in ``parts``: its popularity."""
     counts = torch.zeros(n_movies, dtype=torch.int64)
     found = con.execute(

@@ -41,7 +41,7 @@ PUBLISHED_MARKER = "published"
 STAGED_FILES = {
     "train": ("predictions", "epoch_metrics", "run_index", "ranking_metrics"),
     "score": ("predictions",),
-    "blend": ("predictions",),
+    "blend": ("predictions", "ranking_metrics"),
 }
 FIGURE_TOLERANCE = 1e-6  # relative: run.json's figures against those its staged predictions give (float noise)
 

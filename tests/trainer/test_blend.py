@@ -16,6 +16,7 @@ from trainer.blend import Activity, BlendOptions, blend, choose, fit_weights
 from trainer.cli import NOT_SERVED, app
 from trainer.config import MachineSettings, resolve
 from trainer.train import run
+from warehouse.sql import SQL_DIR
 
 MEMBERS = {
     "autoencoder": {"epochs": 15, "learning_rate": 0.05, "eval_every": 1, "patience": 4},
@@ -117,6 +118,24 @@ def test_a_blend_is_published_as_a_run_with_its_members_and_predictions(warehous
     (recomputed,) = query(warehouse, "SELECT sqrt(avg((predicted_rating - actual_rating) ^ 2)) FROM predictions "
                                      "WHERE run_id = ? AND kind = 'test'", [run_id])[0]  # fmt: skip
     assert recomputed == pytest.approx(test_rmse, rel=1e-5)
+    # Its held-out lists, as a training run's: metrics that sql/examples/ranking_quality.sql recomputes from its
+    # test_top_n rows, and no list holding a movie its user rated in the parts ranked from.
+    con = duckdb.connect(str(warehouse), read_only=True)
+    con.execute("SET VARIABLE run_id = ?", [run_id])
+    relation = con.sql((SQL_DIR / "examples" / "ranking_quality.sql").read_text())
+    recomputed_ranking = dict(zip(relation.columns, relation.fetchall()[0]))
+    stored = dict(con.execute("SELECT metric, value FROM ranking_metrics WHERE run_id = ? AND part = 'test'",
+                              [run_id]).fetchall())  # fmt: skip
+    assert stored["users"] > 0 and stored == pytest.approx(recomputed_ranking, abs=1e-9)
+    parts = con.execute("SELECT DISTINCT part FROM ranking_metrics WHERE run_id = ?", [run_id]).fetchall()
+    leaks = con.execute("""SELECT count(*) FROM predictions AS p JOIN split_ratings AS s
+                           ON s.split = 'random' AND s.user_id = p.user_id AND s.movie_id = p.movie_id
+                           WHERE p.run_id = ? AND (p.kind = 'test_top_n' AND s.part <> 'test'
+                                                   OR p.kind = 'validation_top_n' AND s.part = 'train')""",
+                        [run_id]).fetchall()  # fmt: skip
+    con.close()
+    assert sorted(parts) == [("test",), ("validation",)] and leaks == [(0,)]
+    assert "Its top 10s: nDCG@10" in result.output
     # Its top-N never holds a movie the user rated, and the serving views show it.
     rated = "SELECT count(*) FROM predictions p SEMI JOIN ratings r USING (user_id, movie_id) WHERE run_id = ? AND kind = 'top_n'"
     assert query(warehouse, rated, [run_id]) == [(0,)]
