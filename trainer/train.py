@@ -25,11 +25,11 @@ from trainer.coordinates import Coordinates
 from trainer.data import (
     Batch,
     DatasetInfo,
-    TrainingData,
     check_split,
     dataset_info,
     dense_output,
     open_warehouse,
+    training_data,
 )
 from trainer.errors import Finished, Interrupted, TrainerError
 from trainer.models.base import FitInputs, Model, build_model
@@ -241,10 +241,9 @@ def _train(
     model.to(device)
     optimizer = build_optimizer(model.parameters(), config)
     sparse = not dense_output(config, device, model.dense_on_gpu)
-    data = TrainingData(con, config, info, fit_parts, device, rows=model.rows, sparse=sparse, ctx=ctx)
+    data = training_data(con, config, info, fit_parts, device, rows=model.rows, sparse=sparse, ctx=ctx)
     log(f"{info.name} split {config.split}: {info.n_users:,} users x {info.n_movies:,} movies, {model.rows} rows, "
-        f"training on {'+'.join(fit_parts)}, "
-        + ("matrix cached on " + device.type if data.cached else "streaming from DuckDB every epoch"))  # fmt: skip
+        f"training on {'+'.join(fit_parts)}, {data.held}")  # fmt: skip
     trained = distributed.wrap(cast(torch.nn.Module, model), ctx, device)  # the model itself without torchrun
     history, start_epoch, train_seconds, best = _restored(state, model, optimizer)
     if state:
