@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from trainer import distributed
+from trainer import distributed, notebook
 from trainer.config import TrainConfig
 from trainer.errors import UnknownSplit
 from trainer.sparse import Csr, SparseBlock, merge_parts
@@ -69,17 +69,6 @@ def check_split(con: duckdb.DuckDBPyConnection, split: str) -> None:
     known = [row[0] for row in con.execute("SELECT split FROM splits ORDER BY split").fetchall()]
     if split not in known:
         raise UnknownSplit(split, known)
-
-
-def first_rating(con: duckdb.DuckDBPyConnection, split: str, parts: tuple[str, ...]) -> tuple[int, int] | None:
-    """(user_idx, movie_idx) of the rating a sorted ratings file of these parts starts with (u1.base and
-    u1.test are sorted by user, then movie), or None when there is none."""
-    rows = con.execute(
-        "SELECT user_idx, movie_idx FROM split_ratings WHERE split = ? AND list_contains(?, part) "
-        "ORDER BY user_id, movie_id LIMIT 1",
-        [split, list(parts)],
-    ).fetchall()
-    return rows[0] if rows else None
 
 
 # The two matrices a model can read rows of: user rows (user_matrix, lists of movie indexes) or movie
@@ -283,9 +272,7 @@ class TrainingData(ABC):
             mine = shard_ratings(con, config.split, fit_parts, ctx.shard, by=rows)
             self.shard_weight = mine * ctx.world_size / distributed.all_sum(ctx, device, mine)[0]
         self.n_ratings = count_ratings(con, config.split, fit_parts)
-        # The notebook quirk: the rating on the first line of the training file was never seen.
-        lost = first_rating(con, config.split, fit_parts) if config.drop_first_rating else None
-        self._lost = lost if lost is None or rows == "user" else (lost[1], lost[0])  # as (row, column)
+        self._unread = notebook.unread(con, config, fit_parts)
 
     @property
     @abstractmethod
@@ -306,8 +293,8 @@ class TrainingData(ABC):
         return n_rows if whole else eval_rows(self.n_cols)
 
     def _fit_matrix(self, index: torch.Tensor, matrices: dict[str, Csr]) -> Csr:
-        fit = merge_parts(matrices, self.fit_parts)
-        return fit.without(index, *self._lost) if self._lost else fit
+        """The training rows of a block whose indexes are ``index``: its fit parts merged, as the run reads them."""
+        return self._unread.remove(index, merge_parts(matrices, self.fit_parts), by=self.rows)
 
     def _inputs(self, rows: Csr, dense: torch.Tensor | None = None) -> torch.Tensor | SparseBlock:
         """``rows`` as the model takes them: a SparseBlock on the sparse path, else dense (``dense``, the

@@ -19,7 +19,7 @@ from typing import Any, cast
 
 import torch
 
-from trainer import checkpoint, distributed, trained
+from trainer import checkpoint, distributed, notebook, trained
 from trainer.config import TrainConfig, from_dict
 from trainer.coordinates import Coordinates
 from trainer.data import (
@@ -202,6 +202,7 @@ class Step:
     sparse: bool  # outputs at the observed ratings only (else the dense rows x columns)
     l2_scale: float
     shard_weight: float  # under torchrun, this rank's share of the batch
+    reset_gradients: Callable[[], None]  # before each backward pass (trainer/notebook.py gradient_reset)
 
     def __call__(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """Take the step; the outputs and the summed squared error at the weights it started from."""
@@ -218,8 +219,7 @@ class Step:
                 loss = loss + self.l2_scale * sum(weight.square().sum() for weight in self.model.regularised())
             if self.shard_weight != 1.0:  # it scales the l2 term too, which DDP's mean restores
                 loss = loss * self.shard_weight
-            if not self.config.accumulate_gradients:
-                self.optimizer.zero_grad(set_to_none=True)
+            self.reset_gradients()
             loss.backward()
             if not first:
                 first.append((outputs, batch_error))
@@ -255,7 +255,8 @@ def _train(
     checkpointed_at = train_seconds  # of training, when the last checkpoint was written
     # The L2 penalty in the units of a sum-of-squares objective, over the mean error's denominator.
     l2_scale = config.l2 / 2 / max(data.n_ratings, 1)
-    step = Step(trained, model, optimizer, config, sparse, l2_scale, data.shard_weight)
+    reset = notebook.gradient_reset(optimizer, config)
+    step = Step(trained, model, optimizer, config, sparse, l2_scale, data.shard_weight, reset)
 
     # -- the training loop
     for epoch in range(start_epoch + 1, config.epochs + 1):

@@ -119,7 +119,8 @@ def test_slice_is_a_contiguous_block_of_rows() -> None:
 def test_the_notebook_quirk_loses_one_rating_whether_cached_or_streamed(small_warehouse) -> None:
     """The first training line is dropped once per epoch, not once per streamed batch."""
     from trainer.config import resolve
-    from trainer.data import CachedRows, dataset_info, first_rating, training_data
+    from trainer.data import CachedRows, dataset_info, training_data
+    from trainer.notebook import first_rating
 
     con = duckdb.connect(str(small_warehouse), read_only=True)
     info = dataset_info(con)
