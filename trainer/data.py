@@ -1,5 +1,6 @@
 """Reading the warehouse: the data set's facts and the rating matrices, as CSR batches on the device, and
-TrainingData, which batches (and caches) the training matrix for the loop.
+TrainingData, which batches the training matrix for the loop: CachedRows (kept on the device) or StreamedRows
+(read out of DuckDB every epoch).
 
 The warehouse is only ever opened read-only here, so analysts (and other trainers) can read it while
 a run trains. user_matrix holds one row per user and split, each part (train, validation, test) a pair
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import queue
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
@@ -21,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from trainer import distributed
+from trainer import distributed, notebook
 from trainer.config import TrainConfig
 from trainer.errors import UnknownSplit
 from trainer.sparse import Csr, SparseBlock, merge_parts
@@ -67,17 +69,6 @@ def check_split(con: duckdb.DuckDBPyConnection, split: str) -> None:
     known = [row[0] for row in con.execute("SELECT split FROM splits ORDER BY split").fetchall()]
     if split not in known:
         raise UnknownSplit(split, known)
-
-
-def first_rating(con: duckdb.DuckDBPyConnection, split: str, parts: tuple[str, ...]) -> tuple[int, int] | None:
-    """(user_idx, movie_idx) of the rating a sorted ratings file of these parts starts with (u1.base and
-    u1.test are sorted by user, then movie), or None when there is none."""
-    rows = con.execute(
-        "SELECT user_idx, movie_idx FROM split_ratings WHERE split = ? AND list_contains(?, part) "
-        "ORDER BY user_id, movie_id LIMIT 1",
-        [split, list(parts)],
-    ).fetchall()
-    return rows[0] if rows else None
 
 
 # The two matrices a model can read rows of: user rows (user_matrix, lists of movie indexes) or movie
@@ -253,16 +244,10 @@ def dense_output(config: TrainConfig, device: torch.device, dense_on_gpu: bool) 
     return config.loss == "all_movies" or config.refeed or (device.type != "cpu" and dense_on_gpu)
 
 
-class TrainingData:
-    """The training matrix (user rows, or movie rows with ``rows="movie"``) as batches on the device,
-    plus the validation targets.
-
-    When the CSR of the training (and validation) part fits ``cache_budget_mb`` it is read once and
-    kept on the device, dealt into batches of rows once (at random, unless ``shuffle`` is off), and each
-    epoch takes those batches in a new order: a batch's sparse structure (and its transpose, which the
-    weight gradients need) is then built once, not every epoch. Otherwise every epoch streams the rows
-    out of DuckDB in a new order, so memory is bounded by the batch, not by users x movies.
-    """
+class TrainingData(ABC):
+    """The training matrix (user rows, or movie rows with ``rows="movie"``) as batches on the device, plus the
+    validation targets: CachedRows or StreamedRows, as ``training_data`` picks by the cache budget. The loop and
+    model selection use only this interface."""
 
     def __init__(
         self,
@@ -286,63 +271,108 @@ class TrainingData:
         if ctx.shard:
             mine = shard_ratings(con, config.split, fit_parts, ctx.shard, by=rows)
             self.shard_weight = mine * ctx.world_size / distributed.all_sum(ctx, device, mine)[0]
-        parts = fit_parts + (("validation",) if config.validation else ())
-        budget = config.machine.cache_budget_mb * 2**20
         self.n_ratings = count_ratings(con, config.split, fit_parts)
-        self.cached = matrix_bytes(con, config.split, parts) <= budget
-        self.fit: Csr | None = None
-        self.index: torch.Tensor | None = None
-        self.validation: Csr | None = None
-        self.dense: torch.Tensor | None = None
-        self._ranges: list[tuple[int, int]] = []
-        self._kept: dict[int, Batch] = {}  # cached batches, by range
-        # The notebook quirk: the rating on the first line of the training file was never seen.
-        lost = first_rating(con, config.split, fit_parts) if config.drop_first_rating else None
-        self._lost = lost if lost is None or rows == "user" else (lost[1], lost[0])  # as (row, column)
-        if self.cached:
-            index, matrices = load_rows(con, config.split, parts, self.n_cols, by=rows, shard=ctx.shard)
-            fit = self._fit_matrix(index, matrices)
-            validation = matrices["validation"] if config.validation else None
-            if config.shuffle and config.fixed_batches:  # dealt once, at random
-                order = torch.randperm(fit.n_rows, generator=torch.Generator().manual_seed(config.seed * 1_000_003))
-                fit, index = fit.select(order), index[order]
-                validation = validation.select(order) if validation is not None else None
-            self.fit, self.index = fit.to(device), index.to(device)
-            self.validation = validation.to(device) if validation is not None else None
-            if not self.sparse and info.n_users * info.n_movies * 4 <= config.machine.dense_cache_mb * 2**20:
-                self.dense = self.fit.to_dense()
-            # Rows with nothing to learn from make no batch (the notebook skipped such users too).
-            counts = self.fit.offsets[:: self.batch_size].tolist() + [int(self.fit.offsets[-1])]
-            self._ranges = [
-                (start, min(start + self.batch_size, self.fit.n_rows))
-                for start, first, last in zip(range(0, self.fit.n_rows, self.batch_size), counts, counts[1:])
-                if last > first
-            ]
+        self._unread = notebook.unread(con, config, fit_parts)
+
+    @property
+    @abstractmethod
+    def held(self) -> str:
+        """Where the rows come from each epoch, for the run's log."""
+
+    @abstractmethod
+    def batches(self, epoch: int) -> Iterator[Batch]:
+        """The training batches of one epoch (its number seeds their order)."""
+
+    @abstractmethod
+    def validation_blocks(self, whole: bool) -> Iterator[tuple[torch.Tensor | SparseBlock, torch.Tensor, Csr]]:
+        """(inputs, their row indexes, validation targets) for blocks of rows; ``whole``: one block of every row (a
+        model whose rows read each other, trainer/selection.py)."""
+
+    def _validation_block_rows(self, whole: bool) -> int:
+        n_rows = self.info.n_users if self.rows == "user" else self.info.n_movies
+        return n_rows if whole else eval_rows(self.n_cols)
 
     def _fit_matrix(self, index: torch.Tensor, matrices: dict[str, Csr]) -> Csr:
-        fit = merge_parts(matrices, self.fit_parts)
-        return fit.without(index, *self._lost) if self._lost else fit
+        """The training rows of a block whose indexes are ``index``: its fit parts merged, as the run reads them."""
+        return self._unread.remove(index, merge_parts(matrices, self.fit_parts), by=self.rows)
+
+    def _inputs(self, rows: Csr, dense: torch.Tensor | None = None) -> torch.Tensor | SparseBlock:
+        """``rows`` as the model takes them: a SparseBlock on the sparse path, else dense (``dense``, the
+        same rows of the cached dense matrix, when there is one)."""
+        if self.sparse:
+            return rows.block()
+        return dense if dense is not None else rows.to_dense()
+
+
+def training_data(
+    con: duckdb.DuckDBPyConnection,
+    config: TrainConfig,
+    info: DatasetInfo,
+    fit_parts: tuple[str, ...],
+    device: torch.device,
+    rows: str = "user",
+    sparse: bool = True,
+    ctx: distributed.Context = distributed.Context(),
+) -> TrainingData:
+    """The training matrix cached on the device when the CSR of the training (and validation) part fits
+    ``cache_budget_mb``, else streamed out of DuckDB every epoch."""
+    fits = matrix_bytes(con, config.split, _cached_parts(config, fit_parts)) <= config.machine.cache_budget_mb * 2**20
+    held = CachedRows if fits else StreamedRows
+    return held(con, config, info, fit_parts, device, rows=rows, sparse=sparse, ctx=ctx)
+
+
+def _cached_parts(config: TrainConfig, fit_parts: tuple[str, ...]) -> tuple[str, ...]:
+    """The parts the cache holds: the training parts, and the validation slice when the run holds it out."""
+    return fit_parts + (("validation",) if config.validation else ())
+
+
+class CachedRows(TrainingData):
+    """The training (and validation) rows read once and kept on the device, dealt into batches of rows once (at
+    random, unless ``shuffle`` is off); each epoch takes those batches in a new order, so a batch's sparse structure
+    (and its transpose, which the weight gradients need) is built once, not every epoch."""
+
+    def __init__(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        config: TrainConfig,
+        info: DatasetInfo,
+        fit_parts: tuple[str, ...],
+        device: torch.device,
+        rows: str = "user",
+        sparse: bool = True,
+        ctx: distributed.Context = distributed.Context(),
+    ) -> None:
+        super().__init__(con, config, info, fit_parts, device, rows=rows, sparse=sparse, ctx=ctx)
+        parts = _cached_parts(config, fit_parts)
+        index, matrices = load_rows(con, config.split, parts, self.n_cols, by=rows, shard=ctx.shard)
+        fit = self._fit_matrix(index, matrices)
+        validation = matrices["validation"] if config.validation else None
+        if config.shuffle and config.fixed_batches:  # dealt once, at random
+            order = torch.randperm(fit.n_rows, generator=torch.Generator().manual_seed(config.seed * 1_000_003))
+            fit, index = fit.select(order), index[order]
+            validation = validation.select(order) if validation is not None else None
+        self.fit, self.index = fit.to(device), index.to(device)
+        # None: the run trains on the validation slice rather than holding it out
+        self.validation = validation.to(device) if validation is not None else None
+        # The whole matrix dense as well, where the dense path reads it and it fits dense_cache_mb.
+        dense_fits = info.n_users * info.n_movies * 4 <= config.machine.dense_cache_mb * 2**20
+        self.dense = self.fit.to_dense() if not sparse and dense_fits else None
+        # Rows with nothing to learn from make no batch (the notebook skipped such users too).
+        counts = self.fit.offsets[:: self.batch_size].tolist() + [int(self.fit.offsets[-1])]
+        self._ranges = [
+            (start, min(start + self.batch_size, self.fit.n_rows))
+            for start, first, last in zip(range(0, self.fit.n_rows, self.batch_size), counts, counts[1:])
+            if last > first
+        ]
+        self._kept: dict[int, Batch] = {}  # batches, by range
+
+    @property
+    def held(self) -> str:
+        return "matrix cached on " + self.device.type
 
     def batches(self, epoch: int) -> Iterator[Batch]:
         config = self.config
-        if not self.cached:
-            seed = config.seed * 1_000_003 + epoch if config.shuffle else None
-            for index, matrices in stream_rows(
-                self.con,
-                config.split,
-                self.fit_parts,
-                self.n_cols,
-                self.batch_size,
-                shuffle_seed=seed,
-                by=self.rows,
-                shard=self.ctx.shard,
-            ):
-                rows = self._fit_matrix(index, matrices).to(self.device, non_blocking=True)
-                if rows.cols.numel():
-                    yield Batch(self._inputs(rows), index.to(self.device, non_blocking=True), rows)
-            return
         generator = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
-        assert self.fit is not None
         if config.shuffle and not config.fixed_batches:
             yield from self._dealt_batches(torch.randperm(self.fit.n_rows, generator=generator).to(self.device))
             return
@@ -355,7 +385,6 @@ class TrainingData:
     def _dealt_batches(self, order: torch.Tensor) -> Iterator[Batch]:
         """Batches of the cached rows taken in ``order``: each gathers its own rows (one gather of the whole
         matrix per epoch was 10x slower on ml-1m, a fresh copy every epoch; small gathers stay in cache)."""
-        assert self.fit is not None and self.index is not None
         for start in range(0, self.fit.n_rows, self.batch_size):
             rows = order[start : start + self.batch_size]
             part = self.fit.select(rows)
@@ -369,7 +398,6 @@ class TrainingData:
         of one user), except when its dense inputs would be a copy: kept, they would add up to users x movies."""
         if i in self._kept:
             return self._kept[i]
-        assert self.fit is not None and self.index is not None
         start, end = self._ranges[i]
         rows, index = self.fit.slice(start, end), self.index[start:end]
         batch = Batch(self._inputs(rows, self.dense[start:end] if self.dense is not None else None), index, rows)
@@ -377,32 +405,10 @@ class TrainingData:
             self._kept[i] = batch
         return batch
 
-    def _inputs(self, rows: Csr, dense: torch.Tensor | None = None) -> torch.Tensor | SparseBlock:
-        """``rows`` as the model takes them: a SparseBlock on the sparse path, else dense (``dense``, the
-        same rows of the cached dense matrix, when there is one)."""
-        if self.sparse:
-            return rows.block()
-        return dense if dense is not None else rows.to_dense()
-
     def validation_blocks(self, whole: bool) -> Iterator[tuple[torch.Tensor | SparseBlock, torch.Tensor, Csr]]:
-        """(inputs, their row indexes, validation targets) for blocks of rows, from the cache or streamed;
-        ``whole``: one block of every row (a model whose rows read each other, trainer/selection.py)."""
-        n_rows = self.info.n_users if self.rows == "user" else self.info.n_movies
-        block = n_rows if whole else eval_rows(self.n_cols)
-        if not self.cached:
-            for index, matrices in stream_rows(
-                self.con,
-                self.config.split,
-                self.fit_parts + ("validation",),
-                self.n_cols,
-                block,
-                by=self.rows,
-                shard=self.ctx.shard,
-            ):
-                fit = self._fit_matrix(index, matrices).to(self.device)
-                yield self._inputs(fit), index.to(self.device), matrices["validation"].to(self.device)
-            return
-        assert self.fit is not None and self.index is not None and self.validation is not None
+        if self.validation is None:
+            raise ValueError("this run trains on the validation slice: it holds none out to score")
+        block = self._validation_block_rows(whole)
         for start in range(0, self.fit.n_rows, block):
             end = min(start + block, self.fit.n_rows)
             dense = self.dense[start:end] if self.dense is not None else None
@@ -411,3 +417,42 @@ class TrainingData:
                 self.index[start:end],
                 self.validation.slice(start, end),
             )
+
+
+class StreamedRows(TrainingData):
+    """The training rows streamed out of DuckDB every epoch, in a new order, so memory is bounded by the batch, not
+    by users x movies."""
+
+    @property
+    def held(self) -> str:
+        return "streaming from DuckDB every epoch"
+
+    def batches(self, epoch: int) -> Iterator[Batch]:
+        config = self.config
+        seed = config.seed * 1_000_003 + epoch if config.shuffle else None
+        for index, matrices in stream_rows(
+            self.con,
+            config.split,
+            self.fit_parts,
+            self.n_cols,
+            self.batch_size,
+            shuffle_seed=seed,
+            by=self.rows,
+            shard=self.ctx.shard,
+        ):
+            rows = self._fit_matrix(index, matrices).to(self.device, non_blocking=True)
+            if rows.cols.numel():
+                yield Batch(self._inputs(rows), index.to(self.device, non_blocking=True), rows)
+
+    def validation_blocks(self, whole: bool) -> Iterator[tuple[torch.Tensor | SparseBlock, torch.Tensor, Csr]]:
+        for index, matrices in stream_rows(
+            self.con,
+            self.config.split,
+            self.fit_parts + ("validation",),
+            self.n_cols,
+            self._validation_block_rows(whole),
+            by=self.rows,
+            shard=self.ctx.shard,
+        ):
+            fit = self._fit_matrix(index, matrices).to(self.device)
+            yield self._inputs(fit), index.to(self.device), matrices["validation"].to(self.device)

@@ -15,9 +15,10 @@ import numpy as np
 import pyarrow as pa
 import torch
 
+from trainer import notebook
 from trainer.config import TrainConfig
 from trainer.coordinates import Coordinates
-from trainer.data import DatasetInfo, eval_rows, first_rating, stream_rows
+from trainer.data import DatasetInfo, eval_rows, stream_rows
 from trainer.evaluate import rating_metrics
 from trainer.models.base import Model
 from trainer.ranking import RankedBlock, RankingTally, evaluate_block, popularity_percentiles
@@ -50,14 +51,11 @@ def predict(
     # the ratings a list shows: clipped to the scale; none for a model that only ranks
     scale = (info.rating_min, info.rating_max) if config.clip else None
     ratings = model.predicts_ratings
-    # a model that scores a user from her ratings alone reads all that are known where a list is made (the notebook
-    # preset reproduces the original's lists, from the training ratings)
-    folds = model.folds_in and not config.drop_first_rating
+    reading = notebook.prediction_reading(con, config, fit_parts)
+    # a model that scores a user from her ratings alone reads all that are known where a list is made
+    folds = model.folds_in and reading.folds_in
     score = model.user_scorer(lambda: _movie_rows(con, config, info, fit_parts, device))
     all_parts = ("train", "validation", "test")
-    # The notebook quirk: the first line of each of its files (train and test) was never read.
-    lost_fit = first_rating(con, config.split, fit_parts) if config.drop_first_rating else None
-    lost_test = first_rating(con, config.split, ("test",)) if config.drop_first_rating else None
     tables: list[pa.Table] = []
     # held-out rankings: the test part's among movies unrated in train and validation (the protocol, whatever the
     # run trained on), and the validation slice's among movies unrated in what the run trained on
@@ -74,11 +72,7 @@ def predict(
     for users, matrices in stream_rows(con, config.split, all_parts, info.n_movies, eval_rows(info.n_movies)):
         users = users.to(device)
         matrices = {part: m.to(device) for part, m in matrices.items()}
-        fit, test = merge_parts(matrices, fit_parts), matrices["test"]
-        if lost_fit:
-            fit = fit.without(users, *lost_fit)
-        if lost_test:
-            test = test.without(users, *lost_test)
+        fit, test = reading.split(users, matrices)
         raw = score(fit, users)  # what ranks the lists; the clipped ratings are what is predicted
         scores = raw.clamp(info.rating_min, info.rating_max) if config.clip else raw
         if model.predicts_ratings:

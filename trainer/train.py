@@ -19,17 +19,17 @@ from typing import Any, cast
 
 import torch
 
-from trainer import checkpoint, distributed, trained
+from trainer import checkpoint, distributed, notebook, trained
 from trainer.config import TrainConfig, from_dict
 from trainer.coordinates import Coordinates
 from trainer.data import (
     Batch,
     DatasetInfo,
-    TrainingData,
     check_split,
     dataset_info,
     dense_output,
     open_warehouse,
+    training_data,
 )
 from trainer.errors import Finished, Interrupted, TrainerError
 from trainer.models.base import FitInputs, Model, build_model
@@ -202,6 +202,7 @@ class Step:
     sparse: bool  # outputs at the observed ratings only (else the dense rows x columns)
     l2_scale: float
     shard_weight: float  # under torchrun, this rank's share of the batch
+    reset_gradients: Callable[[], None]  # before each backward pass (trainer/notebook.py gradient_reset)
 
     def __call__(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """Take the step; the outputs and the summed squared error at the weights it started from."""
@@ -218,8 +219,7 @@ class Step:
                 loss = loss + self.l2_scale * sum(weight.square().sum() for weight in self.model.regularised())
             if self.shard_weight != 1.0:  # it scales the l2 term too, which DDP's mean restores
                 loss = loss * self.shard_weight
-            if not self.config.accumulate_gradients:
-                self.optimizer.zero_grad(set_to_none=True)
+            self.reset_gradients()
             loss.backward()
             if not first:
                 first.append((outputs, batch_error))
@@ -241,10 +241,9 @@ def _train(
     model.to(device)
     optimizer = build_optimizer(model.parameters(), config)
     sparse = not dense_output(config, device, model.dense_on_gpu)
-    data = TrainingData(con, config, info, fit_parts, device, rows=model.rows, sparse=sparse, ctx=ctx)
+    data = training_data(con, config, info, fit_parts, device, rows=model.rows, sparse=sparse, ctx=ctx)
     log(f"{info.name} split {config.split}: {info.n_users:,} users x {info.n_movies:,} movies, {model.rows} rows, "
-        f"training on {'+'.join(fit_parts)}, "
-        + ("matrix cached on " + device.type if data.cached else "streaming from DuckDB every epoch"))  # fmt: skip
+        f"training on {'+'.join(fit_parts)}, {data.held}")  # fmt: skip
     trained = distributed.wrap(cast(torch.nn.Module, model), ctx, device)  # the model itself without torchrun
     history, start_epoch, train_seconds, best = _restored(state, model, optimizer)
     if state:
@@ -256,7 +255,8 @@ def _train(
     checkpointed_at = train_seconds  # of training, when the last checkpoint was written
     # The L2 penalty in the units of a sum-of-squares objective, over the mean error's denominator.
     l2_scale = config.l2 / 2 / max(data.n_ratings, 1)
-    step = Step(trained, model, optimizer, config, sparse, l2_scale, data.shard_weight)
+    reset = notebook.gradient_reset(optimizer, config)
+    step = Step(trained, model, optimizer, config, sparse, l2_scale, data.shard_weight, reset)
 
     # -- the training loop
     for epoch in range(start_epoch + 1, config.epochs + 1):

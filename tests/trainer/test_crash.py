@@ -95,13 +95,13 @@ def resume(run_dir: Path) -> None:
 def test_killed_mid_epoch_then_resumed(warehouse, tmp_path, kill_at, uninterrupted):
     before = etl_tables(warehouse)
     patch = (
-        "import trainer.train as train\n"
-        "original = train.TrainingData.batches\n"
+        "import trainer.data as data\n"
+        "original = data.CachedRows.batches  # the small warehouse fits the cache\n"
         "def batches(self, epoch):\n"
         "    for i, batch in enumerate(original(self, epoch)):\n"
         "        if epoch == 5 and i == 1: stop()  # one optimiser step into epoch 5\n"
         "        yield batch\n"
-        "train.TrainingData.batches = batches\n"
+        "data.CachedRows.batches = batches\n"
     )
     kill_at(patch, ["trainer", "run", "--config", str(config_file(warehouse, tmp_path))])
 

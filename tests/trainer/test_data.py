@@ -119,8 +119,8 @@ def test_slice_is_a_contiguous_block_of_rows() -> None:
 def test_the_notebook_quirk_loses_one_rating_whether_cached_or_streamed(small_warehouse) -> None:
     """The first training line is dropped once per epoch, not once per streamed batch."""
     from trainer.config import resolve
-    from trainer.data import dataset_info, first_rating
-    from trainer.train import TrainingData
+    from trainer.data import CachedRows, dataset_info, training_data
+    from trainer.notebook import first_rating
 
     con = duckdb.connect(str(small_warehouse), read_only=True)
     info = dataset_info(con)
@@ -129,8 +129,8 @@ def test_the_notebook_quirk_loses_one_rating_whether_cached_or_streamed(small_wa
     assert user == 0  # user 0 rated something: the first line is theirs
     for budget in (2048, 1e-9):
         config = resolve({"model": "notebook", "cache_budget_mb": budget, "batch_size": 7})
-        data = TrainingData(con, config, info, ("train", "validation"), torch.device("cpu"))
-        assert data.cached == (budget == 2048)
+        data = training_data(con, config, info, ("train", "validation"), torch.device("cpu"))
+        assert isinstance(data, CachedRows) == (budget == 2048)
         assert sum(batch.targets.numel() for batch in data.batches(1)) == n_fit - 1
 
 
@@ -139,12 +139,11 @@ def test_every_epoch_takes_each_training_rating_once(small_warehouse, fixed) -> 
     """Cached rows dealt into batches once keep their batches from epoch to epoch (in another order); dealt
     every epoch, the batches change. Either way an epoch holds every training rating exactly once."""
     from trainer.config import resolve
-    from trainer.data import dataset_info
-    from trainer.train import TrainingData
+    from trainer.data import dataset_info, training_data
 
     con = duckdb.connect(str(small_warehouse), read_only=True)
     config = resolve({"batch_size": 3, "fixed_batches": fixed})
-    data = TrainingData(con, config, dataset_info(con), ("train",), torch.device("cpu"))
+    data = training_data(con, config, dataset_info(con), ("train",), torch.device("cpu"))
     expected = sorted(
         con.execute(
             "SELECT user_idx, movie_idx, rating FROM split_ratings WHERE split = 'random' AND part = 'train'"
@@ -163,6 +162,33 @@ def test_every_epoch_takes_each_training_rating_once(small_warehouse, fixed) -> 
     assert first == second == expected
     assert (set(first_batches) == set(second_batches)) == fixed
     assert first_batches != second_batches  # a new order, or new batches
+
+
+@pytest.mark.parametrize("rows", ["user", "movie"])
+def test_cached_and_streamed_rows_hold_the_same_ratings(small_warehouse, rows) -> None:
+    """The two ways of holding the training matrix differ in their batches' order, not in what an epoch trains on
+    nor in what validation scores."""
+    from trainer.config import resolve
+    from trainer.data import CachedRows, StreamedRows, dataset_info, training_data
+
+    con = duckdb.connect(str(small_warehouse), read_only=True)
+    info = dataset_info(con)
+
+    def held(budget: float) -> tuple[list[tuple], list[tuple]]:
+        config = resolve({"batch_size": 5, "cache_budget_mb": budget})
+        data = training_data(con, config, info, ("train",), torch.device("cpu"), rows=rows)
+        assert isinstance(data, CachedRows if budget == 2048 else StreamedRows)
+
+        def cells(index: torch.Tensor, block: Csr) -> list[tuple]:
+            return list(zip(index[block.row_ids()].tolist(), block.cols.tolist(), block.vals.tolist()))
+
+        trained = [cell for batch in data.batches(1) for cell in cells(batch.index, batch.rows)]
+        validation = [cell for _, index, targets in data.validation_blocks(False) for cell in cells(index, targets)]
+        return sorted(trained), sorted(validation)
+
+    cached, streamed = held(2048), held(1e-9)
+    assert cached == streamed
+    assert cached[0] and cached[1]  # both hold ratings
 
 
 def test_a_consumer_that_stops_early_leaves_no_thread_and_no_cursor(warehouse) -> None:

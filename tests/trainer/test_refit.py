@@ -4,8 +4,6 @@ refit's weight on its run's validation predictions; and the proof that a refit c
 
 from __future__ import annotations
 
-import shutil
-
 import duckdb
 import pytest
 import torch
@@ -23,29 +21,6 @@ from trainer.train import run
 # A small i-autorec that stops early on validation (patience 1, one learning-rate drop) after a few epochs.
 SMALL = {"model": "i-autorec", "hidden": (8,), "epochs": 25, "patience": 1, "lr_drops": 1, "learning_rate": 0.08,
          "l2": 1.0, "seed": 3, "top_n": 0}  # fmt: skip
-
-
-def settings(warehouse, tmp_path, **overrides):
-    return resolve({"warehouse": str(warehouse), "runs_dir": str(tmp_path / "runs"), "publish_anyway": True,
-                    **overrides})  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def trained_small(small_warehouse, tmp_path_factory):
-    """A warehouse holding a run of SMALL, trained once for the module, and that run."""
-    folder = tmp_path_factory.mktemp("small-run")
-    warehouse = folder / "warehouse.duckdb"
-    shutil.copyfile(small_warehouse, warehouse)
-    return warehouse, run(settings(warehouse, folder, **SMALL))
-
-
-@pytest.fixture
-def with_small(trained_small, tmp_path):
-    """This test's copy of that warehouse, and the run of SMALL (its folder stays the module's)."""
-    warehouse, parent = trained_small
-    copy = tmp_path / "warehouse.duckdb"
-    shutil.copyfile(warehouse, copy)
-    return copy, parent
 
 
 def refit(warehouse, tmp_path, run_id: str):
@@ -72,8 +47,8 @@ def test_drop_epochs_replays_the_validation_rule() -> None:
     assert drop_epochs(unscored, config) == ()
 
 
-def test_a_refit_trains_on_train_and_validation_for_the_epochs_its_run_chose(with_small, tmp_path) -> None:
-    warehouse, parent = with_small
+def test_a_refit_trains_on_train_and_validation_for_the_epochs_its_run_chose(trained_warehouse, tmp_path) -> None:
+    warehouse, parent = trained_warehouse(SMALL)
     config = refit_config(RefitOptions(parent.run_id, warehouse, MachineSettings(runs_dir=str(tmp_path / "runs"))))
     assert (config.validation, config.epochs, config.refit_of) == (False, parent.best_epoch, parent.run_id)
     assert parent.best_epoch < len(parent.history) < SMALL["epochs"]  # validation stopped it
@@ -96,7 +71,7 @@ def test_a_refit_trains_on_train_and_validation_for_the_epochs_its_run_chose(wit
     assert child.metrics["n"] == parent.metrics["n"] and child.metrics["rmse"] != parent.metrics["rmse"]
 
 
-def test_the_learning_rate_drops_after_the_epochs_a_refit_names(warehouse, tmp_path) -> None:
+def test_the_learning_rate_drops_after_the_epochs_a_refit_names(warehouse, tmp_path, settings) -> None:
     common = {**SMALL, "validation": False, "epochs": 2}
     plain, dropped, too_late = (
         final_weights(run(settings(warehouse, tmp_path, **common, lr_drop_epochs=epochs))) for epochs in ((), (1,), (2,))
@@ -105,8 +80,8 @@ def test_the_learning_rate_drops_after_the_epochs_a_refit_names(warehouse, tmp_p
     assert all(torch.equal(plain[name], too_late[name]) for name in plain)  # a drop after the last epoch: none
 
 
-def test_what_cannot_be_refitted_is_refused(with_small, tmp_path) -> None:
-    warehouse, parent = with_small
+def test_what_cannot_be_refitted_is_refused(trained_warehouse, tmp_path, settings) -> None:
+    warehouse, parent = trained_warehouse(SMALL)
     no_validation = run(settings(warehouse, tmp_path, **{**SMALL, "validation": False, "epochs": 2}))
     with pytest.raises(TrainerError, match="--no-validation: no validation slice chose"):
         refit_config(RefitOptions(no_validation.run_id, warehouse))
@@ -126,8 +101,8 @@ CHILD = {**PARENT, "model": "glocal-k", "optimizer": "adam", "learning_rate": 0.
          "epochs": 4, "eval_every": 1, "patience": 2}  # fmt: skip
 
 
-def test_a_fine_tuned_run_is_refitted_from_its_parents_refit(with_small, tmp_path) -> None:
-    warehouse, other = with_small  # a run of SMALL, to refit as the wrong --init-from
+def test_a_fine_tuned_run_is_refitted_from_its_parents_refit(trained_warehouse, tmp_path, settings) -> None:
+    warehouse, other = trained_warehouse(SMALL)  # a run of SMALL, to refit as the wrong --init-from
     parent = run(settings(warehouse, tmp_path, **PARENT))
     child = run(settings(warehouse, tmp_path, **CHILD, init_from=parent.run_id))
     assert child.best_epoch
@@ -146,8 +121,8 @@ def test_a_fine_tuned_run_is_refitted_from_its_parents_refit(with_small, tmp_pat
     assert row == (child.run_id, child.best_epoch)
 
 
-def test_a_blend_fits_a_refits_weight_on_its_runs_validation_predictions(with_small, tmp_path) -> None:
-    warehouse, parent = with_small
+def test_a_blend_fits_a_refits_weight_on_its_runs_validation_predictions(trained_warehouse, tmp_path, settings) -> None:
+    warehouse, parent = trained_warehouse(SMALL)
     child = refit(warehouse, tmp_path, parent.run_id)
     other = run(settings(warehouse, tmp_path, model="biases", epochs=5, top_n=0))
     options = BlendOptions(
@@ -170,7 +145,7 @@ def test_a_blend_fits_a_refits_weight_on_its_runs_validation_predictions(with_sm
         )
 
 
-def test_a_refit_chooses_nothing_from_the_test_part(small_warehouse, tmp_path, corrupt_test_ratings) -> None:
+def test_a_refit_chooses_nothing_from_the_test_part(small_warehouse, tmp_path, corrupt_test_ratings, settings) -> None:
     clean, corrupt = tmp_path / "clean.duckdb", tmp_path / "corrupt.duckdb"
     clean.write_bytes(small_warehouse.read_bytes())
     corrupt.write_bytes(small_warehouse.read_bytes())
@@ -187,8 +162,8 @@ def test_a_refit_chooses_nothing_from_the_test_part(small_warehouse, tmp_path, c
     assert a.metrics["rmse"] != b.metrics["rmse"]
 
 
-def test_trainer_refit_trains_publishes_and_explains_its_refusals(with_small, tmp_path) -> None:
-    warehouse, parent = with_small
+def test_trainer_refit_trains_publishes_and_explains_its_refusals(trained_warehouse, tmp_path) -> None:
+    warehouse, parent = trained_warehouse(SMALL)
     runs_dir = str(tmp_path / "runs")
     done = CliRunner().invoke(app, ["refit", parent.run_id, "--warehouse", str(warehouse), "--runs-dir", runs_dir,
                                     "--publish-anyway"])  # fmt: skip

@@ -86,10 +86,11 @@ def test_each_kind_of_run_needs_its_own_files(copy) -> None:
     assert results.missing_files(folder, {"kind": None}) == [  # a run.json from before kinds: a training run
         "epoch_metrics.parquet", "run_index.parquet", "ranking_metrics.parquet"
     ]  # fmt: skip
-    assert results.missing_files(folder, {"kind": "score"}) == results.missing_files(folder, {"kind": "blend"}) == []
+    assert results.missing_files(folder, {"kind": "score"}) == []
+    assert results.missing_files(folder, {"kind": "blend"}) == ["ranking_metrics.parquet"]
     (folder / "predictions.parquet").unlink()
     assert results.missing_files(folder, {"kind": "score"}) == ["predictions.parquet"]
-    assert results.missing_files(folder, {"kind": "blend"}) == ["predictions.parquet"]
+    assert results.missing_files(folder, {"kind": "blend"}) == ["predictions.parquet", "ranking_metrics.parquet"]
     assert results.missing_files(folder, {"kind": "mystery"}) == ["run.json of a known kind (not 'mystery')"]
 
 

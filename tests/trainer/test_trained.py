@@ -4,8 +4,6 @@ that a fine-tuned run chooses nothing from the test part either."""
 
 from __future__ import annotations
 
-import shutil
-
 import duckdb
 import numpy as np
 import pytest
@@ -23,29 +21,6 @@ PARENT = {"model": "kernel-ae", "hidden": (8, 8), "epochs": 3, "lbfgs_iterations
 CHILD = {"model": "glocal-k", "hidden": (8, 8), "epochs": 3, "lbfgs_iterations": 3, "seed": 2, "top_n": 0}
 
 
-def settings(warehouse, tmp_path, **overrides):
-    return resolve({"warehouse": str(warehouse), "runs_dir": str(tmp_path / "runs"), "publish_anyway": True,
-                    **overrides})  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def trained_parent(small_warehouse, tmp_path_factory):
-    """A warehouse holding a run of PARENT, trained once for the module, and that run."""
-    folder = tmp_path_factory.mktemp("parent")
-    warehouse = folder / "warehouse.duckdb"
-    shutil.copyfile(small_warehouse, warehouse)
-    return warehouse, run(settings(warehouse, folder, **PARENT))
-
-
-@pytest.fixture
-def with_parent(trained_parent, tmp_path):
-    """This test's copy of that warehouse, and the parent run (its weights stay in the module's folder)."""
-    warehouse, parent = trained_parent
-    copy = tmp_path / "warehouse.duckdb"
-    shutil.copyfile(warehouse, copy)
-    return copy, parent
-
-
 def parent_weights(summary) -> dict[str, torch.Tensor]:
     saved = checkpoint.load(summary.run_dir, torch.device("cpu"))
     return saved["best"]["weights"]
@@ -60,8 +35,8 @@ def started(config, parent_id: str, warehouse):
     return model, coords
 
 
-def test_a_glocal_k_run_starts_from_its_parents_weights_and_records_it(with_parent, tmp_path) -> None:
-    warehouse, parent = with_parent
+def test_a_glocal_k_run_starts_from_its_parents_weights_and_records_it(trained_warehouse, tmp_path, settings) -> None:
+    warehouse, parent = trained_warehouse(PARENT)
     config = settings(warehouse, tmp_path, **CHILD, init_from=parent.run_id)
     model, _ = started(config, parent.run_id, warehouse)
     weights = model.state_dict()
@@ -75,10 +50,10 @@ def test_a_glocal_k_run_starts_from_its_parents_weights_and_records_it(with_pare
     assert found == [("glocal-k", parent.run_id)]
 
 
-def test_glocal_k_starts_as_its_parent_predicts(with_parent, tmp_path) -> None:
+def test_glocal_k_starts_as_its_parent_predicts(trained_warehouse, tmp_path, settings) -> None:
     # The global kernel starts as the identity (the centre tap 1): the fine-tuning starts from the parent's
     # predictions, and validation can only choose a change that helps.
-    warehouse, parent = with_parent
+    warehouse, parent = trained_warehouse(PARENT)
     child, coords = started(settings(warehouse, tmp_path, **CHILD), parent.run_id, warehouse)
     before = build_model(settings(warehouse, tmp_path, **PARENT), coords.n_users, coords.n_movies, 3.5)
     before.load_state_dict(parent_weights(parent))
@@ -88,9 +63,9 @@ def test_glocal_k_starts_as_its_parent_predicts(with_parent, tmp_path) -> None:
         torch.testing.assert_close(child(ratings, index), before(ratings, index))
 
 
-def test_fine_tuning_that_never_helps_keeps_the_weights_it_started_from(with_parent, tmp_path) -> None:
+def test_fine_tuning_that_never_helps_keeps_the_weights_it_started_from(trained_warehouse, tmp_path, settings) -> None:
     # A rate far too high: every epoch validates worse than the parent, so epoch 0 (its weights) is selected.
-    warehouse, parent = with_parent
+    warehouse, parent = trained_warehouse(PARENT)
     child = run(settings(warehouse, tmp_path, **CHILD, init_from=parent.run_id, optimizer="adam",
                          learning_rate=10.0, batch_size=10_000, patience=2, lr_drops=0, eval_every=1))  # fmt: skip
     assert child.best_epoch == 0 and len(child.history) == 2
@@ -126,7 +101,7 @@ def test_glocal_k_refuses_batches_that_leave_movies_out() -> None:
         ({"model": "mf", "hidden": (4,), "epochs": 2, "top_n": 0}, "has weights this model lacks"),
     ],
 )
-def test_a_parent_whose_weights_do_not_fit_is_refused(parent, why, warehouse, tmp_path) -> None:
+def test_a_parent_whose_weights_do_not_fit_is_refused(parent, why, warehouse, tmp_path, settings) -> None:
     first = run(settings(warehouse, tmp_path, **parent))
     runs_before = _runs(warehouse)
     with pytest.raises(TrainerError, match=why):
@@ -134,10 +109,12 @@ def test_a_parent_whose_weights_do_not_fit_is_refused(parent, why, warehouse, tm
     assert _runs(warehouse) == runs_before  # nothing trained, nothing published
 
 
-def test_an_unknown_parent_or_one_trained_on_other_movies_is_refused(warehouse, with_parent, tmp_path) -> None:
+def test_an_unknown_parent_or_one_trained_on_other_movies_is_refused(
+    warehouse, trained_warehouse, tmp_path, settings
+) -> None:
     with pytest.raises(TrainerError, match="no run 'nope'"):
         run(settings(warehouse, tmp_path, **CHILD, init_from="nope"))  # a warehouse that holds no run yet
-    warehouse, parent = with_parent
+    warehouse, parent = trained_warehouse(PARENT)
     with duckdb.connect(str(warehouse), read_only=True) as con:
         coords = Coordinates.read(con)
         other = Coordinates(coords.user_ids, np.concatenate([coords.movie_ids, [coords.movie_ids.max() + 1]]))
@@ -146,7 +123,9 @@ def test_an_unknown_parent_or_one_trained_on_other_movies_is_refused(warehouse, 
             start_from(model, con, parent.run_id, other, torch.device("cpu"))
 
 
-def test_a_fine_tuned_run_chooses_nothing_from_the_test_part(small_warehouse, tmp_path, corrupt_test_ratings) -> None:
+def test_a_fine_tuned_run_chooses_nothing_from_the_test_part(
+    small_warehouse, tmp_path, corrupt_test_ratings, settings
+) -> None:
     clean, corrupt = tmp_path / "clean.duckdb", tmp_path / "corrupt.duckdb"
     clean.write_bytes(small_warehouse.read_bytes())
     corrupt.write_bytes(small_warehouse.read_bytes())
