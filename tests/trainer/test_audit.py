@@ -60,6 +60,7 @@ def test_a_nan_learning_rate_is_refused_before_any_work(warehouse, tmp_path) -> 
     assert query(warehouse, SERVED) == before
 
 
+@pytest.mark.slow
 def test_a_diverging_run_stops_keeps_its_last_good_checkpoint_and_publishes_nothing(warehouse, tmp_path) -> None:
     before, runs_before = query(warehouse, SERVED), query(warehouse, "SELECT run_id FROM runs")
     huge = settings(

@@ -146,6 +146,7 @@ def test_a_blend_is_published_as_a_run_with_its_members_and_predictions(warehous
     assert result.exit_code == 1 and "is a blend of several models, not one model" in result.output
 
 
+@pytest.mark.slow
 def test_flipped_test_ratings_leave_the_blend_weights_unchanged(
     small_warehouse, tmp_path, corrupt_test_ratings
 ) -> None:

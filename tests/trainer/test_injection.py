@@ -164,6 +164,7 @@ def trained_run(small_warehouse, tmp_path_factory) -> tuple[Path, str]:
     return warehouse, run_id
 
 
+@pytest.mark.slow  # each case runs the locked-down child process
 @pytest.mark.parametrize(
     "users, phrase",
     [

@@ -101,6 +101,7 @@ CHILD = {**PARENT, "model": "glocal-k", "optimizer": "adam", "learning_rate": 0.
          "epochs": 4, "eval_every": 1, "patience": 2}  # fmt: skip
 
 
+@pytest.mark.slow
 def test_a_fine_tuned_run_is_refitted_from_its_parents_refit(trained_warehouse, tmp_path, settings) -> None:
     warehouse, other = trained_warehouse(SMALL)  # a run of SMALL, to refit as the wrong --init-from
     parent = run(settings(warehouse, tmp_path, **PARENT))
@@ -145,6 +146,7 @@ def test_a_blend_fits_a_refits_weight_on_its_runs_validation_predictions(trained
         )
 
 
+@pytest.mark.slow
 def test_a_refit_chooses_nothing_from_the_test_part(small_warehouse, tmp_path, corrupt_test_ratings, settings) -> None:
     clean, corrupt = tmp_path / "clean.duckdb", tmp_path / "corrupt.duckdb"
     clean.write_bytes(small_warehouse.read_bytes())

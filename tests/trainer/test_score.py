@@ -226,6 +226,7 @@ def test_resuming_a_run_on_changed_data_says_what_changed(copy) -> None:
         run(resolve({"device": "cpu"}), resume_dir=trained.run_dir)
 
 
+@pytest.mark.slow
 def test_which_users_to_score(copy) -> None:
     rebuild(copy, ratings=[f"3::{unrated(copy.warehouse, 3)[0]}::4::1600000000"])  # rated in 2020
 
@@ -268,6 +269,7 @@ def test_bad_choices_of_users_are_refused(copy, trained_rows, options, message) 
     assert [training_rows(copy.warehouse, run_id) for run_id in copy.runs.values()] == before
 
 
+@pytest.mark.slow
 def test_only_a_training_run_scores(copy) -> None:
     scoring, _ = score(copy, "autoencoder", "--users", "1")
     for run_id, message in ((scoring, f"is a scoring run; use its training run, {copy.runs['autoencoder']}"),
@@ -318,6 +320,7 @@ def _shift_movie_ids(folder: Path) -> None:
         path.write_text("\n".join(lines) + "\n", encoding="latin-1")
 
 
+@pytest.mark.slow
 def test_a_scoring_is_audited_on_its_own_and_not_served_because_its_run_was(copy) -> None:
     """A weak run published anyway: its scoring fails its own audit, and is served only if asked."""
     config = {**SETTINGS, "epochs": 2, "learning_rate": 1000.0, "warehouse": str(copy.warehouse),
