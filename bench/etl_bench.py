@@ -83,8 +83,10 @@ def main() -> None:
         sys.exit(f"{input_dir}: no such folder (real MovieLens copies live in ../shared/data)")
 
     print(f"input      {input_dir}")
-    print(f"machine    {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-          f"DuckDB {duckdb.__version__}")  # fmt: skip
+    print(
+        f"machine    {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
+        f"DuckDB {duckdb.__version__}"
+    )
     with contextlib.ExitStack() as stack:
         codes = {"this checkout": REPO}
         if args.baseline:

@@ -61,15 +61,34 @@ def main() -> None:
     parser.add_argument("--split", default="random", help="The split to train and validate on.")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda.")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: as trainer run chooses).")
-    parser.add_argument("--budget-seconds", type=float, default=float("inf"),
-                        help="Start no further setting once this many seconds have passed.")  # fmt: skip
-    parser.add_argument("--grid", type=json.loads, default=GRID,
-                        help="The settings: a JSON list of objects of changes (default: GRID above).")  # fmt: skip
-    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                        help="Set a field in every setting, over the grid's (e.g. hidden=8,8); repeatable")  # fmt: skip
+    parser.add_argument(
+        "--budget-seconds",
+        type=float,
+        default=float("inf"),
+        help="Start no further setting once this many seconds have passed.",
+    )
+    parser.add_argument(
+        "--grid",
+        type=json.loads,
+        default=GRID,
+        help="The settings: a JSON list of objects of changes (default: GRID above).",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="Set a field in every setting, over the grid's (e.g. hidden=8,8); repeatable",
+    )
     args = parser.parse_args()
-    common: dict[str, Any] = {"warehouse": args.warehouse, "model": args.model, "split": args.split,
-                              "device": args.device, "top_n": 0, "publish_anyway": True}  # fmt: skip
+    common: dict[str, Any] = {
+        "warehouse": args.warehouse,
+        "model": args.model,
+        "split": args.split,
+        "device": args.device,
+        "top_n": 0,
+        "publish_anyway": True,
+    }
     overrides = {name: parse_value(value) for name, _, value in (item.partition("=") for item in args.set)}
     if any(change.get("validation", True) is False for change in [overrides, *args.grid]):
         parser.error("every setting is chosen on the validation slice: validation cannot be turned off")
@@ -88,8 +107,11 @@ def main() -> None:
             label = " ".join(f"{key}={value}" for key, value in change.items()) or "preset"
             assert summary.validation_rmse is not None  # every setting holds the validation slice out
             rows.append((summary.validation_rmse, label))
-            print(f"{label:<40} epoch {summary.best_epoch!s:>4}  validation {summary.validation_rmse:.4f}  "
-                  f"test {summary.metrics['rmse']:.4f}  train {summary.train_seconds:.1f} s", flush=True)  # fmt: skip
+            print(
+                f"{label:<40} epoch {summary.best_epoch!s:>4}  validation {summary.validation_rmse:.4f}  "
+                f"test {summary.metrics['rmse']:.4f}  train {summary.train_seconds:.1f} s",
+                flush=True,
+            )
     print("\nby validation RMSE:")
     for validation, label in sorted(rows):
         print(f"  {validation:.4f}  {label}")

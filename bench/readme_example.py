@@ -21,8 +21,10 @@ TRANSCRIPT = ROOT / "docs" / "readme-example.txt"
 DUCKDB_CLI = "duckdb-cli==1.5.6"  # the DuckDB 1.x CLI from PyPI, which the README tells analysts to install
 
 # user 1 rates two of the films recommended to them, a new user 6041 rates three (appended to ml-1m-today)
-NEW_RATINGS = "1::{0}::2::1100000000\n1::{1}::5::1100000060\n6041::260::5::1100000120\n6041::2571::5::1100000180\n" \
-    "6041::1::4::1100000240\n"  # fmt: skip
+NEW_RATINGS = (
+    "1::{0}::2::1100000000\n1::{1}::5::1100000060\n6041::260::5::1100000120\n6041::2571::5::1100000180\n"
+    "6041::1::4::1100000240\n"
+)
 NEW_USER = "6041::F::25::4::02139\n"
 
 
@@ -52,20 +54,30 @@ def main() -> None:
     shell(".venv/bin/trainer run --epochs 3")  # a quick smoke run: recorded, not served (exit 3)
     query = f'{cli} -readonly {warehouse} -c "SET VARIABLE user_id = 1" -c ".read sql/examples/user_top10.sql"'
     shell(query, query.replace(str(cli), "duckdb").replace(warehouse, "warehouse.duckdb"))
-    top = [row.split(",")[0] for row in shell(f"{cli} -readonly -csv -noheader {warehouse} -c \"SELECT movie_id "
-                                                 "FROM recommendations WHERE user_id = 1 ORDER BY rank LIMIT 2\"",
-                                                 "(the movie ids of user 1's first two)").split()]  # fmt: skip
+    top = [
+        row.split(",")[0]
+        for row in shell(
+            f'{cli} -readonly -csv -noheader {warehouse} -c "SELECT movie_id '
+            'FROM recommendations WHERE user_id = 1 ORDER BY rank LIMIT 2"',
+            "(the movie ids of user 1's first two)",
+        ).split()
+    ]
     today = scratch / "ml-1m-today"
     shutil.copytree(args.data, today)
     with (today / "ratings.dat").open("a") as ratings:
         ratings.write(NEW_RATINGS.format(*top))
     with (today / "users.dat").open("a") as users:
         users.write(NEW_USER)
-    lines.append(f"(appended to ml-1m-today: user 1 rates movies {top[0]} (2 stars) and {top[1]} (5 stars); "
-                 "user 6041 rates 260, 2571 and 1)")  # fmt: skip
+    lines.append(
+        f"(appended to ml-1m-today: user 1 rates movies {top[0]} (2 stars) and {top[1]} (5 stars); "
+        "user 6041 rates 260, 2571 and 1)"
+    )
     shell(f"make etl MOVIELENS_DIR={today}", "make etl MOVIELENS_DIR=ml-1m-today")
-    served = shell(f"{cli} -readonly -csv -noheader {warehouse} -c \"SELECT run_id FROM served_runs WHERE role = "
-                   "'recommendations'\"", "(the run serving recommendations)").strip()  # fmt: skip
+    served = shell(
+        f'{cli} -readonly -csv -noheader {warehouse} -c "SELECT run_id FROM served_runs WHERE role = '
+        "'recommendations'\"",
+        "(the run serving recommendations)",
+    ).strip()
     shell(f".venv/bin/trainer score {served} --since 2004-01-01")
     changed = f'{cli} -readonly {warehouse} -line -c ".read sql/examples/changed_recommendations.sql"'
     shell(changed, changed.replace(str(cli), "duckdb").replace(warehouse, "warehouse.duckdb"))

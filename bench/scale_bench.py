@@ -90,8 +90,10 @@ def main() -> None:
     root.mkdir(parents=True, exist_ok=True)
 
     memory_gib = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30
-    print(f"machine  {platform.machine()}, {os.cpu_count()} CPUs, {memory_gib:.0f} GiB; "
-          f"Python {platform.python_version()}; files in {root}")  # fmt: skip
+    print(
+        f"machine  {platform.machine()}, {os.cpu_count()} CPUs, {memory_gib:.0f} GiB; "
+        f"Python {platform.python_version()}; files in {root}"
+    )
     print(f"\n{'ratings':>12}  {'step':<14}  {'wall s':>8}  {'us/rating':>9}  {'peak RSS MiB':>12}", flush=True)
     rows = []
     for ratings in sizes:

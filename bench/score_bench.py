@@ -50,8 +50,13 @@ def run(command: list[str], cwd: Path) -> None:
 
 def score_once(run_id: str, warehouse: Path, runs_dir: Path) -> dict[str, float]:
     started = time.perf_counter()
-    child = subprocess.Popen([sys.executable, "-c", CHILD, run_id, str(warehouse), str(runs_dir)], cwd=REPO,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, run_id, str(warehouse), str(runs_dir)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     _, status, usage = os.wait4(child.pid, 0)
     wall = time.perf_counter() - started
     output, errors = child.stdout.read(), child.stderr.read()  # type: ignore[union-attr]
@@ -80,23 +85,45 @@ def main() -> None:
         warehouse, runs_dir = work / "warehouse.duckdb", work / "runs"
         python = [sys.executable, "-m"]
         run([*python, "etl", "build", "--input", str(input_dir), "--warehouse", str(warehouse), "--quiet"], REPO)
-        run([*python, "trainer", "run", "--warehouse", str(warehouse), "--runs-dir", str(runs_dir), "--epochs",
-             str(args.epochs), "--device", "cpu"], REPO)  # fmt: skip
+        run(
+            [
+                *python,
+                "trainer",
+                "run",
+                "--warehouse",
+                str(warehouse),
+                "--runs-dir",
+                str(runs_dir),
+                "--epochs",
+                str(args.epochs),
+                "--device",
+                "cpu",
+            ],
+            REPO,
+        )
         with duckdb.connect(str(warehouse), read_only=True) as con:
             ((run_id, model),) = con.execute("SELECT run_id, model FROM runs").fetchall()
         print(f"model      {model} (the default), run {run_id}\n")
-        print(f"{'run':>3}  {'users':>7}  {'wall s':>7}  {'start-up s':>10}  {'scoring s':>9}  {'publishing s':>12}  "
-              f"{'peak RSS MiB':>12}")  # fmt: skip
+        print(
+            f"{'run':>3}  {'users':>7}  {'wall s':>7}  {'start-up s':>10}  {'scoring s':>9}  {'publishing s':>12}  "
+            f"{'peak RSS MiB':>12}"
+        )
         done = []
         for n in range(1, args.repeat + 1):
             result = score_once(run_id, warehouse, runs_dir)
             done.append(result)
-            print(f"{n:>3}  {result['users']:>7,}  {result['wall']:>7.2f}  {result['startup']:>10.2f}  "
-                  f"{result['scoring']:>9.2f}  {result['publishing']:>12.2f}  {result['rss_mib']:>12.0f}")  # fmt: skip
+            print(
+                f"{n:>3}  {result['users']:>7,}  {result['wall']:>7.2f}  {result['startup']:>10.2f}  "
+                f"{result['scoring']:>9.2f}  {result['publishing']:>12.2f}  {result['rss_mib']:>12.0f}"
+            )
 
     print(f"\nmedians over {len(done)} scorings of {done[0]['users']:,} users:")
-    for key, label in (("wall", "whole process"), ("startup", "start-up"), ("scoring", "scoring"),
-                       ("publishing", "publishing")):  # fmt: skip
+    for key, label in (
+        ("wall", "whole process"),
+        ("startup", "start-up"),
+        ("scoring", "scoring"),
+        ("publishing", "publishing"),
+    ):
         print(f"  {label:<14} {statistics.median(r[key] for r in done):6.2f} s")
     print(f"  peak RSS       {max(r['rss_mib'] for r in done):6.0f} MiB")
 

@@ -55,12 +55,31 @@ def build(data_dir: Path, dataset: str, folder: Path) -> Path:
     return warehouse
 
 
-def train(warehouse: Path, runs: Path, split: str, threads: int, epochs: int, extra: list[str],
-          env: dict[str, str]) -> tuple[float, int]:  # fmt: skip
+def train(
+    warehouse: Path, runs: Path, split: str, threads: int, epochs: int, extra: list[str], env: dict[str, str]
+) -> tuple[float, int]:
     """One `trainer run` process: its training-loop seconds and the thread count it recorded."""
-    command = [*TRAINER, "run", "--warehouse", str(warehouse), "--runs-dir", str(runs), "--split", split,
-               "--epochs", str(epochs), "--patience", "0", "--top-n", "0", "--device", "cpu",
-               "--threads", str(threads), *extra]  # fmt: skip
+    command = [
+        *TRAINER,
+        "run",
+        "--warehouse",
+        str(warehouse),
+        "--runs-dir",
+        str(runs),
+        "--split",
+        split,
+        "--epochs",
+        str(epochs),
+        "--patience",
+        "0",
+        "--top-n",
+        "0",
+        "--device",
+        "cpu",
+        "--threads",
+        str(threads),
+        *extra,
+    ]
     done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=os.environ | env)
     if done.returncode != 0:
         sys.exit(f"{shlex.join(command)} failed:\n{done.stderr}")
@@ -96,8 +115,13 @@ def label(threads: int) -> str:
     return "default (`--threads 0`)" if threads == 0 else f"`--threads {threads}`"
 
 
-def table(dataset: str, cells: dict[tuple[int, int], list[tuple[float, int]]], settings: list[int],
-          columns: list[int], others: dict[int, list[float]]) -> tuple[str, list[float]]:  # fmt: skip
+def table(
+    dataset: str,
+    cells: dict[tuple[int, int], list[tuple[float, int]]],
+    settings: list[int],
+    columns: list[int],
+    others: dict[int, list[float]],
+) -> tuple[str, list[float]]:
     """The Markdown table of one data set, and the default's ratio to the best setting per column."""
     head = "| " + dataset + " | " + " | ".join(f"{n} busy neighbour{'s' if n != 1 else ''}" for n in columns) + " |"
     lines = [head, "|---" * (len(columns) + 1) + "|"]
@@ -137,9 +161,11 @@ def main() -> None:
     columns = [int(n) for n in args.neighbours.split(",")]
     env = dict(item.split("=", 1) for item in args.env)
     extra = shlex.split(args.extra)
-    print(f"{os.cpu_count()} CPUs, {len(os.sched_getaffinity(0))} usable; load average {os.getloadavg()[0]:.2f} "
-          f"before the bench; medians of {args.repeat} runs' training-loop seconds",
-          flush=True)  # fmt: skip
+    print(
+        f"{os.cpu_count()} CPUs, {len(os.sched_getaffinity(0))} usable; load average {os.getloadavg()[0]:.2f} "
+        f"before the bench; medians of {args.repeat} runs' training-loop seconds",
+        flush=True,
+    )
     started = time.perf_counter()
     verdicts = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -157,8 +183,10 @@ def main() -> None:
                         for threads in settings[repeat % len(settings) :] + settings[: repeat % len(settings)]:
                             result = train(warehouse, folder / "runs", SPLITS[dataset], threads, epochs, extra, env)
                             cells[threads, n].append(result)
-                            print(f"  {dataset} {label(threads)} {n} neighbours: {result[0]:.2f} s "
-                                  f"({result[1]} threads)", flush=True)  # fmt: skip
+                            print(
+                                f"  {dataset} {label(threads)} {n} neighbours: {result[0]:.2f} s ({result[1]} threads)",
+                                flush=True,
+                            )
                 finally:
                     stop(neighbours)
                 others[n].append(background())

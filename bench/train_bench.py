@@ -109,8 +109,10 @@ def compare(revision: str, warehouse: Path, folder: Path, device: list[str], rep
             for name, code in codes.items():
                 runs[name].append(train(copies[name], folder / "runs", "--split", "u1", *device, code=code))
                 show(name, runs[name][-1])
-    medians = {name: {key: statistics.median(r[key] for r in done) for key in ("train_s", "process_s")}
-               for name, done in runs.items()}  # fmt: skip
+    medians = {
+        name: {key: statistics.median(r[key] for r in done) for key in ("train_s", "process_s")}
+        for name, done in runs.items()
+    }
     for key, label in (("train_s", "training loop"), ("process_s", "whole process")):
         ratio = medians["this checkout"][key] / medians[revision][key]
         ours, theirs = medians["this checkout"][key], medians[revision][key]

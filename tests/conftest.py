@@ -61,15 +61,27 @@ MOVIES: list[tuple[int, str, list[str]]] = [
 # (user_id, gender, age, occupation code): ml-1m's codes; ml-100k's u.user gets the occupation's name.
 # User 5 rated nothing: with a users file the users table lists them, user_index does not.
 USERS: list[tuple[int, str, int, int]] = [
-    (1, "F", 1, 10), (2, "M", 56, 16), (3, "M", 25, 15), (4, "F", 35, 7), (5, "M", 18, 4),
-]  # fmt: skip
+    (1, "F", 1, 10),
+    (2, "M", 56, 16),
+    (3, "M", 25, 15),
+    (4, "F", 35, 7),
+    (5, "M", 18, 4),
+]
 # (user_id, movie_id, rating, epoch seconds); ratings are whole stars, valid on every scale.
 RATINGS: list[tuple[int, int, float, int]] = [
-    (1, 1, 5, 978300760), (1, 3, 3, 978302109), (1, 4, 4, 978301968),
-    (2, 1, 4, 978298413), (2, 2, 2, 978299000), (2, 5, 1, 978299620),
-    (3, 3, 5, 978297039), (3, 4, 3, 978298709), (3, 1, 2, 978297867),
-    (4, 2, 4, 978294008), (4, 5, 5, 978294282), (4, 3, 1, 978294200),
-]  # fmt: skip
+    (1, 1, 5, 978300760),
+    (1, 3, 3, 978302109),
+    (1, 4, 4, 978301968),
+    (2, 1, 4, 978298413),
+    (2, 2, 2, 978299000),
+    (2, 5, 1, 978299620),
+    (3, 3, 5, 978297039),
+    (3, 4, 3, 978298709),
+    (3, 1, 2, 978297867),
+    (4, 2, 4, 978294008),
+    (4, 5, 5, 978294282),
+    (4, 3, 1, 978294200),
+]
 OCCUPATION_NAMES = {10: "K-12 student", 16: "self-employed", 15: "scientist", 7: "executive/managerial", 4: "student"}
 
 
@@ -315,8 +327,11 @@ def kill_at() -> Callable[[str, list[str]], str]:
 
     def run(patch: str, command: list[str], timeout: float = 120.0) -> str:
         with tempfile.TemporaryFile() as output:
-            child = subprocess.Popen([sys.executable, "-c", _KILL_PRELUDE + patch + _KILL_RUN, *command],
-                                     stdout=output, stderr=subprocess.STDOUT)  # fmt: skip
+            child = subprocess.Popen(
+                [sys.executable, "-c", _KILL_PRELUDE + patch + _KILL_RUN, *command],
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
             deadline = time.monotonic() + timeout
             while True:
                 pid, status = os.waitpid(child.pid, os.WUNTRACED | os.WNOHANG)
@@ -346,8 +361,9 @@ def small_disk(tmp_path: Path) -> Iterator[Callable[..., Path]]:
     def mount(size: int, *, fill: Callable[[Path], None] = lambda point: None, read_only: bool = False) -> Path:
         point = tmp_path / f"disk{len(mounted)}"
         point.mkdir()
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)],
-                              capture_output=True, text=True)  # fmt: skip
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(point)], capture_output=True, text=True
+        )
         if done.returncode != 0:
             pytest.skip(f"cannot mount a tmpfs here (root only): {done.stderr.strip()}")
         mounted.append(point)

@@ -94,8 +94,9 @@ def test_the_installed_commands_work_from_an_empty_folder(wheel, tmp_path, make_
     environment = {name: value for name, value in os.environ.items() if name != "PYTHONPATH"}
 
     def command(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([str(venv / "bin" / args[0]), *args[1:]], cwd=empty, capture_output=True, text=True,
-                              env=environment)  # fmt: skip
+        return subprocess.run(
+            [str(venv / "bin" / args[0]), *args[1:]], cwd=empty, capture_output=True, text=True, env=environment
+        )
 
     where = command("python", "-c", "import warehouse.sql as s, etl; print(s.SQL_DIR, etl.__file__)").stdout
     assert str(ROOT) not in where and str(venv) in where  # the installed copy, not the checkout

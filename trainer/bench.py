@@ -83,11 +83,18 @@ def bench(
                 if model in trained:
                     continue
                 parent = trained.get(PARENTS.get(model, ""))
-                config = resolve({
-                    **protocol.settings.get(model, {}), "model": model, "warehouse": str(warehouse),
-                    "split": protocol.split, "seed": seed, "runs_dir": machine.runs_dir, "top_n": 0,
-                    "init_from": parent["run_id"] if parent else None,
-                })  # fmt: skip
+                config = resolve(
+                    {
+                        **protocol.settings.get(model, {}),
+                        "model": model,
+                        "warehouse": str(warehouse),
+                        "split": protocol.split,
+                        "seed": seed,
+                        "runs_dir": machine.runs_dir,
+                        "top_n": 0,
+                        "init_from": parent["run_id"] if parent else None,
+                    }
+                )
                 if max_epochs:
                     config = config.replaced(epochs=min(config.epochs, max_epochs))
                 before_run(config)
@@ -99,78 +106,113 @@ def bench(
                 # a fine-tuning run's train time includes its parent's training
                 seconds = summary.train_seconds + (parent["train_seconds"] if parent else 0.0)
                 trained[model] = row = {
-                    "bench_id": bench_id, "finished_at": datetime.now(UTC).replace(tzinfo=None), "model": model,
-                    "dataset": name, "protocol": protocol.description, "split": protocol.split, "seed": seed,
-                    "run_id": summary.run_id, "test_rmse": m["rmse"], "test_mae": m["mae"],
-                    "validation_rmse": summary.validation_rmse, "best_epoch": summary.best_epoch,
+                    "bench_id": bench_id,
+                    "finished_at": datetime.now(UTC).replace(tzinfo=None),
+                    "model": model,
+                    "dataset": name,
+                    "protocol": protocol.description,
+                    "split": protocol.split,
+                    "seed": seed,
+                    "run_id": summary.run_id,
+                    "test_rmse": m["rmse"],
+                    "test_mae": m["mae"],
+                    "validation_rmse": summary.validation_rmse,
+                    "best_epoch": summary.best_epoch,
                     **_ranking_columns(summary.ranking),
-                    "epochs_run": len(summary.history), "train_seconds": seconds,
+                    "epochs_run": len(summary.history),
+                    "train_seconds": seconds,
                     "device": summary.device + (_threads(threads) if summary.device.startswith("cpu") else ""),
                     "config": json.dumps(config.to_dict(), sort_keys=True),
-                }  # fmt: skip
+                }
                 rows.append(row)
-                log(f"{name} seed {seed} {model}: {_figures(m, summary.ranking)}, best epoch {summary.best_epoch}/"
-                    f"{len(summary.history)}, {seconds:.1f} s")  # fmt: skip
+                log(
+                    f"{name} seed {seed} {model}: {_figures(m, summary.ranking)}, best epoch {summary.best_epoch}/"
+                    f"{len(summary.history)}, {seconds:.1f} s"
+                )
                 # a fine-tuned model's refit fine-tunes its parent's refit; one that kept its parent's weights has none
                 start = refits.get(PARENTS.get(model, ""))
                 if refit and (not parent or (start and summary.best_epoch)):
-                    settings = refit_config(RefitOptions(summary.run_id, warehouse, machine,
-                                                         init_from=start["run_id"] if start else None))  # fmt: skip
+                    settings = refit_config(
+                        RefitOptions(summary.run_id, warehouse, machine, init_from=start["run_id"] if start else None)
+                    )
                     before_run(settings)
                     again = run(settings)
                     own_seconds += again.train_seconds
                     # its train time: its own, the runs' that chose its epochs, and its parent's refit's
                     before = start["train_seconds"] - parent["train_seconds"] if start and parent else 0.0
                     refits[model] = row | {
-                        "finished_at": datetime.now(UTC).replace(tzinfo=None), "model": f"{model} refit",
-                        "run_id": again.run_id, "test_rmse": again.metrics["rmse"], "test_mae": again.metrics["mae"],
+                        "finished_at": datetime.now(UTC).replace(tzinfo=None),
+                        "model": f"{model} refit",
+                        "run_id": again.run_id,
+                        "test_rmse": again.metrics["rmse"],
+                        "test_mae": again.metrics["mae"],
                         **_ranking_columns(again.ranking),
-                        "best_epoch": settings.epochs, "epochs_run": len(again.history),
+                        "best_epoch": settings.epochs,
+                        "epochs_run": len(again.history),
                         "train_seconds": seconds + before + again.train_seconds,
                         "config": json.dumps(settings.to_dict(), sort_keys=True),
-                    }  # fmt: skip
+                    }
                     rows.append(refits[model])
                     figures = _figures(again.metrics, again.ranking)
-                    log(f"{name} seed {seed} {model} refit: {figures}, {settings.epochs} epochs on train + "
-                        f"validation, {refits[model]['train_seconds']:.1f} s")  # fmt: skip
+                    log(
+                        f"{name} seed {seed} {model} refit: {figures}, {settings.epochs} epochs on train + "
+                        f"validation, {refits[model]['train_seconds']:.1f} s"
+                    )
             if with_blend:
                 members = [refits.get(model, trained[model]) for model in models]
                 blend_name = "blend refit" if refits else "blend"
                 options = BlendOptions(tuple(r["run_id"] for r in members), warehouse, top_n=0, machine=machine)
                 mixed = blend(options)
                 # its train time: its members' and their parents' (fitting the weights takes a fraction of a second)
-                rows.append(members[-1] | {
-                    "finished_at": datetime.now(UTC).replace(tzinfo=None), "model": blend_name, "run_id": mixed.run_id,
-                    "test_rmse": mixed.metrics["rmse"], "test_mae": mixed.metrics["mae"],
-                    "validation_rmse": mixed.validation_rmse, "best_epoch": None, "epochs_run": None,
-                    **_ranking_columns(mixed.ranking),
-                    "train_seconds": own_seconds,
-                    "config": json.dumps({"members": list(models), **mixed.blender.to_dict()}),
-                })  # fmt: skip
-                log(f"{name} seed {seed} {blend_name} of {', '.join(models)}: test RMSE {mixed.metrics['rmse']:.4f}, "
-                    f"MAE {mixed.metrics['mae']:.4f}")  # fmt: skip
+                rows.append(
+                    members[-1]
+                    | {
+                        "finished_at": datetime.now(UTC).replace(tzinfo=None),
+                        "model": blend_name,
+                        "run_id": mixed.run_id,
+                        "test_rmse": mixed.metrics["rmse"],
+                        "test_mae": mixed.metrics["mae"],
+                        "validation_rmse": mixed.validation_rmse,
+                        "best_epoch": None,
+                        "epochs_run": None,
+                        **_ranking_columns(mixed.ranking),
+                        "train_seconds": own_seconds,
+                        "config": json.dumps({"members": list(models), **mixed.blender.to_dict()}),
+                    }
+                )
+                log(
+                    f"{name} seed {seed} {blend_name} of {', '.join(models)}: test RMSE {mixed.metrics['rmse']:.4f}, "
+                    f"MAE {mixed.metrics['mae']:.4f}"
+                )
     # Kept beside the runs first: a warehouse that cannot be written now must not cost the bench's hours.
     kept = work_dir / f"bench-{bench_id}.json"
     kept.write_text(json.dumps(rows, indent=1, default=str))
     try:
         publish_bench(rows, results_warehouse)
     except WarehouseError as error:
-        raise TrainerError(f"could not write the bench results into {results_warehouse}: {error}\n"
-                           f"They are kept in {kept}.") from error  # fmt: skip
+        raise TrainerError(
+            f"could not write the bench results into {results_warehouse}: {error}\nThey are kept in {kept}."
+        ) from error
     markdown.parent.mkdir(parents=True, exist_ok=True)
     markdown.write_text(markdown_table(latest_summary(results_warehouse)))
     minutes = (time.perf_counter() - started) / 60
     counts = "/".join(map(str, sorted(used))) or "no"
-    log(f"the bench took {minutes:.1f} minutes in all (ETL, training, scoring and blends, {counts} "
-        f"thread{'s' if counts != '1' else ''})")  # fmt: skip
+    log(
+        f"the bench took {minutes:.1f} minutes in all (ETL, training, scoring and blends, {counts} "
+        f"thread{'s' if counts != '1' else ''})"
+    )
     return rows
 
 
 def _ranking_columns(ranking: dict[str, dict[str, float]]) -> dict[str, float | None]:
     """A bench row's ranking figures (bench_results), from a run's ranking metrics by held-out part."""
     test, validation = ranking.get("test", {}), ranking.get("validation", {})
-    return {"test_ndcg_10": test.get("ndcg@10"), "test_recall_10": test.get("recall@10"),
-            "test_coverage_10": test.get("coverage@10"), "validation_ndcg_10": validation.get("ndcg@10")}  # fmt: skip
+    return {
+        "test_ndcg_10": test.get("ndcg@10"),
+        "test_recall_10": test.get("recall@10"),
+        "test_coverage_10": test.get("coverage@10"),
+        "validation_ndcg_10": validation.get("ndcg@10"),
+    }
 
 
 def _figures(metrics: dict[str, float | None], ranking: dict[str, dict[str, float]]) -> str:

@@ -70,8 +70,10 @@ def blend(options: BlendOptions, log: Callable[[str], None] = lambda message: No
     started, started_at = time.perf_counter(), utc_now()
     repeated = sorted({run_id for run_id in options.run_ids if options.run_ids.count(run_id) > 1})
     if repeated:
-        raise TrainerError(f"run{'s' if len(repeated) > 1 else ''} {', '.join(repeated)} named more than once: a "
-                           "blend takes each run once")  # fmt: skip
+        raise TrainerError(
+            f"run{'s' if len(repeated) > 1 else ''} {', '.join(repeated)} named more than once: a "
+            "blend takes each run once"
+        )
     if len(options.run_ids) < 2:
         raise TrainerError("a blend takes two or more different training runs")
     device = pick_device(options.machine.device)
@@ -90,9 +92,12 @@ def blend(options: BlendOptions, log: Callable[[str], None] = lambda message: No
         blended_validation = np.clip(blender.apply(predicted, activity, users, movies), rating_min, rating_max)
         member_validation = {m.run_id: _rmse(predicted[:, i], actual) for i, m in enumerate(members)}
         baseline = _rmse(np.full_like(actual, members[0].mean), actual)
-        log(f"blend chosen by {FOLDS}-fold cross-validation on the validation slice: {blender.describe()}; "
+        log(
+            f"blend chosen by {FOLDS}-fold cross-validation on the validation slice: {blender.describe()}; "
             f"validation RMSE {validation_rmse:.4f} out of fold (members: "
-            + ", ".join(f"{rmse:.4f}" for rmse in member_validation.values()) + ")")  # fmt: skip
+            + ", ".join(f"{rmse:.4f}" for rmse in member_validation.values())
+            + ")"
+        )
 
         run_id = new_run_id()
         tables = [
@@ -117,30 +122,56 @@ def blend(options: BlendOptions, log: Callable[[str], None] = lambda message: No
     run_dir = run_folder(Path(options.machine.runs_dir) / run_id, "blend")
     first = members[0].run
     row = {
-        "run_id": run_id, "kind": "blend", "started_at": started_at, "finished_at": utc_now(),
-        "model": "blend(" + " + ".join(m.config.model for m in members) + ")", "split": first["split"],
-        "split_drawn_with": first.get("split_drawn_with"), "dataset_name": first["dataset_name"],
-        "dataset_fingerprint": fingerprint, "device": device_name(device),
-        "validation_rmse": validation_rmse, "test_rmse": metrics["rmse"], "test_mae": metrics["mae"],
-        "test_user_rmse": metrics["user_rmse"], "n_test": metrics["n"], "torch_version": torch.__version__,
+        "run_id": run_id,
+        "kind": "blend",
+        "started_at": started_at,
+        "finished_at": utc_now(),
+        "model": "blend(" + " + ".join(m.config.model for m in members) + ")",
+        "split": first["split"],
+        "split_drawn_with": first.get("split_drawn_with"),
+        "dataset_name": first["dataset_name"],
+        "dataset_fingerprint": fingerprint,
+        "device": device_name(device),
+        "validation_rmse": validation_rmse,
+        "test_rmse": metrics["rmse"],
+        "test_mae": metrics["mae"],
+        "test_user_rmse": metrics["user_rmse"],
+        "n_test": metrics["n"],
+        "torch_version": torch.__version__,
         "run_dir": str(run_dir.resolve()),
-        "config": json.dumps({"ridge": options.ridge, "activity": options.activity, "top_n": options.top_n,
-                              "publish_anyway": options.machine.publish_anyway,
-                              "threads": torch.get_num_threads()}),  # this process's (trainer/threads.py)  # fmt: skip
+        "config": json.dumps(
+            {
+                "ridge": options.ridge,
+                "activity": options.activity,
+                "top_n": options.top_n,
+                "publish_anyway": options.machine.publish_anyway,
+                "threads": torch.get_num_threads(),
+            }
+        ),  # this process's (trainer/threads.py)
         "members": json.dumps({"runs": list(options.run_ids), **blender.to_dict()}),
         # the audit's figures: the blend out of fold on the validation slice, and the training mean there
-        "audit_slice": "validation", "audit_rmse": validation_rmse, "baseline_rmse": baseline,
+        "audit_slice": "validation",
+        "audit_rmse": validation_rmse,
+        "baseline_rmse": baseline,
         "train_seconds": sum(m.run.get("train_seconds") or 0.0 for m in members),
         "wall_seconds": time.perf_counter() - started,
-    }  # fmt: skip
+    }
     staged = {"predictions": pa.concat_tables(tables), "ranking_metrics": results.ranking_table(run_id, ranking)}
     results.stage(run_dir, row, staged)
     machine = options.machine
     published = results.publish(run_dir, options.warehouse, machine.lock_wait_seconds, machine.publish_anyway)
     return BlendSummary(
-        run_id, run_dir, blender, validation_rmse, member_validation, metrics, member_test, ranking,
-        time.perf_counter() - started, published,
-    )  # fmt: skip
+        run_id,
+        run_dir,
+        blender,
+        validation_rmse,
+        member_validation,
+        metrics,
+        member_test,
+        ranking,
+        time.perf_counter() - started,
+        published,
+    )
 
 
 FOLDS = 5  # the cross-validation that chooses the penalty and the features, on the validation slice
@@ -177,13 +208,16 @@ class Activity:
     @staticmethod
     def of(con: duckdb.DuckDBPyConnection, split: str, users: np.ndarray, movies: np.ndarray) -> Activity:
         def counts(column: str) -> dict[int, int]:  # column: a fixed name from below
-            rows = con.execute(f"SELECT {column}, count(*) FROM split_ratings WHERE split = ? AND part = 'train' "
-                               "GROUP BY 1", [split]).fetchall()  # fmt: skip
+            rows = con.execute(
+                f"SELECT {column}, count(*) FROM split_ratings WHERE split = ? AND part = 'train' GROUP BY 1", [split]
+            ).fetchall()
             return dict(rows)
 
         user_counts, movie_counts = counts("user_id"), counts("movie_id")
-        logs = [np.log1p(np.array([c.get(i, 0) for i in ids], float)) for c, ids in
-                ((user_counts, users), (movie_counts, movies))]  # fmt: skip
+        logs = [
+            np.log1p(np.array([c.get(i, 0) for i in ids], float))
+            for c, ids in ((user_counts, users), (movie_counts, movies))
+        ]
         centre = (float(logs[0].mean()), float(logs[1].mean()))
         scale = (float(logs[0].std()) or 1.0, float(logs[1].std()) or 1.0)
         return Activity(user_counts, movie_counts, centre, scale)
@@ -212,8 +246,14 @@ class Blender:
     movie: float = 0.0
 
     @staticmethod
-    def fit(predicted: np.ndarray, actual: np.ndarray, activity: Activity | None, ridge: float,
-            users: np.ndarray, movies: np.ndarray) -> Blender:  # fmt: skip
+    def fit(
+        predicted: np.ndarray,
+        actual: np.ndarray,
+        activity: Activity | None,
+        ridge: float,
+        users: np.ndarray,
+        movies: np.ndarray,
+    ) -> Blender:
         k = predicted.shape[1]
         if activity is None:
             weights, intercept = fit_weights(predicted, actual, ridge)
@@ -238,15 +278,27 @@ class Blender:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"weights": self.weights.tolist(), "intercept": self.intercept, "ridge": self.ridge,
-                "activity": self.activity, "by_user": self.by_user.tolist(), "by_movie": self.by_movie.tolist(),
-                "user": self.user, "movie": self.movie}  # fmt: skip
+        return {
+            "weights": self.weights.tolist(),
+            "intercept": self.intercept,
+            "ridge": self.ridge,
+            "activity": self.activity,
+            "by_user": self.by_user.tolist(),
+            "by_movie": self.by_movie.tolist(),
+            "user": self.user,
+            "movie": self.movie,
+        }
 
 
 def choose(
-    predicted: np.ndarray, actual: np.ndarray, users: np.ndarray, movies: np.ndarray, activity: Activity,
-    ridge: float | None, with_activity: bool | None,
-) -> tuple[Blender, float]:  # fmt: skip
+    predicted: np.ndarray,
+    actual: np.ndarray,
+    users: np.ndarray,
+    movies: np.ndarray,
+    activity: Activity,
+    ridge: float | None,
+    with_activity: bool | None,
+) -> tuple[Blender, float]:
     """The penalty and features with the best out-of-fold RMSE over FOLDS folds of the validation slice (the
     given ones only, where fixed), refitted on all of it; and that out-of-fold RMSE."""
     folds = np.random.default_rng(0).permutation(len(actual)) % FOLDS
@@ -256,8 +308,9 @@ def choose(
             errors = np.empty(len(actual))
             for fold in range(FOLDS):
                 fit, held = folds != fold, folds == fold
-                blender = Blender.fit(predicted[fit], actual[fit], activity if uses else None, candidate,
-                                      users[fit], movies[fit])  # fmt: skip
+                blender = Blender.fit(
+                    predicted[fit], actual[fit], activity if uses else None, candidate, users[fit], movies[fit]
+                )
                 errors[held] = blender.apply(predicted[held], activity, users[held], movies[held]) - actual[held]
             rmse = math.sqrt(float(np.mean(errors**2)))
             if best is None or rmse < best[0]:
@@ -274,25 +327,36 @@ def _check_members(members: list[trained.TrainedRun], fingerprint: str, log: Cal
     ids = {member.run_id for member in members}
     for member in members:
         if member.run["test_rmse"] is None:
-            raise TrainerError(f"run {member.run_id} ({member.config.model}) ranks movies and predicts no ratings: a "
-                               "blend of predicted ratings cannot take it")  # fmt: skip
+            raise TrainerError(
+                f"run {member.run_id} ({member.config.model}) ranks movies and predicts no ratings: a "
+                "blend of predicted ratings cannot take it"
+            )
         if member.run.get("audit_passed") is False:
-            log(f"run {member.run_id} failed its audit ({member.run.get('audit_reason')}); the blend takes it as "
-                "asked, and is audited on its own")  # fmt: skip
+            log(
+                f"run {member.run_id} failed its audit ({member.run.get('audit_reason')}); the blend takes it as "
+                "asked, and is audited on its own"
+            )
         if member.config.refit_of in ids:
-            raise TrainerError(f"run {member.run_id} is a refit of run {member.config.refit_of}: blend one of the "
-                               "two, not both")  # fmt: skip
+            raise TrainerError(
+                f"run {member.run_id} is a refit of run {member.config.refit_of}: blend one of the two, not both"
+            )
         if member.run["split"] != first.run["split"]:
-            raise TrainerError(f"runs {first.run_id} and {member.run_id} were trained on different splits "
-                               f"({first.run['split']}, {member.run['split']}); a blend needs one split")  # fmt: skip
+            raise TrainerError(
+                f"runs {first.run_id} and {member.run_id} were trained on different splits "
+                f"({first.run['split']}, {member.run['split']}); a blend needs one split"
+            )
         drawn = (first.run.get("split_drawn_with"), member.run.get("split_drawn_with"))
         if None not in drawn and drawn[0] != drawn[1]:
-            raise TrainerError(f"runs {first.run_id} and {member.run_id} were trained on split {first.run['split']} "
-                               f"drawn anew in between ({drawn[0]}; {drawn[1]}): their held-out ratings differ, a "
-                               "blend needs one draw")  # fmt: skip
+            raise TrainerError(
+                f"runs {first.run_id} and {member.run_id} were trained on split {first.run['split']} "
+                f"drawn anew in between ({drawn[0]}; {drawn[1]}): their held-out ratings differ, a "
+                "blend needs one draw"
+            )
         if member.run["dataset_fingerprint"] != fingerprint:
-            raise TrainerError(f"run {member.run_id} was trained on other data than the warehouse holds now (the "
-                               "ETL ran again since): its predictions cannot be blended here")  # fmt: skip
+            raise TrainerError(
+                f"run {member.run_id} was trained on other data than the warehouse holds now (the "
+                "ETL ran again since): its predictions cannot be blended here"
+            )
 
 
 def _held_out(
@@ -311,8 +375,10 @@ def _held_out(
             [source, kind],
         ).fetchnumpy()
         if not len(rows["user_id"]):
-            raise TrainerError(f"run {member.run_id} has no {kind} predictions (a run trained with --no-validation, "
-                               "or before runs kept them): train it again to blend it")  # fmt: skip
+            raise TrainerError(
+                f"run {member.run_id} has no {kind} predictions (a run trained with --no-validation, "
+                "or before runs kept them): train it again to blend it"
+            )
         these = (rows["user_id"], rows["movie_id"], rows["actual_rating"])
         if keys is None:
             keys = these
@@ -329,9 +395,14 @@ class _BlendedScores:
     predictions were when the weights were fitted), weighted as the blender weighs their predictions."""
 
     def __init__(
-        self, con: duckdb.DuckDBPyConnection, members: list[trained.TrainedRun], blender: Blender,
-        activity: Activity, scale: tuple[float, float], device: torch.device,
-    ) -> None:  # fmt: skip
+        self,
+        con: duckdb.DuckDBPyConnection,
+        members: list[trained.TrainedRun],
+        blender: Blender,
+        activity: Activity,
+        scale: tuple[float, float],
+        device: torch.device,
+    ) -> None:
         self.con, self.members, self.blender, self.activity, self.scale = con, members, blender, activity, scale
         self.coords = members[0].coords  # the same for every member: they were trained on the same data
         all_users = trained.rated_users(con)  # the users of the top-N, and the run's ids that movie rows read
@@ -374,20 +445,24 @@ class _BlendedScores:
         knows: dict[str, tuple[str, ...]] = {"test": ("train", "validation")}
         if not any(member.config.refit_of for member in self.members):
             knows["validation"] = ("train",)
-        rankings = {part: RankingTally(popularity_percentiles(movie_counts(self.con, split, known, n_movies)))
-                    for part, known in knows.items()}  # fmt: skip
+        rankings = {
+            part: RankingTally(popularity_percentiles(movie_counts(self.con, split, known, n_movies)))
+            for part, known in knows.items()
+        }
         tables = []
         with torch.no_grad():
-            for users, matrices in stream_rows(self.con, split, ("train", "validation", "test"), n_movies,
-                                               eval_rows(n_movies)):  # fmt: skip
+            for users, matrices in stream_rows(
+                self.con, split, ("train", "validation", "test"), n_movies, eval_rows(n_movies)
+            ):
                 users = users.to(self.device)
                 matrices = {part: m.to(self.device) for part, m in matrices.items()}
                 block_ids = self.coords.user_ids[users.cpu().numpy()]
                 for part, tally in rankings.items():
                     scores = self(merge_parts(matrices, knows[part]), users)
                     ranked = evaluate_block(tally, scores, [matrices[known] for known in knows[part]], matrices[part])
-                    tables.append(list_table(run_id, f"{part}_top_n", block_ids, ranked, self.coords.movie_ids,
-                                             self.scale, True))  # fmt: skip
+                    tables.append(
+                        list_table(run_id, f"{part}_top_n", block_ids, ranked, self.coords.movie_ids, self.scale, True)
+                    )
         return tables, {part: tally.metrics() for part, tally in rankings.items()}
 
 

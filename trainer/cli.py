@@ -179,15 +179,48 @@ def _fail(error: Exception) -> None:
 # named nowhere lands in "Options" (tests/trainer/test_cli.py checks that none does).
 RUN_PANELS = {
     "Data": ("warehouse", "features", "split", "validation"),
-    "Model": ("model", "hidden", "activation", "dropout", "input_dropout", "movie_features", "ease_input", "vae_input",
-              "kl_cap", "kl_anneal_epochs", "refeed", "dot_scale", "global_kernel_start", "init_from"),
-    "Optimisation": ("optimizer", "learning_rate", "lbfgs_iterations", "weight_decay", "l2", "kernel_l2", "epochs",
-                     "batch_size", "shuffle", "fixed_batches", "loss", "seed"),
+    "Model": (
+        "model",
+        "hidden",
+        "activation",
+        "dropout",
+        "input_dropout",
+        "movie_features",
+        "ease_input",
+        "vae_input",
+        "kl_cap",
+        "kl_anneal_epochs",
+        "refeed",
+        "dot_scale",
+        "global_kernel_start",
+        "init_from",
+    ),
+    "Optimisation": (
+        "optimizer",
+        "learning_rate",
+        "lbfgs_iterations",
+        "weight_decay",
+        "l2",
+        "kernel_l2",
+        "epochs",
+        "batch_size",
+        "shuffle",
+        "fixed_batches",
+        "loss",
+        "seed",
+    ),
     "Selection on the validation slice": ("eval_every", "patience", "lr_drops", "select_best"),
-    "Predictions and publishing": ("clip", "cold_start_fallback", "top_n", "full_matrix", "publish", "publish_anyway",
-                                   "lock_wait_seconds"),
+    "Predictions and publishing": (
+        "clip",
+        "cold_start_fallback",
+        "top_n",
+        "full_matrix",
+        "publish",
+        "publish_anyway",
+        "lock_wait_seconds",
+    ),
     "Machine": ("device", "threads", "cache_budget_mb", "dense_cache_mb", "checkpoint_seconds", "runs_dir"),
-}  # fmt: skip
+}
 _PANEL_OF = {name: panel for panel, names in RUN_PANELS.items() for name in names}
 _PLACE = {name: (panel, place) for panel, names in enumerate(RUN_PANELS.values()) for place, name in enumerate(names)}
 _PATHS = ("warehouse", "features", "runs_dir")  # str settings that name a file or folder: shown as <path>
@@ -259,8 +292,9 @@ def run_command(ctx: typer.Context, *, config_file: Optional[Path], resume: Opti
         if resume is not None and not resume.is_dir():
             raise TrainerError(f"{resume}: no such run folder to resume")
         with _EpochReporter(config.epochs) as report:
-            summary = train_run(config, resume_dir=resume, on_epoch=report, log=report.log,
-                                named=named(given, config_file))  # fmt: skip
+            summary = train_run(
+                config, resume_dir=resume, on_epoch=report, log=report.log, named=named(given, config_file)
+            )
     except Finished as done:  # --resume of a run published already: nothing to do
         _log(f"trainer: {done}")
         return
@@ -300,8 +334,10 @@ def _ranking_line(ranking: dict[str, dict[str, float]]) -> str:
     test = ranking.get("test")
     if not test:
         return ""
-    return (f"Its top 10s: nDCG@10 {test['ndcg@10']:.4f}, recall@10 {test['recall@10']:.4f} over "
-            f"{int(test['users']):,} test users, {int(test['coverage@10']):,} distinct movies. ")  # fmt: skip
+    return (
+        f"Its top 10s: nDCG@10 {test['ndcg@10']:.4f}, recall@10 {test['recall@10']:.4f} over "
+        f"{int(test['users']):,} test users, {int(test['coverage@10']):,} distinct movies. "
+    )
 
 
 run_command.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
@@ -357,12 +393,16 @@ def _interrupted(stop: Interrupted) -> None:
     from trainer.checkpoint import FILE_NAME
 
     if stop.checkpoint_epoch is None:
-        _log(f"trainer: interrupted before the run's first checkpoint (one is written every --checkpoint-seconds "
-             f"of training): nothing to resume in {stop.run_dir}; start the run again.")  # fmt: skip
+        _log(
+            f"trainer: interrupted before the run's first checkpoint (one is written every --checkpoint-seconds "
+            f"of training): nothing to resume in {stop.run_dir}; start the run again."
+        )
     else:
-        _log(f"trainer: interrupted. The last checkpoint, after epoch {stop.checkpoint_epoch}, is "
-             f"{stop.run_dir / FILE_NAME}. Continue the run from it with:\n"
-             f"  trainer run --resume {shlex.quote(str(stop.run_dir))}")  # fmt: skip
+        _log(
+            f"trainer: interrupted. The last checkpoint, after epoch {stop.checkpoint_epoch}, is "
+            f"{stop.run_dir / FILE_NAME}. Continue the run from it with:\n"
+            f"  trainer run --resume {shlex.quote(str(stop.run_dir))}"
+        )
     raise typer.Exit(130)  # as for any Ctrl-C: 128 + SIGINT
 
 
@@ -659,8 +699,11 @@ def score_command(
     used = _threads(threads, say=False)  # said in the summary: an error stays one line
     summary = score(options, log=_log)
     skipped = f", {summary.n_skipped_users:,} skipped" if summary.n_skipped_users else ""
-    unseen = (f"; {summary.n_unseen_ratings:,} ratings of {summary.n_unseen_movies:,} movies the model never saw "
-              "left out") if summary.n_unseen_ratings else ""  # fmt: skip
+    unseen = (
+        (f"; {summary.n_unseen_ratings:,} ratings of {summary.n_unseen_movies:,} movies the model never saw left out")
+        if summary.n_unseen_ratings
+        else ""
+    )
     _log(
         f"scoring run {summary.run_id} of run {summary.parent_run_id}: {summary.n_scored_users:,} users scored"
         f"{skipped}{unseen}; scored in {summary.score_seconds:.2f} s on {_count(used)}, published in "
@@ -714,8 +757,10 @@ def refit_command(
         drops = ""
         if config.lr_drop_epochs:
             drops = f", the learning rate dropping after epoch {', '.join(map(str, config.lr_drop_epochs))}"
-        _log(f"refitting run {run_id} ({config.model}) on {config.split}'s training side and validation slice: "
-             f"{config.epochs} epoch{'s' if config.epochs != 1 else ''}{drops}")  # fmt: skip
+        _log(
+            f"refitting run {run_id} ({config.model}) on {config.split}'s training side and validation slice: "
+            f"{config.epochs} epoch{'s' if config.epochs != 1 else ''}{drops}"
+        )
         with _EpochReporter(config.epochs) as report:
             summary = train_run(config, on_epoch=report, log=report.log)
     except Interrupted as stop:  # a refit is a run of its own, resumed as any
@@ -786,8 +831,13 @@ def blend_command(
 
 def _machine(device: Device, threads: int, runs_dir: Path, lock_wait: float, publish_anyway: bool) -> MachineSettings:
     """The machine settings score, refit and blend take from their shared options."""
-    return MachineSettings(device=device, threads=threads, runs_dir=str(runs_dir), lock_wait_seconds=lock_wait,
-                           publish_anyway=publish_anyway)  # fmt: skip
+    return MachineSettings(
+        device=device,
+        threads=threads,
+        runs_dir=str(runs_dir),
+        lock_wait_seconds=lock_wait,
+        publish_anyway=publish_anyway,
+    )
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -809,8 +859,10 @@ def _outcome(published: results.Published, views: str = "recommendations and lat
     """What analysts see of a published run now: the roles it took (a training run or a blend) or, for a scoring
     run, its users' lists in ``views``; and if nothing, why, with the command that serves it anyway."""
     if not published.promoted:
-        return (f"Not served: the audit failed ({published.audit_reason}). The run is recorded in runs "
-                "(SELECT * FROM run_metrics); analysts keep what they had.")  # fmt: skip
+        return (
+            f"Not served: the audit failed ({published.audit_reason}). The run is recorded in runs "
+            "(SELECT * FROM run_metrics); analysts keep what they had."
+        )
     anyway = "" if published.audit_passed else f" It was published despite its audit ({published.audit_reason})."
     said = [anyway.strip()] if anyway else []
     if published.kind == "score":  # a scoring refreshes its run's lists: they show if that run serves them

@@ -350,12 +350,16 @@ def _not_read_by(model: str, given: dict[str, Any]) -> str | None:
         for name in spec.settings.model_fields:
             owners.setdefault(name, []).append(spec.name)
     defaults = {name: one.default for name, one in settings().items()}  # a default changes nothing: a saved
-    ignored = [name for name, value in given.items()  # configuration passes as it is
-               if name in owners and model not in owners[name] and value not in (None, defaults[name])]  # fmt: skip
+    ignored = [
+        name
+        for name, value in given.items()  # configuration passes as it is
+        if name in owners and model not in owners[name] and value not in (None, defaults[name])
+    ]
     if not ignored:
         return None
-    return "; ".join(f"--{name.replace('_', '-')} is read by {', '.join(owners[name])} only, not by {model}"
-                     for name in ignored)  # fmt: skip
+    return "; ".join(
+        f"--{name.replace('_', '-')} is read by {', '.join(owners[name])} only, not by {model}" for name in ignored
+    )
 
 
 def from_dict(values: dict[str, Any]) -> TrainConfig:

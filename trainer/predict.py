@@ -237,9 +237,14 @@ def top_n(
 
 
 def list_table(
-    run_id: str, kind: str, user_ids: np.ndarray, ranked: RankedBlock, movie_ids: np.ndarray,
-    scale: tuple[float, float] | None, ratings: bool,
-) -> pa.Table:  # fmt: skip
+    run_id: str,
+    kind: str,
+    user_ids: np.ndarray,
+    ranked: RankedBlock,
+    movie_ids: np.ndarray,
+    scale: tuple[float, float] | None,
+    ratings: bool,
+) -> pa.Table:
     """Rows of `predictions` of ``kind`` (test_top_n, validation_top_n): a block's held-out lists."""
     rows, ranks = torch.nonzero(ranked.kept, as_tuple=True)
     scores = ranked.scores[rows, ranks]

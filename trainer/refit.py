@@ -48,29 +48,41 @@ def refit_config(options: RefitOptions) -> TrainConfig:
         con.close()
     run_id = options.run_id
     if row["dataset_fingerprint"] != fingerprint:
-        raise TrainerError(f"run {run_id} was trained on other data than {options.warehouse} holds now (the ETL ran "
-                           "again since): train a new run and refit that")  # fmt: skip
+        raise TrainerError(
+            f"run {run_id} was trained on other data than {options.warehouse} holds now (the ETL ran "
+            "again since): train a new run and refit that"
+        )
     then = row.get("split_drawn_with")
     if None not in (then, drawn_with) and then != drawn_with:
-        raise TrainerError(f"run {run_id} chose its settings on split {row['split']} drawn with {then}; "
-                           f"{options.warehouse} was rebuilt since with {drawn_with}, whose test part holds ratings "
-                           "that run validated on: train a new run on this split and refit that")  # fmt: skip
+        raise TrainerError(
+            f"run {run_id} chose its settings on split {row['split']} drawn with {then}; "
+            f"{options.warehouse} was rebuilt since with {drawn_with}, whose test part holds ratings "
+            "that run validated on: train a new run on this split and refit that"
+        )
     if config.refit_of:
         raise TrainerError(f"run {run_id} is already a refit (of run {config.refit_of}); refit that run instead")
     if not config.validation:
-        raise TrainerError(f"run {run_id} was trained with --no-validation: no validation slice chose its number "
-                           "of epochs; refit a run trained with one")  # fmt: skip
+        raise TrainerError(
+            f"run {run_id} was trained with --no-validation: no validation slice chose its number "
+            "of epochs; refit a run trained with one"
+        )
     if config.init_from and start is None:
-        raise TrainerError(f"run {run_id} fine-tunes run {config.init_from} (--init-from): refit that run first, "
-                           "then this one from its refit (trainer refit RUN_ID --init-from REFIT_ID)")  # fmt: skip
+        raise TrainerError(
+            f"run {run_id} fine-tunes run {config.init_from} (--init-from): refit that run first, "
+            "then this one from its refit (trainer refit RUN_ID --init-from REFIT_ID)"
+        )
     if start is not None and (not config.init_from or start.refit_of != config.init_from):
         what = f"run {config.init_from}, which run {run_id} fine-tunes" if config.init_from else "anything"
-        raise TrainerError(f"--init-from {options.init_from} is not a refit of {what}; a refit starts from the "
-                           "refit of the run its own run started from")  # fmt: skip
+        raise TrainerError(
+            f"--init-from {options.init_from} is not a refit of {what}; a refit starts from the "
+            "refit of the run its own run started from"
+        )
     epochs = row["best_epoch"]
     if epochs == 0:
-        raise TrainerError(f"run {run_id} kept the weights it started from (no epoch of fine-tuning validated "
-                           f"better): its refit is run {options.init_from} itself")  # fmt: skip
+        raise TrainerError(
+            f"run {run_id} kept the weights it started from (no epoch of fine-tuning validated "
+            f"better): its refit is run {options.init_from} itself"
+        )
     # A model fitted outside the loop may choose settings of its own on validation, epoch by epoch (ease's λ, fitted
     # once: its epochs are the λ it tried).
     chosen = state["history"][epochs - 1].get("settings", {}) if state["history"] else {}

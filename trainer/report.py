@@ -56,8 +56,10 @@ def learning_curve(run_id: str, warehouse: Path, path: Path) -> Path:
         [run_id],
     )
     if not epochs:
-        raise TrainerError(f"run {run_id} has no learning curve in epoch_metrics: a scoring run (trainer score) "
-                           "or a blend trains nothing; draw its training runs' (parent_run_id, members)")  # fmt: skip
+        raise TrainerError(
+            f"run {run_id} has no learning curve in epoch_metrics: a scoring run (trainer score) "
+            "or a blend trains nothing; draw its training runs' (parent_run_id, members)"
+        )
     # A Figure of its own rather than pyplot's: drawn to files by Agg, with no process-wide backend to choose
     # and no display, the same output on every machine.
     figure = Figure(figsize=(7, 4.2), dpi=100)

@@ -89,16 +89,20 @@ def score(options: ScoreOptions, log: Callable[[str], None] = lambda message: No
         skipped = wanted[~known] if not model.folds_in else wanted[:0]
         users = wanted if model.folds_in else wanted[known]
         if len(skipped):
-            log(f"skipping {len(skipped):,} users run {options.run_id} never trained on: its model ({config.model}) "
-                f"scores only the users it knows (e.g. user {skipped[0]}); retrain to include them")  # fmt: skip
+            log(
+                f"skipping {len(skipped):,} users run {options.run_id} never trained on: its model ({config.model}) "
+                f"scores only the users it knows (e.g. user {skipped[0]}); retrain to include them"
+            )
         trained.register(con, coords, users)
         ((unseen_movies, unseen_ratings),) = con.execute(
             "SELECT count(DISTINCT movie_id), count(*) FROM ratings JOIN scored_users USING (user_id) "
             "WHERE movie_id NOT IN (SELECT movie_id FROM run_movies)"
         ).fetchall()
         if unseen_ratings:
-            log(f"{unseen_movies:,} movies run {options.run_id} never saw are left out of the inputs "
-                f"({unseen_ratings:,} ratings)")  # fmt: skip
+            log(
+                f"{unseen_movies:,} movies run {options.run_id} never saw are left out of the inputs "
+                f"({unseen_ratings:,} ratings)"
+            )
 
         n = options.top_n if options.top_n is not None else config.top_n
         run_id = new_run_id()
@@ -125,15 +129,26 @@ def score(options: ScoreOptions, log: Callable[[str], None] = lambda message: No
 
     run_dir = run_folder(Path(options.machine.runs_dir) / run_id, "scoring run")
     row = {
-        "run_id": run_id, "kind": "score", "parent_run_id": options.run_id, "started_at": started_at,
-        "finished_at": utc_now(), "model": config.model, "split": parent["split"],
-        "split_drawn_with": parent.get("split_drawn_with"), "seed": config.seed,
-        "dataset_name": parent["dataset_name"], "dataset_fingerprint": fingerprint, "device": device_name(device),
-        "n_parameters": sum(p.numel() for p in model.parameters()), "torch_version": torch.__version__,
+        "run_id": run_id,
+        "kind": "score",
+        "parent_run_id": options.run_id,
+        "started_at": started_at,
+        "finished_at": utc_now(),
+        "model": config.model,
+        "split": parent["split"],
+        "split_drawn_with": parent.get("split_drawn_with"),
+        "seed": config.seed,
+        "dataset_name": parent["dataset_name"],
+        "dataset_fingerprint": fingerprint,
+        "device": device_name(device),
+        "n_parameters": sum(p.numel() for p in model.parameters()),
+        "torch_version": torch.__version__,
         "run_dir": str(run_dir.resolve()),
         # the training run's settings, with the threads this process scored on (trainer/threads.py)
         "config": json.dumps(config.to_dict() | {"threads": torch.get_num_threads()}, sort_keys=True),
-        "n_scored_users": len(users), "n_skipped_users": len(skipped), "n_unseen_movies": unseen_movies,
+        "n_scored_users": len(users),
+        "n_skipped_users": len(skipped),
+        "n_unseen_movies": unseen_movies,
         "n_unseen_ratings": unseen_ratings,
         # the audit's figures: the model's RMSE on the scored users' ratings it read, and the training mean's (a
         # model that only ranks predicts no rating to check: its scores are checked for being finite)
@@ -141,15 +156,26 @@ def score(options: ScoreOptions, log: Callable[[str], None] = lambda message: No
         "audit_rmse": math.sqrt(squared / count) if count else None,
         "baseline_rmse": math.sqrt(squared_mean / count) if count else None,
         "ratings_from_run": ratings_from,
-    }  # fmt: skip
+    }
     row["wall_seconds"] = time.perf_counter() - started
     results.stage(run_dir, row, {"predictions": predictions})
     score_seconds = time.perf_counter() - started
     # Its own decision, not its training run's: a run served anyway does not make its scorings so.
     machine = options.machine
     published = results.publish(run_dir, options.warehouse, machine.lock_wait_seconds, machine.publish_anyway)
-    return ScoreSummary(run_id, options.run_id, run_dir, len(users), len(skipped), unseen_movies, unseen_ratings,
-                        changes, score_seconds, time.perf_counter() - started - score_seconds, published)  # fmt: skip
+    return ScoreSummary(
+        run_id,
+        options.run_id,
+        run_dir,
+        len(users),
+        len(skipped),
+        unseen_movies,
+        unseen_ratings,
+        changes,
+        score_seconds,
+        time.perf_counter() - started - score_seconds,
+        published,
+    )
 
 
 def _say_who(wanted: np.ndarray, known: np.ndarray, options: ScoreOptions, log: Callable[[str], None]) -> None:
@@ -170,8 +196,9 @@ def _users_to_score(con: duckdb.DuckDBPyConnection, options: ScoreOptions) -> np
     named = _named_users(options.users, options.warehouse)
     unknown = np.setdiff1d(named.ids, ids if options.since is None else trained.rated_users(con))
     if len(unknown):
-        raise TrainerError(f"--users names {len(unknown):,} users with no rating in {options.warehouse} "
-                           f"(e.g. {unknown[0]})")  # fmt: skip
+        raise TrainerError(
+            f"--users names {len(unknown):,} users with no rating in {options.warehouse} (e.g. {unknown[0]})"
+        )
     chosen = np.isin(ids, named.ids)
     for low, high in named.ranges:
         chosen |= (ids >= low) & (ids <= high)
@@ -189,8 +216,18 @@ class _Named:
 
 _MAX_ID = 2**63 - 1  # ids are read as 64-bit integers
 _LIST = re.compile(r"[0-9.,+\-\s]*")  # what a list of ids and ranges is made of (a query has letters)
-_INTEGER_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT",
-                  "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT"}  # fmt: skip
+_INTEGER_TYPES = {
+    "TINYINT",
+    "SMALLINT",
+    "INTEGER",
+    "BIGINT",
+    "HUGEINT",
+    "UTINYINT",
+    "USMALLINT",
+    "UINTEGER",
+    "UBIGINT",
+    "UHUGEINT",
+}
 
 
 def _named_users(users: str, warehouse: Path) -> _Named:
@@ -262,8 +299,11 @@ def _query_users(query: str, warehouse: Path) -> list[int | None]:
         )
     child = subprocess.run(
         [sys.executable, "-P", "-c", _QUERY_CHILD, str(warehouse), json.dumps(sorted(_INTEGER_TYPES))],
-        input=statements[0].query, capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        input=statements[0].query,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     try:
         answer = json.loads(child.stdout.splitlines()[-1])
     except (IndexError, ValueError):
@@ -274,8 +314,10 @@ def _query_users(query: str, warehouse: Path) -> list[int | None]:
     if len(answer["types"]) != 1:
         raise TrainerError("--users: the query must return one column, of user ids")
     if answer["types"][0] not in _INTEGER_TYPES:
-        raise TrainerError(f"--users: the query must return user ids as whole numbers, not {answer['types'][0]} "
-                           "(nothing is rounded: cast them if they are whole, e.g. CAST(x AS INTEGER))")  # fmt: skip
+        raise TrainerError(
+            f"--users: the query must return user ids as whole numbers, not {answer['types'][0]} "
+            "(nothing is rounded: cast them if they are whole, e.g. CAST(x AS INTEGER))"
+        )
     return answer["ids"]
 
 

@@ -80,7 +80,8 @@ def drop_epochs(history: list[dict[str, Any]], config: TrainConfig) -> tuple[int
     validation scores replayed through the same rule (trainer refit repeats the drops without a validation slice)."""
     best, drops = Best(), []
     for metrics in history:
-        if metrics["validation_rmse"] is not None and best.update(metrics["epoch"], metrics["validation_rmse"], None,
-                                                                  config):  # fmt: skip
+        if metrics["validation_rmse"] is not None and best.update(
+            metrics["epoch"], metrics["validation_rmse"], None, config
+        ):
             drops.append(metrics["epoch"])
     return tuple(drops)

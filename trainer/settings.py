@@ -99,8 +99,12 @@ def refusal(group: type[Settings], name: str, error: Any) -> str:
     """One pydantic error of ``group``'s setting ``name`` in the command line's words."""
     kind, context, value = error["type"], error.get("ctx") or {}, error["input"]
     each = " each" if len(error["loc"]) > 1 and isinstance(error["loc"][-1], int) else ""  # hidden's widths
-    words = {"greater_than_equal": ("at least", "ge"), "greater_than": ("above", "gt"),
-             "less_than": ("below", "lt"), "less_than_equal": ("at most", "le")}  # fmt: skip
+    words = {
+        "greater_than_equal": ("at least", "ge"),
+        "greater_than": ("above", "gt"),
+        "less_than": ("below", "lt"),
+        "less_than_equal": ("at most", "le"),
+    }
     if kind in words:
         said, key = words[kind]
         bound = context[key]

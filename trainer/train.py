@@ -96,32 +96,53 @@ def _finish_staged(
         return None
     staged, run_id = results.staged_run(run_dir), state["run_id"]
     if staged["run_id"] != run_id:
-        raise TrainerError(f"{run_dir} holds run {staged['run_id']}'s staged results but run {run_id}'s checkpoint: "
-                           f"a checkpoint copied or moved there; put run {staged['run_id']}'s own back")  # fmt: skip
+        raise TrainerError(
+            f"{run_dir} holds run {staged['run_id']}'s staged results but run {run_id}'s checkpoint: "
+            f"a checkpoint copied or moved there; put run {staged['run_id']}'s own back"
+        )
     if staged.get("checkpoint_sha256") not in (None, checkpoint.digest(run_dir)):
-        raise TrainerError(f"{run_dir / checkpoint.FILE_NAME} is not the checkpoint run {run_id} staged its results "
-                           "with (its SHA-256 differs): it was changed or replaced since")  # fmt: skip
+        raise TrainerError(
+            f"{run_dir / checkpoint.FILE_NAME} is not the checkpoint run {run_id} staged its results "
+            "with (its SHA-256 differs): it was changed or replaced since"
+        )
     warehouse = Path(config.warehouse)
     if (run_dir / results.PUBLISHED_MARKER).exists():
-        raise Finished(f"run {run_id} finished and its results were published already ({staged.get('finished_at')}): "
-                       f"nothing to resume. To write them into another warehouse: trainer publish {run_dir} "
-                       "--warehouse PATH")  # fmt: skip
+        raise Finished(
+            f"run {run_id} finished and its results were published already ({staged.get('finished_at')}): "
+            f"nothing to resume. To write them into another warehouse: trainer publish {run_dir} "
+            "--warehouse PATH"
+        )
     if not config.publish or (config.features and not warehouse.exists()):
-        raise TrainerError(f"run {run_id} finished; its results are staged in {run_dir} and were never published, "
-                           f"nothing to resume. Write them with: trainer publish {run_dir} --warehouse "
-                           f"{warehouse}")  # fmt: skip
+        raise TrainerError(
+            f"run {run_id} finished; its results are staged in {run_dir} and were never published, "
+            f"nothing to resume. Write them with: trainer publish {run_dir} --warehouse "
+            f"{warehouse}"
+        )
     if not ctx.is_main:  # under torchrun, rank 0 alone publishes and reports
         distributed.teardown(ctx)
         return RunSummary(run_id, run_dir, {}, 0.0, 0.0)
     log(f"run {run_id} finished and staged its results before it stopped: publishing them into {warehouse}")
     published = results.publish(run_dir, warehouse, config.machine.lock_wait_seconds, config.machine.publish_anyway)
     distributed.teardown(ctx)
-    figures = {"rmse": "test_rmse", "mae": "test_mae", "user_rmse": "test_user_rmse", "n": "n_test",
-               "n_cold_start": "n_cold_start"}  # fmt: skip
-    return RunSummary(run_id, run_dir, {name: staged.get(field) for name, field in figures.items()},
-                      staged.get("train_seconds") or 0.0, staged.get("wall_seconds") or 0.0, state["history"],
-                      staged.get("best_epoch"), staged.get("validation_rmse"), staged.get("device") or "cpu",
-                      published)  # fmt: skip
+    figures = {
+        "rmse": "test_rmse",
+        "mae": "test_mae",
+        "user_rmse": "test_user_rmse",
+        "n": "n_test",
+        "n_cold_start": "n_cold_start",
+    }
+    return RunSummary(
+        run_id,
+        run_dir,
+        {name: staged.get(field) for name, field in figures.items()},
+        staged.get("train_seconds") or 0.0,
+        staged.get("wall_seconds") or 0.0,
+        state["history"],
+        staged.get("best_epoch"),
+        staged.get("validation_rmse"),
+        staged.get("device") or "cpu",
+        published,
+    )
 
 
 def _run_folder(
@@ -130,9 +151,11 @@ def _run_folder(
     """The run's id, its folder (created before training: a read-only or full disk is said at once) and start."""
     run_id = state["run_id"] if state else distributed.broadcast(ctx, new_run_id())
     if resume_dir is not None and resume_dir.resolve().name != run_id:  # a folder is named after its run
-        raise TrainerError(f"{resume_dir} holds run {run_id}'s checkpoint, not run {resume_dir.resolve().name}'s: "
-                           f"resume run {run_id} from its own folder (or, if this one was renamed, give it back the "
-                           "run's name)")  # fmt: skip
+        raise TrainerError(
+            f"{resume_dir} holds run {run_id}'s checkpoint, not run {resume_dir.resolve().name}'s: "
+            f"resume run {run_id} from its own folder (or, if this one was renamed, give it back the "
+            "run's name)"
+        )
     run_dir = run_folder(resume_dir or Path(config.machine.runs_dir) / run_id)
     return run_id, run_dir, state["started_at"] if state else utc_now()
 
@@ -143,13 +166,17 @@ def _check(con: Any, config: TrainConfig, info: DatasetInfo, coords: Coordinates
         saved = Coordinates.from_state(state)  # None: a checkpoint from before runs kept them
         changes = saved.changes(coords) if saved else ["other files"]
         what = "; ".join(changes) if changes else "the same users and movies, other ratings"
-        raise TrainerError(f"{config.warehouse} holds other data than run {state['run_id']} was trained on (the "
-                           f"ETL ran again on other files: {what}); start a new run instead of resuming, or "
-                           f"score the new ratings with the finished run: trainer score RUN_ID")  # fmt: skip
+        raise TrainerError(
+            f"{config.warehouse} holds other data than run {state['run_id']} was trained on (the "
+            f"ETL ran again on other files: {what}); start a new run instead of resuming, or "
+            f"score the new ratings with the finished run: trainer score RUN_ID"
+        )
     check_split(con, config.split)
     if config.full_matrix and info.n_users * info.n_movies > FULL_MATRIX_LIMIT:
-        raise TrainerError(f"--full-matrix would write {info.n_users * info.n_movies:,} predictions "
-                           f"(limit {FULL_MATRIX_LIMIT:,}); use the top-N recommendations instead")  # fmt: skip
+        raise TrainerError(
+            f"--full-matrix would write {info.n_users * info.n_movies:,} predictions "
+            f"(limit {FULL_MATRIX_LIMIT:,}); use the top-N recommendations instead"
+        )
 
 
 def _memory(device: torch.device) -> int:
@@ -170,10 +197,12 @@ def _fits_in_memory(config: TrainConfig, info: DatasetInfo, mean: float, device:
     needed, memory = weights * (1 if fitted else 2), _memory(device)
     if needed > memory:
         widths, held = ",".join(map(str, config.hidden)), "weights" if fitted else "weights and their gradients"
-        raise TrainerError(f"a {config.model} model with --hidden {widths} on {info.n_users:,} users x "
-                           f"{info.n_movies:,} movies would need {needed / 2**30:,.1f} GiB for its {held}, more than "
-                           f"the {memory / 2**30:,.1f} GiB of memory of this {device.type.upper()}; choose smaller "
-                           "--hidden widths")  # fmt: skip
+        raise TrainerError(
+            f"a {config.model} model with --hidden {widths} on {info.n_users:,} users x "
+            f"{info.n_movies:,} movies would need {needed / 2**30:,.1f} GiB for its {held}, more than "
+            f"the {memory / 2**30:,.1f} GiB of memory of this {device.type.upper()}; choose smaller "
+            "--hidden widths"
+        )
 
 
 def _restored(
@@ -230,10 +259,19 @@ class Step:
 
 
 def _train(
-    config: TrainConfig, ctx: distributed.Context, con: Any, info: DatasetInfo, coords: Coordinates,
-    fit_parts: tuple[str, ...], mean: float, device: torch.device, state: dict[str, Any] | None,
-    save: Callable[..., None], log: Callable[[str], None], on_epoch: Callable[[dict[str, Any]], None],
-) -> tuple[Model, list[dict[str, Any]], float, Best]:  # fmt: skip
+    config: TrainConfig,
+    ctx: distributed.Context,
+    con: Any,
+    info: DatasetInfo,
+    coords: Coordinates,
+    fit_parts: tuple[str, ...],
+    mean: float,
+    device: torch.device,
+    state: dict[str, Any] | None,
+    save: Callable[..., None],
+    log: Callable[[str], None],
+    on_epoch: Callable[[dict[str, Any]], None],
+) -> tuple[Model, list[dict[str, Any]], float, Best]:
     """Train a model with its optimiser, epoch by epoch (resumed from ``state``), choosing on validation: the
     model, its learning curve, its training seconds and the selection."""
     # -- model, optimiser and batches (restored from the checkpoint when resuming)
@@ -242,8 +280,10 @@ def _train(
     optimizer = build_optimizer(model.parameters(), config)
     sparse = not dense_output(config, device, model.dense_on_gpu)
     data = training_data(con, config, info, fit_parts, device, rows=model.rows, sparse=sparse, ctx=ctx)
-    log(f"{info.name} split {config.split}: {info.n_users:,} users x {info.n_movies:,} movies, {model.rows} rows, "
-        f"training on {'+'.join(fit_parts)}, {data.held}")  # fmt: skip
+    log(
+        f"{info.name} split {config.split}: {info.n_users:,} users x {info.n_movies:,} movies, {model.rows} rows, "
+        f"training on {'+'.join(fit_parts)}, {data.held}"
+    )
     trained = distributed.wrap(cast(torch.nn.Module, model), ctx, device)  # the model itself without torchrun
     history, start_epoch, train_seconds, best = _restored(state, model, optimizer)
     if state:
@@ -277,8 +317,11 @@ def _train(
             squared_error += batch_error.detach()
             n_ratings += batch.targets.numel()  # a number: no tensor op a step
         squared, count = distributed.all_sum(ctx, device, squared_error.item(), n_ratings)
-        metrics: dict[str, Any] = {"epoch": epoch, "train_rmse": math.sqrt(squared / max(count, 1.0)),
-                                   "validation_rmse": None}  # fmt: skip
+        metrics: dict[str, Any] = {
+            "epoch": epoch,
+            "train_rmse": math.sqrt(squared / max(count, 1.0)),
+            "validation_rmse": None,
+        }
         if failure := diverged(epoch, metrics["train_rmse"], model, config):
             raise failure
         drop = epoch in config.lr_drop_epochs  # a refit (trainer/refit.py) drops where its validation run did
@@ -337,22 +380,42 @@ def run(
         # -- the model: stepped by the training loop, or fitted by its own (bayes-fm sampled, ease in closed form)
         torch.manual_seed(config.seed)
 
-        def save(epoch: int, model: Model, optimizer: dict[str, Any], history: list[dict[str, Any]], seconds: float,
-                 best: Best) -> None:  # fmt: skip
+        def save(
+            epoch: int,
+            model: Model,
+            optimizer: dict[str, Any],
+            history: list[dict[str, Any]],
+            seconds: float,
+            best: Best,
+        ) -> None:
             with checkpoint.interrupts_deferred():  # Ctrl-C names the epoch the file on disk holds
-                checkpoint.save(run_dir, {
-                    "run_id": run_id, "started_at": started_at, "config": config.to_dict(), "epoch": epoch,
-                    "model": model.state_dict(), "optimizer": optimizer, "rng": checkpoint.rng_states(),
-                    "history": history, "train_seconds": seconds, "fingerprint": info.fingerprint,
-                    "best": best.to_dict(), "coordinates": coords.to_state(), "mean": fallback.mean,
-                })  # fmt: skip
+                checkpoint.save(
+                    run_dir,
+                    {
+                        "run_id": run_id,
+                        "started_at": started_at,
+                        "config": config.to_dict(),
+                        "epoch": epoch,
+                        "model": model.state_dict(),
+                        "optimizer": optimizer,
+                        "rng": checkpoint.rng_states(),
+                        "history": history,
+                        "train_seconds": seconds,
+                        "fingerprint": info.fingerprint,
+                        "best": best.to_dict(),
+                        "coordinates": coords.to_state(),
+                        "mean": fallback.mean,
+                    },
+                )
                 checkpointed.append(epoch)
 
         fitter = REGISTRY[config.model].fit  # a model fitted outside the loop: sampled, or in closed form
         if fitter:
             if state or ctx.world_size > 1:
-                raise TrainerError(f"{config.model} is fitted in one go, in one process: it cannot --resume, nor run "
-                                   "under torchrun; train it again")  # fmt: skip
+                raise TrainerError(
+                    f"{config.model} is fitted in one go, in one process: it cannot --resume, nor run "
+                    "under torchrun; train it again"
+                )
             # Imported here: bayes-fm's myFM (and scipy) only when it trains; the GPU machines' bundle leaves them out.
             module, name = fitter.split(":")
             fit = getattr(importlib.import_module(module), name)
@@ -389,29 +452,61 @@ def run(
 
     # -- stage the results in the run's folder, then audit and publish them
     row = _run_row(run_id, started_at, config, info, device, model, history, best, scores, baseline, run_dir)
-    row |= {"train_seconds": train_seconds, "wall_seconds": time.perf_counter() - wall_start,
-            "ratings_from_run": ratings_from, "split_drawn_with": drawn_with}  # fmt: skip
-    tables = {"epoch_metrics": results.epoch_table(run_id, history), "predictions": predictions,
-              "run_index": coords.table(run_id), "ranking_metrics": results.ranking_table(run_id, ranking)}  # fmt: skip
+    row |= {
+        "train_seconds": train_seconds,
+        "wall_seconds": time.perf_counter() - wall_start,
+        "ratings_from_run": ratings_from,
+        "split_drawn_with": drawn_with,
+    }
+    tables = {
+        "epoch_metrics": results.epoch_table(run_id, history),
+        "predictions": predictions,
+        "run_index": coords.table(run_id),
+        "ranking_metrics": results.ranking_table(run_id, ranking),
+    }
     results.stage(run_dir, row, tables)
     published = None
     if not config.publish:
-        log(f"not published (--no-publish): the results stay in {run_dir}; write them into the warehouse with: "
-            f"trainer publish {run_dir} --warehouse {warehouse}")  # fmt: skip
+        log(
+            f"not published (--no-publish): the results stay in {run_dir}; write them into the warehouse with: "
+            f"trainer publish {run_dir} --warehouse {warehouse}"
+        )
     elif config.features and not warehouse.exists():  # a trainer given only the Parquet features
-        log(f"no warehouse at {warehouse}: the results stay in {run_dir}; write them into a warehouse the ETL "
-            f"built from the same files with: trainer publish {run_dir} --warehouse PATH")  # fmt: skip
+        log(
+            f"no warehouse at {warehouse}: the results stay in {run_dir}; write them into a warehouse the ETL "
+            f"built from the same files with: trainer publish {run_dir} --warehouse PATH"
+        )
     else:
         published = results.publish(run_dir, warehouse, config.machine.lock_wait_seconds, config.machine.publish_anyway)
     distributed.teardown(ctx)
-    return RunSummary(run_id, run_dir, scores, train_seconds, row["wall_seconds"], history, row["best_epoch"],
-                      row["validation_rmse"], row["device"], published, ranking)  # fmt: skip
+    return RunSummary(
+        run_id,
+        run_dir,
+        scores,
+        train_seconds,
+        row["wall_seconds"],
+        history,
+        row["best_epoch"],
+        row["validation_rmse"],
+        row["device"],
+        published,
+        ranking,
+    )
 
 
 def _run_row(
-    run_id: str, started_at: str, config: TrainConfig, info: DatasetInfo, device: torch.device, model: Model,
-    history: list[dict[str, Any]], best: Best, scores: dict[str, float | None], baseline: float | None, run_dir: Path,
-) -> dict[str, Any]:  # fmt: skip
+    run_id: str,
+    started_at: str,
+    config: TrainConfig,
+    info: DatasetInfo,
+    device: torch.device,
+    model: Model,
+    history: list[dict[str, Any]],
+    best: Best,
+    scores: dict[str, float | None],
+    baseline: float | None,
+    run_dir: Path,
+) -> dict[str, Any]:
     """The run's row of `runs` (sql/results/runs.sql), timings aside."""
     selected = config.select_best and best.epoch is not None
     last_validation = next((h["validation_rmse"] for h in reversed(history) if h["validation_rmse"] is not None), None)
@@ -419,18 +514,33 @@ def _run_row(
     # the audit: a rating model's RMSE against the training mean's; a ranking model's lists against popular's
     audit_slice = ("validation" if config.validation else "train") if model.predicts_ratings else "validation ranking"
     return {
-        "run_id": run_id, "kind": "train", "parent_run_id": config.refit_of or config.init_from,
-        "started_at": started_at, "finished_at": utc_now(), "model": config.model,
-        "split": config.split, "seed": config.seed, "dataset_name": info.name,
-        "dataset_fingerprint": info.fingerprint, "device": device_name(device), "epochs": config.epochs,
-        "validation_rmse": validation, "epochs_run": len(history),
+        "run_id": run_id,
+        "kind": "train",
+        "parent_run_id": config.refit_of or config.init_from,
+        "started_at": started_at,
+        "finished_at": utc_now(),
+        "model": config.model,
+        "split": config.split,
+        "seed": config.seed,
+        "dataset_name": info.name,
+        "dataset_fingerprint": info.fingerprint,
+        "device": device_name(device),
+        "epochs": config.epochs,
+        "validation_rmse": validation,
+        "epochs_run": len(history),
         "best_epoch": best.epoch if selected else len(history),
-        "test_rmse": scores["rmse"], "test_mae": scores["mae"], "test_user_rmse": scores["user_rmse"],
-        "n_test": scores["n"], "n_cold_start": scores["n_cold_start"],
-        "n_parameters": sum(p.numel() for p in model.parameters()), "torch_version": torch.__version__,
-        "run_dir": str(run_dir.resolve()), "config": json.dumps(config.to_dict(), sort_keys=True),
+        "test_rmse": scores["rmse"],
+        "test_mae": scores["mae"],
+        "test_user_rmse": scores["user_rmse"],
+        "n_test": scores["n"],
+        "n_cold_start": scores["n_cold_start"],
+        "n_parameters": sum(p.numel() for p in model.parameters()),
+        "torch_version": torch.__version__,
+        "run_dir": str(run_dir.resolve()),
+        "config": json.dumps(config.to_dict(), sort_keys=True),
         # the audit's figures: the scored model on validation when held out (else on training), and the baseline
-        "audit_slice": audit_slice, "baseline_rmse": baseline if model.predicts_ratings else None,
+        "audit_slice": audit_slice,
+        "baseline_rmse": baseline if model.predicts_ratings else None,
         "audit_rmse": validation if config.validation else scores["fit_rmse"],
         "checkpoint_sha256": checkpoint.digest(run_dir),  # the final checkpoint: what score, blend and refit load
-    }  # fmt: skip
+    }

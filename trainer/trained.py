@@ -47,8 +47,10 @@ def load(con: duckdb.DuckDBPyConnection, run_id: str, device: torch.device) -> T
     row, state, config, weights = saved(con, run_id, device)
     coords = Coordinates.from_state(state)
     if coords is None:
-        raise TrainerError(f"run {run_id} was trained before runs kept their own user and movie coordinates, so "
-                           "its model cannot be read safely against a rebuilt warehouse; train a new run")  # fmt: skip
+        raise TrainerError(
+            f"run {run_id} was trained before runs kept their own user and movie coordinates, so "
+            "its model cannot be read safely against a rebuilt warehouse; train a new run"
+        )
     model = build_model(config, coords.n_users, coords.n_movies, state["mean"])
     model.load_state_dict(weights)
     model.to(device)
@@ -71,8 +73,13 @@ def served_ratings(
         return predictions, None
     rating_run = found[0][0]
     try:
-        ratings = rate_pairs(con, rating_run, predictions["user_id"].to_numpy()[listed],
-                             predictions["movie_id"].to_numpy()[listed], device)  # fmt: skip
+        ratings = rate_pairs(
+            con,
+            rating_run,
+            predictions["user_id"].to_numpy()[listed],
+            predictions["movie_id"].to_numpy()[listed],
+            device,
+        )
     except TrainerError as error:
         log(f"the lists show no predicted ratings: run {rating_run}, which serves predictions, cannot be read: {error}")
         return predictions, None
@@ -127,13 +134,17 @@ def start_from(
     parents = Coordinates.from_state(state)
     changes = parents.changes(coords) if parents else ["other files"]
     if changes:
-        raise TrainerError(f"--init-from {run_id}: that run was trained on other users or movies than this "
-                           f"warehouse holds ({'; '.join(changes)}); train it again on this data first")  # fmt: skip
+        raise TrainerError(
+            f"--init-from {run_id}: that run was trained on other users or movies than this "
+            f"warehouse holds ({'; '.join(changes)}); train it again on this data first"
+        )
     own = model.state_dict()
     unexpected = [name for name in weights if name not in own]
     if unexpected or not weights:
-        raise TrainerError(f"--init-from {run_id}: its model ({row['model']}) has weights this model lacks: "
-                           f"{', '.join(unexpected) or 'it has none'}")  # fmt: skip
+        raise TrainerError(
+            f"--init-from {run_id}: its model ({row['model']}) has weights this model lacks: "
+            f"{', '.join(unexpected) or 'it has none'}"
+        )
     try:
         model.load_state_dict(weights, strict=False)
     except RuntimeError as error:  # a weight of another shape (other hidden widths, say)
@@ -165,8 +176,10 @@ def _training_run(con: duckdb.DuckDBPyConnection, run_id: str) -> dict[str, Any]
     if row.get("kind") == "score":
         raise TrainerError(f"run {run_id} is a scoring run; use its training run, {row['parent_run_id']}")
     if row.get("kind") == "blend":
-        raise TrainerError(f"run {run_id} is a blend of several models, not one model; use its members "
-                           f"({', '.join(json.loads(row['members'])['runs'])})")  # fmt: skip
+        raise TrainerError(
+            f"run {run_id} is a blend of several models, not one model; use its members "
+            f"({', '.join(json.loads(row['members'])['runs'])})"
+        )
     if not Path(row["run_dir"]).is_dir():
         raise TrainerError(f"{row['run_dir']}: run {run_id}'s folder, which holds its weights, is gone")
     return row
@@ -192,13 +205,17 @@ def _check_own(row: dict[str, Any], path: Path, state: dict[str, Any], found: st
     run recorded its SHA-256 (runs published before it was recorded have none: only their run id is checked)."""
     run_id, owner, recorded = row["run_id"], state.get("run_id"), row.get("checkpoint_sha256")
     if owner != run_id:
-        raise TrainerError(f"{path} is run {owner}'s checkpoint, not run {run_id}'s: it was copied or moved "
-                           f"into run {run_id}'s folder. Put run {run_id}'s own checkpoint back, or use run "
-                           f"{owner}")  # fmt: skip
+        raise TrainerError(
+            f"{path} is run {owner}'s checkpoint, not run {run_id}'s: it was copied or moved "
+            f"into run {run_id}'s folder. Put run {run_id}'s own checkpoint back, or use run "
+            f"{owner}"
+        )
     if recorded is not None and found != recorded:
-        raise TrainerError(f"{path} is not the checkpoint run {run_id} finished with: its SHA-256 is {found[:16]}..., "
-                           f"the run recorded {recorded[:16]}... It was changed or replaced since; put the run's own "
-                           "checkpoint back, or train the run again")  # fmt: skip
+        raise TrainerError(
+            f"{path} is not the checkpoint run {run_id} finished with: its SHA-256 is {found[:16]}..., "
+            f"the run recorded {recorded[:16]}... It was changed or replaced since; put the run's own "
+            "checkpoint back, or train the run again"
+        )
 
 
 def _id_table(id_column: str, idx_column: str, ids: np.ndarray) -> pa.Table:

@@ -68,9 +68,12 @@ def _extend_lineage(con: duckdb.DuckDBPyConnection, log: Callable[[str], None]) 
     """The previous data's fingerprints join this build's lineage (dataset_lineage) when every movie it held is
     still here under the same title: its runs' ids still mean the same movies, and they stay served. Otherwise
     their runs are kept but served no more, and the log says so."""
-    previous = {name for (name,) in con.execute(
-        "SELECT table_name FROM duckdb_tables() WHERE database_name = 'previous.warehouse' AND schema_name = 'main'"
-    ).fetchall()}  # fmt: skip
+    previous = {
+        name
+        for (name,) in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = 'previous.warehouse' AND schema_name = 'main'"
+        ).fetchall()
+    }
     if not {"dataset", "movies"} <= previous:
         return
     source = "dataset_lineage" if "dataset_lineage" in previous else "dataset"
@@ -79,13 +82,17 @@ def _extend_lineage(con: duckdb.DuckDBPyConnection, log: Callable[[str], None]) 
         "WHERE NOT EXISTS (SELECT 1 FROM movies AS n WHERE n.movie_id = m.movie_id AND n.title = m.title)"
     ).fetchall()
     if not changed:
-        con.execute(f"INSERT INTO dataset_lineage SELECT DISTINCT fingerprint FROM {PREVIOUS}.main.{source} "
-                    "WHERE fingerprint NOT IN (SELECT fingerprint FROM dataset_lineage)")  # fmt: skip
+        con.execute(
+            f"INSERT INTO dataset_lineage SELECT DISTINCT fingerprint FROM {PREVIOUS}.main.{source} "
+            "WHERE fingerprint NOT IN (SELECT fingerprint FROM dataset_lineage)"
+        )
         return
     runs = con.execute(f"SELECT count(*) FROM {PREVIOUS}.main.runs").fetchall()[0][0] if "runs" in previous else 0
     if runs:
-        log(f"  {changed:,} movies of the previous data are gone or retitled here: its {runs:,} runs are kept in runs "
-            "but no longer served (their ids mean other movies now)")  # fmt: skip
+        log(
+            f"  {changed:,} movies of the previous data are gone or retitled here: its {runs:,} runs are kept in runs "
+            "but no longer served (their ids mean other movies now)"
+        )
 
 
 def _keep(con: duckdb.DuckDBPyConnection, kind: str, name: str, sql: str) -> None:

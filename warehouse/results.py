@@ -31,8 +31,14 @@ from warehouse.swap import rewriting
 # also the order of the DDL files
 RESULT_TABLES = ("runs", "epoch_metrics", "predictions", "run_index", "ranking_metrics")
 SERVING_TABLE = "serving"  # which run serves each role: decisions, not a run's own rows (warehouse/serving.py)
-VIEWS = ("served_runs", "run_metrics", "latest_run", "latest_predictions", "latest_scoring",
-         "recommendations")  # dependency order  # fmt: skip
+VIEWS = (
+    "served_runs",
+    "run_metrics",
+    "latest_run",
+    "latest_predictions",
+    "latest_scoring",
+    "recommendations",
+)  # dependency order
 BENCH_TABLE, BENCH_VIEW = "bench_results", "bench_summary"  # written by `trainer bench`
 RUN_FILE = "run.json"
 PUBLISHED_MARKER = "published"
@@ -58,8 +64,9 @@ PREDICTION_SCHEMA = pa.schema(
         ("score", pa.float32()),
     ]
 )
-RANKING_SCHEMA = pa.schema([("run_id", pa.string()), ("part", pa.string()), ("metric", pa.string()),
-                            ("value", pa.float64())])  # fmt: skip
+RANKING_SCHEMA = pa.schema(
+    [("run_id", pa.string()), ("part", pa.string()), ("metric", pa.string()), ("value", pa.float64())]
+)
 EPOCH_SCHEMA = pa.schema(
     [
         ("run_id", pa.string()),
@@ -106,8 +113,11 @@ def prediction_table(
 
 def ranking_table(run_id: str, metrics: dict[str, dict[str, float]]) -> pa.Table:
     """Rows of `ranking_metrics`: the run's ranking metrics, by held-out part and metric name."""
-    rows = [{"run_id": run_id, "part": part, "metric": name, "value": value}
-            for part, found in metrics.items() for name, value in found.items()]  # fmt: skip
+    rows = [
+        {"run_id": run_id, "part": part, "metric": name, "value": value}
+        for part, found in metrics.items()
+        for name, value in found.items()
+    ]
     return pa.Table.from_pylist(rows, schema=RANKING_SCHEMA)
 
 
@@ -186,16 +196,23 @@ def publish(
     run = staged_run(run_dir)
     if missing := missing_files(run_dir, run):
         kind = run.get("kind") or "train"
-        again = (f"remove {RUN_FILE} and `trainer run --resume {run_dir}` stages them again from the checkpoint"
-                 if kind == "train" else f"run the {kind} again")  # fmt: skip
-        raise WarehouseError(f"{run_dir}: run {run['run_id']}'s staged results are incomplete, {' and '.join(missing)} "
-                             f"missing (a {kind} run stages {', '.join(STAGED_FILES[kind])}): nothing was written; "
-                             f"{again}")  # fmt: skip
+        again = (
+            f"remove {RUN_FILE} and `trainer run --resume {run_dir}` stages them again from the checkpoint"
+            if kind == "train"
+            else f"run the {kind} again"
+        )
+        raise WarehouseError(
+            f"{run_dir}: run {run['run_id']}'s staged results are incomplete, {' and '.join(missing)} "
+            f"missing (a {kind} run stages {', '.join(STAGED_FILES[kind])}): nothing was written; "
+            f"{again}"
+        )
     if publish_anyway is None:
         publish_anyway = bool(json.loads(run.get("config") or "{}").get("publish_anyway"))
     if not warehouse.exists():
-        raise WarehouseError(f"{warehouse}: no warehouse here to publish run {run['run_id']} into. Build it from "
-                             f"the same MovieLens files first: etl build --warehouse {warehouse}")  # fmt: skip
+        raise WarehouseError(
+            f"{warehouse}: no warehouse here to publish run {run['run_id']} into. Build it from "
+            f"the same MovieLens files first: etl build --warehouse {warehouse}"
+        )
     try:
         with rewriting(warehouse, lock_wait_seconds) as con:
             _check_data(con, warehouse, run)
@@ -266,13 +283,17 @@ def missing_files(run_dir: Path, run: dict[str, Any]) -> list[str]:
 def _check_data(con: duckdb.DuckDBPyConnection, warehouse: Path, run: dict[str, Any]) -> None:
     """A run is published only into a warehouse the ETL built from the files it was trained on."""
     if missing_tables(con, ("dataset", "movies", "ratings", "movie_index")):
-        raise WarehouseError(f"{warehouse} was not built by the ETL: build it from the files run {run['run_id']} "
-                             "was trained on (etl build), then publish")  # fmt: skip
+        raise WarehouseError(
+            f"{warehouse} was not built by the ETL: build it from the files run {run['run_id']} "
+            "was trained on (etl build), then publish"
+        )
     ((fingerprint,),) = con.execute("SELECT fingerprint FROM dataset").fetchall()
     if run.get("dataset_fingerprint") and run["dataset_fingerprint"] != fingerprint:
-        raise WarehouseError(f"{warehouse} holds other data than run {run['run_id']} was trained on (the ETL "
-                             "ran on other files since): its predictions would be served against the wrong "
-                             "ratings")  # fmt: skip
+        raise WarehouseError(
+            f"{warehouse} holds other data than run {run['run_id']} was trained on (the ETL "
+            "ran on other files since): its predictions would be served against the wrong "
+            "ratings"
+        )
 
 
 def create_results(con: duckdb.DuckDBPyConnection) -> None:
@@ -302,12 +323,15 @@ def _write_run(con: duckdb.DuckDBPyConnection, run_dir: Path, run: dict[str, Any
         staged = run_dir / f"{table}.parquet"
         if staged.exists():  # a scoring run has no run_index of its own, nor a learning curve
             # every row the run's own (answered from the file's statistics): another run's would be duplicated
-            ((low, high, unnamed),) = con.execute("SELECT min(run_id), max(run_id), count(*) - count(run_id) FROM "
-                                                  "read_parquet(?)", [str(staged)]).fetchall()  # fmt: skip
+            ((low, high, unnamed),) = con.execute(
+                "SELECT min(run_id), max(run_id), count(*) - count(run_id) FROM read_parquet(?)", [str(staged)]
+            ).fetchall()
             if unnamed or low not in (None, run["run_id"]) or high not in (None, run["run_id"]):
                 other = low if low != run["run_id"] else high
-                raise WarehouseError(f"{staged}: rows of run {other}, not only of run {run['run_id']} "
-                                     f"({RUN_FILE}): a file of another run copied into its folder?")  # fmt: skip
+                raise WarehouseError(
+                    f"{staged}: rows of run {other}, not only of run {run['run_id']} "
+                    f"({RUN_FILE}): a file of another run copied into its folder?"
+                )
             con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM read_parquet(?)", [str(staged)])
 
 
@@ -320,20 +344,25 @@ def _check_figures(con: duckdb.DuckDBPyConnection, run_dir: Path, run: dict[str,
     slice is its validation_rmse. (A blend's validation RMSE is out of fold, and a run without a validation slice
     stages no predictions of its training part: neither is recomputed.)"""
     ((low, high),) = con.execute("SELECT rating_min, rating_max FROM dataset").fetchall()
-    found = {kind: figures for kind, *figures in con.execute(
-        """
+    found = {
+        kind: figures
+        for kind, *figures in con.execute(
+            """
         SELECT kind, count(*), sum((predicted_rating::DOUBLE - actual_rating) ^ 2),
                sum((predicted_rating::DOUBLE - actual_rating) ^ 2) FILTER (WHERE NOT coalesce(cold_start, false)),
                sum(greatest(actual_rating - ?, ? - actual_rating)::DOUBLE ^ 2) FILTER (WHERE cold_start)
         FROM predictions WHERE run_id = ? AND kind IN ('test', 'validation') GROUP BY kind""",
-        [low, high, run["run_id"]],
-    ).fetchall()}  # fmt: skip
+            [low, high, run["run_id"]],
+        ).fetchall()
+    }
     wrong = []
     n_test, squared, _, _ = found.get("test", (0, None, None, None))
     test = math.sqrt(squared / n_test) if n_test and squared is not None else None
     if not _agrees(run.get("test_rmse"), test) or (run.get("n_test") or 0) != n_test:
-        wrong.append(f"test_rmse {run.get('test_rmse')} and n_test {run.get('n_test')}, where its test predictions "
-                     f"give {test} over {n_test:,} ratings")  # fmt: skip
+        wrong.append(
+            f"test_rmse {run.get('test_rmse')} and n_test {run.get('n_test')}, where its test predictions "
+            f"give {test} over {n_test:,} ratings"
+        )
     claimed = run.get("validation_rmse")
     if (run.get("kind") or "train") == "train":
         n, _, warm, cold = found.get("validation", (0, None, None, None))
@@ -348,10 +377,15 @@ def _check_figures(con: duckdb.DuckDBPyConnection, run_dir: Path, run: dict[str,
         wrong.append(f"audit_rmse {run.get('audit_rmse')} on the validation slice, where validation_rmse is {claimed}")
     if wrong:
         kind = run.get("kind") or "train"
-        again = (f"remove it and run `trainer run --resume {run_dir}`: it predicts from the checkpoint"
-                 if kind == "train" else f"run the {kind} again")  # fmt: skip
-        raise WarehouseError(f"{run_dir / RUN_FILE} does not match the staged predictions, whose figures would judge "
-                             f"and serve the run: {'; '.join(wrong)}. To stage them again, {again}")  # fmt: skip
+        again = (
+            f"remove it and run `trainer run --resume {run_dir}`: it predicts from the checkpoint"
+            if kind == "train"
+            else f"run the {kind} again"
+        )
+        raise WarehouseError(
+            f"{run_dir / RUN_FILE} does not match the staged predictions, whose figures would judge "
+            f"and serve the run: {'; '.join(wrong)}. To stage them again, {again}"
+        )
 
 
 def _validation_bounds(n: int, warm: float | None, cold: float | None, clipped: bool) -> tuple[float, float] | None:
@@ -413,8 +447,11 @@ def audit(con: duckdb.DuckDBPyConnection, run: dict[str, Any]) -> list[str]:
     if where == "validation ranking":  # a model that only ranks: its validation lists against the most popular's
         # (a refit's validation slice is its training data: the run it refits chose on validation, and is judged)
         judged = json.loads(run.get("config") or "{}").get("refit_of") or run_id
-        found = dict(con.execute("SELECT metric, value FROM ranking_metrics WHERE run_id = ? AND part = 'validation'",
-                                 [judged]).fetchall())  # fmt: skip
+        found = dict(
+            con.execute(
+                "SELECT metric, value FROM ranking_metrics WHERE run_id = ? AND part = 'validation'", [judged]
+            ).fetchall()
+        )
         ranked, popular = found.get("ndcg@10"), found.get("popular ndcg@10")
         if ranked is None or popular is None:
             reasons.append("no validation ranking to compare with the most popular movies'")

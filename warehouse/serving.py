@@ -46,8 +46,12 @@ def scoring(con: duckdb.DuckDBPyConnection, run_id: str) -> Verdict:
     if holder is not None and holder["run_id"] == parent and _current(con, holder):
         return Verdict("recommendations", True, f"run {parent}, which it scored with, serves them")
     serving = f"run {holder['run_id']} serves them" if holder is not None else "no run serves them"
-    return Verdict("recommendations", False, f"{serving}, not run {parent}, which it scored with; trainer promote "
-                                             f"{parent} --as recommendations shows these lists")  # fmt: skip
+    return Verdict(
+        "recommendations",
+        False,
+        f"{serving}, not run {parent}, which it scored with; trainer promote "
+        f"{parent} --as recommendations shows these lists",
+    )
 
 
 def promote(con: duckdb.DuckDBPyConnection, run_id: str, roles: tuple[str, ...]) -> list[Verdict]:
@@ -57,8 +61,10 @@ def promote(con: duckdb.DuckDBPyConnection, run_id: str, roles: tuple[str, ...])
     if run is None:
         raise WarehouseError(f"no run {run_id} in this warehouse: SELECT run_id, model FROM run_metrics lists them")
     if not _current(con, run):
-        raise WarehouseError(f"run {run_id} was trained on other data than the warehouse holds now (other movies): "
-                             "its rows would be served against the wrong titles")  # fmt: skip
+        raise WarehouseError(
+            f"run {run_id} was trained on other data than the warehouse holds now (other movies): "
+            "its rows would be served against the wrong titles"
+        )
     verdicts = []
     for role in roles:
         why_not = _cannot_play(con, run, role, by_hand=True)
@@ -76,8 +82,10 @@ def playable(con: duckdb.DuckDBPyConnection, run_id: str) -> tuple[str, ...]:
         raise WarehouseError(f"no run {run_id} in this warehouse: SELECT run_id, model FROM run_metrics lists them")
     roles = tuple(role for role in ROLES if _cannot_play(con, run, role, by_hand=True) is None)
     if not roles:
-        raise WarehouseError(f"run {run_id} can serve no role: " + "; ".join(
-            f"{role}: {_cannot_play(con, run, role, by_hand=True)}" for role in ROLES))  # fmt: skip
+        raise WarehouseError(
+            f"run {run_id} can serve no role: "
+            + "; ".join(f"{role}: {_cannot_play(con, run, role, by_hand=True)}" for role in ROLES)
+        )
     return roles
 
 
@@ -110,8 +118,13 @@ def _contest(con: duckdb.DuckDBPyConnection, run_id: str, role: str) -> Verdict:
     if holder["run_id"] == run_id:
         return Verdict(role, True, "it served it already")
     if holder["split"] != run["split"]:
-        return Verdict(role, False, f"run {holder['run_id']} serves it from split {holder['split']}, not "
-                                    f"{run['split']}: their validation figures do not compare", True)  # fmt: skip
+        return Verdict(
+            role,
+            False,
+            f"run {holder['run_id']} serves it from split {holder['split']}, not "
+            f"{run['split']}: their validation figures do not compare",
+            True,
+        )
     drawn = (holder["split_drawn_with"], run["split_drawn_with"])
     if None not in drawn and drawn[0] != drawn[1]:
         # the holder's draw is gone from the warehouse: a run on today's draw takes its place
@@ -119,9 +132,14 @@ def _contest(con: duckdb.DuckDBPyConnection, run_id: str, role: str) -> Verdict:
             reason = f"run {holder['run_id']} was trained on an earlier draw of split {run['split']} ({drawn[0]})"
             _record(con, role, run_id, reason)
             return Verdict(role, True, reason)
-        return Verdict(role, False, f"run {holder['run_id']} serves it from split {holder['split']} drawn with "
-                                    f"{drawn[0]}, this run's was drawn with {drawn[1]}: their validation figures do "
-                                    "not compare", True)  # fmt: skip
+        return Verdict(
+            role,
+            False,
+            f"run {holder['run_id']} serves it from split {holder['split']} drawn with "
+            f"{drawn[0]}, this run's was drawn with {drawn[1]}: their validation figures do "
+            "not compare",
+            True,
+        )
     mine, theirs = _metric(con, run, role), _metric(con, holder, role)
     name = "validation nDCG@10" if role == "recommendations" else "validation RMSE"
     if theirs is not None and mine is None:
@@ -164,8 +182,10 @@ def _cannot_play(con: duckdb.DuckDBPyConnection, run: dict[str, Any], role: str,
         ranking = _validation_ranking(con, _judged_by(con, run)["run_id"])
         ranked, popular = ranking.get(RANKING_METRIC), ranking.get(f"popular {RANKING_METRIC}")
         if not by_hand and ranked is not None and popular is not None and ranked < popular:
-            return (f"its validation nDCG@10 {ranked:.4f} is worse than the most popular movies' ({popular:.4f}); "
-                    "train a model built for ranking (--model ease)")  # fmt: skip
+            return (
+                f"its validation nDCG@10 {ranked:.4f} is worse than the most popular movies' ({popular:.4f}); "
+                "train a model built for ranking (--model ease)"
+            )
     return None
 
 

@@ -182,8 +182,15 @@ def test_a_failed_step_does_not_stop_the_check(tmp_path) -> None:
     out = tmp_path / "out"
     rows = summary_rows(out)
     assert rows["train-cached"][:2] == ["FAIL", "1"]
-    later_steps = ("train-streamed", "train-i-autorec", "train-kernel-ae", "train-glocal-k", "train-bench", "run-metrics",
-                   "epochs")  # fmt: skip
+    later_steps = (
+        "train-streamed",
+        "train-i-autorec",
+        "train-kernel-ae",
+        "train-glocal-k",
+        "train-bench",
+        "run-metrics",
+        "epochs",
+    )
     for later in later_steps:
         assert rows[later][:2] == ["pass", "0"], later
     summary = (out / "summary.txt").read_text()

@@ -15,14 +15,27 @@ pytestmark = pytest.mark.slow  # the script in a child process, training a model
 
 
 def sweep(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-W", "ignore", str(SCRIPT), *args], capture_output=True, text=True,
-                          timeout=300)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-W", "ignore", str(SCRIPT), *args], capture_output=True, text=True, timeout=300
+    )
 
 
 def test_each_setting_is_trained_and_ranked_on_validation(warehouse) -> None:
     grid = [{}, {"l2": 1.0}, {"hidden": [4, 4], "kernel_l2": 0.5}]
-    done = sweep("--warehouse", str(warehouse), "--device", "cpu", "--grid", json.dumps(grid), "--set", "epochs=2",
-                 "--set", "lbfgs_iterations=2", "--set", "hidden=3,3")  # fmt: skip
+    done = sweep(
+        "--warehouse",
+        str(warehouse),
+        "--device",
+        "cpu",
+        "--grid",
+        json.dumps(grid),
+        "--set",
+        "epochs=2",
+        "--set",
+        "lbfgs_iterations=2",
+        "--set",
+        "hidden=3,3",
+    )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     results = [line for line in lines if " epoch " in line]

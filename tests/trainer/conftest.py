@@ -17,8 +17,9 @@ from trainer.train import RunSummary, run
 def run_settings(warehouse: Path, tmp_path: Path, **overrides: Any) -> TrainConfig:
     """A run of ``overrides`` on ``warehouse``, its folder under ``tmp_path``, published whatever its audit says (the
     small warehouse's tiny runs often fail it)."""
-    return resolve({"warehouse": str(warehouse), "runs_dir": str(tmp_path / "runs"), "publish_anyway": True,
-                    **overrides})  # fmt: skip
+    return resolve(
+        {"warehouse": str(warehouse), "runs_dir": str(tmp_path / "runs"), "publish_anyway": True, **overrides}
+    )
 
 
 @pytest.fixture(scope="session")

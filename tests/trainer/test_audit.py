@@ -145,8 +145,10 @@ def restaged(run_dir: Path, tmp_path: Path, run_id: str, predictions_sql: str) -
     (copy / "run.json").write_text(json.dumps(run))
     with duckdb.connect() as con:
         for table in ("epoch_metrics", "run_index", "ranking_metrics", "predictions"):
-            con.execute(f"CREATE TABLE p AS SELECT * REPLACE ('{run_id}' AS run_id) FROM read_parquet(?)",
-                        [str(run_dir / f"{table}.parquet")])  # fmt: skip
+            con.execute(
+                f"CREATE TABLE p AS SELECT * REPLACE ('{run_id}' AS run_id) FROM read_parquet(?)",
+                [str(run_dir / f"{table}.parquet")],
+            )
             rows = predictions_sql if table == "predictions" else "SELECT * FROM p"
             con.execute(f"COPY ({rows}) TO '{copy / f'{table}.parquet'}' (FORMAT parquet)")
             con.execute("DROP TABLE p")
@@ -176,8 +178,10 @@ def test_users_left_without_recommendations_fail_the_audit(warehouse, served_run
 def test_a_nan_recommendation_fails_the_audit(warehouse, served_run, tmp_path) -> None:
     from warehouse import results
 
-    nan_first = ("SELECT * REPLACE (CASE WHEN kind = 'top_n' AND rank = 1 THEN 'nan'::FLOAT ELSE predicted_rating "
-                 "END AS predicted_rating) FROM p")  # fmt: skip
+    nan_first = (
+        "SELECT * REPLACE (CASE WHEN kind = 'top_n' AND rank = 1 THEN 'nan'::FLOAT ELSE predicted_rating "
+        "END AS predicted_rating) FROM p"
+    )
     poisoned = restaged(served_run, tmp_path, "poisoned", nan_first)
     published = results.publish(poisoned, warehouse)
     assert not published.promoted and "not finite" in published.audit_reason

@@ -59,7 +59,7 @@ def test_movie_side_features_are_year_bins_and_genres() -> None:
     con.execute(
         "CREATE TABLE movies AS SELECT * FROM (VALUES (10, 1950, ['Drama']), (20, 1990, ['Comedy', 'Drama']), "
         "(30, NULL, []), (40, 1990, NULL), (50, 2010, ['Western'])) t(movie_id, year, genres)"
-    )  # fmt: skip
+    )
     years, genres = movie_side(con, 4)
     bins = years.toarray().argmax(1)  # in movie_idx order: movie 30 (no year), 10, 20, 40
     assert (years.sum(1) == 1).all() and bins[1] < bins[2] == bins[3] < bins[0] == years.shape[1] - 1
@@ -84,8 +84,9 @@ def test_the_run_keeps_the_mean_of_the_samples_it_chose_on_validation(warehouse,
     with duckdb.connect(str(warehouse), read_only=True) as con:
         kept = con.execute(
             "SELECT sqrt(avg((least(greatest(predicted_rating, 1), 5) - actual_rating) ** 2)) FROM predictions "
-            "WHERE run_id = ? AND kind = 'validation'", [summary.run_id]
-        ).fetchall()[0][0]  # fmt: skip
+            "WHERE run_id = ? AND kind = 'validation'",
+            [summary.run_id],
+        ).fetchall()[0][0]
     assert math.isclose(kept, summary.validation_rmse, rel_tol=1e-4)
     # Its factors: one block per sample up to the chosen sweep, zero after it.
     weights = checkpoint.load(summary.run_dir, torch.device("cpu"))["model"]
@@ -143,7 +144,7 @@ def test_movie_features_can_be_left_out(warehouse, tmp_path) -> None:
     with duckdb.connect(str(warehouse), read_only=True) as con:
         recorded = con.execute(
             "SELECT json_extract(config, '$.movie_features')::BOOLEAN FROM runs WHERE run_id = ?", [without.run_id]
-        ).fetchall()  # fmt: skip
+        ).fetchall()
     assert recorded == [(False,)]
 
 

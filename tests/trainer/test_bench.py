@@ -16,9 +16,21 @@ def small_bench(tmp_path, make_movielens_1m, *options: str):
     results, work = tmp_path / "results.duckdb", tmp_path / "work"
     outcome = CliRunner().invoke(
         app,
-        ["bench", "--data-dir", str(tmp_path / "data"), "--datasets", "ml-1m", "--seeds", "1", "--work-dir", str(work),
-         "--warehouse", str(results), *options],
-    )  # fmt: skip
+        [
+            "bench",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--datasets",
+            "ml-1m",
+            "--seeds",
+            "1",
+            "--work-dir",
+            str(work),
+            "--warehouse",
+            str(results),
+            *options,
+        ],
+    )
     assert outcome.exit_code == 0, outcome.output
     return outcome, results, work
 
@@ -73,8 +85,9 @@ def test_bench_refuses_an_unknown_data_set(tmp_path) -> None:
 @pytest.mark.slow
 def test_bench_blends_the_models_of_each_seed(tmp_path, make_movielens_1m) -> None:
     markdown = tmp_path / "bench.md"
-    _, results, _ = small_bench(tmp_path, make_movielens_1m, "--models", "biases,mf", "--epochs", "5", "--markdown",
-                                str(markdown), "--blend")  # fmt: skip
+    _, results, _ = small_bench(
+        tmp_path, make_movielens_1m, "--models", "biases,mf", "--epochs", "5", "--markdown", str(markdown), "--blend"
+    )
     with duckdb.connect(str(results), read_only=True) as con:
         rows = dict(con.execute("SELECT model, train_seconds FROM bench_results").fetchall())
     assert set(rows) == {"biases", "mf", "blend"} and rows["blend"] == rows["biases"] + rows["mf"]
@@ -84,8 +97,17 @@ def test_bench_blends_the_models_of_each_seed(tmp_path, make_movielens_1m) -> No
 
 @pytest.mark.slow
 def test_bench_trains_a_fine_tuned_models_parent_first(tmp_path, make_movielens_1m) -> None:
-    _, results, work = small_bench(tmp_path, make_movielens_1m, "--models", "glocal-k,biases", "--epochs", "2",
-                                   "--markdown", str(tmp_path / "bench.md"), "--blend")  # fmt: skip
+    _, results, work = small_bench(
+        tmp_path,
+        make_movielens_1m,
+        "--models",
+        "glocal-k,biases",
+        "--epochs",
+        "2",
+        "--markdown",
+        str(tmp_path / "bench.md"),
+        "--blend",
+    )
     with duckdb.connect(str(results), read_only=True) as con:
         rows = {
             m: (run, s)
@@ -104,8 +126,18 @@ def test_bench_trains_a_fine_tuned_models_parent_first(tmp_path, make_movielens_
 @pytest.mark.slow
 def test_bench_refits_each_model_and_blends_the_refits(tmp_path, make_movielens_1m) -> None:
     markdown = tmp_path / "bench.md"
-    _, results, work = small_bench(tmp_path, make_movielens_1m, "--models", "biases,mf", "--epochs", "5", "--markdown",
-                                   str(markdown), "--blend", "--refit")  # fmt: skip
+    _, results, work = small_bench(
+        tmp_path,
+        make_movielens_1m,
+        "--models",
+        "biases,mf",
+        "--epochs",
+        "5",
+        "--markdown",
+        str(markdown),
+        "--blend",
+        "--refit",
+    )
     with duckdb.connect(str(results), read_only=True) as con:
         rows = {
             m: (run, s)
@@ -130,8 +162,18 @@ def test_bench_keeps_a_fine_tuned_run_that_kept_its_parents_weights_out_of_the_r
 ) -> None:
     # On this small data no epoch of glocal-k's fine-tuning validates better than its parent, so it selects epoch
     # 0: its refit would be its parent's refit itself, and the refit blend takes its own run.
-    _, results, work = small_bench(tmp_path, make_movielens_1m, "--models", "glocal-k,biases", "--epochs", "2",
-                                   "--markdown", str(tmp_path / "bench.md"), "--blend", "--refit")  # fmt: skip
+    _, results, work = small_bench(
+        tmp_path,
+        make_movielens_1m,
+        "--models",
+        "glocal-k,biases",
+        "--epochs",
+        "2",
+        "--markdown",
+        str(tmp_path / "bench.md"),
+        "--blend",
+        "--refit",
+    )
     with duckdb.connect(str(results), read_only=True) as con:
         rows = {
             m: (run, e) for m, run, e in con.execute("SELECT model, run_id, best_epoch FROM bench_results").fetchall()

@@ -40,7 +40,7 @@ def train(warehouse: Path, runs_dir: Path, **overrides) -> list[str]:
                     **overrides,
                 }
             )
-        ).run_id  # fmt: skip
+        ).run_id
         for model, settings in MEMBERS.items()
     ]
 
@@ -96,8 +96,23 @@ def test_cross_validation_lets_the_weights_follow_activity_where_that_helps() ->
 
 def test_a_blend_is_published_as_a_run_with_its_members_and_predictions(warehouse_with_members, tmp_path) -> None:
     warehouse, run_ids = warehouse_with_members
-    result = CliRunner().invoke(app, ["blend", *run_ids, "--warehouse", str(warehouse), "--runs-dir",
-                                      str(tmp_path / "runs"), "--device", "cpu", "--top-n", "5", "--publish-anyway", "--activity"])  # fmt: skip
+    result = CliRunner().invoke(
+        app,
+        [
+            "blend",
+            *run_ids,
+            "--warehouse",
+            str(warehouse),
+            "--runs-dir",
+            str(tmp_path / "runs"),
+            "--device",
+            "cpu",
+            "--top-n",
+            "5",
+            "--publish-anyway",
+            "--activity",
+        ],
+    )
     assert result.exit_code in (0, NOT_SERVED), result.output  # on tiny data it need not beat its best member
     assert "blend chosen by 5-fold cross-validation on the validation slice" in result.output
     failed = query(warehouse, "SELECT run_id FROM runs WHERE NOT audit_passed AND list_contains(?, run_id)", [run_ids])
@@ -115,8 +130,11 @@ def test_a_blend_is_published_as_a_run_with_its_members_and_predictions(warehous
     )
     assert kinds["test"] == member_kinds["test"] == n_test and kinds["validation"] == member_kinds["validation"]
     assert 0 < kinds["top_n"] <= 5 * query(warehouse, "SELECT n_users FROM dataset")[0][0]
-    (recomputed,) = query(warehouse, "SELECT sqrt(avg((predicted_rating - actual_rating) ^ 2)) FROM predictions "
-                                     "WHERE run_id = ? AND kind = 'test'", [run_id])[0]  # fmt: skip
+    (recomputed,) = query(
+        warehouse,
+        "SELECT sqrt(avg((predicted_rating - actual_rating) ^ 2)) FROM predictions WHERE run_id = ? AND kind = 'test'",
+        [run_id],
+    )[0]
     assert recomputed == pytest.approx(test_rmse, rel=1e-5)
     # Its held-out lists, as a training run's: metrics that sql/examples/ranking_quality.sql recomputes from its
     # test_top_n rows, and no list holding a movie its user rated in the parts ranked from.
@@ -124,15 +142,18 @@ def test_a_blend_is_published_as_a_run_with_its_members_and_predictions(warehous
     con.execute("SET VARIABLE run_id = ?", [run_id])
     relation = con.sql((SQL_DIR / "examples" / "ranking_quality.sql").read_text())
     recomputed_ranking = dict(zip(relation.columns, relation.fetchall()[0]))
-    stored = dict(con.execute("SELECT metric, value FROM ranking_metrics WHERE run_id = ? AND part = 'test'",
-                              [run_id]).fetchall())  # fmt: skip
+    stored = dict(
+        con.execute("SELECT metric, value FROM ranking_metrics WHERE run_id = ? AND part = 'test'", [run_id]).fetchall()
+    )
     assert stored["users"] > 0 and stored == pytest.approx(recomputed_ranking, abs=1e-9)
     parts = con.execute("SELECT DISTINCT part FROM ranking_metrics WHERE run_id = ?", [run_id]).fetchall()
-    leaks = con.execute("""SELECT count(*) FROM predictions AS p JOIN split_ratings AS s
+    leaks = con.execute(
+        """SELECT count(*) FROM predictions AS p JOIN split_ratings AS s
                            ON s.split = 'random' AND s.user_id = p.user_id AND s.movie_id = p.movie_id
                            WHERE p.run_id = ? AND (p.kind = 'test_top_n' AND s.part <> 'test'
                                                    OR p.kind = 'validation_top_n' AND s.part = 'train')""",
-                        [run_id]).fetchall()  # fmt: skip
+        [run_id],
+    ).fetchall()
     con.close()
     assert sorted(parts) == [("test",), ("validation",)] and leaks == [(0,)]
     assert "Its top 10s: nDCG@10" in result.output
@@ -157,8 +178,14 @@ def test_flipped_test_ratings_leave_the_blend_weights_unchanged(
         if name == "corrupt":
             corrupt_test_ratings(warehouse)
         run_ids = train(warehouse, tmp_path / name)
-        summary = blend(BlendOptions(tuple(run_ids), warehouse, top_n=0, machine=MachineSettings(
-            runs_dir=str(tmp_path / name), device="cpu", publish_anyway=True)))  # fmt: skip
+        summary = blend(
+            BlendOptions(
+                tuple(run_ids),
+                warehouse,
+                top_n=0,
+                machine=MachineSettings(runs_dir=str(tmp_path / name), device="cpu", publish_anyway=True),
+            )
+        )
         weights[name] = (summary.blender.to_dict(), summary.validation_rmse, summary.metrics["rmse"])
     assert weights["clean"][:2] == weights["corrupt"][:2]  # the same penalty, features, weights and validation RMSE
     assert weights["clean"][2] != weights["corrupt"][2]  # while the test score does see the flip
@@ -166,12 +193,41 @@ def test_flipped_test_ratings_leave_the_blend_weights_unchanged(
 
 def test_what_cannot_be_blended_is_refused(warehouse_with_members, tmp_path) -> None:
     warehouse, run_ids = warehouse_with_members
-    other_split = run(resolve({"warehouse": str(warehouse), "runs_dir": str(tmp_path), "device": "cpu", "split": "temporal",
-                               "epochs": 2, "publish_anyway": True})).run_id  # fmt: skip
-    unvalidated = run(resolve({"warehouse": str(warehouse), "runs_dir": str(tmp_path), "device": "cpu", "epochs": 2,
-                               "validation": False, "publish_anyway": True})).run_id  # fmt: skip
-    ranking = run(resolve({"warehouse": str(warehouse), "runs_dir": str(tmp_path), "device": "cpu", "model": "popular",
-                           "publish_anyway": True})).run_id  # fmt: skip
+    other_split = run(
+        resolve(
+            {
+                "warehouse": str(warehouse),
+                "runs_dir": str(tmp_path),
+                "device": "cpu",
+                "split": "temporal",
+                "epochs": 2,
+                "publish_anyway": True,
+            }
+        )
+    ).run_id
+    unvalidated = run(
+        resolve(
+            {
+                "warehouse": str(warehouse),
+                "runs_dir": str(tmp_path),
+                "device": "cpu",
+                "epochs": 2,
+                "validation": False,
+                "publish_anyway": True,
+            }
+        )
+    ).run_id
+    ranking = run(
+        resolve(
+            {
+                "warehouse": str(warehouse),
+                "runs_dir": str(tmp_path),
+                "device": "cpu",
+                "model": "popular",
+                "publish_anyway": True,
+            }
+        )
+    ).run_id
     for members, message in [
         ([run_ids[0]], "a blend takes two or more different training runs"),
         ([run_ids[0], run_ids[0]], f"run {run_ids[0]} named more than once: a blend takes each run once"),

@@ -34,8 +34,11 @@ def one_line_error(result) -> str:
     return lines[0]
 
 
-WHOLE_NUMBERS = sorted(name for name, spec in settings().items()
-                       if not spec.internal and (spec.kind is int or getattr(spec.kind, "__origin__", None) is tuple))  # fmt: skip
+WHOLE_NUMBERS = sorted(
+    name
+    for name, spec in settings().items()
+    if not spec.internal and (spec.kind is int or getattr(spec.kind, "__origin__", None) is tuple)
+)
 
 
 def test_every_whole_number_setting_has_an_upper_bound() -> None:
@@ -49,8 +52,9 @@ def test_every_whole_number_setting_has_an_upper_bound() -> None:
 def test_a_whole_number_past_its_bound_is_a_usage_error(name, value, tmp_path) -> None:
     # The warehouse does not exist: before the bounds, these reached training (or its "no warehouse" error).
     option = settings()[name].flags[0] if settings()[name].flags else "--" + name.replace("_", "-")
-    result = runner.invoke(app, ["run", "--warehouse", str(tmp_path / "none.duckdb"), option, value,
-                                 "--runs-dir", str(tmp_path / "runs")])  # fmt: skip
+    result = runner.invoke(
+        app, ["run", "--warehouse", str(tmp_path / "none.duckdb"), option, value, "--runs-dir", str(tmp_path / "runs")]
+    )
     refused(result, option)
     assert "must be at most" in result.output
     assert not (tmp_path / "runs").exists()
@@ -107,6 +111,9 @@ def test_a_model_too_big_for_the_machine_is_refused_before_it_is_built(warehouse
     assert "--hidden 1048576" in said and "GiB" in said and "0.6 GiB" in said and "0.5 GiB of memory" in said
     assert set(built) == {"meta"}  # measured without memory, never allocated
     with pytest.raises(TrainerError, match="bayes-fm model"):  # its factors grow with --epochs
-        train.run(resolve({"warehouse": str(warehouse), "runs_dir": str(tmp_path / "runs"), "model": "bayes-fm",
-                                 "epochs": 2**30}))  # fmt: skip
+        train.run(
+            resolve(
+                {"warehouse": str(warehouse), "runs_dir": str(tmp_path / "runs"), "model": "bayes-fm", "epochs": 2**30}
+            )
+        )
     assert not any(Path(tmp_path / "runs").glob("*/checkpoint.pt"))

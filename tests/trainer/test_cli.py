@@ -265,8 +265,11 @@ def test_every_command_shows_options_arguments_and_defaults_alike() -> None:
 
 def test_trainer_help_lists_the_commands_in_the_readmes_order() -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    documented = [line.split("`trainer ")[1].split()[0].rstrip("`") for line in readme.splitlines()
-                  if line.startswith("| `trainer ")]  # fmt: skip
+    documented = [
+        line.split("`trainer ")[1].split()[0].rstrip("`")
+        for line in readme.splitlines()
+        if line.startswith("| `trainer ")
+    ]
     commands = help_of().split("─ Commands ")[1]
     listed = [match[1] for match in re.finditer(r"^│ (\w+) ", commands, flags=re.MULTILINE)]
     # every command of the README's table, in its order (trainer.cli.COMMAND_ORDER); any other after them

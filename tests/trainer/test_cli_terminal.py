@@ -23,8 +23,12 @@ from trainer import checkpoint
 
 # The child: `trainer` itself (trainer.cli.entry_point), with Python's own Ctrl-C handler even where this test
 # runs with SIGINT ignored (a background job), as in a user's terminal.
-TRAINER = [sys.executable, "-c", "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
-           "from trainer.cli import entry_point; entry_point()"]  # fmt: skip
+TRAINER = [
+    sys.executable,
+    "-c",
+    "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "from trainer.cli import entry_point; entry_point()",
+]
 BAR = "━"  # rich's bar
 
 pytestmark = pytest.mark.slow  # every test trains in a child process
@@ -71,8 +75,14 @@ def run_in_terminal(args: list[str], timeout: float = 120.0) -> tuple[int, str]:
     everything it wrote."""
     controller, terminal = pty.openpty()
     fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 120, 0, 0))
-    child = subprocess.Popen([*TRAINER, *args], stdin=terminal, stdout=terminal, stderr=terminal,
-                             env=_env(TERM="xterm-256color", COLUMNS="120"), close_fds=True)  # fmt: skip
+    child = subprocess.Popen(
+        [*TRAINER, *args],
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        env=_env(TERM="xterm-256color", COLUMNS="120"),
+        close_fds=True,
+    )
     os.close(terminal)
     chunks: list[bytes] = []
     deadline = time.monotonic() + timeout
@@ -99,9 +109,24 @@ def run_in_terminal(args: list[str], timeout: float = 120.0) -> tuple[int, str]:
 
 def test_log_lines_never_share_the_progress_bars_line(warehouse, tmp_path) -> None:
     # (--publish-anyway: a run on the tiny data may fail its audit; what matters here is the screen, not the verdict)
-    code, output = run_in_terminal(["run", "--warehouse", str(warehouse), "--runs-dir", str(tmp_path / "runs"),
-                                    "--epochs", "30", "--eval-every", "1", "--device", "cpu", "--threads", "1",
-                                    "--publish-anyway"])  # fmt: skip
+    code, output = run_in_terminal(
+        [
+            "run",
+            "--warehouse",
+            str(warehouse),
+            "--runs-dir",
+            str(tmp_path / "runs"),
+            "--epochs",
+            "30",
+            "--eval-every",
+            "1",
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+            "--publish-anyway",
+        ]
+    )
     shown = screen(output)
     assert code == 0, "\n".join(shown)
     assert BAR in output, "no progress bar: the child did not see a terminal"
@@ -119,10 +144,28 @@ def interrupted_run(warehouse: Path, runs: Path, after: str, *args: str) -> tupl
     """`trainer run` in a child, sent SIGINT once it has printed the line starting with ``after``; its exit code and
     stderr."""
     child = subprocess.Popen(
-        [*TRAINER, "run", "--warehouse", str(warehouse), "--runs-dir", str(runs), "--epochs", "5000",
-         "--patience", "0", "--device", "cpu", "--threads", "1", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
-    )  # fmt: skip
+        [
+            *TRAINER,
+            "run",
+            "--warehouse",
+            str(warehouse),
+            "--runs-dir",
+            str(runs),
+            "--epochs",
+            "5000",
+            "--patience",
+            "0",
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+            *args,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(),
+    )
     assert child.stderr is not None
     seen = []
     for line in child.stderr:  # not a terminal: one plain line per epoch

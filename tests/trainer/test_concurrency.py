@@ -61,8 +61,12 @@ def settings(warehouse: Path, tmp_path: Path, **overrides):
 @pytest.mark.slow
 def test_analysts_reading_during_training_and_publishing_never_see_part_of_a_run(warehouse, tmp_path) -> None:
     stop_file = tmp_path / "stop"
-    analysts = [subprocess.Popen([sys.executable, "-c", ANALYST, str(warehouse), str(stop_file)],
-                                 stdout=subprocess.PIPE, text=True) for _ in range(3)]  # fmt: skip
+    analysts = [
+        subprocess.Popen(
+            [sys.executable, "-c", ANALYST, str(warehouse), str(stop_file)], stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(3)
+    ]
     try:
         for analyst in analysts:
             assert analyst.stdout.readline().strip() == "ready"
@@ -96,14 +100,30 @@ def test_several_analysts_holding_the_warehouse_never_make_the_writer_wait(wareh
         "import duckdb, sys, time; con = duckdb.connect(sys.argv[1], read_only=True); print('open', flush=True); "
         "time.sleep(120)"
     )
-    holders = [subprocess.Popen([sys.executable, "-c", hold, str(warehouse)], stdout=subprocess.PIPE, text=True)
-               for _ in range(3)]  # fmt: skip
+    holders = [
+        subprocess.Popen([sys.executable, "-c", hold, str(warehouse)], stdout=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
     try:
         for holder in holders:
             assert holder.stdout.readline().strip() == "open"
         started = time.monotonic()
-        result = CliRunner().invoke(app, ["run", "--warehouse", str(warehouse), "--epochs", "3", "--device", "cpu",
-                                          "--runs-dir", str(tmp_path / "runs"), "--lock-wait", "0"])  # fmt: skip
+        result = CliRunner().invoke(
+            app,
+            [
+                "run",
+                "--warehouse",
+                str(warehouse),
+                "--epochs",
+                "3",
+                "--device",
+                "cpu",
+                "--runs-dir",
+                str(tmp_path / "runs"),
+                "--lock-wait",
+                "0",
+            ],
+        )
         elapsed = time.monotonic() - started
         assert all(holder.poll() is None for holder in holders)  # still open, reading their snapshot
     finally:

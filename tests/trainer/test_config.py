@@ -103,9 +103,11 @@ def test_every_setting_is_an_option_of_trainer_run_or_deliberately_internal() ->
 
 def test_config_file_values_of_the_wrong_type_are_refused_naming_the_file(tmp_path) -> None:
     bad = tmp_path / "bad.toml"
-    for text, message in [('epochs = "3"\n', "epochs = '3' is not a whole number"),
-                          ('hidden = [8, "x"]\n', r"hidden = \[8, 'x'\] is not a list of whole numbers"),
-                          ("validation = 1\n", "validation = 1 is not true or false")]:  # fmt: skip
+    for text, message in [
+        ('epochs = "3"\n', "epochs = '3' is not a whole number"),
+        ('hidden = [8, "x"]\n', r"hidden = \[8, 'x'\] is not a list of whole numbers"),
+        ("validation = 1\n", "validation = 1 is not true or false"),
+    ]:
         bad.write_text(text)
         with pytest.raises(TrainerError, match=f"bad.toml: {message}"):
             resolve({}, bad)
@@ -121,8 +123,9 @@ def test_a_configuration_saved_by_the_flat_revision_loads_as_it_was_trained(mode
     saved = json.loads(SAVED.read_text())[model]
     config = from_dict(saved)
     assert config == resolve({"model": model})
-    assert config.to_dict() == {name: tuple(v) if isinstance(v, list) else v for name, v in saved.items()
-                                if name in config.to_dict()}  # fmt: skip
+    assert config.to_dict() == {
+        name: tuple(v) if isinstance(v, list) else v for name, v in saved.items() if name in config.to_dict()
+    }
     others = set(saved) - set(config.to_dict())
     assert others == {name for spec in REGISTRY.values() for name in spec.settings.model_fields} - set(
         type(config.own).model_fields
@@ -139,8 +142,11 @@ def test_setting_names_are_unique_across_the_groups() -> None:
     own = {name for spec in REGISTRY.values() for name in spec.settings.model_fields}
     assert not (run & machine) and not (run & own) and not (machine & own)
     for name in own:
-        fields = {spec.settings.model_fields[name].__repr__() for spec in REGISTRY.values()
-                  if name in spec.settings.model_fields}  # fmt: skip
+        fields = {
+            spec.settings.model_fields[name].__repr__()
+            for spec in REGISTRY.values()
+            if name in spec.settings.model_fields
+        }
         assert len(fields) == 1, name  # one definition, whichever class holds it
     assert set(settings()) == run | machine | own
 

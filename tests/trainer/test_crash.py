@@ -19,17 +19,24 @@ from trainer.train import run
 
 # Small and quick, with a checkpoint after every epoch, so that a kill in epoch 5 resumes from epoch 4.
 # One thread everywhere: the killed run, its resume and the uninterrupted run add up in the same order.
-SETTINGS = {"epochs": 6, "checkpoint_seconds": 0, "eval_every": 2, "batch_size": 16, "seed": 3, "device": "cpu",
-            "threads": 1}  # fmt: skip
+SETTINGS = {
+    "epochs": 6,
+    "checkpoint_seconds": 0,
+    "eval_every": 2,
+    "batch_size": 16,
+    "seed": 3,
+    "device": "cpu",
+    "threads": 1,
+}
 
 # The run's results as analysts see them, without what differs from one run to another (ids, times).
 RESULTS = {
     "runs": "SELECT epochs, validation_rmse, test_rmse, test_mae, test_user_rmse, n_test, n_cold_start FROM runs "
-            "WHERE run_id = $run",
+    "WHERE run_id = $run",
     "epoch_metrics": "SELECT epoch, train_rmse, validation_rmse FROM epoch_metrics WHERE run_id = $run ORDER BY epoch",
     "predictions": "SELECT kind, user_id, movie_id, rank, predicted_rating, actual_rating, cold_start "
-                   "FROM predictions WHERE run_id = $run ORDER BY ALL",
-}  # fmt: skip
+    "FROM predictions WHERE run_id = $run ORDER BY ALL",
+}
 
 # Where the child is stopped and killed while it writes its results, and what the warehouse must then hold.
 PUBLISH_POINTS = {
@@ -49,14 +56,16 @@ PUBLISH_POINTS = {
     "mid-transaction": ('stop_at_insert("predictions")\n', "before"),
     # Committed, the run folder not yet marked as published.
     "committed": ('stop_around("warehouse.results", "publish", "after")\n', "after"),
-}  # fmt: skip
+}
 
 
 def results(warehouse: Path, run_id: str) -> dict[str, list[tuple]]:
     with duckdb.connect(str(warehouse), read_only=True) as con:
         tables = {name for (name,) in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
-        return {table: con.execute(sql, {"run": run_id}).fetchall() if table in tables else []
-                for table, sql in RESULTS.items()}  # fmt: skip
+        return {
+            table: con.execute(sql, {"run": run_id}).fetchall() if table in tables else []
+            for table, sql in RESULTS.items()
+        }
 
 
 def etl_tables(warehouse: Path) -> list[tuple]:

@@ -17,8 +17,23 @@ from trainer.cli import NOT_SERVED, app
 
 
 def train(warehouse: Path, runs_dir: Path, *extra: str):
-    return CliRunner().invoke(app, ["run", "--warehouse", str(warehouse), "--runs-dir", str(runs_dir), "--epochs", "2",
-                                    "--device", "cpu", "--lock-wait", "0", *extra])  # fmt: skip
+    return CliRunner().invoke(
+        app,
+        [
+            "run",
+            "--warehouse",
+            str(warehouse),
+            "--runs-dir",
+            str(runs_dir),
+            "--epochs",
+            "2",
+            "--device",
+            "cpu",
+            "--lock-wait",
+            "0",
+            *extra,
+        ],
+    )
 
 
 def runs(warehouse: Path) -> list[tuple]:
@@ -58,8 +73,9 @@ def test_warehouse_disk_full_then_publish(warehouse, tmp_path, small_disk) -> No
 
 
 def test_read_only_warehouse_then_publish(warehouse, tmp_path, small_disk) -> None:
-    disk = small_disk(4 * warehouse.stat().st_size, fill=lambda point: shutil.copyfile(warehouse, point / "w.duckdb"),
-                      read_only=True)  # fmt: skip
+    disk = small_disk(
+        4 * warehouse.stat().st_size, fill=lambda point: shutil.copyfile(warehouse, point / "w.duckdb"), read_only=True
+    )
     locked = disk / "w.duckdb"
     result = train(locked, tmp_path / "runs")  # reading works: training does not need to write
     failed_plainly(result, "could not write the results", "Read-only file system", "Nothing is lost")

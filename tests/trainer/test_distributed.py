@@ -85,8 +85,16 @@ def test_deep_ae_re_feeding_keeps_the_ranks_identical(warehouse, tmp_path):
         "run(resolve({'warehouse': sys.argv[1], 'runs_dir': sys.argv[2] + '/runs', 'model': 'deep-ae',"
         " 'hidden': (8, 4, 8), 'epochs': 3, 'batch_size': 16, 'device': 'cpu', 'publish_anyway': True}))\n"
     )
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
-               str(warehouse), str(tmp_path)]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        str(script),
+        str(warehouse),
+        str(tmp_path),
+    ]
     done = subprocess.run(
         command, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"}
     )

@@ -23,8 +23,14 @@ MODELS = {
 
 
 def settings(warehouse, tmp_path, device: str, **overrides) -> dict:
-    return {"warehouse": str(warehouse), "runs_dir": str(tmp_path / device), "publish_anyway": True,
-            "top_n": 0, "device": device, **overrides}  # fmt: skip
+    return {
+        "warehouse": str(warehouse),
+        "runs_dir": str(tmp_path / device),
+        "publish_anyway": True,
+        "top_n": 0,
+        "device": device,
+        **overrides,
+    }
 
 
 def assert_close(gpu, cpu) -> None:
@@ -57,7 +63,8 @@ def test_glocal_k_fine_tunes_a_cuda_run_on_cuda(warehouse, tmp_path) -> None:
     results = {}
     for device in ("cpu", "cuda"):
         parent = run(resolve(settings(warehouse, tmp_path, device, model="kernel-ae", **small)))
-        results[device] = run(resolve(settings(warehouse, tmp_path, device, model="glocal-k", init_from=parent.run_id,
-                                               **small)))  # fmt: skip
+        results[device] = run(
+            resolve(settings(warehouse, tmp_path, device, model="glocal-k", init_from=parent.run_id, **small))
+        )
     assert results["cuda"].device == torch.cuda.get_device_name()
     assert_close(results["cuda"], results["cpu"])

@@ -30,8 +30,18 @@ def trainer(*args: str):
 
 
 def train(warehouse: Path, tmp_path: Path, *args: str):
-    return trainer("run", "--warehouse", str(warehouse), "--runs-dir", str(tmp_path / "runs"), "--epochs", "2",
-                   "--device", "cpu", *args)  # fmt: skip
+    return trainer(
+        "run",
+        "--warehouse",
+        str(warehouse),
+        "--runs-dir",
+        str(tmp_path / "runs"),
+        "--epochs",
+        "2",
+        "--device",
+        "cpu",
+        *args,
+    )
 
 
 def tables(warehouse: Path) -> set[str]:
@@ -48,16 +58,31 @@ def refused(result, *phrases: str) -> None:
 
 @pytest.mark.parametrize(
     "option, phrase",
-    [("--split", "unknown split"), ("--model", "is not one of"), ("--optimizer", "is not one of"),
-     ("--device", "is not one of")],
-)  # fmt: skip
+    [
+        ("--split", "unknown split"),
+        ("--model", "is not one of"),
+        ("--optimizer", "is not one of"),
+        ("--device", "is not one of"),
+    ],
+)
 def test_choices_are_checked_before_any_query(warehouse, tmp_path, option, phrase) -> None:
     refused(train(warehouse, tmp_path, option, PAYLOAD), phrase)
     assert "pwned" not in tables(warehouse) and "runs" not in tables(warehouse)
 
 
-@pytest.mark.parametrize("option", ["--epochs", "--batch-size", "--learning-rate", "--weight-decay", "--seed",
-                                    "--top-n", "--cache-budget-mb", "--lock-wait"])  # fmt: skip
+@pytest.mark.parametrize(
+    "option",
+    [
+        "--epochs",
+        "--batch-size",
+        "--learning-rate",
+        "--weight-decay",
+        "--seed",
+        "--top-n",
+        "--cache-budget-mb",
+        "--lock-wait",
+    ],
+)
 def test_numeric_options_refuse_text(warehouse, tmp_path, option) -> None:
     result = trainer("run", "--warehouse", str(warehouse), option, f"1; {PAYLOAD}")
     assert result.exit_code == 2 and "Invalid value" in result.output
@@ -172,17 +197,22 @@ def trained_run(small_warehouse, tmp_path_factory) -> tuple[Path, str]:
         ("select 1); copy (select * from runs) to 'leak.csv'; select * from (select 1", "Parser Error"),
         ("select 1; copy (select * from runs) to 'leak.csv'", "one SELECT statement, not SELECT, COPY"),
         ("copy (select * from runs) to 'leak.csv'", "one SELECT statement, not COPY"),
-        ("select 1); attach 'other.duckdb' as o (read_write); create table o.pwned as select 1; "
-         "select * from (select 1", "Parser Error"),
+        (
+            "select 1); attach 'other.duckdb' as o (read_write); create table o.pwned as select 1; "
+            "select * from (select 1",
+            "Parser Error",
+        ),
         ("attach 'other.duckdb' as o (read_write)", "one SELECT statement, not ATTACH"),
-        ("select user_id from ratings; attach 'other.duckdb' as o (read_write); create table o.pwned (i int)",
-         "one SELECT statement, not SELECT, ATTACH, CREATE"),
+        (
+            "select user_id from ratings; attach 'other.duckdb' as o (read_write); create table o.pwned (i int)",
+            "one SELECT statement, not SELECT, ATTACH, CREATE",
+        ),
         ("install httpfs", "one SELECT statement, not LOAD"),
         ("select * from read_csv('/etc/passwd')", "file system operations are disabled"),
         ("select 1 from read_text('/etc/passwd')", "file system operations are disabled"),
         ("select * from query('copy (select 1) to ''leak.csv''')", "Expected a single SELECT statement"),
     ],
-)  # fmt: skip
+)
 def test_score_users_runs_one_select_that_reads_only_the_warehouse(
     trained_run, tmp_path, monkeypatch, users, phrase
 ) -> None:
@@ -191,8 +221,18 @@ def test_score_users_runs_one_select_that_reads_only_the_warehouse(
     with duckdb.connect("other.duckdb") as other:
         other.execute("CREATE TABLE mine AS SELECT 1 AS x")
     other_before, warehouse_before = (tmp_path / "other.duckdb").read_bytes(), warehouse.read_bytes()
-    result = trainer("score", run_id, "--warehouse", str(warehouse), "--runs-dir", str(tmp_path / "runs"),
-                     "--device", "cpu", "--users", users)  # fmt: skip
+    result = trainer(
+        "score",
+        run_id,
+        "--warehouse",
+        str(warehouse),
+        "--runs-dir",
+        str(tmp_path / "runs"),
+        "--device",
+        "cpu",
+        "--users",
+        users,
+    )
     refused(result, "--users is neither a list of ids nor a query this warehouse answers", phrase)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["other.duckdb"]  # no leak.csv, no runs/
     assert (tmp_path / "other.duckdb").read_bytes() == other_before and warehouse.read_bytes() == warehouse_before

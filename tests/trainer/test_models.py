@@ -86,8 +86,9 @@ def test_deep_ae_drops_out_its_code_only_while_training() -> None:
 
 @pytest.mark.parametrize("model", ["i-autorec", "kernel-ae"])
 def test_input_dropout_hides_ratings_from_the_encoder_only_while_training(model: str) -> None:
-    config = resolve({"model": model, "hidden": (6, 6) if model == "kernel-ae" else (6,), "optimizer": "adam",
-                      "input_dropout": 0.0})  # fmt: skip
+    config = resolve(
+        {"model": model, "hidden": (6, 6) if model == "kernel-ae" else (6,), "optimizer": "adam", "input_dropout": 0.0}
+    )
     torch.manual_seed(0)
     plain = build_model(config, N_USERS, N_MOVIES, 3.5)
     noisy = build_model(resolve({**config.to_dict(), "input_dropout": 0.5}), N_USERS, N_MOVIES, 3.5)

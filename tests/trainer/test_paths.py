@@ -16,9 +16,17 @@ CUDA, CPU = torch.device("cuda"), torch.device("cpu")
 
 @pytest.mark.parametrize(
     "model, on_cuda, on_cpu",
-    [("mf", False, False), ("biases", False, False), ("global-mean", False, False), ("autoencoder", True, False),
-     ("i-autorec", True, False), ("kernel-ae", True, False), ("notebook", True, True), ("deep-ae", True, True)],
-)  # fmt: skip
+    [
+        ("mf", False, False),
+        ("biases", False, False),
+        ("global-mean", False, False),
+        ("autoencoder", True, False),
+        ("i-autorec", True, False),
+        ("kernel-ae", True, False),
+        ("notebook", True, True),
+        ("deep-ae", True, True),
+    ],
+)
 def test_the_path_each_model_trains_on(model, on_cuda, on_cpu) -> None:
     config = resolve({"model": model, "hidden": (4,) if model in ("mf", "i-autorec") else None})
     network = build_model(config, n_users=5, n_movies=7, mean=3.5)

@@ -19,8 +19,17 @@ from trainer.selection import drop_epochs
 from trainer.train import run
 
 # A small i-autorec that stops early on validation (patience 1, one learning-rate drop) after a few epochs.
-SMALL = {"model": "i-autorec", "hidden": (8,), "epochs": 25, "patience": 1, "lr_drops": 1, "learning_rate": 0.08,
-         "l2": 1.0, "seed": 3, "top_n": 0}  # fmt: skip
+SMALL = {
+    "model": "i-autorec",
+    "hidden": (8,),
+    "epochs": 25,
+    "patience": 1,
+    "lr_drops": 1,
+    "learning_rate": 0.08,
+    "l2": 1.0,
+    "seed": 3,
+    "top_n": 0,
+}
 
 
 def refit(warehouse, tmp_path, run_id: str):
@@ -63,8 +72,9 @@ def test_a_refit_trains_on_train_and_validation_for_the_epochs_its_run_chose(tra
             "SELECT DISTINCT kind FROM predictions WHERE run_id = ? ORDER BY kind", [child.run_id]
         ).fetchall()
         n_train = con.execute("SELECT count(*) FROM split_ratings WHERE split = 'random' AND part = 'train'").fetchone()
-        n_both = con.execute("SELECT count(*) FROM split_ratings WHERE split = 'random' AND part IN ('train', "
-                             "'validation')").fetchone()  # fmt: skip
+        n_both = con.execute(
+            "SELECT count(*) FROM split_ratings WHERE split = 'random' AND part IN ('train', 'validation')"
+        ).fetchone()
     assert row == (parent.run_id, parent.best_epoch)
     assert kinds == [("test",), ("test_top_n",)]  # no validation predictions: that slice is its training data now
     assert n_both[0] > n_train[0]
@@ -74,8 +84,9 @@ def test_a_refit_trains_on_train_and_validation_for_the_epochs_its_run_chose(tra
 def test_the_learning_rate_drops_after_the_epochs_a_refit_names(warehouse, tmp_path, settings) -> None:
     common = {**SMALL, "validation": False, "epochs": 2}
     plain, dropped, too_late = (
-        final_weights(run(settings(warehouse, tmp_path, **common, lr_drop_epochs=epochs))) for epochs in ((), (1,), (2,))
-    )  # fmt: skip
+        final_weights(run(settings(warehouse, tmp_path, **common, lr_drop_epochs=epochs)))
+        for epochs in ((), (1,), (2,))
+    )
     assert any(not torch.equal(plain[name], dropped[name]) for name in plain)  # epoch 2 took a tenth of the step
     assert all(torch.equal(plain[name], too_late[name]) for name in plain)  # a drop after the last epoch: none
 
@@ -97,8 +108,16 @@ def test_what_cannot_be_refitted_is_refused(trained_warehouse, tmp_path, setting
 # GLocal-K's fine-tuning of a small kernel autoencoder (as in test_trained.py), with Adam so that its first
 # epochs validate better than the weights it starts from.
 PARENT = {"model": "kernel-ae", "hidden": (8, 8), "epochs": 3, "lbfgs_iterations": 3, "seed": 2, "top_n": 0}
-CHILD = {**PARENT, "model": "glocal-k", "optimizer": "adam", "learning_rate": 0.01, "batch_size": 10_000,
-         "epochs": 4, "eval_every": 1, "patience": 2}  # fmt: skip
+CHILD = {
+    **PARENT,
+    "model": "glocal-k",
+    "optimizer": "adam",
+    "learning_rate": 0.01,
+    "batch_size": 10_000,
+    "epochs": 4,
+    "eval_every": 1,
+    "patience": 2,
+}
 
 
 @pytest.mark.slow
@@ -167,8 +186,9 @@ def test_a_refit_chooses_nothing_from_the_test_part(small_warehouse, tmp_path, c
 def test_trainer_refit_trains_publishes_and_explains_its_refusals(trained_warehouse, tmp_path) -> None:
     warehouse, parent = trained_warehouse(SMALL)
     runs_dir = str(tmp_path / "runs")
-    done = CliRunner().invoke(app, ["refit", parent.run_id, "--warehouse", str(warehouse), "--runs-dir", runs_dir,
-                                    "--publish-anyway"])  # fmt: skip
+    done = CliRunner().invoke(
+        app, ["refit", parent.run_id, "--warehouse", str(warehouse), "--runs-dir", runs_dir, "--publish-anyway"]
+    )
     assert done.exit_code == 0, done.output
     said = f"refitting run {parent.run_id} (i-autorec) on random's training side and validation slice: "
     assert said + f"{parent.best_epoch} epochs" in done.output

@@ -17,8 +17,21 @@ from trainer import checkpoint
 from trainer.cli import NOT_SERVED, app
 from warehouse import results
 
-SETTINGS = ["--model", "mf", "--hidden", "4", "--epochs", "3", "--batch-size", "16", "--device", "cpu", "--top-n", "3",
-            "--publish-anyway"]  # fmt: skip
+SETTINGS = [
+    "--model",
+    "mf",
+    "--hidden",
+    "4",
+    "--epochs",
+    "3",
+    "--batch-size",
+    "16",
+    "--device",
+    "cpu",
+    "--top-n",
+    "3",
+    "--publish-anyway",
+]
 
 
 def trainer(*args: str):

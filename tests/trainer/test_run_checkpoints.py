@@ -21,8 +21,15 @@ from trainer.errors import TrainerError
 from trainer.refit import RefitOptions, refit_config
 from trainer.train import run
 
-SETTINGS = {"model": "mf", "hidden": (4,), "epochs": 3, "batch_size": 16, "device": "cpu", "top_n": 3,
-            "publish_anyway": True}  # fmt: skip
+SETTINGS = {
+    "model": "mf",
+    "hidden": (4,),
+    "epochs": 3,
+    "batch_size": 16,
+    "device": "cpu",
+    "top_n": 3,
+    "publish_anyway": True,
+}
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +38,10 @@ def two_runs(small_warehouse, tmp_path_factory) -> tuple[Path, str, str]:
     root = tmp_path_factory.mktemp("checkpoints")
     warehouse = root / "warehouse.duckdb"
     shutil.copyfile(small_warehouse, warehouse)
-    ids = [run(resolve({**SETTINGS, "seed": seed, "warehouse": str(warehouse), "runs_dir": str(root / "runs")})).run_id
-           for seed in (1, 2)]  # fmt: skip
+    ids = [
+        run(resolve({**SETTINGS, "seed": seed, "warehouse": str(warehouse), "runs_dir": str(root / "runs")})).run_id
+        for seed in (1, 2)
+    ]
     return warehouse, ids[0], ids[1]
 
 
@@ -57,8 +66,9 @@ def load(warehouse: Path, run_id: str) -> trained.TrainedRun:
 
 
 def score(warehouse: Path, run_id: str, tmp_path: Path):
-    return CliRunner().invoke(app, ["score", run_id, "--warehouse", str(warehouse), "--runs-dir",
-                                    str(tmp_path / "scores"), "--device", "cpu"])  # fmt: skip
+    return CliRunner().invoke(
+        app, ["score", run_id, "--warehouse", str(warehouse), "--runs-dir", str(tmp_path / "scores"), "--device", "cpu"]
+    )
 
 
 def test_each_run_records_its_checkpoints_digest(two_runs) -> None:

@@ -81,9 +81,19 @@ def score(data: Trained, model: str, *options: str) -> tuple[str, str]:
     id, and what the command said."""
     serve(data, model)
     result = CliRunner().invoke(
-        app, ["score", data.runs[model], "--warehouse", str(data.warehouse), "--runs-dir", str(data.runs_dir),
-              "--device", "cpu", *options],
-    )  # fmt: skip
+        app,
+        [
+            "score",
+            data.runs[model],
+            "--warehouse",
+            str(data.warehouse),
+            "--runs-dir",
+            str(data.runs_dir),
+            "--device",
+            "cpu",
+            *options,
+        ],
+    )
     assert result.exit_code == 0, result.output
     (run_id,) = query(data.warehouse, "SELECT run_id FROM runs WHERE kind = 'score' ORDER BY finished_at DESC LIMIT 1")[
         0
@@ -133,8 +143,12 @@ def training_rows(warehouse: Path, run_id: str) -> list[list[tuple]]:
 
 
 def unrated(warehouse: Path, user_id: int) -> list[int]:
-    rows = query(warehouse, "SELECT movie_id FROM movie_index WHERE movie_id NOT IN "
-                            "(SELECT movie_id FROM ratings WHERE user_id = ?) ORDER BY movie_id", [user_id])  # fmt: skip
+    rows = query(
+        warehouse,
+        "SELECT movie_id FROM movie_index WHERE movie_id NOT IN "
+        "(SELECT movie_id FROM ratings WHERE user_id = ?) ORDER BY movie_id",
+        [user_id],
+    )
     return [movie for (movie,) in rows]
 
 
@@ -149,8 +163,9 @@ def test_new_ratings_change_a_users_recommendations_and_leave_out_the_movies_jus
 
     scoring, output = score(copy, "autoencoder")
     assert f"scoring run {scoring} of run {copy.runs['autoencoder']}: {NEW_USER - 1} users scored" in output
-    after = query(copy.warehouse, "SELECT movie_id, predicted_rating, run_id FROM recommendations WHERE user_id = 1 "
-                                  "ORDER BY rank")  # fmt: skip
+    after = query(
+        copy.warehouse, "SELECT movie_id, predicted_rating, run_id FROM recommendations WHERE user_id = 1 ORDER BY rank"
+    )
     assert {run_id for *_, run_id in after} == {scoring}
     assert not set(just_rated) & {movie for movie, *_ in after}
     # The other movies' scores moved too: the new ratings are the model's inputs.
@@ -232,8 +247,12 @@ def test_which_users_to_score(copy) -> None:
 
     def scored(*options: str) -> list[int]:
         run_id, _ = score(copy, "autoencoder", *options)
-        return [user for (user,) in query(copy.warehouse, "SELECT DISTINCT user_id FROM predictions WHERE run_id = ? "
-                                                          "ORDER BY 1", [run_id])]  # fmt: skip
+        return [
+            user
+            for (user,) in query(
+                copy.warehouse, "SELECT DISTINCT user_id FROM predictions WHERE run_id = ? ORDER BY 1", [run_id]
+            )
+        ]
 
     assert scored("--users", "5, 2,9") == [2, 5, 9]
     assert scored("--users", "SELECT user_id FROM users WHERE user_id % 20 = 0") == [20, 40, 60]
@@ -263,8 +282,18 @@ def test_which_users_to_score(copy) -> None:
 )
 def test_bad_choices_of_users_are_refused(copy, trained_rows, options, message) -> None:
     before = trained_rows  # the copy's rows before the command: it is a copy of the trained warehouse
-    result = CliRunner().invoke(app, ["score", copy.runs["autoencoder"], "--warehouse", str(copy.warehouse),
-                                      "--runs-dir", str(copy.runs_dir), *options])  # fmt: skip
+    result = CliRunner().invoke(
+        app,
+        [
+            "score",
+            copy.runs["autoencoder"],
+            "--warehouse",
+            str(copy.warehouse),
+            "--runs-dir",
+            str(copy.runs_dir),
+            *options,
+        ],
+    )
     assert result.exit_code == 1 and message in result.output
     assert [training_rows(copy.warehouse, run_id) for run_id in copy.runs.values()] == before
 
@@ -272,12 +301,15 @@ def test_bad_choices_of_users_are_refused(copy, trained_rows, options, message) 
 @pytest.mark.slow
 def test_only_a_training_run_scores(copy) -> None:
     scoring, _ = score(copy, "autoencoder", "--users", "1")
-    for run_id, message in ((scoring, f"is a scoring run; use its training run, {copy.runs['autoencoder']}"),
-                            ("20990101-000000-beef", "no run '20990101-000000-beef' in the warehouse")):  # fmt: skip
+    for run_id, message in (
+        (scoring, f"is a scoring run; use its training run, {copy.runs['autoencoder']}"),
+        ("20990101-000000-beef", "no run '20990101-000000-beef' in the warehouse"),
+    ):
         result = CliRunner().invoke(app, ["score", run_id, "--warehouse", str(copy.warehouse)])
         assert result.exit_code == 1 and message in result.output
-    result = CliRunner().invoke(app, ["report", scoring, "--warehouse", str(copy.warehouse), "--out-dir",
-                                      str(copy.runs_dir)])  # fmt: skip
+    result = CliRunner().invoke(
+        app, ["report", scoring, "--warehouse", str(copy.warehouse), "--out-dir", str(copy.runs_dir)]
+    )
     assert result.exit_code == 1 and "a scoring run (trainer score) or a blend trains nothing" in result.output
 
 
@@ -294,8 +326,17 @@ def test_only_a_training_run_scores(copy) -> None:
 )
 def test_a_killed_scoring_leaves_all_of_it_or_none(copy, kill_at, patch, whole) -> None:
     before = [training_rows(copy.warehouse, run_id) for run_id in copy.runs.values()]
-    command = ["trainer", "score", copy.runs["autoencoder"], "--warehouse", str(copy.warehouse), "--runs-dir",
-               str(copy.runs_dir), "--device", "cpu"]  # fmt: skip
+    command = [
+        "trainer",
+        "score",
+        copy.runs["autoencoder"],
+        "--warehouse",
+        str(copy.warehouse),
+        "--runs-dir",
+        str(copy.runs_dir),
+        "--device",
+        "cpu",
+    ]
     kill_at(patch, command)
 
     scorings = query(copy.warehouse, "SELECT run_id, n_scored_users FROM runs WHERE kind = 'score'")
@@ -323,8 +364,14 @@ def _shift_movie_ids(folder: Path) -> None:
 @pytest.mark.slow
 def test_a_scoring_is_audited_on_its_own_and_not_served_because_its_run_was(copy) -> None:
     """A weak run published anyway: its scoring fails its own audit, and is served only if asked."""
-    config = {**SETTINGS, "epochs": 2, "learning_rate": 1000.0, "warehouse": str(copy.warehouse),
-              "runs_dir": str(copy.runs_dir), "publish_anyway": True}  # fmt: skip
+    config = {
+        **SETTINGS,
+        "epochs": 2,
+        "learning_rate": 1000.0,
+        "warehouse": str(copy.warehouse),
+        "runs_dir": str(copy.runs_dir),
+        "publish_anyway": True,
+    }
     weak = run(resolve(config)).run_id
     data = Trained(copy.folder, copy.warehouse, copy.runs_dir, {"weak": weak})
     scoring, output = score(data, "weak")
@@ -338,8 +385,12 @@ def test_a_scoring_is_audited_on_its_own_and_not_served_because_its_run_was(copy
 def test_users_by_ranges_and_from_a_file(copy, tmp_path) -> None:
     def scored(users: str) -> list[int]:
         run_id, _ = score(copy, "autoencoder", "--users", users)
-        return [user for (user,) in query(copy.warehouse, "SELECT DISTINCT user_id FROM predictions WHERE run_id = ? "
-                                                          "ORDER BY 1", [run_id])]  # fmt: skip
+        return [
+            user
+            for (user,) in query(
+                copy.warehouse, "SELECT DISTINCT user_id FROM predictions WHERE run_id = ? ORDER BY 1", [run_id]
+            )
+        ]
 
     # A range names the users with a rating inside it, however wide; an id alone must have one.
     assert scored("1-3, 7, 58 - 99999999999") == [1, 2, 3, 7, 58, 59, 60]
@@ -366,8 +417,19 @@ def test_users_by_ranges_and_from_a_file(copy, tmp_path) -> None:
 )
 def test_bad_lists_and_queries_of_users_are_one_line_errors(copy, trained_rows, users, message) -> None:
     before = trained_rows  # the copy's rows before the command: it is a copy of the trained warehouse
-    result = CliRunner().invoke(app, ["score", copy.runs["autoencoder"], "--warehouse", str(copy.warehouse),
-                                      "--runs-dir", str(copy.runs_dir), "--users", users])  # fmt: skip
+    result = CliRunner().invoke(
+        app,
+        [
+            "score",
+            copy.runs["autoencoder"],
+            "--warehouse",
+            str(copy.warehouse),
+            "--runs-dir",
+            str(copy.runs_dir),
+            "--users",
+            users,
+        ],
+    )
     assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1, result.output
     assert [training_rows(copy.warehouse, run_id) for run_id in copy.runs.values()] == before
@@ -376,6 +438,17 @@ def test_bad_lists_and_queries_of_users_are_one_line_errors(copy, trained_rows, 
 def test_a_file_of_ids_that_is_not_one_is_refused(copy, tmp_path) -> None:
     ids = tmp_path / "users.csv"
     ids.write_text("user_id\n1\n2\n")  # a CSV's header
-    result = CliRunner().invoke(app, ["score", copy.runs["autoencoder"], "--warehouse", str(copy.warehouse),
-                                      "--runs-dir", str(copy.runs_dir), "--users", f"@{ids}"])  # fmt: skip
+    result = CliRunner().invoke(
+        app,
+        [
+            "score",
+            copy.runs["autoencoder"],
+            "--warehouse",
+            str(copy.warehouse),
+            "--runs-dir",
+            str(copy.runs_dir),
+            "--users",
+            f"@{ids}",
+        ],
+    )
     assert result.exit_code == 1 and f"--users @{ids}: 'user_id' is not a user id" in result.output

@@ -67,12 +67,12 @@ slow = pytest.mark.slow
                 "lbfgs_iterations": 3,
                 "eval_every": 1,
             },
-        ),  # fmt: skip
+        ),
         pytest.param(  # sampled, not trained: the same proof (myFM is absent from the GPU machines' bundle)
             "bayes-fm",
             {"hidden": (4,), "epochs": 12},
             marks=pytest.mark.skipif(importlib.util.find_spec("myfm") is None, reason="myfm is not installed"),
-        ),  # fmt: skip
+        ),
     ],
 )
 def test_corrupted_test_ratings_change_nothing_before_the_test_is_scored(

@@ -19,8 +19,9 @@ def trainer(*arguments: str):
 
 
 def train(warehouse: Path, tmp_path: Path, *options: str):
-    return trainer("run", "--warehouse", str(warehouse), "--runs-dir", str(tmp_path / "runs"), "--threads", "1",
-                   *options)  # fmt: skip
+    return trainer(
+        "run", "--warehouse", str(warehouse), "--runs-dir", str(tmp_path / "runs"), "--threads", "1", *options
+    )
 
 
 def served(warehouse: Path) -> dict[str, str]:
@@ -172,8 +173,11 @@ def test_a_ranking_runs_lists_show_the_ratings_of_the_run_serving_predictions(wa
         assert source[ease_run] is None and source[ranker] == long_run
 
         def top_n(run_id: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-            rows = con.execute("SELECT user_id, movie_id, predicted_rating FROM predictions WHERE run_id = ? AND "
-                               "kind = 'top_n' ORDER BY user_id, movie_id", [run_id]).fetchnumpy()  # fmt: skip
+            rows = con.execute(
+                "SELECT user_id, movie_id, predicted_rating FROM predictions WHERE run_id = ? AND "
+                "kind = 'top_n' ORDER BY user_id, movie_id",
+                [run_id],
+            ).fetchnumpy()
             return rows["user_id"], rows["movie_id"], rows["predicted_rating"]
 
         users, movies, shown = top_n(ranker)

@@ -84,8 +84,10 @@ def test_each_kind_of_run_needs_its_own_files(copy) -> None:
     for table in ("epoch_metrics", "run_index", "ranking_metrics"):
         (folder / f"{table}.parquet").unlink()
     assert results.missing_files(folder, {"kind": None}) == [  # a run.json from before kinds: a training run
-        "epoch_metrics.parquet", "run_index.parquet", "ranking_metrics.parquet"
-    ]  # fmt: skip
+        "epoch_metrics.parquet",
+        "run_index.parquet",
+        "ranking_metrics.parquet",
+    ]
     assert results.missing_files(folder, {"kind": "score"}) == []
     assert results.missing_files(folder, {"kind": "blend"}) == ["ranking_metrics.parquet"]
     (folder / "predictions.parquet").unlink()

@@ -106,11 +106,13 @@ def test_busy_is_the_cores_busy_share_less_this_process() -> None:
 
 
 def test_busy_elsewhere_measures_since_the_mark(monkeypatch) -> None:
-    samples = iter([
-        snap({0: (0, 0), 1: (0, 0)}, 0.0, 0.0),
-        snap({0: (100, 100), 1: (10, 100)}, 0.2, 1.0),  # 1.1 cores busy, 0.2 of them this process's
-        snap({0: (100, 200), 1: (10, 200)}, 0.2, 2.0),  # then idle
-    ])  # fmt: skip
+    samples = iter(
+        [
+            snap({0: (0, 0), 1: (0, 0)}, 0.0, 0.0),
+            snap({0: (100, 100), 1: (10, 100)}, 0.2, 1.0),  # 1.1 cores busy, 0.2 of them this process's
+            snap({0: (100, 200), 1: (10, 200)}, 0.2, 2.0),  # then idle
+        ]
+    )
     monkeypatch.setattr(threads, "snapshot", lambda: next(samples))
     monkeypatch.setattr(threads.time, "monotonic", lambda: 5.0)  # windows long enough: no sleep
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})

@@ -90,8 +90,16 @@ def test_streaming_every_epoch_matches_the_cached_matrix_in_quality(model, wareh
 
 
 # Full-batch L-BFGS: one step an epoch, its line search's history in the optimiser's state.
-FULL_BATCH_LBFGS = dict(model="kernel-ae", hidden=(8, 8), optimizer="lbfgs", learning_rate=1.0, batch_size=10_000,
-                        lbfgs_iterations=3, l2=1.0, kernel_l2=0.01)  # fmt: skip
+FULL_BATCH_LBFGS = dict(
+    model="kernel-ae",
+    hidden=(8, 8),
+    optimizer="lbfgs",
+    learning_rate=1.0,
+    batch_size=10_000,
+    lbfgs_iterations=3,
+    l2=1.0,
+    kernel_l2=0.01,
+)
 
 
 def test_full_batch_lbfgs_takes_its_iterations_once_an_epoch_through_the_loop(warehouse, tmp_path) -> None:
@@ -149,8 +157,9 @@ def test_full_matrix_on_request(warehouse, tmp_path) -> None:
     assert con.execute("SELECT count(*) FROM predictions WHERE kind = 'matrix'").fetchall()[0][0] == n_users * n_movies
     # every pair's prediction, rated cells included, is the model's score: finite, in scale, the same as the
     # test prediction of that pair (where the cold-start fallback did not replace it)
-    low, high = con.execute("SELECT min(predicted_rating), max(predicted_rating) FROM predictions "
-                            "WHERE kind = 'matrix'").fetchall()[0]  # fmt: skip
+    low, high = con.execute(
+        "SELECT min(predicted_rating), max(predicted_rating) FROM predictions WHERE kind = 'matrix'"
+    ).fetchall()[0]
     assert low >= 1.0 and high <= 5.0
     differ = con.execute("""
         SELECT count(*) FROM predictions AS t JOIN predictions AS m USING (run_id, user_id, movie_id)

@@ -65,8 +65,9 @@ class Analyst:
     """A DuckDB session in another process: ``do("open", "write x", "close")`` returns its answers."""
 
     def __init__(self, warehouse: Path) -> None:
-        self.process = subprocess.Popen([sys.executable, "-c", ANALYST, str(warehouse)],
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", ANALYST, str(warehouse)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
         self.pid = self.process.pid
 
     def do(self, *commands: str) -> list[str]:
@@ -205,9 +206,18 @@ def test_readers_beside_a_publish_are_not_refused(warehouse, staged, monkeypatch
     def read() -> None:
         with duckdb.connect(str(warehouse), read_only=True) as con:  # in this process: DuckDB's own lock
             answers.append(con.execute("SELECT count(*) FROM ratings").fetchone()[0])
-        reader = subprocess.run([sys.executable, "-c", "import duckdb, sys; con = duckdb.connect(sys.argv[1], "
-                                 "read_only=True); print(con.execute('SELECT count(*) FROM ratings').fetchone()[0])",
-                                 str(warehouse)], capture_output=True, text=True, check=True)  # fmt: skip
+        reader = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import duckdb, sys; con = duckdb.connect(sys.argv[1], "
+                "read_only=True); print(con.execute('SELECT count(*) FROM ratings').fetchone()[0])",
+                str(warehouse),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         answers.append(int(reader.stdout))
 
     monkeypatch.setattr(swap, "swap_in", before(swap.swap_in, read))

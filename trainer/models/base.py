@@ -112,6 +112,8 @@ def build_model(config: TrainConfig, n_users: int, n_movies: int, mean: float) -
     model = cast(Model, builder(config, n_users, n_movies, mean))
     rows = n_users if model.rows == "user" else n_movies
     if model.whole_matrix and config.batch_size < rows:
-        raise TrainerError(f"{config.model} reads every {model.rows} row at once: --batch-size must be at least "
-                           f"{rows:,} (the number of {model.rows}s), not {config.batch_size:,}")  # fmt: skip
+        raise TrainerError(
+            f"{config.model} reads every {model.rows} row at once: --batch-size must be at least "
+            f"{rows:,} (the number of {model.rows}s), not {config.batch_size:,}"
+        )
     return model

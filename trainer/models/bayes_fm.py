@@ -187,8 +187,10 @@ def sample(inputs: FitInputs) -> Fitted:
         on_epoch(metrics)
         return best.stopped, None
 
-    log(f"Gibbs sampling {config.epochs} sweeps on the CPU (myFM), rank {rank}, the mean of the samples after "
-        f"sweep {GIBBS_BURN_IN}")  # fmt: skip
+    log(
+        f"Gibbs sampling {config.epochs} sweeps on the CPU (myFM), rank {rank}, the mean of the samples after "
+        f"sweep {GIBBS_BURN_IN}"
+    )
     sampler = myfm.MyFMRegressor(rank=rank, random_seed=config.seed)
     # myFM draws a tqdm bar of its own: the trainer command turns tqdm off for its process (cli._process_wide)
     sampler.fit(

@@ -127,8 +127,12 @@ def fit(inputs: FitInputs) -> Fitted:
         """Record a fit in the curve (scored on validation, and kept when it ranks best so far)."""
         nonlocal kept
         # "settings": what a refit of the run takes from the entry it kept (trainer/refit.py)
-        metrics: dict[str, Any] = {"epoch": len(history) + 1, "train_rmse": None, "validation_rmse": None,
-                                   "settings": settings}  # fmt: skip
+        metrics: dict[str, Any] = {
+            "epoch": len(history) + 1,
+            "train_rmse": None,
+            "validation_rmse": None,
+            "settings": settings,
+        }
         if validation is not None:
             metrics[MAIN_METRIC] = validation_ranking(model, train, validation)[MAIN_METRIC]
             if best.epoch is None or metrics[MAIN_METRIC] > history[best.epoch - 1][MAIN_METRIC]:
@@ -153,8 +157,10 @@ def fit(inputs: FitInputs) -> Fitted:
     if best.epoch is not None:
         chosen = history[best.epoch - 1]
         tried = ", ".join(f"{h['settings']['l2']:g}" for h in history)
-        log(f"ease: λ {chosen['settings']['l2']:g} chosen of {tried} (validation {MAIN_METRIC} "
-            f"{chosen[MAIN_METRIC]:.4f})")  # fmt: skip
+        log(
+            f"ease: λ {chosen['settings']['l2']:g} chosen of {tried} (validation {MAIN_METRIC} "
+            f"{chosen[MAIN_METRIC]:.4f})"
+        )
     return model, history, time.perf_counter() - started, best
 
 
@@ -188,9 +194,11 @@ def _gram(train: Csr, stars: bool, n_movies: int) -> torch.Tensor:
     movies), rather than run the machine out of memory."""
     needed = 3 * 4 * n_movies**2
     if needed > EASE_MAX_BYTES:
-        raise TrainerError(f"ease holds {n_movies:,} x {n_movies:,} matrices while fitting, about "
-                           f"{needed / 2**30:.0f} GB, more than its bound of {EASE_MAX_BYTES / 2**30:.0f} GB: "
-                           "train popular, or a model that reads user rows in batches")  # fmt: skip
+        raise TrainerError(
+            f"ease holds {n_movies:,} x {n_movies:,} matrices while fitting, about "
+            f"{needed / 2**30:.0f} GB, more than its bound of {EASE_MAX_BYTES / 2**30:.0f} GB: "
+            "train popular, or a model that reads user rows in batches"
+        )
     weighted = train.block().with_vals(train.vals if stars else torch.ones_like(train.vals))
     return banded_product(weighted.transposed(), weighted.to_dense())
 

@@ -57,8 +57,16 @@ class KernelAutoEncoder(ItemAutoEncoder):
     sqrt(kernel_l2 / l2), so that the loop's one l2 term gives both.
     """
 
-    def __init__(self, n_users: int, n_movies: int, hidden: tuple[int, ...], l2: float, kernel_l2: float,
-                 activation: str = "sigmoid", input_dropout: float = 0.0) -> None:  # fmt: skip
+    def __init__(
+        self,
+        n_users: int,
+        n_movies: int,
+        hidden: tuple[int, ...],
+        l2: float,
+        kernel_l2: float,
+        activation: str = "sigmoid",
+        input_dropout: float = 0.0,
+    ) -> None:
         super().__init__(n_users, n_movies, hidden, activation, linear=KernelLinear, input_dropout=input_dropout)
         self.kernel_scale = math.sqrt(kernel_l2 / l2) if l2 else 0.0
 
@@ -81,8 +89,17 @@ class GlocalK(KernelAutoEncoder):
 
     whole_matrix = True
 
-    def __init__(self, n_users: int, n_movies: int, hidden: tuple[int, ...], l2: float, kernel_l2: float,
-                 dot_scale: float, start: str = "identity", activation: str = "sigmoid") -> None:  # fmt: skip
+    def __init__(
+        self,
+        n_users: int,
+        n_movies: int,
+        hidden: tuple[int, ...],
+        l2: float,
+        kernel_l2: float,
+        dot_scale: float,
+        start: str = "identity",
+        activation: str = "sigmoid",
+    ) -> None:
         super().__init__(n_users, n_movies, hidden, l2, kernel_l2, activation)
         self.dot_scale = dot_scale
         # The global kernel is identity + (means @ conv_kernel) * dot_scale. Started "identity" (conv_kernel 0),

@@ -60,8 +60,10 @@ def _gibbs_only(config: TrainConfig) -> str | None:
     if config.init_from or config.lr_drops:
         return "bayes-fm starts from its priors and has no learning rate: it takes neither --init-from nor --lr-drops"
     if config.epochs <= GIBBS_BURN_IN:
-        return (f"bayes-fm averages the samples after its first {GIBBS_BURN_IN} sweeps: --epochs must be more than "
-                f"{GIBBS_BURN_IN}, not {config.epochs}")  # fmt: skip
+        return (
+            f"bayes-fm averages the samples after its first {GIBBS_BURN_IN} sweeps: --epochs must be more than "
+            f"{GIBBS_BURN_IN}, not {config.epochs}"
+        )
     return None
 
 
@@ -77,8 +79,10 @@ def _stepped(config: TrainConfig) -> str | None:
     if config.optimizer == "gibbs":
         return f"gibbs samples bayes-fm alone; a model {config.model} cannot take --optimizer gibbs"
     if getattr(config.own, "input_dropout", 0.0) and config.optimizer == "lbfgs":  # the models that drop inputs
-        return ("input_dropout drops other ratings at every evaluation of the loss, which L-BFGS's line search "
-                "cannot work with: use another --optimizer, or --input-dropout 0")  # fmt: skip
+        return (
+            "input_dropout drops other ratings at every evaluation of the loss, which L-BFGS's line search "
+            "cannot work with: use another --optimizer, or --input-dropout 0"
+        )
     return None
 
 
@@ -87,10 +91,19 @@ def _stepped(config: TrainConfig) -> str | None:
 # (docs/training.md; ml-100k's in trainer/protocols.py). Input dropout 0.2 with l2 250 validated better than
 # l2 300 without on two splits (docs/training.md).
 _I_AUTOREC = {
-    "hidden": (500,), "optimizer": "adam", "learning_rate": 1e-3, "weight_decay": 0.0, "l2": 250.0,
-    "input_dropout": 0.2, "batch_size": 256, "epochs": 200, "eval_every": 1, "patience": 6, "lr_drops": 1,
+    "hidden": (500,),
+    "optimizer": "adam",
+    "learning_rate": 1e-3,
+    "weight_decay": 0.0,
+    "l2": 250.0,
+    "input_dropout": 0.2,
+    "batch_size": 256,
+    "epochs": 200,
+    "eval_every": 1,
+    "patience": 6,
+    "lr_drops": 1,
     "fixed_batches": False,
-}  # fmt: skip
+}
 
 # Sparse FC's kernelised autoencoder (item rows, 500-500 sigmoid, W ⊙ K layers), trained as its paper does:
 # full-batch L-BFGS (one batch of every movie), 10 iterations an epoch, so that patience and the selected epoch
@@ -98,13 +111,29 @@ _I_AUTOREC = {
 # beats Adam; on ml-100k Adam does better (trainer/protocols.py, docs/training.md). kernel_l2 0.02 validated
 # better than 0.01 on all five splits (docs/accuracy.md).
 _KERNEL_AE = {
-    "hidden": (500, 500), "optimizer": "lbfgs", "learning_rate": 1.0, "lbfgs_iterations": 10, "weight_decay": 0.0,
-    "l2": 120.0, "kernel_l2": 0.02, "batch_size": 1_000_000, "epochs": 60, "eval_every": 1, "patience": 5,
+    "hidden": (500, 500),
+    "optimizer": "lbfgs",
+    "learning_rate": 1.0,
+    "lbfgs_iterations": 10,
+    "weight_decay": 0.0,
+    "l2": 120.0,
+    "kernel_l2": 0.02,
+    "batch_size": 1_000_000,
+    "epochs": 60,
+    "eval_every": 1,
+    "patience": 5,
     "lr_drops": 0,
-}  # fmt: skip
+}
 
-_BASELINE = {"optimizer": "adam", "weight_decay": 0.0, "batch_size": 100_000, "epochs": 200, "eval_every": 1,
-             "patience": 10, "lr_drops": 0}  # fmt: skip
+_BASELINE = {
+    "optimizer": "adam",
+    "weight_decay": 0.0,
+    "batch_size": 100_000,
+    "epochs": 200,
+    "eval_every": 1,
+    "patience": 10,
+    "lr_drops": 0,
+}
 
 _SPECS = [
     ModelSpec(
@@ -132,7 +161,7 @@ _SPECS = [
             "cold_start_fallback": False,
             "accumulate_gradients": True,
             "drop_first_rating": True,
-        },  # fmt: skip
+        },
         settings=AutoencoderSettings,
         check=_stepped,
     ),
@@ -165,7 +194,7 @@ _SPECS = [
             "patience": 10,
             "lr_drops": 0,
             "fixed_batches": False,
-        },  # fmt: skip
+        },
         settings=AutoencoderSettings,
         check=_stepped,
     ),
@@ -206,7 +235,7 @@ _SPECS = [
             "patience": 0,
             "lr_drops": 0,
             "movie_features": True,
-        },  # fmt: skip
+        },
         settings=BayesFmSettings,
         check=_gibbs_only,
     ),
@@ -261,8 +290,17 @@ _SPECS += [
 # users a batch; stars in, and a narrower network at a higher learning rate than their 600-200 at Adam 1e-3, which
 # ranked as well on the validation slices in a fraction of the epochs (docs/ranking.md). The epoch is chosen on
 # validation nDCG@10, scored every 5.
-_MULT = {"hidden": (200, 100), "input_dropout": 0.5, "learning_rate": 3e-3, "weight_decay": 0.0, "batch_size": 500,
-         "epochs": 100, "eval_every": 5, "patience": 20, "vae_input": "stars"}  # fmt: skip
+_MULT = {
+    "hidden": (200, 100),
+    "input_dropout": 0.5,
+    "learning_rate": 3e-3,
+    "weight_decay": 0.0,
+    "batch_size": 500,
+    "epochs": 100,
+    "eval_every": 5,
+    "patience": 20,
+    "vae_input": "stars",
+}
 _SPECS += [
     ModelSpec(
         "mult-vae",

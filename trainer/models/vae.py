@@ -153,10 +153,17 @@ def fit(inputs: FitInputs) -> Fitted:
             optimiser.step()
             total, batches, step = total + float(loss.detach()), batches + 1, step + 1
         if not math.isfinite(total):
-            raise TrainerError(f"training diverged at epoch {epoch}: the loss is not finite; try a lower "
-                               f"--learning-rate (this run's: {config.learning_rate:g})")  # fmt: skip
-        metrics: dict[str, Any] = {"epoch": epoch, "train_rmse": None, "validation_rmse": None, "loss": total / batches,
-                                   "settings": {"epochs": epoch}}  # fmt: skip
+            raise TrainerError(
+                f"training diverged at epoch {epoch}: the loss is not finite; try a lower "
+                f"--learning-rate (this run's: {config.learning_rate:g})"
+            )
+        metrics: dict[str, Any] = {
+            "epoch": epoch,
+            "train_rmse": None,
+            "validation_rmse": None,
+            "loss": total / batches,
+            "settings": {"epochs": epoch},
+        }
         if validation is not None and config.scores_validation_at(epoch):
             model.eval()
             with torch.no_grad():
@@ -171,7 +178,9 @@ def fit(inputs: FitInputs) -> Fitted:
             break
     if kept is not None and config.select_best:
         model.load_state_dict(kept)
-        log(f"{config.model}: epoch {best.epoch} chosen (validation {MAIN_METRIC} "
-            f"{history[(best.epoch or 1) - 1][MAIN_METRIC]:.4f}) of {len(history)}")  # fmt: skip
+        log(
+            f"{config.model}: epoch {best.epoch} chosen (validation {MAIN_METRIC} "
+            f"{history[(best.epoch or 1) - 1][MAIN_METRIC]:.4f}) of {len(history)}"
+        )
     model.eval()
     return model, history, time.perf_counter() - started, best
