@@ -273,6 +273,11 @@ class TrainingData(ABC):
             self.shard_weight = mine * ctx.world_size / distributed.all_sum(ctx, device, mine)[0]
         self.n_ratings = count_ratings(con, config.split, fit_parts)
         self._unread = notebook.unread(con, config, fit_parts)
+        self._load()
+
+    @abstractmethod
+    def _load(self) -> None:
+        """Read what the class keeps for the whole run."""
 
     @property
     @abstractmethod
@@ -331,18 +336,9 @@ class CachedRows(TrainingData):
     random, unless ``shuffle`` is off); each epoch takes those batches in a new order, so a batch's sparse structure
     (and its transpose, which the weight gradients need) is built once, not every epoch."""
 
-    def __init__(
-        self,
-        con: duckdb.DuckDBPyConnection,
-        config: TrainConfig,
-        info: DatasetInfo,
-        fit_parts: tuple[str, ...],
-        device: torch.device,
-        rows: str = "user",
-        sparse: bool = True,
-        ctx: distributed.Context = distributed.Context(),
-    ) -> None:
-        super().__init__(con, config, info, fit_parts, device, rows=rows, sparse=sparse, ctx=ctx)
+    def _load(self) -> None:
+        con, config, info, fit_parts, rows, ctx = self.con, self.config, self.info, self.fit_parts, self.rows, self.ctx
+        device = self.device
         parts = _cached_parts(config, fit_parts)
         index, matrices = load_rows(con, config.split, parts, self.n_cols, by=rows, shard=ctx.shard)
         fit = self._fit_matrix(index, matrices)
@@ -356,7 +352,7 @@ class CachedRows(TrainingData):
         self.validation = validation.to(device) if validation is not None else None
         # The whole matrix dense as well, where the dense path reads it and it fits dense_cache_mb.
         dense_fits = info.n_users * info.n_movies * 4 <= config.machine.dense_cache_mb * 2**20
-        self.dense = self.fit.to_dense() if not sparse and dense_fits else None
+        self.dense = self.fit.to_dense() if not self.sparse and dense_fits else None
         # Rows with nothing to learn from make no batch (the notebook skipped such users too).
         counts = self.fit.offsets[:: self.batch_size].tolist() + [int(self.fit.offsets[-1])]
         self._ranges = [
@@ -422,6 +418,9 @@ class CachedRows(TrainingData):
 class StreamedRows(TrainingData):
     """The training rows streamed out of DuckDB every epoch, in a new order, so memory is bounded by the batch, not
     by users x movies."""
+
+    def _load(self) -> None:
+        """Nothing: every epoch reads its rows anew."""
 
     @property
     def held(self) -> str:

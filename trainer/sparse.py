@@ -149,7 +149,7 @@ class _LinearAtObserved(torch.autograd.Function):
         grad_inputs = block.matrix(grad) @ weight if ctx.needs_input_grad[1] else None
         by_column = block.transposed(grad) if ctx.needs_input_grad[2] or ctx.needs_input_grad[3] else None
         grad_weight = by_column @ inputs if by_column is not None and ctx.needs_input_grad[2] else None
-        # Each column's sum, as a sparse product with ones: 2x faster than an index_add_ of the gradient.
+        # Each column's sum, as a sparse product with ones: faster than an index_add_ of the gradient (measured).
         grad_bias = (
             by_column @ torch.ones(block.n_rows, dtype=grad.dtype, device=grad.device)
             if by_column is not None and ctx.needs_input_grad[3]
