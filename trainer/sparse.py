@@ -164,9 +164,9 @@ def sigmoid_stack_at_observed(
 ) -> torch.Tensor:
     """A stack of linear layers with a sigmoid after each but the last, read from ``inputs``' ratings, at
     ``at``'s observed entries: what :func:`sparse_linear`, ``nn.Linear`` and ``nn.Sigmoid`` layers and
-    :func:`linear_at_observed` compute, to the bit, as one autograd node. The default model's step is a few
-    small operations each, and autograd's bookkeeping for each node (and each Function's Python) was a
-    large share of it (docs/benchmarks.md)."""
+    :func:`linear_at_observed` compute, to the bit, as one autograd node. The default model's layers are
+    small, and autograd's bookkeeping for each layer's node (and each Function's Python) was a share of its
+    step; the node takes the same operations without it."""
     return _SigmoidStackAtObserved.apply(inputs, at, len(weights), *weights, *biases)
 
 
@@ -191,19 +191,21 @@ class _SigmoidStackAtObserved(torch.autograd.Function):
         at: SparseBlock = ctx.at
         n_layers = len(ctx.saved_tensors) // 2 + 1
         weights, hidden = ctx.saved_tensors[:n_layers], ctx.saved_tensors[n_layers:]
-        grad_weights: list[torch.Tensor] = [grad] * n_layers
-        grad_biases: list[torch.Tensor] = [grad] * n_layers
+        # the layers' gradients from the last layer to the first, as linear_at_observed, nn.Linear and
+        # sparse_linear compute them (the output biases' sum is a sparse product with ones, as there)
         by_column = at.transposed(grad)
-        grad_weights[-1] = by_column @ hidden[-1]
-        grad_biases[-1] = by_column @ torch.ones(at.n_rows, dtype=grad.dtype, device=grad.device)
+        grad_weights = [by_column @ hidden[-1]]
+        grad_biases = [by_column @ torch.ones(at.n_rows, dtype=grad.dtype, device=grad.device)]
         grad_hidden = at.matrix(grad) @ weights[-1]
         for i in range(n_layers - 2, 0, -1):
             grad_linear = torch.ops.aten.sigmoid_backward(grad_hidden, hidden[i])
-            grad_weights[i], grad_biases[i] = grad_linear.t().mm(hidden[i - 1]), grad_linear.sum(0)
+            grad_weights.append(grad_linear.t().mm(hidden[i - 1]))
+            grad_biases.append(grad_linear.sum(0))
             grad_hidden = grad_linear.mm(weights[i])
         grad_linear = torch.ops.aten.sigmoid_backward(grad_hidden, hidden[0])
-        grad_weights[0], grad_biases[0] = (inputs.transposed() @ grad_linear).t(), grad_linear.sum(0)
-        return None, None, None, *grad_weights, *grad_biases
+        grad_weights.append((inputs.transposed() @ grad_linear).t())
+        grad_biases.append(grad_linear.sum(0))
+        return None, None, None, *reversed(grad_weights), *reversed(grad_biases)
 
 
 @dataclass
