@@ -10,7 +10,7 @@ Figures are compared as ratios measured in this one run, because these machines 
     python bench/train_bench.py --skip-notebook      # the default runs only (neither notebook loop)
     python bench/train_bench.py --device cuda        # the GPU path, on a CUDA machine
     python bench/train_bench.py --data-dir DIR       # ml-100k and ml-1m from DIR, not ../shared/data
-    python bench/train_bench.py --baseline REV       # the default on u1, alternating with revision REV's
+    python bench/train_bench.py --baseline REV       # the default on u1 and ml-1m, alternating with revision REV's
 """
 
 from __future__ import annotations
@@ -96,18 +96,18 @@ def show(label: str, r: dict) -> None:
     )
 
 
-def compare(revision: str, warehouse: Path, folder: Path, device: list[str], repeat: int) -> None:
-    """The default on u1, this checkout's runs alternating with ``revision``'s, each on its own copy of the
-    warehouse; the medians and their ratios."""
+def compare(revision: str, warehouse: Path, folder: Path, args: list[str], repeat: int) -> None:
+    """The default on ``warehouse`` (with ``args``), this checkout's runs alternating with ``revision``'s, each on
+    its own copy of the warehouse; the medians and their ratios."""
     with checkout(revision) as tree:
         codes = {"this checkout": ROOT, revision: tree}
-        copies = {name: folder / f"{i}.duckdb" for i, name in enumerate(codes)}
+        copies = {name: folder / f"{warehouse.stem}-{i}.duckdb" for i, name in enumerate(codes)}
         runs: dict[str, list[dict]] = {name: [] for name in codes}
         for copy in copies.values():
             copy.write_bytes(warehouse.read_bytes())
         for _ in range(repeat):
             for name, code in codes.items():
-                runs[name].append(train(copies[name], folder / "runs", "--split", "u1", *device, code=code))
+                runs[name].append(train(copies[name], folder / "runs", *args, code=code))
                 show(name, runs[name][-1])
     medians = {
         name: {key: statistics.median(r[key] for r in done) for key in ("train_s", "process_s")}
@@ -144,7 +144,8 @@ def main() -> None:
     parser.add_argument(
         "--baseline",
         metavar="REV",
-        help="Only time the default on u1, alternating with the code of git revision REV, and print the ratios.",
+        help="Only time the default on u1 (and ml-1m, unless --skip-ml1m), alternating with the code of git "
+        "revision REV, and print the ratios.",
     )
     parser.add_argument(
         "--data-dir",
@@ -168,7 +169,10 @@ def main() -> None:
         )
 
         if args.baseline:
-            compare(args.baseline, ml100k, folder, device, args.repeat)
+            compare(args.baseline, ml100k, folder, ["--split", "u1", *device], args.repeat)
+            if not args.skip_ml1m and (args.data_dir / "ml-1m").is_dir():
+                print("\nml-1m split random (6,040 users x 3,650 movies), 200 epochs", flush=True)
+                compare(args.baseline, build(args.data_dir, "ml-1m", folder), folder, device, args.repeat)
             return
 
         def run_defaults(count: int) -> list[dict]:

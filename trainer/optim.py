@@ -42,6 +42,8 @@ class Optimizer:
         # each parameter's dimensions as laid out in memory, None for the usual row-major layout
         self._orders = [None if p.is_contiguous() else _memory_order(p) for p in self.params]
         self._flat_state: dict[str, torch.Tensor] = {}
+        # a step's working tensors, kept for the next steps rather than allocated anew (see _scratch)
+        self._kept: dict[str, list[torch.Tensor]] = {}
 
     def step(self, objective: Objective | None = None) -> None:
         """One update from the gradients ``objective`` computes (or, without one, those already there)."""
@@ -70,15 +72,36 @@ class Optimizer:
         """The parameters that have a gradient, and their gradients with weight decay (L2) added: the flat
         parameters and one flat gradient when every parameter has one."""
         grads: list[torch.Tensor]
+        decay = self.defaults.get("weight_decay", 0.0)
         if self.flat is not None and self._all_flat():
-            params = [self.flat]
-            grads = [torch.cat([_in_order(_grad(p), order) for p, order in zip(self.params, self._orders)])]
+            params, (flat_grad,) = [self.flat], self._scratch("gradient", [self.flat])
+            grads = [
+                torch.cat([_in_order(_grad(p), order) for p, order in zip(self.params, self._orders)], out=flat_grad)
+            ]
+            if decay:  # added to the optimiser's own copy of the gradients
+                torch._foreach_add_(grads, params, alpha=decay)
         else:
             params = [p for p in self.params if p.grad is not None]
             grads = [_grad(p) for p in params]
-        if self.defaults.get("weight_decay", 0.0):
-            grads = list(torch._foreach_add(grads, params, alpha=self.defaults["weight_decay"]))
+            if decay:  # not to the parameters' gradients themselves: the notebook preset accumulates them
+                grads = list(torch._foreach_add(grads, params, alpha=decay))
         return params, grads
+
+    def _scratch(self, name: str, like: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Tensors shaped as ``like``'s, kept from one step to the next under ``name``: the step's working copies
+        of the gradients and square roots are the size of the model, written whole each step, and need no new
+        memory each time."""
+        kept = self._kept.get(name)
+        if kept is None or [t.shape for t in kept] != [t.shape for t in like]:
+            kept = self._kept[name] = [torch.empty_like(t) for t in like]
+        return kept
+
+    def _sqrt(self, tensors: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The square roots of ``tensors``, in tensors kept for the next step (_scratch)."""
+        roots = self._scratch("sqrt", tensors)
+        for t, root in zip(tensors, roots):
+            torch.sqrt(t, out=root)
+        return roots
 
     def _state(self, name: str) -> list[torch.Tensor]:
         """Every parameter's buffer ``name`` (zeros at first): views of one flat buffer when the parameters are."""
@@ -120,7 +143,7 @@ class RMSprop(Optimizer):
         squares = self._buffers("square_avg")
         torch._foreach_mul_(squares, d["alpha"])
         torch._foreach_addcmul_(squares, grads, grads, value=1 - d["alpha"])
-        denominators = torch._foreach_sqrt(squares)
+        denominators = self._sqrt(squares)
         torch._foreach_add_(denominators, d["eps"])
         torch._foreach_addcdiv_(params, grads, denominators, value=-d["lr"])
 
@@ -139,7 +162,7 @@ class Adam(Optimizer):
         torch._foreach_mul_(squares, d["beta2"])
         torch._foreach_addcmul_(squares, grads, grads, value=1 - d["beta2"])
         bias_correction2_sqrt = (1 - d["beta2"] ** step) ** 0.5
-        denominators = torch._foreach_sqrt(squares)
+        denominators = self._sqrt(squares)
         torch._foreach_div_(denominators, bias_correction2_sqrt)
         torch._foreach_add_(denominators, d["eps"])
         torch._foreach_addcdiv_(params, means, denominators, value=-d["lr"] / (1 - d["beta1"] ** step))

@@ -11,6 +11,7 @@ every epoch builds it once.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -156,6 +157,55 @@ class _LinearAtObserved(torch.autograd.Function):
             else None
         )
         return None, grad_inputs, grad_weight, grad_bias
+
+
+def sigmoid_stack_at_observed(
+    inputs: SparseBlock, at: SparseBlock, weights: Sequence[torch.Tensor], biases: Sequence[torch.Tensor]
+) -> torch.Tensor:
+    """A stack of linear layers with a sigmoid after each but the last, read from ``inputs``' ratings, at
+    ``at``'s observed entries: what :func:`sparse_linear`, ``nn.Linear`` and ``nn.Sigmoid`` layers and
+    :func:`linear_at_observed` compute, to the bit, as one autograd node. The default model's layers are
+    small, and autograd's bookkeeping for each layer's node (and each Function's Python) was a share of its
+    step; the node takes the same operations without it."""
+    return _SigmoidStackAtObserved.apply(inputs, at, len(weights), *weights, *biases)
+
+
+class _SigmoidStackAtObserved(torch.autograd.Function):
+    """The backward pass takes the same operations, in the same order, as autograd takes through the layers
+    one by one (tests/trainer/test_sparse.py compares the gradients exactly)."""
+
+    @staticmethod
+    def forward(ctx: Any, inputs: SparseBlock, at: SparseBlock, n_layers: int, *tensors: torch.Tensor) -> torch.Tensor:
+        weights, biases = tensors[:n_layers], tensors[n_layers:]
+        hidden = [torch.sigmoid(torch.addmm(biases[0], inputs.matrix(), weights[0].t()))]
+        for weight, bias in zip(weights[1:-1], biases[1:-1]):
+            hidden.append(torch.sigmoid(torch.addmm(bias, hidden[-1], weight.t())))
+        ctx.inputs, ctx.at = inputs, at
+        ctx.save_for_backward(*weights, *hidden)
+        products = torch.sparse.sampled_addmm(at.matrix(), hidden[-1], weights[-1].t(), beta=0.0)
+        return products.values() + biases[-1].index_select(0, at.cols)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        inputs: SparseBlock = ctx.inputs
+        at: SparseBlock = ctx.at
+        n_layers = len(ctx.saved_tensors) // 2 + 1
+        weights, hidden = ctx.saved_tensors[:n_layers], ctx.saved_tensors[n_layers:]
+        # the layers' gradients from the last layer to the first, as linear_at_observed, nn.Linear and
+        # sparse_linear compute them (the output biases' sum is a sparse product with ones, as there)
+        by_column = at.transposed(grad)
+        grad_weights = [by_column @ hidden[-1]]
+        grad_biases = [by_column @ torch.ones(at.n_rows, dtype=grad.dtype, device=grad.device)]
+        grad_hidden = at.matrix(grad) @ weights[-1]
+        for i in range(n_layers - 2, 0, -1):
+            grad_linear = torch.ops.aten.sigmoid_backward(grad_hidden, hidden[i])
+            grad_weights.append(grad_linear.t().mm(hidden[i - 1]))
+            grad_biases.append(grad_linear.sum(0))
+            grad_hidden = grad_linear.mm(weights[i])
+        grad_linear = torch.ops.aten.sigmoid_backward(grad_hidden, hidden[0])
+        grad_weights.append((inputs.transposed() @ grad_linear).t())
+        grad_biases.append(grad_linear.sum(0))
+        return None, None, None, *reversed(grad_weights), *reversed(grad_biases)
 
 
 @dataclass

@@ -3,7 +3,13 @@ import torch
 
 from trainer.config import resolve
 from trainer.models.base import build_model
-from trainer.sparse import SparseBlock, banded_product, linear_at_observed, sparse_linear
+from trainer.sparse import (
+    SparseBlock,
+    banded_product,
+    linear_at_observed,
+    sigmoid_stack_at_observed,
+    sparse_linear,
+)
 
 
 def block_of(dense: torch.Tensor) -> SparseBlock:
@@ -78,3 +84,31 @@ def test_training_from_the_sparse_block_takes_the_dense_outputs_gradient(model: 
 
     for dense_grad, sparse_grad in zip(gradient(dense), gradient(block_of(dense))):
         torch.testing.assert_close(sparse_grad, dense_grad)
+
+
+@pytest.mark.parametrize("widths", [(4,), (5, 3, 5)])
+def test_a_sigmoid_stack_as_one_node_computes_what_its_layers_do_to_the_bit(widths: tuple[int, ...]) -> None:
+    """The default model trains through the one node: its outputs and every gradient are the layer-by-layer
+    composition's exactly, so its runs' metrics are unchanged; read from one block, scored at another's cells."""
+    torch.manual_seed(0)
+    inputs, at = block_of(ratings(6, 11)), block_of(ratings(6, 11, seed=1))
+    sizes = (11, *widths, 11)
+    weights = [torch.randn(out, width, requires_grad=True) for width, out in zip(sizes, sizes[1:])]
+    biases = [torch.randn(out, requires_grad=True) for out in sizes[1:]]
+    targets = torch.randn(at.vals.numel())
+
+    def outputs(one_node: bool) -> torch.Tensor:
+        if one_node:
+            return sigmoid_stack_at_observed(inputs, at, weights, biases)
+        hidden = torch.sigmoid(sparse_linear(inputs, weights[0], biases[0]))
+        for weight, bias in zip(weights[1:-1], biases[1:-1]):
+            hidden = torch.sigmoid(torch.nn.functional.linear(hidden, weight, bias))
+        return linear_at_observed(at, hidden, weights[-1], biases[-1])
+
+    results = []
+    for one_node in (False, True):
+        predicted = outputs(one_node)
+        loss = torch.nn.functional.mse_loss(predicted, targets, reduction="sum") / targets.numel()
+        results.append([predicted, *torch.autograd.grad(loss, [*weights, *biases])])
+    for composed, fused in zip(*results):
+        assert torch.equal(fused, composed)

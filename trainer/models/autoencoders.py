@@ -4,14 +4,14 @@ DeepRecommender's design, and I-AutoRec (movie rows)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
 
 from trainer.models.base import UserRows, UserScorer
 from trainer.models.settings import AutoencoderSettings, ItemAutoencoderSettings
-from trainer.sparse import Csr, SparseBlock, linear_at_observed, sparse_linear
+from trainer.sparse import Csr, SparseBlock, linear_at_observed, sigmoid_stack_at_observed, sparse_linear
 
 if TYPE_CHECKING:
     from trainer.config import TrainConfig
@@ -55,6 +55,8 @@ class AutoEncoder(UserRows, nn.Module):
         if isinstance(first, nn.Linear):
             first.weight = nn.Parameter(first.weight.detach().t().contiguous().t())
         self.net = nn.Sequential(*layers)
+        # Linear layers with a sigmoid between each (the default model): computed from a block as one node.
+        self._sigmoid_stack = all(type(layer) is (nn.Linear, nn.Sigmoid)[i % 2] for i, layer in enumerate(layers))
 
     @property
     def output(self) -> Any:
@@ -73,6 +75,10 @@ class AutoEncoder(UserRows, nn.Module):
         """The outputs at ``at``'s entries, in its order, without computing the rest of the rows x cols
         output: scoring a few held-out ratings, or training on the observed ones, costs a fraction of a
         full forward pass."""
+        if isinstance(inputs, SparseBlock) and self._sigmoid_stack:
+            linears = cast(list[nn.Linear], list(self.net)[::2])  # (a slice of the Sequential is a new module)
+            weights, biases = [layer.weight for layer in linears], [layer.bias for layer in linears]
+            return sigmoid_stack_at_observed(inputs, at, weights, biases)
         return linear_at_observed(at, self.encode(inputs), self.output.weight, self.output.bias)
 
     def encode(self, inputs: torch.Tensor | SparseBlock) -> torch.Tensor:
