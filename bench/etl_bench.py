@@ -1,10 +1,11 @@
 """Benchmark the whole ETL: `etl build` run as a child process, N times, each into a fresh warehouse.
 
 For each run: the wall time of the process, the build time the ETL itself records (etl_runs.seconds: from
-reading the input to the finished warehouse, without interpreter start-up), and the child's peak resident
-memory (from os.wait4, so it is that process alone). Prints a table, then the medians and the peak.
-With --baseline REV, the ETL of that git revision runs too, alternating with this checkout's, and the
-ratio of the two medians is printed: noise on a shared machine then moves both alike.
+reading the input to the finished warehouse, without interpreter start-up), and the child's CPU time (user +
+system) and peak resident memory (from os.wait4, so it is that process alone). Prints a table, then the
+medians and the peak. With --baseline REV, the ETL of that git revision runs too, alternating with this
+checkout's, and the ratios of the two medians are printed: noise on a shared machine then moves both alike.
+On a machine that other jobs keep busy, the wall time moves with their load; the CPU time moves less.
 
     python bench/etl_bench.py [--input ../shared/data/ml-1m] [--repeat 5] [--baseline REV] [--storage-version latest]
 """
@@ -30,8 +31,8 @@ DEFAULT_INPUT = REPO.parent / "shared" / "data" / "ml-1m"
 
 
 def run_once(input_dir: Path, workdir: Path, code: Path = REPO, extra: tuple[str, ...] = ()) -> dict[str, float]:
-    """One `etl build` of the code in ``code`` in a child process; its wall time, recorded build time,
-    peak RSS and sizes."""
+    """One `etl build` of the code in ``code`` in a child process; its wall time, recorded build time, CPU
+    time, peak RSS and sizes."""
     warehouse = workdir / "warehouse.duckdb"
     command = [
         sys.executable,
@@ -60,6 +61,7 @@ def run_once(input_dir: Path, workdir: Path, code: Path = REPO, extra: tuple[str
     return {
         "wall": wall,
         "etl": seconds,
+        "cpu": usage.ru_utime + usage.ru_stime,
         "rss_mib": usage.ru_maxrss / 1024,  # Linux reports KiB
         "warehouse_mib": warehouse.stat().st_size / 2**20,
         "layout": layout,
@@ -92,15 +94,18 @@ def main() -> None:
         if args.baseline:
             codes[args.baseline] = stack.enter_context(checkout(args.baseline))
         runs: dict[str, list[dict[str, float]]] = {name: [] for name in codes}
-        print(f"\n{'run':>3}  {'code':<14}  {'wall s':>7}  {'ETL s':>7}  {'peak RSS MiB':>12}  {'warehouse MiB':>13}")
+        print(
+            f"\n{'run':>3}  {'code':<14}  {'wall s':>7}  {'ETL s':>7}  {'CPU s':>7}  {'peak RSS MiB':>12}  "
+            f"{'warehouse MiB':>13}"
+        )
         for n in range(1, args.repeat + 1):
             for name, code in codes.items():
                 with tempfile.TemporaryDirectory(prefix="etl-bench-") as workdir:
                     run = run_once(input_dir, Path(workdir), code, extra if code == REPO else ())
                 runs[name].append(run)
                 print(
-                    f"{n:>3}  {name:<14}  {run['wall']:>7.2f}  {run['etl']:>7.2f}  {run['rss_mib']:>12.0f}  "
-                    f"{run['warehouse_mib']:>13.1f}"
+                    f"{n:>3}  {name:<14}  {run['wall']:>7.2f}  {run['etl']:>7.2f}  {run['cpu']:>7.2f}  "
+                    f"{run['rss_mib']:>12.0f}  {run['warehouse_mib']:>13.1f}"
                 )
 
     for name, done in runs.items():
@@ -110,10 +115,14 @@ def main() -> None:
         print(
             f"median ETL build time   {statistics.median(run['etl'] for run in done):.2f} s  (as recorded in etl_runs)"
         )
+        print(f"median CPU time         {statistics.median(run['cpu'] for run in done):.2f} s  (user + system)")
         print(f"max peak RSS            {max(run['rss_mib'] for run in done):.0f} MiB")
     if args.baseline:
-        medians = {name: statistics.median(run["wall"] for run in done) for name, done in runs.items()}
-        print(f"\nwall time, {args.baseline} / this checkout: {medians[args.baseline] / medians['this checkout']:.2f}x")
+        print()
+        for measure in ("wall", "cpu"):
+            medians = {name: statistics.median(run[measure] for run in done) for name, done in runs.items()}
+            ratio = medians[args.baseline] / medians["this checkout"]
+            print(f"{measure} time, {args.baseline} / this checkout: {ratio:.2f}x")
 
 
 if __name__ == "__main__":

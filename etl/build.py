@@ -85,6 +85,7 @@ class InputFile:
     sha256: str
     encoding: str
     newline: str
+    ascii_only: bool  # every byte below 0x80
 
 
 DUCKDB_MAGIC = b"DUCK"  # bytes 8-11 of every DuckDB database file
@@ -132,6 +133,9 @@ def build_warehouse(
         raise
     workers = _Workers(con, lambda cursor: _set_variables(cursor, input_dir, layout, inputs, options))
     try:
+        # Every model's commit would otherwise wait for the disk. The side file need not survive a power cut
+        # until it is swapped in, and swap_in syncs the whole file before the rename.
+        con.execute("SET fsync_mode = 'none'")
         _set_variables(con, input_dir, layout, inputs, options)
         built: set[str] = set()
         for stage in stages:
@@ -317,17 +321,19 @@ def _run_model(con: duckdb.DuckDBPyConnection, model: Model, input_dir: Path) ->
 def _inspect(role: str, path: Path) -> InputFile:
     """Size, hash and text conventions of one input file; an empty file is an error."""
     digest = hashlib.sha256()
+    ascii_only = True
     with path.open("rb") as f:
         while chunk := f.read(1 << 20):
             digest.update(chunk)
+            ascii_only = ascii_only and chunk.isascii()
     size = path.stat().st_size
     if size == 0:
         raise EtlError(f"{path}: the file is empty")
     # Ratings are numbers: read as latin-1, any non-ASCII byte fails the numeric casts and is reported.
     encoding = "latin-1" if role == "ratings" else detect_encoding(path)
-    if encoding == "latin-1":
+    if encoding == "latin-1" and not ascii_only:
         check_latin1_text(path)
-    return InputFile(role, path, size, digest.hexdigest(), encoding, detect_newline(path))
+    return InputFile(role, path, size, digest.hexdigest(), encoding, detect_newline(path), ascii_only)
 
 
 def _set_variables(
@@ -354,7 +360,9 @@ def _set_variables(
         variables |= {
             f"{f.role}_path": str(f.path),
             f"{f.role}_file": f.path.name,
-            f"{f.role}_encoding": f.encoding,
+            # The encoding DuckDB reads the file in. ASCII text is the same in UTF-8 and latin-1, and DuckDB reads
+            # UTF-8 without a decoding pass: a plain-ASCII ratings file (the official ones) is read as UTF-8.
+            f"{f.role}_encoding": "utf-8" if f.ascii_only else f.encoding,
             f"{f.role}_newline": f.newline,
         }
     for name, value in variables.items():

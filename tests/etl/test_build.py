@@ -159,6 +159,22 @@ def test_broken_view_stops_the_rebuild_and_says_which(previous):
     assert leftovers(warehouse.parent) == []
 
 
+def test_ratings_with_a_non_ascii_byte_load_as_the_plain_ascii_file_does(movielens, etl_build, query):
+    """A plain-ASCII ratings file is read as UTF-8, one with any other byte as latin-1 (etl.build._set_variables):
+    both give the same ratings, and the odd line is set aside with its text as latin-1 reads it."""
+    plain = movielens("ml-1m")
+    odd = movielens("ml-1m")
+    with (odd / "ratings.dat").open("ab") as f:
+        f.write(b"1::1::4::97830076\xe9\n")
+    built = {folder: etl_build(folder, max_bad_rows=1) for folder in (plain, odd)}
+    with duckdb.connect(str(built[plain]), read_only=True) as con:
+        con.execute("ATTACH ? AS odd (READ_ONLY)", [str(built[odd])])
+        for first, second in [("ratings", "odd.ratings"), ("odd.ratings", "ratings")]:
+            assert con.sql(f"SELECT * FROM {first} EXCEPT ALL SELECT * FROM {second}").fetchall() == []
+    assert query(built[odd], "SELECT count(*) FROM ratings") == [(12,)]
+    assert query(built[odd], "SELECT line_no, raw_line FROM rejected_rows") == [(13, "1::1::4::97830076é")]
+
+
 def test_run_history_accumulates(movielens, tmp_path, query):
     folder = movielens("ml-1m")
     warehouse = tmp_path / "warehouse.duckdb"

@@ -2,7 +2,9 @@
 -- Checks run in order; a line reports the first that fails. A rating must name a movie (and, where the
 -- data set has a users file, a user) that loaded cleanly.
 -- grain: one row per staged line, header excluded; key: line_no.
--- depends_on: stg_ratings, int_movies_checked, int_users_checked
+-- Two statements: the table with each line's own checks, then the duplicates marked in it. As one query, whose
+-- duplicate search and result both read the checked lines, DuckDB first stored every checked line, text included.
+-- depends_on: stg_ratings, ratings_lines, read_lines, int_movies_checked, int_users_checked
 CREATE OR REPLACE TEMP TABLE int_ratings_checked AS
 WITH staged AS (
     SELECT
@@ -39,42 +41,31 @@ row_checks AS (
         END AS row_reason
     FROM staged AS s
     WHERE NOT s.is_header
-),
--- A (user, movie) rated on several good lines: the first stands, the later ones are duplicates. A hash
--- aggregate, not a window over every line: partitioning a million lines by key took 0.6 s on ml-1m.
-repeated AS (
-    SELECT user_id, movie_id, min(line_no) AS first_line
-    FROM row_checks
-    WHERE row_reason IS NULL
-    GROUP BY user_id, movie_id
-    HAVING count(*) > 1
-),
-checked AS (
-    SELECT
-        c.line_no,
-        c.raw_line,
-        c.user_id,
-        c.movie_id,
-        c.rating,
-        c.epoch_seconds,
-        coalesce(
-            c.row_reason,
-            CASE WHEN c.line_no > r.first_line
-                 THEN format('duplicate rating for user {} and movie {} (first on line {})',
-                             c.user_id, c.movie_id, r.first_line)
-            END
-        ) AS reject_reason
-    FROM row_checks AS c
-    LEFT JOIN repeated AS r ON c.row_reason IS NULL AND r.user_id = c.user_id AND r.movie_id = c.movie_id
 )
 SELECT
     line_no,
-    -- Only a rejected line's text is kept: rejected_rows shows it, good lines need only their values.
-    -- Dropped after the duplicate check, not before, or a duplicate would lose its text.
-    CASE WHEN reject_reason IS NOT NULL THEN raw_line END AS raw_line,
+    -- Only a rejected line's text is kept: rejected_rows shows it, good lines need only their values. A
+    -- duplicate's text is read back below, from the stored file.
+    CASE WHEN row_reason IS NOT NULL THEN raw_line END AS raw_line,
     user_id,
     movie_id,
     rating,
     epoch_seconds,
-    reject_reason
-FROM checked;
+    row_reason AS reject_reason
+FROM row_checks;
+
+-- A (user, movie) rated on several good lines: the first stands, the later ones are duplicates. A hash
+-- aggregate, not a window that would sort every line by key.
+UPDATE int_ratings_checked AS c
+SET reject_reason = format('duplicate rating for user {} and movie {} (first on line {})',
+                           c.user_id, c.movie_id, r.first_line),
+    raw_line = without_bom(c.line_no, f.line)
+FROM ratings_file AS f, (
+    SELECT user_id, movie_id, min(line_no) AS first_line
+    FROM int_ratings_checked
+    WHERE reject_reason IS NULL
+    GROUP BY user_id, movie_id
+    HAVING count(*) > 1
+) AS r
+WHERE c.reject_reason IS NULL AND c.user_id = r.user_id AND c.movie_id = r.movie_id AND c.line_no > r.first_line
+    AND f.rowid = c.line_no - 1;  -- a line's number is its stored row's position (staging/ratings_lines.sql)

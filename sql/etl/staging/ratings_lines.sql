@@ -7,7 +7,7 @@
 -- depends_on: read_lines
 CREATE OR REPLACE TEMP TABLE ratings_file AS
 SELECT line
-FROM file_lines(getvariable('ratings_path'), getvariable('ratings_newline'), 'latin-1');
+FROM file_lines(getvariable('ratings_path'), getvariable('ratings_newline'), getvariable('ratings_encoding'));
 
 CREATE OR REPLACE TEMP VIEW ratings_lines AS
 SELECT rowid + 1 AS line_no, without_bom(rowid + 1, line) AS line
