@@ -99,8 +99,10 @@ def _check_replaceable(warehouse: Path) -> None:
     with warehouse.open("rb") as file:
         head = file.read(12)
     if head[8:12] != DUCKDB_MAGIC:
-        raise EtlError(f"{warehouse} is not a DuckDB database: the build would replace it. Name another --warehouse, "
-                       "or move that file aside; nothing was built")  # fmt: skip
+        raise EtlError(
+            f"{warehouse} is not a DuckDB database: the build would replace it. Name another --warehouse, "
+            "or move that file aside; nothing was built"
+        )
 
 
 def build_warehouse(
@@ -312,8 +314,10 @@ def _run_model(con: duckdb.DuckDBPyConnection, model: Model, input_dir: Path) ->
             line, limit = too_long.groups()
             named = re.search(r"^\s*file = (.+)$", str(error), re.M)
             where = named.group(1).strip() if named else f"a file in {input_dir}"
-            raise EtlError(f"{where}, line {line}: longer than the {int(limit):,} bytes a line may hold (no MovieLens "
-                           "line comes near); remove or fix that line") from None  # fmt: skip
+            raise EtlError(
+                f"{where}, line {line}: longer than the {int(limit):,} bytes a line may hold (no MovieLens "
+                "line comes near); remove or fix that line"
+            ) from None
         raise EtlError(f"{model.file} failed on {input_dir}: {_shortened(str(error), 2000)}") from error
     return time.perf_counter() - started
 

@@ -35,8 +35,18 @@ FIRST_SECOND = 820_454_400  # 1996-01-01, about when MovieLens starts
 LAST_SECOND = 1_697_155_200  # 2023-10-13, the end of ml-32m
 
 # Share of each star value among all ratings: ml-latest-small's (half stars, as ml-32m) and ml-1m's.
-HALF_STAR_SHARES = {0.5: 0.0137, 1.0: 0.0279, 1.5: 0.0178, 2.0: 0.0749, 2.5: 0.0551, 3.0: 0.1988,
-                    3.5: 0.1304, 4.0: 0.2660, 4.5: 0.0848, 5.0: 0.1306}  # fmt: skip
+HALF_STAR_SHARES = {
+    0.5: 0.0137,
+    1.0: 0.0279,
+    1.5: 0.0178,
+    2.0: 0.0749,
+    2.5: 0.0551,
+    3.0: 0.1988,
+    3.5: 0.1304,
+    4.0: 0.2660,
+    4.5: 0.0848,
+    5.0: 0.1306,
+}
 WHOLE_STAR_SHARES = {1.0: 0.0562, 2.0: 0.1075, 3.0: 0.2612, 4.0: 0.3489, 5.0: 0.2262}
 
 GENRES = [

@@ -194,9 +194,12 @@ def test_run_history_accumulates(movielens, tmp_path, query):
     assert files == [
         (role, str(folder / name), (folder / name).stat().st_size, sha256(folder / name), encoding, r"\n")
         # users.dat is plain ASCII, so it decodes as UTF-8; ratings are always read as latin-1.
-        for role, name, encoding in [("movies", "movies.dat", "latin-1"), ("ratings", "ratings.dat", "latin-1"),
-                                     ("users", "users.dat", "utf-8")]
-    ]  # fmt: skip
+        for role, name, encoding in [
+            ("movies", "movies.dat", "latin-1"),
+            ("ratings", "ratings.dat", "latin-1"),
+            ("users", "users.dat", "utf-8"),
+        ]
+    ]
     # Carried over from run to run, etl_runs keeps its key.
     assert query(
         warehouse,
@@ -253,8 +256,19 @@ def test_same_input_same_tables(movielens, bigger_ml10m, tmp_path, layout):
     build_warehouse(folder, first)
     build_warehouse(folder, second)
     tables = etl_tables(first)
-    assert {"ratings", "movies", "users", "rejected_rows", "user_index", "movie_index", "dataset", "rating_splits",
-            "splits", "user_matrix", "movie_matrix"} <= set(tables)  # fmt: skip
+    assert {
+        "ratings",
+        "movies",
+        "users",
+        "rejected_rows",
+        "user_index",
+        "movie_index",
+        "dataset",
+        "rating_splits",
+        "splits",
+        "user_matrix",
+        "movie_matrix",
+    } <= set(tables)
     assert etl_tables(second) == tables
     if layout == "bigger ml-10m":
         # A rebuild in place (carrying the first run's tables over) gives the same tables again.

@@ -39,39 +39,126 @@ CASES = [
     Bad("user-id", "ml-1m", "ratings.dat", 4, "two::1::4::978298413", f"user id 'two' {WHOLE_NUMBER}"),
     Bad("movie-id", "ml-1m", "ratings.dat", 5, "2::x2::2::978299000", f"movie id 'x2' {WHOLE_NUMBER}"),
     Bad("rating-6", "ml-1m", "ratings.dat", 6, "2::5::6::978299620", f"rating '6' is {SCALE_1M}"),
-    Bad("half-star-in-whole", "ml-1m", "ratings.dat", 7, "3::3::4.5::978297039", f"rating '4.5' is {SCALE_1M}", stops=False),
-    Bad("timestamp", "ml-1m", "ratings.dat", 8, "3::4::3::yesterday",
-        "timestamp 'yesterday' is not whole seconds from 1970 to 3000", stops=False),
+    Bad(
+        "half-star-in-whole",
+        "ml-1m",
+        "ratings.dat",
+        7,
+        "3::3::4.5::978297039",
+        f"rating '4.5' is {SCALE_1M}",
+        stops=False,
+    ),
+    Bad(
+        "timestamp",
+        "ml-1m",
+        "ratings.dat",
+        8,
+        "3::4::3::yesterday",
+        "timestamp 'yesterday' is not whole seconds from 1970 to 3000",
+        stops=False,
+    ),
     Bad("zero-user-id", "ml-1m", "ratings.dat", 9, "0::1::2::978297867", f"user id '0' {WHOLE_NUMBER}", stops=False),
-    Bad("duplicate", "ml-1m", "ratings.dat", 13, "1::3::4::978302200",
-        "duplicate rating for user 1 and movie 3 (first on line 2)"),
+    Bad(
+        "duplicate",
+        "ml-1m",
+        "ratings.dat",
+        13,
+        "1::3::4::978302200",
+        "duplicate rating for user 1 and movie 3 (first on line 2)",
+    ),
     Bad("unknown-movie", "ml-1m", "ratings.dat", 14, "2::99::3::978299000", "movie 99 is not in movies.dat"),
     Bad("unknown-user", "ml-1m", "ratings.dat", 15, "99::1::3::978299000", "user 99 is not in users.dat"),
-    Bad("truncated-last-line", "ml-1m", "ratings.dat", 16, "4::4::", "expected 4 fields separated by '::', found 3",
-        last=True),
+    Bad(
+        "truncated-last-line",
+        "ml-1m",
+        "ratings.dat",
+        16,
+        "4::4::",
+        "expected 4 fields separated by '::', found 3",
+        last=True,
+    ),
     Bad("movie-fields", "ml-1m", "movies.dat", 6, "6::Broken (1999)", "expected 3 fields separated by '::', found 2"),
-    Bad("movie-duplicate", "ml-1m", "movies.dat", 7, "3::Other (1990)::Drama", "duplicate movie id 3 (first on line 3)", stops=False),
+    Bad(
+        "movie-duplicate",
+        "ml-1m",
+        "movies.dat",
+        7,
+        "3::Other (1990)::Drama",
+        "duplicate movie id 3 (first on line 3)",
+        stops=False,
+    ),
     Bad("movie-no-title", "ml-1m", "movies.dat", 8, "8:: ::Drama", "the title is empty", stops=False),
     Bad("user-gender", "ml-1m", "users.dat", 5, "5::X::18::4::48065", "gender 'X' is not M or F"),
-    Bad("user-occupation", "ml-1m", "users.dat", 6, "6::M::18::99::48066", "occupation '99' is not a known code", stops=False),
-    Bad("user-duplicate", "ml-1m", "users.dat", 7, "2::F::18::4::48067", "duplicate user id 2 (first on line 2)", stops=False),
+    Bad(
+        "user-occupation",
+        "ml-1m",
+        "users.dat",
+        6,
+        "6::M::18::99::48066",
+        "occupation '99' is not a known code",
+        stops=False,
+    ),
+    Bad(
+        "user-duplicate",
+        "ml-1m",
+        "users.dat",
+        7,
+        "2::F::18::4::48067",
+        "duplicate user id 2 (first on line 2)",
+        stops=False,
+    ),
     Bad("rating-3.7", "ml-10m", "ratings.dat", 2, "1::3::3.7::978302109", f"rating '3.7' is {SCALE_HALF}"),
     Bad("rating-0", "ml-10m", "ratings.dat", 3, "1::4::0::978301968", f"rating '0' is {SCALE_HALF}", stops=False),
     Bad("rating-5.5", "ml-10m", "ratings.dat", 4, "2::1::5.5::978298413", f"rating '5.5' is {SCALE_HALF}", stops=False),
     Bad("rating-nan", "ml-10m", "ratings.dat", 5, "2::2::nan::978299000", f"rating 'nan' is {SCALE_HALF}", stops=False),
     Bad("tab-fields", "ml-100k", "u.data", 2, "1\t3\t3", "expected 4 fields separated by 'a tab', found 3"),
     Bad("u-user-missing", "ml-100k", "u.data", 13, "99\t1\t3\t978299000", "user 99 is not in u.user"),
-    Bad("u-item-fields", "ml-100k", "u.item", 6, "6|Short (1999)|01-Jan-1999||url|0|1",
-        "expected 24 fields separated by '|', found 7", stops=False),
+    Bad(
+        "u-item-fields",
+        "ml-100k",
+        "u.item",
+        6,
+        "6|Short (1999)|01-Jan-1999||url|0|1",
+        "expected 24 fields separated by '|', found 7",
+        stops=False,
+    ),
     Bad("u-user-age", "ml-100k", "u.user", 6, "6|abc|M|other|12345", "age is not a whole number from 0 to 150"),
-    Bad("csv-fields", "ml-latest", "ratings.csv", 4, "1,4,4.0,978301968,extra",
-        "expected 4 fields separated by ',', found 5"),
-    Bad("csv-rating-3.7", "ml-latest", "ratings.csv", 5, "2,1,3.7,978298413", f"rating '3.7' is {SCALE_HALF}", stops=False),
+    Bad(
+        "csv-fields",
+        "ml-latest",
+        "ratings.csv",
+        4,
+        "1,4,4.0,978301968,extra",
+        "expected 4 fields separated by ',', found 5",
+    ),
+    Bad(
+        "csv-rating-3.7",
+        "ml-latest",
+        "ratings.csv",
+        5,
+        "2,1,3.7,978298413",
+        f"rating '3.7' is {SCALE_HALF}",
+        stops=False,
+    ),
     Bad("csv-unknown-movie", "ml-latest", "ratings.csv", 14, "2,99,3.0,978299000", "movie 99 is not in movies.csv"),
-    Bad("csv-movie-id", "ml-latest", "movies.csv", 7, "x7,Bad id (1999),Drama", f"movie id 'x7' {WHOLE_NUMBER}", stops=False),
-    Bad("csv-unclosed-quote", "ml-latest", "movies.csv", 8, '8,"Unclosed, quote (1999),Drama',
-        "expected movieId,title,genres (titles with commas in double quotes)"),
-]  # fmt: skip
+    Bad(
+        "csv-movie-id",
+        "ml-latest",
+        "movies.csv",
+        7,
+        "x7,Bad id (1999),Drama",
+        f"movie id 'x7' {WHOLE_NUMBER}",
+        stops=False,
+    ),
+    Bad(
+        "csv-unclosed-quote",
+        "ml-latest",
+        "movies.csv",
+        8,
+        '8,"Unclosed, quote (1999),Drama',
+        "expected movieId,title,genres (titles with commas in double quotes)",
+    ),
+]
 LAYOUTS = sorted({case.layout for case in CASES})
 
 
@@ -135,8 +222,11 @@ def all_bad_lines(movielens, etl_build):
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.id)
 def test_bad_line_set_aside(all_bad_lines, query, case):
     _, warehouse = all_bad_lines(case.layout)
-    rows = query(warehouse, "SELECT file, line_no, raw_line, reason FROM rejected_rows WHERE file = ? AND line_no = ?",
-                 [case.file, case.line_no])  # fmt: skip
+    rows = query(
+        warehouse,
+        "SELECT file, line_no, raw_line, reason FROM rejected_rows WHERE file = ? AND line_no = ?",
+        [case.file, case.line_no],
+    )
     assert rows == [(case.file, case.line_no, case.text, case.reason)]
 
 
@@ -182,9 +272,14 @@ def test_the_root_cause_is_reported_first(movielens, tmp_path):
 
 @pytest.mark.parametrize(
     "layout, file",
-    [("ml-1m", "ratings.dat"), ("ml-1m", "movies.dat"), ("ml-1m", "users.dat"), ("ml-100k", "u.genre"),
-     ("ml-latest", "ratings.csv")],
-)  # fmt: skip
+    [
+        ("ml-1m", "ratings.dat"),
+        ("ml-1m", "movies.dat"),
+        ("ml-1m", "users.dat"),
+        ("ml-100k", "u.genre"),
+        ("ml-latest", "ratings.csv"),
+    ],
+)
 def test_empty_file(movielens, tmp_path, layout, file):
     folder = movielens(layout)
     (folder / file).write_bytes(b"")
@@ -202,9 +297,15 @@ def test_no_ratings_at_all(movielens, tmp_path, content):
 
 @pytest.mark.parametrize(
     "layout, file",
-    [("ml-1m", "movies.dat"), ("ml-10m", "movies.dat"), ("ml-100k", "u.item"), ("ml-100k", "u.user"),
-     ("ml-100k", "u.genre"), ("ml-latest", "movies.csv")],
-)  # fmt: skip
+    [
+        ("ml-1m", "movies.dat"),
+        ("ml-10m", "movies.dat"),
+        ("ml-100k", "u.item"),
+        ("ml-100k", "u.user"),
+        ("ml-100k", "u.genre"),
+        ("ml-latest", "movies.csv"),
+    ],
+)
 def test_missing_file(movielens, tmp_path, layout, file):
     folder = movielens(layout)
     (folder / file).unlink()
@@ -233,12 +334,24 @@ def test_no_such_folder(tmp_path):
 @pytest.mark.parametrize(
     "layout, headers",
     [
-        ("ml-1m", {"ratings.dat": "UserID::MovieID::Rating::Timestamp", "movies.dat": "MovieID::Title::Genres",
-                   "users.dat": "UserID::Gender::Age::Occupation::Zip-code"}),
-        ("ml-100k", {"u.data": "user id\titem id\trating\ttimestamp", "u.user": "user id|age|gender|occupation|zip code",
-                     "u.item": "movie id|movie title|release date|video release date|IMDb URL|" + "|".join("g" * 19)}),
+        (
+            "ml-1m",
+            {
+                "ratings.dat": "UserID::MovieID::Rating::Timestamp",
+                "movies.dat": "MovieID::Title::Genres",
+                "users.dat": "UserID::Gender::Age::Occupation::Zip-code",
+            },
+        ),
+        (
+            "ml-100k",
+            {
+                "u.data": "user id\titem id\trating\ttimestamp",
+                "u.user": "user id|age|gender|occupation|zip code",
+                "u.item": "movie id|movie title|release date|video release date|IMDb URL|" + "|".join("g" * 19),
+            },
+        ),
     ],
-)  # fmt: skip
+)
 def test_header_line_is_skipped(movielens, etl_build, query, layout, headers):
     folder = movielens(layout)
     for file, header in headers.items():
@@ -266,9 +379,20 @@ def test_blank_lines_byte_order_mark_and_no_final_newline(movielens, etl_build, 
         (11, "1::1::9::978300760", f"rating '9' is {SCALE_1M}")
     ]
     assert query(warehouse, "SELECT user_id, movie_id, source_line FROM ratings ORDER BY source_line") == [
-        (1, 1, 1), (1, 3, 2), (1, 4, 3), (2, 1, 4), (2, 2, 6), (2, 5, 7), (3, 3, 8), (3, 4, 9),
-        (3, 1, 12), (4, 2, 13), (4, 5, 14), (4, 3, 15), (1, 2, 18),
-    ]  # fmt: skip
+        (1, 1, 1),
+        (1, 3, 2),
+        (1, 4, 3),
+        (2, 1, 4),
+        (2, 2, 6),
+        (2, 5, 7),
+        (3, 3, 8),
+        (3, 4, 9),
+        (3, 1, 12),
+        (4, 2, 13),
+        (4, 5, 14),
+        (4, 3, 15),
+        (1, 2, 18),
+    ]
     assert query(warehouse, "SELECT count(*) FROM movies") == [(5,)]
 
 
@@ -300,5 +424,7 @@ def test_a_line_past_what_a_line_may_hold_is_named_in_one_sentence(movielens, tm
     monkeypatch.setattr(models_module, "ETL_DIR", macros)
     with pytest.raises(EtlError) as raised:
         build_warehouse(folder, tmp_path / "warehouse.duckdb")
-    assert str(raised.value) == (f"{folder / 'ratings.dat'}, line 13: longer than the 2,097,152 bytes a line may "
-                                 "hold (no MovieLens line comes near); remove or fix that line")  # fmt: skip
+    assert str(raised.value) == (
+        f"{folder / 'ratings.dat'}, line 13: longer than the 2,097,152 bytes a line may "
+        "hold (no MovieLens line comes near); remove or fix that line"
+    )

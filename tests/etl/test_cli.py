@@ -36,9 +36,24 @@ def test_help():
 
 def test_build(movielens, tmp_path, query):
     warehouse = tmp_path / "out" / "warehouse.duckdb"
-    result = runner.invoke(app, ["build", "--input", str(movielens("ml-1m")), "--warehouse", str(warehouse),
-                                 "--seed", "7", "--test-fraction", "0.2", "--validation-fraction", "0.1",
-                                 "--memory-limit-mb", "512"])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "build",
+            "--input",
+            str(movielens("ml-1m")),
+            "--warehouse",
+            str(warehouse),
+            "--seed",
+            "7",
+            "--test-fraction",
+            "0.2",
+            "--validation-fraction",
+            "0.1",
+            "--memory-limit-mb",
+            "512",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert f"{warehouse}: 12 ratings, 5 users, 5 movies, 0 rejected rows, in " in result.output
     assert query(warehouse, "SELECT options FROM etl_runs") == [
@@ -80,17 +95,30 @@ def test_bad_row_is_one_plain_error(movielens, tmp_path):
     assert result.exit_code == 1
     assert f"etl: error: {folder / 'ratings.dat'}, line 13: rating '6' is outside" in result.output
     assert "Traceback" not in result.output
-    result = runner.invoke(app, ["build", "--input", str(folder), "--warehouse", str(tmp_path / "w.duckdb"),
-                                 "--max-bad-rows", "1", "--quiet"])  # fmt: skip
+    result = runner.invoke(
+        app,
+        ["build", "--input", str(folder), "--warehouse", str(tmp_path / "w.duckdb"), "--max-bad-rows", "1", "--quiet"],
+    )
     assert (result.exit_code, result.output) == (0, "")
 
 
 @pytest.mark.parametrize(
     "option, value",
-    [("--test-fraction", "2"), ("--test-fraction", "0"), ("--validation-fraction", "1"), ("--validation-fraction", "-0.1"),
-     ("--max-bad-rows", "-1"), ("--seed", "abc"), ("--lock-wait", "-5"), ("--test-fraction", "a tenth"),
-     ("--memory-limit-mb", "10"), ("--storage-version", "v0.9"), ("--input", "a-file"), ("--warehouse", "a-folder")],
-)  # fmt: skip
+    [
+        ("--test-fraction", "2"),
+        ("--test-fraction", "0"),
+        ("--validation-fraction", "1"),
+        ("--validation-fraction", "-0.1"),
+        ("--max-bad-rows", "-1"),
+        ("--seed", "abc"),
+        ("--lock-wait", "-5"),
+        ("--test-fraction", "a tenth"),
+        ("--memory-limit-mb", "10"),
+        ("--storage-version", "v0.9"),
+        ("--input", "a-file"),
+        ("--warehouse", "a-folder"),
+    ],
+)
 def test_bad_option_values(movielens, tmp_path, option, value):
     (tmp_path / "a-file").write_text("not a folder")
     (tmp_path / "a-folder").mkdir()

@@ -54,8 +54,10 @@ def test_etl_killed_leaves_one_whole_build(movielens, tmp_path, kill_at, point):
     new = state(reference)
     assert new != previous
 
-    kill_at(f"stop_around({module!r}, {function!r}, {when!r})\n",
-            ["etl", "build", "--input", str(new_input), "--warehouse", str(warehouse), "--quiet"])  # fmt: skip
+    kill_at(
+        f"stop_around({module!r}, {function!r}, {when!r})\n",
+        ["etl", "build", "--input", str(new_input), "--warehouse", str(warehouse), "--quiet"],
+    )
 
     assert state(warehouse) == (previous if expected == "previous" else new)
     if expected == "previous":

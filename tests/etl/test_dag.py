@@ -21,13 +21,30 @@ LAYOUTS = ("ml-100k", "ml-1m", "ml-10m", "ml-latest")
 
 # What each layout built before the order was declared (the hand-written list of etl/models.py).
 COMMON = [
-    "macros/read_lines", "macros/whole_number", "macros/split_parts", "seeds/occupations", "staging/ratings_lines",
-    "staging/stg_ratings", "intermediate/int_movies_checked", "intermediate/int_users_checked",
-    "intermediate/int_ratings_checked", "core/movies", "core/ratings", "core/users", "core/rejected_rows",
-    "core/user_index", "core/movie_index", "core/dataset", "core/dataset_lineage", "splits/rating_splits",
+    "macros/read_lines",
+    "macros/whole_number",
+    "macros/split_parts",
+    "seeds/occupations",
+    "staging/ratings_lines",
+    "staging/stg_ratings",
+    "intermediate/int_movies_checked",
+    "intermediate/int_users_checked",
+    "intermediate/int_ratings_checked",
+    "core/movies",
+    "core/ratings",
+    "core/users",
+    "core/rejected_rows",
+    "core/user_index",
+    "core/movie_index",
+    "core/dataset",
+    "core/dataset_lineage",
+    "splits/rating_splits",
     "splits/split_ratings",
-    "splits/splits", "macros/matrix_rows", "features/user_matrix", "features/movie_matrix",
-]  # fmt: skip
+    "splits/splits",
+    "macros/matrix_rows",
+    "features/user_matrix",
+    "features/movie_matrix",
+]
 STAGING = {
     "ml-100k": ["staging/ml100k/stg_genres", "staging/ml100k/stg_movies", "staging/ml100k/stg_users"],
     "ml-1m": ["staging/dat/stg_movies", "staging/dat/stg_users"],

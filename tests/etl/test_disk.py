@@ -47,8 +47,9 @@ def test_disk_full(previous, small_disk):
 
 def test_read_only_file_system(previous, small_disk):
     folder, built = previous
-    disk = small_disk(2 * built.stat().st_size, fill=lambda point: shutil.copyfile(built, point / "w.duckdb"),
-                      read_only=True)  # fmt: skip
+    disk = small_disk(
+        2 * built.stat().st_size, fill=lambda point: shutil.copyfile(built, point / "w.duckdb"), read_only=True
+    )
     warehouse = disk / "w.duckdb"
     before = sha256(warehouse)
     with pytest.raises(

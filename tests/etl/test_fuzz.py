@@ -132,8 +132,17 @@ def _repeat_or_drop(lines, sep, data, i):
         del lines[i]
 
 
-CORRUPTIONS = [_cut, _stray_separator, _junk, _huge_number, _negative, _empty_field, _line_ending, _encoding,
-               _repeat_or_drop]  # fmt: skip
+CORRUPTIONS = [
+    _cut,
+    _stray_separator,
+    _junk,
+    _huge_number,
+    _negative,
+    _empty_field,
+    _line_ending,
+    _encoding,
+    _repeat_or_drop,
+]
 
 
 def corrupt(content: bytes, sep: bytes, data: st.DataObject) -> bytes:
@@ -201,8 +210,10 @@ def check_clean_load(folder: Path, warehouse: Path, layout: str) -> None:
         for file, line_no, reason in con.execute("SELECT file, line_no, reason FROM rejected_rows").fetchall():
             assert file in LAYOUTS[layout] and line_no >= 1 and reason
         ratings = con.execute("SELECT user_id, movie_id, source_line FROM ratings").fetchall()
-        set_aside = {line for (line,) in con.execute("SELECT line_no FROM rejected_rows WHERE file = ?",
-                                                     [ratings_file]).fetchall()}  # fmt: skip
+        set_aside = {
+            line
+            for (line,) in con.execute("SELECT line_no FROM rejected_rows WHERE file = ?", [ratings_file]).fetchall()
+        }
     lines = [line.rstrip(b"\r") for line in (folder / ratings_file).read_bytes().split(b"\n")]
     for user_id, movie_id, source_line in ratings:
         fields = lines[source_line - 1].split(sep)

@@ -27,8 +27,13 @@ def etl(*args: str):
 
 def assert_untouched(warehouse: Path) -> None:
     with duckdb.connect(str(warehouse), read_only=True) as con:
-        names = [name for (name,) in con.execute("SELECT table_name FROM duckdb_tables() UNION ALL "
-                                                 "SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()]  # fmt: skip
+        names = [
+            name
+            for (name,) in con.execute(
+                "SELECT table_name FROM duckdb_tables() UNION ALL "
+                "SELECT view_name FROM duckdb_views() WHERE NOT internal"
+            ).fetchall()
+        ]
         assert not [name for name in names if name.startswith("pwned")]
         assert con.execute("SELECT count(*) FROM ratings").fetchall() == [(12,)]
 

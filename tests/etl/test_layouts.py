@@ -53,11 +53,19 @@ def test_layout_loads(default_build, query):
     layout, warehouse = default_build
 
     assert query(warehouse, "SELECT user_id, movie_id, rating, epoch(rated_at)::BIGINT FROM ratings ORDER BY ALL") == [
-        (1, 1, 5.0, 978300760), (1, 3, 3.0, 978302109), (1, 4, 4.0, 978301968),
-        (2, 1, 4.0, 978298413), (2, 2, 2.0, 978299000), (2, 5, 1.0, 978299620),
-        (3, 1, 2.0, 978297867), (3, 3, 5.0, 978297039), (3, 4, 3.0, 978298709),
-        (4, 2, 4.0, 978294008), (4, 3, 1.0, 978294200), (4, 5, 5.0, 978294282),
-    ]  # fmt: skip
+        (1, 1, 5.0, 978300760),
+        (1, 3, 3.0, 978302109),
+        (1, 4, 4.0, 978301968),
+        (2, 1, 4.0, 978298413),
+        (2, 2, 2.0, 978299000),
+        (2, 5, 1.0, 978299620),
+        (3, 1, 2.0, 978297867),
+        (3, 3, 5.0, 978297039),
+        (3, 4, 3.0, 978298709),
+        (4, 2, 4.0, 978294008),
+        (4, 3, 1.0, 978294200),
+        (4, 5, 5.0, 978294282),
+    ]
     assert movies_by_id(query, warehouse) == {
         1: ("Toy Story (1995)", 1995, ["Animation", "Children's", "Comedy"]),
         2: ("Jumanji (1995)", 1995, ["Adventure", "Children's", "Fantasy"]),
@@ -74,16 +82,24 @@ def test_layout_loads(default_build, query):
 
 
 USERS = {
-    "ml-1m": [(1, "F", 1, "K-12 student", "48061"), (2, "M", 56, "self-employed", "48062"),
-              (3, "M", 25, "scientist", "48063"), (4, "F", 35, "executive/managerial", "48064"),
-              (5, "M", 18, "college/grad student", "48065")],
-    "ml-100k": [(1, "F", 1, "K-12 student", "01123"), (2, "M", 56, "self-employed", "02123"),
-                (3, "M", 25, "scientist", "03123"), (4, "F", 35, "executive/managerial", "04123"),
-                (5, "M", 18, "student", "05123")],
+    "ml-1m": [
+        (1, "F", 1, "K-12 student", "48061"),
+        (2, "M", 56, "self-employed", "48062"),
+        (3, "M", 25, "scientist", "48063"),
+        (4, "F", 35, "executive/managerial", "48064"),
+        (5, "M", 18, "college/grad student", "48065"),
+    ],
+    "ml-100k": [
+        (1, "F", 1, "K-12 student", "01123"),
+        (2, "M", 56, "self-employed", "02123"),
+        (3, "M", 25, "scientist", "03123"),
+        (4, "F", 35, "executive/managerial", "04123"),
+        (5, "M", 18, "student", "05123"),
+    ],
     # No users file: the users are those who rated, with NULL demographics.
     "ml-10m": [(u, None, None, None, None) for u in (1, 2, 3, 4)],
     "ml-latest": [(u, None, None, None, None) for u in (1, 2, 3, 4)],
-}  # fmt: skip
+}
 
 
 def test_users(default_build, query):

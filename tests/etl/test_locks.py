@@ -26,8 +26,9 @@ for command in sys.stdin:
 
 
 def analyst(warehouse: Path, mode: str) -> subprocess.Popen:
-    process = subprocess.Popen([sys.executable, "-c", ANALYST, str(warehouse), mode],
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-c", ANALYST, str(warehouse), mode], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     assert process.stdout.readline().strip() == "open"
     return process
 
@@ -74,8 +75,9 @@ def test_a_writer_makes_the_etl_give_up_after_its_bounded_wait(rebuilt) -> None:
     writer = analyst(warehouse, "read-write")
     try:
         started = time.monotonic()
-        result = CliRunner().invoke(app, ["build", "--input", str(bigger), "--warehouse", str(warehouse),
-                                          "--lock-wait", "1", "--quiet"])  # fmt: skip
+        result = CliRunner().invoke(
+            app, ["build", "--input", str(bigger), "--warehouse", str(warehouse), "--lock-wait", "1", "--quiet"]
+        )
         elapsed = time.monotonic() - started
     finally:
         writer.kill()

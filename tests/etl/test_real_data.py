@@ -53,9 +53,9 @@ def test_ml_1m(built, query):
         (1, "F", 1, "K-12 student", "48067"),
         (6040, "M", 25, "doctor/health care", "11106"),
     ]
-    assert query(warehouse, "SELECT split, n_train + n_validation + n_test, round(n_test / 1000125, 2) FROM splits") == [
-        ("random", 1_000_125, 0.1), ("temporal", 1_000_125, 0.1)
-    ]  # fmt: skip
+    assert query(
+        warehouse, "SELECT split, n_train + n_validation + n_test, round(n_test / 1000125, 2) FROM splits"
+    ) == [("random", 1_000_125, 0.1), ("temporal", 1_000_125, 0.1)]
     assert query(warehouse, "SELECT count(*) FROM user_matrix") == [(2 * 6_040,)]
 
 

@@ -48,8 +48,12 @@ def test_indexes_are_dense_from_zero_in_id_order(small, query):
     ]
     # Movie 40 was never rated: it is in movies, not in movie_index.
     assert query(small, "SELECT movie_id, movie_idx FROM movie_index ORDER BY movie_idx") == [
-        (3, 0), (7, 1), (10, 2), (25, 3), (1000, 4)
-    ]  # fmt: skip
+        (3, 0),
+        (7, 1),
+        (10, 2),
+        (25, 3),
+        (1000, 4),
+    ]
     assert query(small, "SELECT n_users, n_movies FROM dataset") == [(4, 5)]
 
 
@@ -102,9 +106,7 @@ def test_empty_parts_are_empty_lists_not_null(medium, query, table, col):
     for part in PARTS:
         assert query(medium, f"SELECT count(*) > 0 FROM {table} WHERE len({part}_{col}) = 0") == [(True,)], part
     types = dict(query(medium, f"SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = '{table}'"))
-    assert {c: types[c] for c in columns} == {
-        c: "INTEGER[]" if c.endswith("_idx") else "FLOAT[]" for c in columns
-    }  # fmt: skip
+    assert {c: types[c] for c in columns} == {c: "INTEGER[]" if c.endswith("_idx") else "FLOAT[]" for c in columns}
 
 
 @pytest.mark.parametrize("table, col", [("user_matrix", "movie_idx"), ("movie_matrix", "user_idx")])

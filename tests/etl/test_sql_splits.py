@@ -89,8 +89,11 @@ def test_every_split_is_a_partition_of_the_ratings(request, query, fixture):
     if fixture == "medium":
         warehouse = warehouse()
     (n,) = query(warehouse, "SELECT count(*) FROM ratings")[0]
-    splits = query(warehouse, "SELECT split, count(*), count(DISTINCT (user_id, movie_id)), list(DISTINCT part) "
-                              "FROM split_ratings GROUP BY split ORDER BY split")  # fmt: skip
+    splits = query(
+        warehouse,
+        "SELECT split, count(*), count(DISTINCT (user_id, movie_id)), list(DISTINCT part) "
+        "FROM split_ratings GROUP BY split ORDER BY split",
+    )
     for split, rows, distinct, parts in splits:
         assert (rows, distinct) == (n, n), split
         assert set(parts) <= PARTS
@@ -156,21 +159,24 @@ def test_temporal_split_holds_out_each_users_latest_ratings(movielens, etl_build
     t = 978300000
     ratings = [
         # user 1: ten ratings in shuffled file order; the latest two (movies 3 and 8) are test at 20 %.
-        *[(1, movie, 3, t + when) for movie, when in [(1, 5), (2, 1), (3, 90), (4, 7), (5, 2), (6, 3), (7, 9),
-                                                          (8, 80), (9, 4), (10, 6)]],
+        *[
+            (1, movie, 3, t + when)
+            for movie, when in [(1, 5), (2, 1), (3, 90), (4, 7), (5, 2), (6, 3), (7, 9), (8, 80), (9, 4), (10, 6)]
+        ],
         # user 2: five ratings, two at the latest time: the tie goes to the higher movie id.
         *[(2, movie, 4, t + when) for movie, when in [(1, 10), (2, 50), (3, 50), (4, 20), (5, 30)]],
         # user 3: one rating; 20 % of one rounds to none.
         (3, 1, 5, t),
         # user 4: three ratings; 20 % of three rounds to one.
         *[(4, movie, 2, t + when) for movie, when in [(7, 3), (8, 2), (9, 1)]],
-    ]  # fmt: skip
+    ]
     movies = [(movie, f"Movie {movie} (1990)", ["Drama"]) for movie in range(1, 11)]
     warehouse = etl_build(movielens("ml-10m", ratings=ratings, movies=movies), test_fraction=0.2)
     assert query(
-        warehouse, "SELECT user_id, list(movie_id ORDER BY movie_id) FROM split_ratings "
-                   "WHERE split = 'temporal' AND part = 'test' GROUP BY user_id ORDER BY user_id"
-    ) == [(1, [3, 8]), (2, [3]), (4, [7])]  # fmt: skip
+        warehouse,
+        "SELECT user_id, list(movie_id ORDER BY movie_id) FROM split_ratings "
+        "WHERE split = 'temporal' AND part = 'test' GROUP BY user_id ORDER BY user_id",
+    ) == [(1, [3, 8]), (2, [3]), (4, [7])]
 
 
 @pytest.mark.parametrize("fixture", ["ml100k_sized", "medium"])
