@@ -12,6 +12,7 @@ earlier rows are replaced.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import dataclass
@@ -158,16 +159,29 @@ def check_run_row(run: dict[str, Any]) -> None:
     """Refuse a run's row that the `runs` table (sql/results/runs.sql, its one schema) would not take: a field it
     lacks (a typo) or a value of the wrong type. Checked when the run is staged, before anything is written, not at
     publish, after the work is done."""
-    with duckdb.connect() as scratch:
-        scratch.execute(read(RESULTS_DIR / "runs.sql"))
-        columns = {name for (name,) in scratch.execute("SELECT column_name FROM duckdb_columns()").fetchall()}
-        if unknown := set(run) - columns:
-            raise ValueError(f"not columns of runs: {sorted(unknown)}")
-        names = ", ".join(run)
-        try:
-            scratch.execute(f"INSERT INTO runs ({names}) VALUES ({', '.join('?' for _ in run)})", list(run.values()))
-        except duckdb.Error as error:
-            raise ValueError(f"a row runs would not take: {error}") from error
+    scratch, columns = _runs_table()
+    if unknown := set(run) - columns:
+        raise ValueError(f"not columns of runs: {sorted(unknown)}")
+    cursor = scratch.cursor()  # the row is inserted in a transaction rolled back: the table stays empty
+    cursor.execute("BEGIN TRANSACTION")
+    try:
+        placeholders = ", ".join("?" for _ in run)
+        cursor.execute(f"INSERT INTO runs ({', '.join(run)}) VALUES ({placeholders})", list(run.values()))
+    except duckdb.Error as error:
+        raise ValueError(f"a row runs would not take: {error}") from error
+    finally:
+        cursor.execute("ROLLBACK")
+        cursor.close()
+
+
+@functools.cache
+def _runs_table() -> tuple[duckdb.DuckDBPyConnection, frozenset[str]]:
+    """An empty `runs` table in memory, made once a process (its DDL costs more than checking a row), and its
+    columns."""
+    scratch = duckdb.connect()
+    scratch.execute(read(RESULTS_DIR / "runs.sql"))
+    columns = scratch.execute("SELECT column_name FROM duckdb_columns()").fetchall()
+    return scratch, frozenset(name for (name,) in columns)
 
 
 @dataclass(frozen=True)
