@@ -86,13 +86,13 @@ def refit_config(options: RefitOptions) -> TrainConfig:
     # A model fitted outside the loop may choose settings of its own on validation, epoch by epoch (ease's λ, fitted
     # once: its epochs are the λ it tried).
     chosen = state["history"][epochs - 1].get("settings", {}) if state["history"] else {}
-    return config.replaced(
-        init_from=options.init_from,
-        validation=False,
-        epochs=epochs,
-        lr_drop_epochs=tuple(e for e in drop_epochs(state["history"], config) if e < epochs),
-        refit_of=run_id,
-        warehouse=str(options.warehouse),
+    refitted = {
+        "init_from": options.init_from,
+        "validation": False,
+        "epochs": epochs,
+        "lr_drop_epochs": tuple(e for e in drop_epochs(state["history"], config) if e < epochs),
+        "refit_of": run_id,
+        "warehouse": str(options.warehouse),
         **options.machine.model_dump(),
-        **chosen,
-    )
+    }
+    return config.replaced(**{**refitted, **chosen})  # what it chose on validation last: ease's λ and its one fit

@@ -197,3 +197,20 @@ def test_trainer_refit_trains_publishes_and_explains_its_refusals(trained_wareho
     assert refused.exit_code == 1 and "trainer: error: no run 'nope'" in refused.output
     assert "Traceback" not in refused.output
     assert "--threads" in CliRunner().invoke(app, ["refit", "--help"]).output
+
+
+@pytest.mark.parametrize("model", ["ease", "mult-dae"])
+def test_a_ranking_model_is_refitted_with_what_it_chose_on_validation(model, trained_warehouse, tmp_path) -> None:
+    """ease refits with the λ (--l2) its run chose, in one fit; mult-dae for the epochs its run chose. The refit
+    ranks the test part (no validation ranking: it trained on that slice)."""
+    overrides = {"ease": {"epochs": 3}, "mult-dae": {"epochs": 4, "eval_every": 1, "hidden": (8, 4)}}[model]
+    warehouse, parent = trained_warehouse({"model": model, "top_n": 0, **overrides})
+    config = refit_config(RefitOptions(parent.run_id, warehouse, MachineSettings(runs_dir=str(tmp_path / "runs"))))
+    chosen = parent.history[parent.best_epoch - 1]
+    if model == "ease":
+        assert (config.epochs, config.l2) == (1, chosen["settings"]["l2"])
+    else:
+        assert config.epochs == parent.best_epoch and config.l2 == 50.0
+    assert config.refit_of == parent.run_id and not config.validation
+    again = run(config.replaced(publish_anyway=True))
+    assert set(again.ranking) == {"test"} and again.ranking["test"]["users"] > 0

@@ -76,24 +76,16 @@ def serve(data: Trained, model: str) -> None:
     assert promoted.exit_code == 0, promoted.output
 
 
+def score_args(data: Trained, model: str, *options: str) -> list[str]:
+    """`trainer score`'s arguments for the model's training run in ``data``, then ``options``."""
+    return ["score", data.runs[model], "--warehouse", str(data.warehouse), "--runs-dir", str(data.runs_dir), *options]
+
+
 def score(data: Trained, model: str, *options: str) -> tuple[str, str]:
     """`trainer score` of the model's training run, made the run serving recommendations first; the scoring run's
     id, and what the command said."""
     serve(data, model)
-    result = CliRunner().invoke(
-        app,
-        [
-            "score",
-            data.runs[model],
-            "--warehouse",
-            str(data.warehouse),
-            "--runs-dir",
-            str(data.runs_dir),
-            "--device",
-            "cpu",
-            *options,
-        ],
-    )
+    result = CliRunner().invoke(app, score_args(data, model, "--device", "cpu", *options))
     assert result.exit_code == 0, result.output
     (run_id,) = query(data.warehouse, "SELECT run_id FROM runs WHERE kind = 'score' ORDER BY finished_at DESC LIMIT 1")[
         0
@@ -282,18 +274,7 @@ def test_which_users_to_score(copy) -> None:
 )
 def test_bad_choices_of_users_are_refused(copy, trained_rows, options, message) -> None:
     before = trained_rows  # the copy's rows before the command: it is a copy of the trained warehouse
-    result = CliRunner().invoke(
-        app,
-        [
-            "score",
-            copy.runs["autoencoder"],
-            "--warehouse",
-            str(copy.warehouse),
-            "--runs-dir",
-            str(copy.runs_dir),
-            *options,
-        ],
-    )
+    result = CliRunner().invoke(app, score_args(copy, "autoencoder", *options))
     assert result.exit_code == 1 and message in result.output
     assert [training_rows(copy.warehouse, run_id) for run_id in copy.runs.values()] == before
 
@@ -417,19 +398,7 @@ def test_users_by_ranges_and_from_a_file(copy, tmp_path) -> None:
 )
 def test_bad_lists_and_queries_of_users_are_one_line_errors(copy, trained_rows, users, message) -> None:
     before = trained_rows  # the copy's rows before the command: it is a copy of the trained warehouse
-    result = CliRunner().invoke(
-        app,
-        [
-            "score",
-            copy.runs["autoencoder"],
-            "--warehouse",
-            str(copy.warehouse),
-            "--runs-dir",
-            str(copy.runs_dir),
-            "--users",
-            users,
-        ],
-    )
+    result = CliRunner().invoke(app, score_args(copy, "autoencoder", "--users", users))
     assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output
     assert len(result.output.strip().splitlines()) == 1, result.output
     assert [training_rows(copy.warehouse, run_id) for run_id in copy.runs.values()] == before
@@ -438,17 +407,5 @@ def test_bad_lists_and_queries_of_users_are_one_line_errors(copy, trained_rows, 
 def test_a_file_of_ids_that_is_not_one_is_refused(copy, tmp_path) -> None:
     ids = tmp_path / "users.csv"
     ids.write_text("user_id\n1\n2\n")  # a CSV's header
-    result = CliRunner().invoke(
-        app,
-        [
-            "score",
-            copy.runs["autoencoder"],
-            "--warehouse",
-            str(copy.warehouse),
-            "--runs-dir",
-            str(copy.runs_dir),
-            "--users",
-            f"@{ids}",
-        ],
-    )
+    result = CliRunner().invoke(app, score_args(copy, "autoencoder", "--users", f"@{ids}"))
     assert result.exit_code == 1 and f"--users @{ids}: 'user_id' is not a user id" in result.output
