@@ -363,10 +363,15 @@ def run(
     config = _resumed(config, state, named).replaced(threads=torch.get_num_threads())
     if resume_dir and state and (finished := _finish_staged(resume_dir, state, config, ctx, log)):
         return finished
-    run_id, run_dir, started_at = _run_folder(config, state, resume_dir, ctx)
     warehouse = Path(config.warehouse)
     features = Path(config.features) if config.features else None
+    # the data first: a run that cannot read any leaves no folder behind
     con = open_features(features) if features else open_warehouse(warehouse, config.machine.lock_wait_seconds)
+    try:
+        run_id, run_dir, started_at = _run_folder(config, state, resume_dir, ctx)
+    except BaseException:
+        con.close()
+        raise
     checkpointed = [state["epoch"]] if state else []  # the epochs the run's checkpoint has held, for Ctrl-C
     try:
         info = dataset_info(con)

@@ -83,10 +83,12 @@ def test_threads_0_chooses_says_so_once_and_records_the_number(warehouse, tmp_pa
     assert con.execute(f"{recorded} FROM runs ORDER BY started_at").fetchall() == [(500, 3), (20, 1)]
 
 
-def test_missing_warehouse_says_run_make_etl(tmp_path) -> None:
+def test_missing_warehouse_says_run_make_etl_and_leaves_no_run_folder(tmp_path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)  # the default --runs-dir, runs/, would be made here
     result = invoke("run", "--warehouse", str(tmp_path / "nope.duckdb"))
     assert result.exit_code == 1
     assert "make etl" in result.output and "Traceback" not in result.output
+    assert list(tmp_path.iterdir()) == [], "runs/ or a run's folder left behind"
 
 
 def test_unknown_split_lists_the_known_ones(warehouse, tmp_path) -> None:
