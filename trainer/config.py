@@ -290,7 +290,7 @@ _RUN_FIELDS = tuple(name for name in TrainConfig.model_fields if name not in ("o
 def settings() -> dict[str, Setting]:
     """Every setting a run takes, by name: the run's, each model's own (one entry for a setting several models
     share) and the machine's. The model's choices are the registry's names."""
-    found = {name: one for name, one in described(TrainConfig).items() if name not in ("own", "machine")}
+    found = {name: one for name, one in described(TrainConfig).items() if name in _RUN_FIELDS}
     summaries = "; ".join(f"'{name}': {model.summary}" for name, model in REGISTRY.items())
     model = found["model"]
     found["model"] = Setting(f"{model.help} {summaries}.", Literal[tuple(REGISTRY)], model.default)
@@ -302,8 +302,10 @@ def settings() -> dict[str, Setting]:
 def owner(name: str, model: str) -> type[Settings] | None:
     """The group that holds setting ``name`` for a run of ``model``: the run's, the model's own or the machine's;
     None when neither holds it (another model's setting, or no setting at all)."""
-    for group in (TrainConfig, REGISTRY[model].settings, MachineSettings):
-        if name in group.model_fields and name not in ("own", "machine"):
+    if name in _RUN_FIELDS:
+        return TrainConfig
+    for group in (REGISTRY[model].settings, MachineSettings):
+        if name in group.model_fields:
             return group
     return None
 
@@ -349,10 +351,11 @@ def _not_read_by(model: str, given: dict[str, Any]) -> str | None:
     for spec in REGISTRY.values():
         for name in spec.settings.model_fields:
             owners.setdefault(name, []).append(spec.name)
-    defaults = {name: one.default for name, one in settings().items()}  # a default changes nothing: a saved
+    # a default changes nothing: a configuration saved with every model's settings passes as it is
+    defaults = {name: one.default for name, one in settings().items()}
     ignored = [
         name
-        for name, value in given.items()  # configuration passes as it is
+        for name, value in given.items()
         if name in owners and model not in owners[name] and value not in (None, defaults[name])
     ]
     if not ignored:

@@ -98,6 +98,7 @@ def why_not(group: type[Settings], name: str, value: Any) -> str | None:
 def refusal(group: type[Settings], name: str, error: Any) -> str:
     """One pydantic error of ``group``'s setting ``name`` in the command line's words."""
     kind, context, value = error["type"], error.get("ctx") or {}, error["input"]
+    field = described(group)[name]
     each = " each" if len(error["loc"]) > 1 and isinstance(error["loc"][-1], int) else ""  # hidden's widths
     words = {
         "greater_than_equal": ("at least", "ge"),
@@ -108,17 +109,16 @@ def refusal(group: type[Settings], name: str, error: Any) -> str:
     if kind in words:
         said, key = words[kind]
         bound = context[key]
-        too_big = described(group)[name].too_big
-        why = f" ({too_big})" if key == "le" and too_big else ""
+        why = f" ({field.too_big})" if key == "le" and field.too_big else ""
         shown = f"{bound:g}" if isinstance(bound, float) else str(bound)
         return f"must be {said} {shown}{each}{why}, not {value}"
     if kind == "literal_error":
-        return f"must be one of {', '.join(described(group)[name].choices)}, not {value!r}"
+        return f"must be one of {', '.join(field.choices)}, not {value!r}"
     if kind == "finite_number":
         return f"must be a finite number, not {value}"
     if kind == "too_short":
         return f"must list at least one value, not {value}"
-    return f"must be {type_name(described(group)[name].kind)}, not {value!r}"
+    return f"must be {type_name(field.kind)}, not {value!r}"
 
 
 def wrong_type(group: type[Settings], name: str, value: Any) -> bool:
