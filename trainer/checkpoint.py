@@ -25,16 +25,24 @@ FILE_NAME = "checkpoint.pt"
 @contextlib.contextmanager
 def interrupts_deferred() -> Iterator[None]:
     """Hold Ctrl-C (SIGINT) back while a checkpoint is written and recorded, so that an interrupt never falls between
-    the file and what the run says of it; it is delivered as the block ends. Elsewhere than the main thread of a
-    POSIX process, nothing is held."""
-    blocking = hasattr(signal, "pthread_sigmask") and threading.current_thread() is threading.main_thread()
-    if blocking:
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    the file and what the run says of it; it is delivered as the block ends.
+
+    Held by a handler that only takes note, not by a signal mask: a mask holds the signal back from the main thread
+    only, so the kernel hands it to another thread (torch's, DuckDB's), Python still runs the handler in the middle
+    of the block, and torch.save can swallow the KeyboardInterrupt raised there. Elsewhere than the main thread,
+    where Python cannot set a handler, nothing is held."""
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or previous is None:  # None: set outside Python
+        yield
+        return
+    pressed: list[int] = []
+    signal.signal(signal.SIGINT, lambda signum, _frame: pressed.append(signum))
     try:
         yield
     finally:
-        if blocking:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        signal.signal(signal.SIGINT, previous)
+        if pressed:
+            signal.raise_signal(signal.SIGINT)  # handled as the run would have, now that the block has ended
 
 
 def save(run_dir: Path, state: dict[str, Any]) -> None:

@@ -1,7 +1,13 @@
-"""A checkpoint carries every random generator a run draws from, the GPUs' included, and restores them."""
+"""A checkpoint carries every random generator a run draws from, the GPUs' included, and restores them; Ctrl-C
+waits for the checkpoint being written."""
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
+
+import pytest
 import torch
 
 from trainer import checkpoint
@@ -37,3 +43,27 @@ def test_a_checkpoint_with_the_cpu_generator_alone_still_resumes() -> None:
     expected = torch.rand(3)
     checkpoint.restore_rng(state)  # the layout of checkpoints written before the GPUs' states were kept
     assert torch.equal(torch.rand(3), expected)
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_kill"), reason="POSIX signals")
+def test_ctrl_c_while_a_checkpoint_is_written_waits_for_the_block_to_end() -> None:
+    """With other threads about (torch's, DuckDB's), the kernel may hand the SIGINT to one of them: the interrupt
+    must still come after the block, never inside it (where torch.save can swallow it)."""
+    assert threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    stop = threading.Event()
+    neighbour = threading.Thread(target=stop.wait)
+    neighbour.start()
+    ended = False
+    try:
+        with pytest.raises(KeyboardInterrupt), checkpoint.interrupts_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            stop.wait(0.05)
+            for _ in range(10_000):  # bytecode, between which Python runs its handlers
+                pass
+            ended = True
+    finally:
+        stop.set()
+        neighbour.join()
+        signal.signal(signal.SIGINT, previous)
+    assert ended
