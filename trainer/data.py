@@ -246,7 +246,7 @@ def dense_output(config: TrainConfig, device: torch.device, dense_on_gpu: bool) 
 
 class TrainingData(ABC):
     """The training matrix (user rows, or movie rows with ``rows="movie"``) as batches on the device, plus the
-    validation targets: CachedRows or StreamedRows, as ``training_data`` picks by the cache budget. The loop and
+    validation targets: CachedRows or StreamedRows, as ``training_data_class`` picks by the cache budget. The loop and
     model selection use only this interface."""
 
     def __init__(
@@ -309,21 +309,13 @@ class TrainingData(ABC):
         return dense if dense is not None else rows.to_dense()
 
 
-def training_data(
-    con: duckdb.DuckDBPyConnection,
-    config: TrainConfig,
-    info: DatasetInfo,
-    fit_parts: tuple[str, ...],
-    device: torch.device,
-    rows: str = "user",
-    sparse: bool = True,
-    ctx: distributed.Context = distributed.Context(),
-) -> TrainingData:
-    """The training matrix cached on the device when the CSR of the training (and validation) part fits
-    ``cache_budget_mb``, else streamed out of DuckDB every epoch."""
+def training_data_class(
+    con: duckdb.DuckDBPyConnection, config: TrainConfig, fit_parts: tuple[str, ...]
+) -> type[TrainingData]:
+    """CachedRows, the training matrix kept on the device, when the CSR of the training (and validation) part fits
+    ``cache_budget_mb``; else StreamedRows, read out of DuckDB every epoch."""
     fits = matrix_bytes(con, config.split, _cached_parts(config, fit_parts)) <= config.machine.cache_budget_mb * 2**20
-    held = CachedRows if fits else StreamedRows
-    return held(con, config, info, fit_parts, device, rows=rows, sparse=sparse, ctx=ctx)
+    return CachedRows if fits else StreamedRows
 
 
 def _cached_parts(config: TrainConfig, fit_parts: tuple[str, ...]) -> tuple[str, ...]:

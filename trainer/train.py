@@ -29,7 +29,7 @@ from trainer.data import (
     dataset_info,
     dense_output,
     open_warehouse,
-    training_data,
+    training_data_class,
 )
 from trainer.errors import Finished, Interrupted, TrainerError
 from trainer.models.base import FitInputs, Model, build_model
@@ -279,7 +279,8 @@ def _train(
     model.to(device)
     optimizer = build_optimizer(model.parameters(), config)
     sparse = not dense_output(config, device, model.dense_on_gpu)
-    data = training_data(con, config, info, fit_parts, device, rows=model.rows, sparse=sparse, ctx=ctx)
+    held = training_data_class(con, config, fit_parts)
+    data = held(con, config, info, fit_parts, device, rows=model.rows, sparse=sparse, ctx=ctx)
     log(
         f"{info.name} split {config.split}: {info.n_users:,} users x {info.n_movies:,} movies, {model.rows} rows, "
         f"training on {'+'.join(fit_parts)}, {data.held}"

@@ -100,13 +100,9 @@ def test_bench_trains_a_fine_tuned_models_parent_first(tmp_path, make_movielens_
     _, results, work = small_bench(
         tmp_path,
         make_movielens_1m,
-        "--models",
-        "glocal-k,biases",
-        "--epochs",
-        "2",
+        *["--models", "glocal-k,biases", "--epochs", "2", "--blend"],
         "--markdown",
         str(tmp_path / "bench.md"),
-        "--blend",
     )
     with duckdb.connect(str(results), read_only=True) as con:
         rows = {
@@ -129,14 +125,9 @@ def test_bench_refits_each_model_and_blends_the_refits(tmp_path, make_movielens_
     _, results, work = small_bench(
         tmp_path,
         make_movielens_1m,
-        "--models",
-        "biases,mf",
-        "--epochs",
-        "5",
+        *["--models", "biases,mf", "--epochs", "5", "--blend", "--refit"],
         "--markdown",
         str(markdown),
-        "--blend",
-        "--refit",
     )
     with duckdb.connect(str(results), read_only=True) as con:
         rows = {
@@ -165,14 +156,9 @@ def test_bench_keeps_a_fine_tuned_run_that_kept_its_parents_weights_out_of_the_r
     _, results, work = small_bench(
         tmp_path,
         make_movielens_1m,
-        "--models",
-        "glocal-k,biases",
-        "--epochs",
-        "2",
+        *["--models", "glocal-k,biases", "--epochs", "2", "--blend", "--refit"],
         "--markdown",
         str(tmp_path / "bench.md"),
-        "--blend",
-        "--refit",
     )
     with duckdb.connect(str(results), read_only=True) as con:
         rows = {

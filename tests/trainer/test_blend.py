@@ -98,20 +98,8 @@ def test_a_blend_is_published_as_a_run_with_its_members_and_predictions(warehous
     warehouse, run_ids = warehouse_with_members
     result = CliRunner().invoke(
         app,
-        [
-            "blend",
-            *run_ids,
-            "--warehouse",
-            str(warehouse),
-            "--runs-dir",
-            str(tmp_path / "runs"),
-            "--device",
-            "cpu",
-            "--top-n",
-            "5",
-            "--publish-anyway",
-            "--activity",
-        ],
+        ["blend", *run_ids, "--warehouse", str(warehouse), "--runs-dir", str(tmp_path / "runs")]
+        + ["--device", "cpu", "--top-n", "5", "--publish-anyway", "--activity"],
     )
     assert result.exit_code in (0, NOT_SERVED), result.output  # on tiny data it need not beat its best member
     assert "blend chosen by 5-fold cross-validation on the validation slice" in result.output

@@ -116,10 +116,17 @@ def test_slice_is_a_contiguous_block_of_rows() -> None:
     assert torch.equal(csr(ROWS).slice(0, 4).to_dense(), dense(ROWS))
 
 
+def rows_held(con: duckdb.DuckDBPyConnection, config, info, fit_parts: tuple[str, ...], rows: str = "user"):
+    """The training matrix on the CPU, held as the run would hold it (cached or streamed, by the budget)."""
+    from trainer.data import training_data_class
+
+    return training_data_class(con, config, fit_parts)(con, config, info, fit_parts, torch.device("cpu"), rows=rows)
+
+
 def test_the_notebook_quirk_loses_one_rating_whether_cached_or_streamed(small_warehouse) -> None:
     """The first training line is dropped once per epoch, not once per streamed batch."""
     from trainer.config import resolve
-    from trainer.data import CachedRows, dataset_info, training_data
+    from trainer.data import CachedRows, dataset_info
     from trainer.notebook import first_rating
 
     con = duckdb.connect(str(small_warehouse), read_only=True)
@@ -129,7 +136,7 @@ def test_the_notebook_quirk_loses_one_rating_whether_cached_or_streamed(small_wa
     assert user == 0  # user 0 rated something: the first line is theirs
     for budget in (2048, 1e-9):
         config = resolve({"model": "notebook", "cache_budget_mb": budget, "batch_size": 7})
-        data = training_data(con, config, info, ("train", "validation"), torch.device("cpu"))
+        data = rows_held(con, config, info, ("train", "validation"))
         assert isinstance(data, CachedRows) == (budget == 2048)
         assert sum(batch.targets.numel() for batch in data.batches(1)) == n_fit - 1
 
@@ -139,11 +146,11 @@ def test_every_epoch_takes_each_training_rating_once(small_warehouse, fixed) -> 
     """Cached rows dealt into batches once keep their batches from epoch to epoch (in another order); dealt
     every epoch, the batches change. Either way an epoch holds every training rating exactly once."""
     from trainer.config import resolve
-    from trainer.data import dataset_info, training_data
+    from trainer.data import dataset_info
 
     con = duckdb.connect(str(small_warehouse), read_only=True)
     config = resolve({"batch_size": 3, "fixed_batches": fixed})
-    data = training_data(con, config, dataset_info(con), ("train",), torch.device("cpu"))
+    data = rows_held(con, config, dataset_info(con), ("train",))
     expected = sorted(
         con.execute(
             "SELECT user_idx, movie_idx, rating FROM split_ratings WHERE split = 'random' AND part = 'train'"
@@ -169,14 +176,14 @@ def test_cached_and_streamed_rows_hold_the_same_ratings(small_warehouse, rows) -
     """The two ways of holding the training matrix differ in their batches' order, not in what an epoch trains on
     nor in what validation scores."""
     from trainer.config import resolve
-    from trainer.data import CachedRows, StreamedRows, dataset_info, training_data
+    from trainer.data import CachedRows, StreamedRows, dataset_info
 
     con = duckdb.connect(str(small_warehouse), read_only=True)
     info = dataset_info(con)
 
     def held(budget: float) -> tuple[list[tuple], list[tuple]]:
         config = resolve({"batch_size": 5, "cache_budget_mb": budget})
-        data = training_data(con, config, info, ("train",), torch.device("cpu"), rows=rows)
+        data = rows_held(con, config, info, ("train",), rows=rows)
         assert isinstance(data, CachedRows if budget == 2048 else StreamedRows)
 
         def cells(index: torch.Tensor, block: Csr) -> list[tuple]:

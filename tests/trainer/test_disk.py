@@ -17,23 +17,8 @@ from trainer.cli import NOT_SERVED, app
 
 
 def train(warehouse: Path, runs_dir: Path, *extra: str):
-    return CliRunner().invoke(
-        app,
-        [
-            "run",
-            "--warehouse",
-            str(warehouse),
-            "--runs-dir",
-            str(runs_dir),
-            "--epochs",
-            "2",
-            "--device",
-            "cpu",
-            "--lock-wait",
-            "0",
-            *extra,
-        ],
-    )
+    where = ["--warehouse", str(warehouse), "--runs-dir", str(runs_dir)]
+    return CliRunner().invoke(app, ["run", *where, *["--epochs", "2", "--device", "cpu", "--lock-wait", "0"], *extra])
 
 
 def runs(warehouse: Path) -> list[tuple]:

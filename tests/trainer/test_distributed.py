@@ -17,6 +17,7 @@ from trainer.train import run
 # loss weighted by its share of the ratings. The two runs then take the same steps, up to the order of
 # floating-point sums. (With mini-batches the batches themselves differ, and so do the runs, by about what
 # another seed gives: 0.05 test RMSE on this small data.)
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
 SETTINGS = {"epochs": 20, "batch_size": 256, "learning_rate": 0.01, "device": "cpu", "seed": 0}
 TOLERANCE = 1e-3
 
@@ -26,11 +27,7 @@ def test_two_process_torchrun_matches_one_process(warehouse, tmp_path, query):
     single = run(resolve({"warehouse": str(warehouse), "runs_dir": str(tmp_path / "single"), **SETTINGS}))
     flags = [item for name, value in SETTINGS.items() for item in (f"--{name.replace('_', '-')}", str(value))]
     command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node=2",
+        *TORCHRUN,
         "-m",
         "trainer",
         "run",
@@ -85,16 +82,7 @@ def test_deep_ae_re_feeding_keeps_the_ranks_identical(warehouse, tmp_path):
         "run(resolve({'warehouse': sys.argv[1], 'runs_dir': sys.argv[2] + '/runs', 'model': 'deep-ae',"
         " 'hidden': (8, 4, 8), 'epochs': 3, 'batch_size': 16, 'device': 'cpu', 'publish_anyway': True}))\n"
     )
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node=2",
-        str(script),
-        str(warehouse),
-        str(tmp_path),
-    ]
+    command = [*TORCHRUN, str(script), str(warehouse), str(tmp_path)]
     done = subprocess.run(
         command, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"}
     )

@@ -36,10 +36,7 @@ def train(warehouse: Path, tmp_path: Path, *args: str):
         str(warehouse),
         "--runs-dir",
         str(tmp_path / "runs"),
-        "--epochs",
-        "2",
-        "--device",
-        "cpu",
+        *["--epochs", "2", "--device", "cpu"],
         *args,
     )
 
@@ -224,14 +221,7 @@ def test_score_users_runs_one_select_that_reads_only_the_warehouse(
     result = trainer(
         "score",
         run_id,
-        "--warehouse",
-        str(warehouse),
-        "--runs-dir",
-        str(tmp_path / "runs"),
-        "--device",
-        "cpu",
-        "--users",
-        users,
+        *("--warehouse", str(warehouse), "--runs-dir", str(tmp_path / "runs"), "--device", "cpu", "--users", users),
     )
     refused(result, "--users is neither a list of ids nor a query this warehouse answers", phrase)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["other.duckdb"]  # no leak.csv, no runs/

@@ -57,18 +57,9 @@ class KernelAutoEncoder(ItemAutoEncoder):
     sqrt(kernel_l2 / l2), so that the loop's one l2 term gives both.
     """
 
-    def __init__(
-        self,
-        n_users: int,
-        n_movies: int,
-        hidden: tuple[int, ...],
-        l2: float,
-        kernel_l2: float,
-        activation: str = "sigmoid",
-        input_dropout: float = 0.0,
-    ) -> None:
-        super().__init__(n_users, n_movies, hidden, activation, linear=KernelLinear, input_dropout=input_dropout)
-        self.kernel_scale = math.sqrt(kernel_l2 / l2) if l2 else 0.0
+    def __init__(self, n_users: int, n_movies: int, hidden: tuple[int, ...], l2: float, own: KernelSettings) -> None:
+        super().__init__(n_users, n_movies, hidden, "sigmoid", linear=KernelLinear, input_dropout=own.input_dropout)
+        self.kernel_scale = math.sqrt(own.kernel_l2 / l2) if l2 else 0.0
 
     def regularised(self) -> list[torch.Tensor]:
         layers = [layer for layer in self.net if isinstance(layer, KernelLinear)]
@@ -89,23 +80,13 @@ class GlocalK(KernelAutoEncoder):
 
     whole_matrix = True
 
-    def __init__(
-        self,
-        n_users: int,
-        n_movies: int,
-        hidden: tuple[int, ...],
-        l2: float,
-        kernel_l2: float,
-        dot_scale: float,
-        start: str = "identity",
-        activation: str = "sigmoid",
-    ) -> None:
-        super().__init__(n_users, n_movies, hidden, l2, kernel_l2, activation)
-        self.dot_scale = dot_scale
+    def __init__(self, n_users: int, n_movies: int, hidden: tuple[int, ...], l2: float, own: GlocalSettings) -> None:
+        super().__init__(n_users, n_movies, hidden, l2, KernelSettings(kernel_l2=own.kernel_l2))
+        self.dot_scale = own.dot_scale
         # The global kernel is identity + (means @ conv_kernel) * dot_scale. Started "identity" (conv_kernel 0),
         # the fine-tuning starts from the pre-trained model's own predictions; "paper" draws conv_kernel as
         # GLocal-K's code does (std 0.1, no identity), a kernel in the tens that the fine-tuning must unlearn.
-        paper = start == "paper"
+        paper = own.global_kernel_start == "paper"
         self.conv_kernel = nn.Parameter(nn.init.trunc_normal_(torch.empty(n_movies, 9), std=0.1) * paper)
         identity = torch.tensor([0.0, 0, 0, 0, 1, 0, 0, 0, 0]) * (not paper)  # the centre tap
         self.register_buffer("identity", identity, persistent=False)
@@ -176,12 +157,8 @@ class Conv3x3(torch.autograd.Function):
 
 
 def kernel_ae(config: TrainConfig, n_users: int, n_movies: int, mean: float) -> KernelAutoEncoder:
-    own = config.own_as(KernelSettings)
-    return KernelAutoEncoder(
-        n_users, n_movies, config.hidden, config.l2, own.kernel_l2, input_dropout=own.input_dropout
-    )
+    return KernelAutoEncoder(n_users, n_movies, config.hidden, config.l2, config.own_as(KernelSettings))
 
 
 def glocal_k(config: TrainConfig, n_users: int, n_movies: int, mean: float) -> GlocalK:
-    own = config.own_as(GlocalSettings)
-    return GlocalK(n_users, n_movies, config.hidden, config.l2, own.kernel_l2, own.dot_scale, own.global_kernel_start)
+    return GlocalK(n_users, n_movies, config.hidden, config.l2, config.own_as(GlocalSettings))
