@@ -50,8 +50,9 @@ lint: install
 	$(BIN)/mypy
 
 # Unit tests only (-m 'not slow'), on two worker processes (pytest-xdist): each test has its own temporary folder.
+# Hypothesis's plugin is left out: its tests are all slow, and its summary would import it for nothing.
 test-fast: install
-	$(BIN)/python -m pytest -m 'not slow' -n 2
+	$(BIN)/python -m pytest -m 'not slow' -n 2 -p no:hypothesispytest
 
 bench-etl: install
 	$(BIN)/python bench/etl_bench.py --input $(MOVIELENS_DIR)

@@ -126,6 +126,17 @@ def movielens_lines(
     return out
 
 
+WHOLLY_SLOW = "\npytestmark = pytest.mark.slow"
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Under `-m 'not slow'` (make test-fast), a module marked slow as a whole is not even imported: every worker
+    would pay for its imports (hypothesis, child-process helpers) and run none of its tests."""
+    if collection_path.suffix == ".py" and config.getoption("markexpr") == "not slow":
+        return WHOLLY_SLOW in collection_path.read_text() or None
+    return None
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
     """Each test starts with one torch thread, the number the command line chooses for the tiny models trained

@@ -1,9 +1,11 @@
 """The packages' layering (docs/development.md): etl and trainer both use warehouse, neither imports the other,
-and warehouse imports neither."""
+and warehouse imports neither; the command line loads without torch."""
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -81,3 +83,15 @@ def test_trainer_has_no_import_cycle() -> None:
 
     for name in sorted(graph):
         visit(name)
+
+
+def test_the_command_line_and_the_registry_of_models_load_without_torch() -> None:
+    """torch takes seconds to import: `trainer --help`, and the models it lists, need not. One child process: each
+    module in turn, so that the first to pull torch in is named."""
+    code = (
+        "import importlib, sys\n"
+        "for name in ('trainer.cli', 'trainer.models.registry', 'trainer.config'):\n"
+        "    importlib.import_module(name)\n"
+        "    assert 'torch' not in sys.modules, name + ' imported torch'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)

@@ -428,3 +428,28 @@ def test_a_line_past_what_a_line_may_hold_is_named_in_one_sentence(movielens, tm
         f"{folder / 'ratings.dat'}, line 13: longer than the 2,097,152 bytes a line may "
         "hold (no MovieLens line comes near); remove or fix that line"
     )
+
+
+# What the fuzzer (test_fuzz.py) found, kept as plain examples: each was loaded wrongly or failed without a line number.
+@pytest.mark.parametrize("value", ["1.7", "1e3", "0x10", "1_000", " 3", "+3"])
+def test_an_id_is_digits_only(movielens, etl_build, query, value):
+    """DuckDB's text-to-integer cast rounds '1.7' to 2 and reads '1e3' or '0x10': such an id is a bad row."""
+    folder = movielens("ml-1m")
+    with (folder / "ratings.dat").open("a") as f:
+        f.write(f"1::{value}::4::978300760\n")
+    warehouse = etl_build(folder, max_bad_rows=1)
+    assert query(warehouse, "SELECT line_no, reason FROM rejected_rows") == [
+        (13, f"movie id '{value}' is not a whole number from 1 to 2147483647")
+    ]
+
+
+@pytest.mark.parametrize("file", ["ratings.dat", "movies.dat"])
+def test_a_byte_that_is_not_latin1_text_is_reported_with_its_line(movielens, tmp_path, file):
+    """DuckDB's latin-1 reader refuses bytes 0x80-0x9F with an error naming no line (a cp1252 curly quote)."""
+    folder = movielens("ml-1m")
+    content = (folder / file).read_bytes().split(b"\n")
+    content[2] = content[2].replace(b"::", b"\x92::", 1)
+    (folder / file).write_bytes(b"\n".join(content))
+    with pytest.raises(EtlError, match=rf"^{folder / file}, line 3: byte 0x92 cannot be read as latin-1 text"):
+        build_warehouse(folder, tmp_path / "warehouse.duckdb")
+    assert list(tmp_path.iterdir()) == []

@@ -154,17 +154,6 @@ def test_the_installed_command_exits_with_the_apps_code_and_its_output_flushed(w
     assert "epoch 2/2" in done.stderr and "test RMSE" in done.stderr
 
 
-def test_help_answers_without_importing_torch() -> None:
-    # torch takes seconds to import: the commands that train import it, `trainer --help` need not.
-    done = subprocess.run(
-        [sys.executable, "-c", "import sys, trainer.cli; print('torch' in sys.modules)"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert done.stdout.strip() == "False"
-
-
 @pytest.mark.slow  # a dozen child processes, three of them training runs
 def test_typer_trainer_run_and_python_m_trainer_run_are_trainer_run(warehouse, tmp_path) -> None:
     """`typer trainer run ...` from the repository root (the form users were promised), `python -m trainer run
