@@ -187,6 +187,7 @@ RUN_PANELS = {
         "input_dropout",
         "movie_features",
         "ease_input",
+        "ease_session_gap",
         "vae_input",
         "kl_cap",
         "kl_anneal_epochs",

@@ -151,6 +151,30 @@ def user_rows_with_validation(
     return index, merge_parts(matrices, fit_parts), matrices["validation"] if validation else None
 
 
+def rating_sessions(con: duckdb.DuckDBPyConnection, split: str, parts: tuple[str, ...], gap: int, n_movies: int) -> Csr:
+    """Every user's ratings in these parts of the split, cut into sessions: a pause of more than ``gap`` seconds
+    between two of her ratings (in time order) starts a new one. One row per session, in user and time order: the
+    rows ease also fits on (--ease-session-gap). Only these parts' times are read."""
+    _columns(parts, "user")  # checks the part names: an unknown one would match no rating
+    timed = con.execute(
+        """SELECT s.user_idx, s.movie_idx, s.rating, epoch(r.rated_at) AS seconds
+           FROM split_ratings AS s JOIN ratings AS r USING (user_id, movie_id)
+           WHERE s.split = ? AND list_contains(?, s.part)
+           ORDER BY s.user_idx, seconds, s.movie_idx""",
+        [split, list(parts)],
+    ).fetchnumpy()
+    users, seconds = timed["user_idx"], np.asarray(timed["seconds"], dtype=np.float64)
+    starts = np.ones(len(users), dtype=bool)
+    starts[1:] = (users[1:] != users[:-1]) | (np.diff(seconds) > gap)
+    offsets = np.append(np.flatnonzero(starts), len(users))
+    return Csr(
+        torch.from_numpy(offsets.astype(np.int64)),
+        torch.from_numpy(np.asarray(timed["movie_idx"], dtype=np.int64)),
+        torch.from_numpy(np.asarray(timed["rating"], dtype=np.float32)),
+        n_movies,
+    )
+
+
 def count_ratings(con: duckdb.DuckDBPyConnection, split: str, parts: tuple[str, ...]) -> int:
     """How many ratings these parts of the split hold (from the splits table)."""
     _columns(parts, "user")  # checks the part names before they go into the query

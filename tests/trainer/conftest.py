@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 
 from trainer.config import TrainConfig, resolve
@@ -58,3 +59,30 @@ def trained_warehouse(_trained_once, tmp_path) -> Callable[[dict[str, Any]], tup
         return mine, summary
 
     return copy
+
+
+TimedRating = tuple[int, int, float, int, str]  # user (id and index), movie (likewise), stars, seconds, part
+
+
+@pytest.fixture(scope="session")
+def timed_ratings() -> Callable[[list[TimedRating]], duckdb.DuckDBPyConnection]:
+    """A function making the tables a warehouse times its ratings in (split_ratings, ratings) by hand, in memory:
+    split random's parts, for the models that read when ratings were made."""
+
+    def make(ratings: list[TimedRating]) -> duckdb.DuckDBPyConnection:
+        con = duckdb.connect()
+        con.execute("CREATE TABLE ratings (user_id INTEGER, movie_id INTEGER, rated_at TIMESTAMP)")
+        con.execute(
+            "CREATE TABLE split_ratings (split VARCHAR, user_id INTEGER, movie_id INTEGER, user_idx INTEGER, "
+            "movie_idx INTEGER, rating FLOAT, part VARCHAR)"
+        )
+        for user, movie, stars, seconds, part in ratings:
+            con.execute(
+                "INSERT INTO ratings VALUES (?, ?, make_timestamp(?::BIGINT * 1000000))", [user, movie, seconds]
+            )
+            con.execute(
+                "INSERT INTO split_ratings VALUES ('random', ?, ?, ?, ?, ?, ?)", [user, movie, user, movie, stars, part]
+            )
+        return con
+
+    return make

@@ -215,3 +215,24 @@ def test_a_consumer_that_stops_early_leaves_no_thread_and_no_cursor(warehouse) -
     with pytest.raises(RuntimeError, match="stop"):
         loop_that_fails()
     assert threading.active_count() == before
+
+
+def test_rating_sessions_cut_at_pauses_longer_than_the_gap_in_the_parts_read(timed_ratings) -> None:
+    from trainer.data import rating_sessions
+
+    con = timed_ratings(
+        [
+            (1, 2, 4.0, 1_000, "train"),  # user 1's rows come after user 0's, whatever the times
+            (0, 3, 5.0, 0, "train"),
+            (0, 1, 3.0, 100, "train"),
+            (0, 4, 2.0, 350, "test"),  # would join the two sessions around it, were test times read
+            (0, 0, 1.0, 600, "train"),
+            (0, 2, 4.0, 850, "validation"),
+            (1, 0, 2.0, 1_200, "train"),
+        ]
+    )
+    sessions = rating_sessions(con, "random", ("train",), 300, 5)
+    assert sessions.counts.tolist() == [2, 1, 2]
+    assert sessions.cols.tolist() == [3, 1, 0, 2, 0] and sessions.vals.tolist() == [5.0, 3.0, 1.0, 4.0, 2.0]
+    with_validation = rating_sessions(con, "random", ("train", "validation"), 300, 5)
+    assert with_validation.counts.tolist() == [2, 2, 2]  # validation at 850: within 300 s of the rating at 600

@@ -104,3 +104,27 @@ def test_ease_refuses_a_catalogue_too_wide_for_its_dense_matrices() -> None:
     wide = Csr(torch.zeros(2, dtype=torch.int64), torch.zeros(0, dtype=torch.int64), torch.zeros(0), 87_585)
     with pytest.raises(TrainerError, match="ease holds 87,585 x 87,585 matrices while fitting, about 86 GB"):
         _gram(wide, stars=True, n_movies=87_585)
+
+
+def test_ease_learns_from_rating_sessions_which_movies_go_together(timed_ratings) -> None:
+    """Every user rated movies 0, 1 and 2, so users' rows alone cannot tell 1 from 2 as the company of 0; each rated
+    0 and 1 in one sitting and 2 a day later, so with sessions ease puts 1 first for a user who rated 0 alone."""
+    from trainer.models.ease import _ease_weights, _fit_gram
+
+    day = 86_400
+    con = timed_ratings(
+        [
+            (user, movie, 4.0, user * 10 * day + at, "train")
+            for user in range(3)
+            for movie, at in ((0, 0), (1, 60), (2, day))
+        ]
+    )
+    users = csr([{0: 4.0, 1: 4.0, 2: 4.0}] * 3, 4)
+    fan_of_0 = torch.tensor([[4.0, 0, 0, 0]])
+
+    def scores(gap: int) -> torch.Tensor:
+        config = resolve({"model": "ease", "ease_session_gap": gap})
+        return (fan_of_0 @ _ease_weights(_fit_gram(con, config, ("train",), users, stars=True), 1.0))[0]
+
+    assert scores(0)[1] == pytest.approx(float(scores(0)[2]))
+    assert scores(300)[1] > scores(300)[2] + 0.1

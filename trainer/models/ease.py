@@ -5,11 +5,13 @@ movies a user has not seen: the baseline every recommender must beat) and `ease`
 EASE^R is an item-item autoencoder with one layer and no hidden units: a user's row x of who-rated-what (or of
 the stars, --ease-input stars) is mapped to scores x·B, where B (movies x movies) has a zero diagonal, so no
 movie explains itself. The least-squares B with an L2 penalty λ has a closed form: with P = (XᵀX + λI)⁻¹,
-B = I − P·diag(1/diag(P)). One dense movies x movies inverse per λ: λ is searched on a log scale from --l2
-(_next_lambda), and the one whose lists rank best on the validation slice (nDCG@10, the protocol of
-trainer/ranking.py) is kept, like an epoch. Float32 throughout: the ranking it gives matched float64's on
-ml-100k and ml-1m (docs/ranking.md), in half the time. Neither model predicts ratings: their runs have
-ranking metrics, not RMSE, and they score any user from her row alone (fold-in), new users included.
+B = I − P·diag(1/diag(P)). With --ease-session-gap, X also holds a row for each of the users' rating sessions
+(ratings with no long pause between them) beside their own rows: ratings made in one sitting tell more of each
+other, and the lists rank better on validation (docs/ranking.md). One dense movies x movies inverse per λ: λ is
+searched on a log scale from --l2 (_next_lambda), and the one whose lists rank best on the validation slice
+(nDCG@10, the protocol of trainer/ranking.py) is kept, like an epoch. Float32 throughout: the ranking it gives
+matched float64's on ml-100k and ml-1m (docs/ranking.md), in half the time. Neither model predicts ratings: their
+runs have ranking metrics, not RMSE, and they score any user from her row alone (fold-in), new users included.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from trainer.data import eval_rows, user_rows_with_validation
+from trainer.data import eval_rows, rating_sessions, user_rows_with_validation
 from trainer.errors import TrainerError
 from trainer.models.base import FitInputs, Fitted, UserRows, UserScorer, build_model
 from trainer.models.settings import EaseSettings
@@ -31,6 +33,8 @@ from trainer.selection import Best
 from trainer.sparse import Csr, SparseBlock, banded_product
 
 if TYPE_CHECKING:
+    import duckdb
+
     from trainer.config import TrainConfig
 
 # The movies x movies matrices EASE holds while fitting (the Gram matrix, its inverse, B): it refuses a data set
@@ -147,7 +151,7 @@ def fit(inputs: FitInputs) -> Fitted:
         model.counts.data = torch.bincount(train.cols, minlength=info.n_movies).float()
         fitted({})
         return model, history, time.perf_counter() - started, best
-    gram = _gram(train, model.stars, info.n_movies)
+    gram = _fit_gram(con, config, fit_parts, train, model.stars)
     while (strength := _next_lambda(config, history)) is not None:
         step_start = time.perf_counter()
         model.weights.data = _ease_weights(gram, strength)
@@ -189,6 +193,19 @@ def _sparse(rows: Csr, stars: bool) -> torch.Tensor:
     return rows.block().matrix(rows.vals if stars else torch.ones_like(rows.vals))
 
 
+def _fit_gram(
+    con: duckdb.DuckDBPyConnection, config: TrainConfig, fit_parts: tuple[str, ...], train: Csr, stars: bool
+) -> torch.Tensor:
+    """The Gram matrix ease is fitted on: of the users' rows and, with --ease-session-gap, of their rating sessions'
+    too. Movies rated in one sitting tell more of each other than movies a user rated years apart, and a session's
+    row says which went together; the users' rows still hold what a user likes across sessions."""
+    gram = _gram(train, stars, train.n_cols)
+    gap = config.own_as(EaseSettings).ease_session_gap
+    if gap:
+        gram += _gram(rating_sessions(con, config.split, fit_parts, gap, train.n_cols), stars, train.n_cols)
+    return gram
+
+
 def _gram(train: Csr, stars: bool, n_movies: int) -> torch.Tensor:
     """XᵀX of the training rows, refused past EASE_MAX_BYTES (the Gram matrix, its factor and B, each movies x
     movies), rather than run the machine out of memory."""
@@ -199,8 +216,13 @@ def _gram(train: Csr, stars: bool, n_movies: int) -> torch.Tensor:
             f"{needed / 2**30:.0f} GB, more than its bound of {EASE_MAX_BYTES / 2**30:.0f} GB: "
             "train popular, or a model that reads user rows in batches"
         )
-    weighted = train.block().with_vals(train.vals if stars else torch.ones_like(train.vals))
-    return banded_product(weighted.transposed(), weighted.to_dense())
+    gram = torch.zeros(n_movies, n_movies)
+    block = eval_rows(n_movies)  # rows at a time: the sessions' rows would not fit in memory as one dense block
+    for start in range(0, train.n_rows, block):
+        rows = train.slice(start, min(start + block, train.n_rows))
+        weighted = rows.block().with_vals(rows.vals if stars else torch.ones_like(rows.vals))
+        gram += banded_product(weighted.transposed(), weighted.to_dense())
+    return gram
 
 
 def _ease_weights(gram: torch.Tensor, strength: float) -> torch.Tensor:

@@ -97,11 +97,19 @@ class BayesFmSettings(ModelSettings):
 
 
 class EaseSettings(ModelSettings):
-    """EASE^R's input."""
+    """EASE^R's input, and the rows it is fitted on."""
 
     ease_input: RowInput = setting(
         "binary",
         "ease (whose preset takes 'stars'): what its rows hold, 1 for each rated movie ('binary') or the stars.",
+    )
+    ease_session_gap: int = setting(
+        0,
+        "ease (whose preset takes 300): also fit on each rating session as a row of its own, a session being a "
+        "user's ratings with no pause longer than this many seconds between two of them (the ratings' times); 0 "
+        "fits on the users' rows alone.",
+        ge=0,
+        le=INT32_MAX,
     )
 
 
