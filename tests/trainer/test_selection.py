@@ -141,7 +141,7 @@ def test_a_stall_drops_the_learning_rate_before_it_stops_the_run() -> None:
     "model, overrides",
     [
         pytest.param("popular", {}, marks=slow),
-        ("ease", {"l2": 20.0}),
+        ("ease", {"l2": 20.0, "ease_session_gap": 300}),  # with sessions: their rows too must hold no test rating
         ("mult-vae", {"hidden": (16, 8), "epochs": 4, "batch_size": 16, "patience": 0}),
         pytest.param("mult-dae", {"hidden": (16, 8), "epochs": 4, "batch_size": 16, "patience": 0}, marks=slow),
     ],

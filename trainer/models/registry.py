@@ -275,14 +275,12 @@ _SPECS += [
     ),
     # λ searched from --l2 on validation nDCG@10 (--epochs: the most λ tried). ml-1m random chose 12000 on every
     # split seed tried, so it starts there: three fits on the larger data set, more on the smaller (docs/ranking.md).
-    # Fitted on rating sessions too (a pause of 5 minutes ends one): the gap that ranked best on ml-1m's validation
-    # slices, of 30 s to an hour (docs/ranking.md).
     ModelSpec(
         "ease",
         "EASE^R, a closed-form item-item autoencoder for ranking (Steck 2019); --l2 is where its search for λ starts",
         "trainer.models.ease:ease",
         fit="trainer.models.ease:fit",
-        preset={"l2": 12000.0, "ease_input": "stars", "ease_session_gap": 300, "epochs": 6},
+        preset={"l2": 12000.0, "ease_input": "stars", "epochs": 6},
         settings=EaseSettings,
         check=_closed_form,
     ),
