@@ -70,9 +70,7 @@ class Optimizer:
                 block = slice(start, start + BLOCK)
                 if decay:  # added to the optimiser's own copy of the gradients
                     flat_grad[block].add_(flat[block], alpha=decay)
-                self._update(
-                    [flat[block]], [flat_grad[block]], lambda name, block=block: [self._flat_buffer(name)[block]]
-                )
+                self._update([flat[block]], [flat_grad[block]], self._block_buffers(block))
 
     def _update(
         self, params: list[torch.Tensor], grads: list[torch.Tensor], buffers: Callable[[str], list[torch.Tensor]]
@@ -126,10 +124,14 @@ class Optimizer:
                 self.state[name] = _views(self._flat_state[name], self.params)
         return self.state[name]
 
-    def _flat_buffer(self, name: str) -> torch.Tensor:
-        """The flat buffer of the state ``name`` (flat parameters only)."""
-        self._state(name)
-        return self._flat_state[name]
+    def _block_buffers(self, block: slice) -> Callable[[str], list[torch.Tensor]]:
+        """The state buffers of a block of the flat parameters, by name."""
+
+        def buffers(name: str) -> list[torch.Tensor]:
+            self._state(name)  # the flat buffer, made at the first step
+            return [self._flat_state[name][block]]
+
+        return buffers
 
     def _buffers(self, name: str) -> list[torch.Tensor]:
         """The state ``name`` of the parameters that have a gradient (an update of some parameters only)."""
