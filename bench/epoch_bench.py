@@ -110,11 +110,11 @@ def main() -> None:
     medians = {}
     for name, results in runs.items():
         first = statistics.median(r["seconds"][0] for r in results)
-        later = [s for r in results for s in r["seconds"][1:]]
-        medians[name] = (first, statistics.median(later) if later else None)
+        rest = [s for r in results for s in r["seconds"][1:]]
+        medians[name] = (first, statistics.median(rest) if rest else None)
         print(
             f"{name:<9}  first epoch (builds the batches' transposes): {first:.2f} s"
-            + (f"; later epochs: median {medians[name][1]:.2f} s" if later else "")
+            + (f"; later epochs: median {medians[name][1]:.2f} s" if rest else "")
         )
     if args.baseline:
         (first, later), (base_first, base_later) = medians["this"], medians["baseline"]
