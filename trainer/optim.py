@@ -23,7 +23,7 @@ from trainer.config import TrainConfig
 # closures do. Adam and the others call it once a step; L-BFGS's line search as often as it needs.
 Objective = Callable[[], torch.Tensor]
 # Elements of the flat tensors an update takes at a time (Optimizer.step): a block of each of them stays in cache.
-BLOCK = 2**17
+BLOCK = 2**18
 
 
 class Optimizer:
@@ -48,7 +48,7 @@ class Optimizer:
         self._starts = [0, *itertools.accumulate(p.numel() for p in self.params)][:-1]
         self._flat_state: dict[str, torch.Tensor] = {}
         # a step's working tensors, kept for the next steps rather than allocated anew (see _scratch)
-        self._kept: dict[str, list[torch.Tensor]] = {}
+        self._kept: dict[tuple[Any, ...], list[torch.Tensor]] = {}
 
     def step(self, objective: Objective | None = None) -> None:
         """One update from the gradients ``objective`` computes (or, without one, those already there)."""
@@ -80,10 +80,12 @@ class Optimizer:
         grads = [_in_order(_grad(p), order) for p, order in zip(self.params, self._orders)]
         for start in range(0, flat.numel(), BLOCK):
             end = min(start + BLOCK, flat.numel())
-            for grad, first in zip(grads, self._starts):  # the parameters this block holds a part of
-                if first < end and start < first + grad.numel():
-                    low, high = max(start, first), min(end, first + grad.numel())
-                    flat_grad[low:high].copy_(grad[low - first : high - first])
+            parts = [  # of the parameters this block holds a part of
+                grad[max(start, first) - first : min(end, first + grad.numel()) - first]
+                for grad, first in zip(grads, self._starts)
+                if first < end and start < first + grad.numel()
+            ]
+            torch.cat(parts, out=flat_grad[start:end])
             if decay:
                 flat_grad[start:end].add_(flat[start:end], alpha=decay)
             self._update([flat[start:end]], [flat_grad[start:end]], self._block_buffers(slice(start, end)))
@@ -108,7 +110,7 @@ class Optimizer:
         """Tensors shaped as ``like``'s, kept from one step to the next under ``name`` and their shapes (a flat
         update's blocks, the last one shorter): the step's working copies of the gradients and square roots are the
         size of the model, written whole each step, and need no new memory each time."""
-        key = f"{name} {[tuple(t.shape) for t in like]}"
+        key = (name, *(t.shape for t in like))
         if key not in self._kept:
             self._kept[key] = [torch.empty_like(t) for t in like]
         return self._kept[key]
