@@ -78,8 +78,10 @@ class Optimizer:
         decay = self.defaults.get("weight_decay", 0.0)
         (flat_grad,) = self._scratch("gradient", [flat])
         grads = [_in_order(_grad(p), order) for p, order in zip(self.params, self._orders)]
-        for start in range(0, flat.numel(), BLOCK):
-            end = min(start + BLOCK, flat.numel())
+        # On a GPU every operation is a kernel launch, and blocks would multiply them: one block there.
+        size = BLOCK if flat.device.type == "cpu" else max(flat.numel(), 1)
+        for start in range(0, flat.numel(), size):
+            end = min(start + size, flat.numel())
             parts = [  # of the parameters this block holds a part of
                 grad[max(start, first) - first : min(end, first + grad.numel()) - first]
                 for grad, first in zip(grads, self._starts)
