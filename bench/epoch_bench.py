@@ -3,12 +3,13 @@ bench/scale_bench.py), without the validation, scoring and top-N passes around t
 
 Each run is a child process that reads the training matrix as `trainer run` does (cached), then times
 ``--epochs`` epochs of the loop's steps: the first epoch also builds each batch's transpose, the later ones
-reuse them. With ``--baseline REV`` the same runs of revision REV's code alternate with this checkout's, and the
-medians are compared as a ratio: on a shared machine both move alike. The training RMSE of every epoch is
-printed too: code that leaves the arithmetic alone gives the same figures to the last digit.
+reuse them; the optimiser's updates are timed apart from the forward and backward passes. With ``--baseline
+REV`` the same runs of revision REV's code alternate with this checkout's, and the medians are compared as a
+ratio: on a shared machine both move alike. The training RMSE of every epoch is printed too: code that leaves
+the arithmetic alone gives the same figures to the last digit.
 
-    python bench/scale_bench.py --sizes 32000000 --workdir /tmp/s --keep     # the 32 M warehouse, once
-    python bench/epoch_bench.py --warehouse /tmp/s/ratings-32000000/warehouse.duckdb --baseline main
+    etl generate --output D --ratings 32000000 --movies 87585 --seed 0 && etl build --input D --warehouse D.duckdb
+    python bench/epoch_bench.py --warehouse D.duckdb --baseline main
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from revisions import checkout
 
@@ -50,10 +53,20 @@ def child(warehouse: Path, epochs: int, threads: int) -> None:
     data = training_data(con, config, info, fit_parts, device, rows=model.rows, sparse=True)
     l2_scale = config.l2 / 2 / max(data.n_ratings, 1)
     reset = notebook.gradient_reset(optimizer, config)
-    step = Step(model, model, optimizer, config, True, l2_scale, data.shard_weight, reset)
-    seconds, rmse = [], []
-    for epoch in range(1, epochs + 1):  # the training loop's steps (trainer/train.py _train), nothing else
+    update = [0.0]  # the seconds of the optimiser's updates, apart from the forward and backward passes
+    take_step = optimizer.step
+
+    def timed_step(objective: Callable[[], Any]) -> None:
+        objective()
         started = time.perf_counter()
+        take_step(None)  # the update from the gradients the objective left
+        update[0] += time.perf_counter() - started
+
+    optimizer.step = timed_step  # type: ignore[method-assign,assignment]
+    step = Step(model, model, optimizer, config, True, l2_scale, data.shard_weight, reset)
+    seconds, updates, rmse = [], [], []
+    for epoch in range(1, epochs + 1):  # the training loop's steps (trainer/train.py _train), nothing else
+        started, update[0] = time.perf_counter(), 0.0
         model.train()
         squared, count = torch.zeros(()), 0
         for batch in data.batches(epoch):
@@ -62,8 +75,9 @@ def child(warehouse: Path, epochs: int, threads: int) -> None:
             count += batch.targets.numel()
         rmse.append((squared.item() / count) ** 0.5)
         seconds.append(time.perf_counter() - started)
+        updates.append(update[0])
     con.close()
-    print(json.dumps({"seconds": seconds, "rmse": rmse}))
+    print(json.dumps({"seconds": seconds, "update": updates, "rmse": rmse}))
 
 
 def run(code: Path, warehouse: Path, epochs: int, threads: int) -> dict:
@@ -112,9 +126,11 @@ def main() -> None:
         first = statistics.median(r["seconds"][0] for r in results)
         rest = [s for r in results for s in r["seconds"][1:]]
         medians[name] = (first, statistics.median(rest) if rest else None)
+        update = statistics.median(u for r in results for u in r["update"][1:] or r["update"])
         print(
             f"{name:<9}  first epoch (builds the batches' transposes): {first:.2f} s"
             + (f"; later epochs: median {medians[name][1]:.2f} s" if rest else "")
+            + f", of which the optimiser's updates {update:.2f} s"
         )
     if args.baseline:
         (first, later), (base_first, base_later) = medians["this"], medians["baseline"]
