@@ -22,7 +22,8 @@ from trainer.config import TrainConfig
 # A step's objective: it evaluates the batch's loss and computes its gradients (backward), as torch.optim's
 # closures do. Adam and the others call it once a step; L-BFGS's line search as often as it needs.
 Objective = Callable[[], torch.Tensor]
-# Elements of the flat tensors an update takes at a time (Optimizer.step): a block of each of them stays in cache.
+# Elements of the flat tensors an update takes at a time on the CPU (Optimizer._flat_update): a block of each stays
+# in cache.
 BLOCK = 2**18
 
 
