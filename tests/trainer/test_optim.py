@@ -85,6 +85,29 @@ def test_a_transposed_parameter_keeps_its_layout_and_gets_the_same_updates(ours,
         torch.testing.assert_close(x, y, rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.parametrize("ours, theirs, settings", CASES, ids=lambda c: getattr(c, "__name__", ""))
+def test_an_update_a_block_at_a_time_is_the_whole_update_to_the_bit(ours, theirs, settings, monkeypatch) -> None:
+    # Blocks of 1,000 elements over 20,000 parameters, against one block of them all: the last block is shorter, and
+    # the transposed weight's columns straddle blocks.
+    def run(block: int) -> list[torch.Tensor]:
+        monkeypatch.setattr(optim, "BLOCK", block)
+        generator = torch.Generator().manual_seed(0)
+        ps = [
+            torch.randn(5, 3990, generator=generator).t().requires_grad_(),
+            torch.randn(50, generator=generator, requires_grad=True),
+        ]
+        opt = ours(ps, **settings)
+        for _ in range(4):
+            opt.zero_grad()
+            target = torch.randn(3990, 5, generator=generator)
+            ((ps[0] * ps[1][:5] - target) ** 2).sum().backward()
+            opt.step()
+        return ps
+
+    for x, y in zip(run(1000), run(2**20)):
+        assert torch.equal(x, y)
+
+
 def test_a_parameter_without_a_gradient_is_left_alone() -> None:
     a, b = params(0), params(0)
     opt_a, opt_b = optim.RMSprop(a, lr=0.01, weight_decay=0.1), torch.optim.RMSprop(b, lr=0.01, weight_decay=0.1)

@@ -7,6 +7,7 @@ from trainer.sparse import (
     SparseBlock,
     banded_product,
     linear_at_observed,
+    product,
     sigmoid_stack_at_observed,
     sparse_linear,
 )
@@ -43,6 +44,13 @@ def test_a_banded_product_equals_the_dense_one_for_any_band(band: int) -> None:
     dense = ratings(7, 9)
     other = torch.randn(9, 11, generator=torch.Generator().manual_seed(1))
     torch.testing.assert_close(banded_product(block_of(dense).matrix(), other, band=band), dense @ other)
+
+
+def test_a_product_written_once_is_torchs_to_the_bit() -> None:
+    matrix = block_of(ratings(7, 9)).transposed()
+    other = torch.randn(7, 5, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(product(matrix, other), matrix @ other)
+    assert torch.equal(product(matrix, other[:, 0]), matrix @ other[:, 0])
 
 
 def test_sparse_products_and_their_gradients_equal_the_dense_ones() -> None:
