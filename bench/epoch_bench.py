@@ -36,7 +36,7 @@ def child(warehouse: Path, epochs: int, threads: int) -> None:
 
     from trainer import notebook
     from trainer.config import TrainConfig
-    from trainer.data import dataset_info, open_warehouse, training_data
+    from trainer.data import CachedRows, dataset_info, open_warehouse
     from trainer.models.base import build_model
     from trainer.optim import build_optimizer
     from trainer.predict import fit_biases
@@ -50,7 +50,7 @@ def child(warehouse: Path, epochs: int, threads: int) -> None:
     torch.manual_seed(config.seed)
     model = build_model(config, info.n_users, info.n_movies, mean)
     optimizer = build_optimizer(model.parameters(), config)
-    data = training_data(con, config, info, fit_parts, device, rows=model.rows, sparse=True)
+    data = CachedRows(con, config, info, fit_parts, device, rows=model.rows, sparse=True)  # as a run holds it
     l2_scale = config.l2 / 2 / max(data.n_ratings, 1)
     reset = notebook.gradient_reset(optimizer, config)
     update = [0.0]  # the seconds of the optimiser's updates, apart from the forward and backward passes
