@@ -66,20 +66,8 @@ def test_glocal_k_starts_as_its_parent_predicts(trained_warehouse, tmp_path, set
 def test_fine_tuning_that_never_helps_keeps_the_weights_it_started_from(trained_warehouse, tmp_path, settings) -> None:
     # A rate far too high: every epoch validates worse than the parent, so epoch 0 (its weights) is selected.
     warehouse, parent = trained_warehouse(PARENT)
-    child = run(
-        settings(
-            warehouse,
-            tmp_path,
-            **CHILD,
-            init_from=parent.run_id,
-            optimizer="adam",
-            learning_rate=10.0,
-            batch_size=10_000,
-            patience=2,
-            lr_drops=0,
-            eval_every=1,
-        )
-    )
+    too_high = {"optimizer": "adam", "learning_rate": 10.0, "batch_size": 10_000, "patience": 2, "lr_drops": 0}
+    child = run(settings(warehouse, tmp_path, **CHILD, **too_high, init_from=parent.run_id, eval_every=1))
     assert child.best_epoch == 0 and len(child.history) == 2
     assert all(h["validation_rmse"] > child.validation_rmse for h in child.history)
     assert child.validation_rmse == pytest.approx(parent.validation_rmse, abs=1e-6)
