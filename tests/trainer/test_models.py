@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -224,3 +227,21 @@ def test_mult_dae_counts_each_rated_movie_once_or_by_its_stars(vae_input) -> Non
     log_probabilities = torch.log_softmax(net.scores(dense), dim=1)
     weights = dense if vae_input == "stars" else (dense > 0).float()
     torch.testing.assert_close(net.loss(rows, beta=0.0), -(log_probabilities * weights).sum() / 3)
+
+
+@pytest.mark.slow  # a child process: this one has long imported what the check looks for
+def test_every_model_is_measured_without_importing_sympy() -> None:
+    """A run measures its model on the meta device before building it (train._fits_in_memory). Normal draws and
+    products with a number go there through torch's Python reference kernels, whose first use imports sympy: a
+    second or more of every run of the models that used them."""
+    code = (
+        "import sys, torch\n"
+        "from trainer.config import resolve\n"
+        "from trainer.models.base import build_model\n"
+        "from trainer.models.registry import REGISTRY\n"
+        "for name in REGISTRY:\n"
+        "    with torch.device('meta'):\n"
+        "        build_model(resolve({'model': name}), 6040, 3706, 3.5)\n"
+        "    assert 'sympy' not in sys.modules, name + ' imported sympy'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

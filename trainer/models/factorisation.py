@@ -35,9 +35,8 @@ class MatrixFactorisation(UserRows, nn.Module):
         self.mean = nn.Parameter(torch.tensor(float(mean)))
         self.user_bias = nn.Parameter(torch.zeros(n_users)) if biases else None
         self.movie_bias = nn.Parameter(torch.zeros(n_movies)) if biases else None
-        # Small random factors: zeros would be a saddle point the gradient never leaves.
-        self.user_factors = nn.Parameter(torch.randn(n_users, factors) * 0.01) if factors else None
-        self.movie_factors = nn.Parameter(torch.randn(n_movies, factors) * 0.01) if factors else None
+        self.user_factors = nn.Parameter(_small_factors(n_users, factors)) if factors else None
+        self.movie_factors = nn.Parameter(_small_factors(n_movies, factors)) if factors else None
         self.n_movies = n_movies
 
     def forward(self, inputs: torch.Tensor | SparseBlock, index: torch.Tensor) -> torch.Tensor:
@@ -68,6 +67,14 @@ class MatrixFactorisation(UserRows, nn.Module):
 
     def regularised(self) -> list[torch.Tensor]:
         return [p for name, p in self.named_parameters() if name != "mean"]
+
+
+def _small_factors(n: int, k: int) -> torch.Tensor:
+    """Small random factors, N(0, 0.01²): zeros would be a saddle point the gradient never leaves. Left undrawn on
+    the meta device, where the model is only measured (train._fits_in_memory): torch draws normals there through its
+    Python reference kernels, whose first use imports sympy, a second or more."""
+    blank = torch.empty(n, k)
+    return blank if blank.is_meta else torch.randn(n, k) * 0.01
 
 
 def global_mean(config: TrainConfig, n_users: int, n_movies: int, mean: float) -> MatrixFactorisation:

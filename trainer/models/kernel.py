@@ -86,9 +86,16 @@ class GlocalK(KernelAutoEncoder):
         # The global kernel is identity + (means @ conv_kernel) * dot_scale. Started "identity" (conv_kernel 0),
         # the fine-tuning starts from the pre-trained model's own predictions; "paper" draws conv_kernel as
         # GLocal-K's code does (std 0.1, no identity), a kernel in the tens that the fine-tuning must unlearn.
+        # Zeroed and set in place, not multiplied by a flag: on the meta device, where the model is only measured
+        # (train._fits_in_memory), torch multiplies through Python reference kernels whose first use imports sympy.
         paper = own.global_kernel_start == "paper"
-        self.conv_kernel = nn.Parameter(nn.init.trunc_normal_(torch.empty(n_movies, 9), std=0.1) * paper)
-        identity = torch.tensor([0.0, 0, 0, 0, 1, 0, 0, 0, 0]) * (not paper)  # the centre tap
+        conv_kernel = nn.init.trunc_normal_(torch.empty(n_movies, 9), std=0.1)  # drawn either way: the same seed after
+        if not paper:
+            conv_kernel.zero_()
+        self.conv_kernel = nn.Parameter(conv_kernel)
+        identity = torch.zeros(9)
+        if not paper:
+            identity[4] = 1.0  # the centre tap
         self.register_buffer("identity", identity, persistent=False)
 
     def forward(self, inputs: torch.Tensor | SparseBlock, index: torch.Tensor | None = None) -> torch.Tensor:

@@ -28,6 +28,7 @@ from trainer.errors import TrainerError
 from trainer.models.base import FitInputs, Fitted, build_model
 from trainer.models.ease import RankingModel, validation_ranking
 from trainer.models.settings import MultDaeSettings, MultVaeSettings
+from trainer.optim import Adam
 from trainer.ranking import MAIN_METRIC
 from trainer.selection import Best
 from trainer.sparse import Csr, sparse_linear
@@ -51,7 +52,8 @@ class MultVAE(RankingModel):
         self.expand, self.output = nn.Linear(code, width), nn.Linear(width, n_movies)
         for layer in self.layers():  # as the paper's code draws them
             nn.init.xavier_uniform_(layer.weight)
-            nn.init.normal_(layer.bias, std=0.001)
+            if not layer.bias.is_meta:  # measured, not trained (train._fits_in_memory): see kernel.py's GlocalK
+                nn.init.normal_(layer.bias, std=0.001)
 
     def layers(self) -> tuple[nn.Linear, ...]:
         return self.encoder, self.code, self.expand, self.output
@@ -134,7 +136,8 @@ def fit(inputs: FitInputs) -> Fitted:
     model = build_model(config, info.n_users, info.n_movies, mean)
     assert isinstance(model, MultVAE)
     _, train, validation = user_rows_with_validation(con, config.split, fit_parts, config.validation, info.n_movies)
-    optimiser = torch.optim.Adam(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    # trainer.optim's Adam, torch.optim's update step for step: torch.optim's first use imports TorchDynamo
+    optimiser = Adam(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     l2 = config.l2 / 2 / max(train.n_rows, 1)  # --l2 in the units of a sum over users, as the other models'
     generator = torch.Generator().manual_seed(config.seed)
     history: list[dict[str, Any]] = []
