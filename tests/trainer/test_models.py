@@ -232,8 +232,8 @@ def test_mult_dae_counts_each_rated_movie_once_or_by_its_stars(vae_input) -> Non
 @pytest.mark.slow  # a child process: this one has long imported what the check looks for
 def test_every_model_is_measured_without_importing_sympy() -> None:
     """A run measures its model on the meta device before building it (train._fits_in_memory). Normal draws and
-    products with a number go there through torch's Python reference kernels, whose first use imports sympy: a
-    second or more of every run of the models that used them."""
+    products with a number go there through torch's Python reference kernels, whose first use imports sympy
+    (hundreds of modules) in every run of the models that used them."""
     code = (
         "import sys, torch\n"
         "from trainer.config import resolve\n"
