@@ -189,7 +189,9 @@ def _memory(device: torch.device) -> int:
 def _fits_in_memory(config: TrainConfig, info: DatasetInfo, mean: float, device: torch.device) -> None:
     """Refuse, before any allocation, a model whose weights (and, for a model the loop steps, their gradients)
     cannot fit in the device's memory: --hidden widths, or bayes-fm's samples, too many for this data set. Measured
-    on a model built without memory (torch's meta device), so the check costs nothing."""
+    on a model built without memory (torch's meta device), so the check costs nothing: the models draw no random
+    values and multiply by no number there (a tensor's is_meta), since torch has no meta kernel for those and runs
+    them through its Python reference kernels, whose first use imports sympy (hundreds of modules)."""
     with torch.device("meta"):
         probe = build_model(config, info.n_users, info.n_movies, mean)
     weights = sum(t.numel() * t.element_size() for t in probe.state_dict().values())

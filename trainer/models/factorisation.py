@@ -71,8 +71,7 @@ class MatrixFactorisation(UserRows, nn.Module):
 
 def _small_factors(n: int, k: int) -> torch.Tensor:
     """Small random factors, N(0, 0.01²): zeros would be a saddle point the gradient never leaves. Left undrawn on
-    the meta device, where the model is only measured (train._fits_in_memory): torch draws normals there through its
-    Python reference kernels, whose first use imports sympy (hundreds of modules)."""
+    the meta device, where the model is only measured (train._fits_in_memory says why)."""
     blank = torch.empty(n, k)
     return blank if blank.is_meta else torch.randn(n, k) * 0.01
 

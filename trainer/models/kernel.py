@@ -86,8 +86,8 @@ class GlocalK(KernelAutoEncoder):
         # The global kernel is identity + (means @ conv_kernel) * dot_scale. Started "identity" (conv_kernel 0),
         # the fine-tuning starts from the pre-trained model's own predictions; "paper" draws conv_kernel as
         # GLocal-K's code does (std 0.1, no identity), a kernel in the tens that the fine-tuning must unlearn.
-        # Zeroed and set in place, not multiplied by a flag: on the meta device, where the model is only measured
-        # (train._fits_in_memory), torch multiplies through Python reference kernels whose first use imports sympy.
+        # Zeroed and set in place, not multiplied by a flag: the meta device, where the model is only measured,
+        # has no kernel for products with a number (train._fits_in_memory says why that matters).
         paper = own.global_kernel_start == "paper"
         conv_kernel = nn.init.trunc_normal_(torch.empty(n_movies, 9), std=0.1)  # drawn either way: the same seed after
         if not paper:

@@ -52,7 +52,7 @@ class MultVAE(RankingModel):
         self.expand, self.output = nn.Linear(code, width), nn.Linear(width, n_movies)
         for layer in self.layers():  # as the paper's code draws them
             nn.init.xavier_uniform_(layer.weight)
-            if not layer.bias.is_meta:  # measured, not trained (train._fits_in_memory): see kernel.py's GlocalK
+            if not layer.bias.is_meta:  # only measured there: nothing to draw (train._fits_in_memory says why)
                 nn.init.normal_(layer.bias, std=0.001)
 
     def layers(self) -> tuple[nn.Linear, ...]:
